@@ -1,0 +1,123 @@
+//! Rules across policies: names are unique, and no service is managed by two
+//! policies. Two controllers (or two policies) writing the same service's
+//! tasks would undo each other's work forever, so an overlap is an error
+//! even when only a hypothetical service would fall under both.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::policy::{Policy, ServiceMatch};
+use crate::diag::{Diagnostic, Position, Rule};
+
+/// Checks that every name is used once. Takes the names of all decoded
+/// documents, valid or not, so a duplicate is reported even beside other errors.
+pub fn unique_names(names: &[(String, Position)]) -> Vec<Diagnostic> {
+    let mut first: HashMap<&str, &Position> = HashMap::new();
+    let mut diagnostics = vec![];
+    for (name, position) in names {
+        match first.get(name.as_str()) {
+            Some(earlier) => diagnostics.push(
+                Diagnostic::error(
+                    Rule::NameUnique,
+                    position.clone(),
+                    format!("a policy named `{name}` is already defined"),
+                )
+                .with_related((*earlier).clone(), "first defined here")
+                .with_help("policy names must be unique across all loaded files"),
+            ),
+            None => {
+                first.insert(name, position);
+            }
+        }
+    }
+    diagnostics
+}
+
+/// Checks every pair of valid policies for targets that overlap.
+pub fn overlapping_targets(policies: &[Policy]) -> Vec<Diagnostic> {
+    let mut diagnostics = vec![];
+    for (i, later) in policies.iter().enumerate() {
+        for earlier in &policies[..i] {
+            if !earlier.target.cluster.same_as(&later.target.cluster) {
+                continue;
+            }
+            if let Some(witness) = overlap(&earlier.target.services, &later.target.services) {
+                diagnostics.push(
+                    Diagnostic::error(
+                        Rule::TargetConflict,
+                        later.origin.target.clone(),
+                        format!(
+                            "policies `{}` and `{}` both target {witness} in cluster `{}`",
+                            earlier.name, later.name, later.target.cluster.name
+                        ),
+                    )
+                    .with_related(
+                        earlier.origin.target.clone(),
+                        format!(
+                            "`{}` ({}) targets it here",
+                            earlier.name, earlier.origin.target.file
+                        ),
+                    )
+                    .with_help(
+                        "a service is managed by one policy: merge the two, or narrow a selector",
+                    ),
+                );
+            }
+        }
+    }
+    diagnostics
+}
+
+/// A description of a service both matches would select, if one can exist.
+fn overlap(a: &ServiceMatch, b: &ServiceMatch) -> Option<String> {
+    match (a, b) {
+        (ServiceMatch::Named(x), ServiceMatch::Named(y)) => {
+            x.same_as(y).then(|| format!("service `{}`", x.name))
+        }
+        (ServiceMatch::Named(named), selector @ ServiceMatch::Selector { tags, .. })
+        | (selector @ ServiceMatch::Selector { tags, .. }, ServiceMatch::Named(named)) => {
+            selector.matches(&named.name, tags).then(|| {
+                if tags.is_empty() {
+                    format!("service `{}`", named.name)
+                } else {
+                    format!(
+                        "service `{}` (if it is tagged {})",
+                        named.name,
+                        describe_tags(tags)
+                    )
+                }
+            })
+        }
+        (
+            ServiceMatch::Selector {
+                name_pattern: pa,
+                tags: ta,
+            },
+            ServiceMatch::Selector {
+                name_pattern: pb,
+                tags: tb,
+            },
+        ) => {
+            // A service can carry both tag sets unless they disagree on a key.
+            if ta.iter().any(|(k, v)| tb.get(k).is_some_and(|w| w != v)) {
+                return None;
+            }
+            let name = match (pa, pb) {
+                (Some(a), Some(b)) => a.common_match(b)?,
+                (Some(g), None) | (None, Some(g)) => g.common_match(g)?,
+                (None, None) => "any-name".to_owned(),
+            };
+            let mut tags: BTreeMap<String, String> = ta.clone();
+            tags.extend(tb.clone());
+            Some(if tags.is_empty() {
+                format!("a service named `{name}`")
+            } else {
+                format!("a service named `{name}` tagged {}", describe_tags(&tags))
+            })
+        }
+    }
+}
+
+fn describe_tags(tags: &BTreeMap<String, String>) -> String {
+    let parts: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("{{{}}}", parts.join(", "))
+}

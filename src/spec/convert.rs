@@ -1,0 +1,736 @@
+//! From the wire format to the internal [`Policy`]: validate every field
+//! (collecting all problems, each at its position), then apply defaults.
+//! Rules that span several policies (unique names, overlapping targets) are
+//! in [`super::conflicts`].
+
+use std::time::Duration;
+
+use serde_saphyr::Spanned;
+
+use super::glob::Glob;
+use super::policy::{
+    Metric, Mode, OneTaskPerHost, Origin, Placement, Policy, ResourceRef, Scaling, ServiceMatch,
+    SpreadConstraint, Statistic, TaskCount, TopologyKey, defaults,
+};
+use super::quantity::{IntOrPercent, parse_duration, parse_percent};
+use super::source::SourceFile;
+use super::v1alpha1 as wire;
+use crate::diag::{Diagnostic, Rule, closest};
+
+/// ECS's limit on tasks per service.
+pub const MAX_TASKS_PER_SERVICE: i64 = 5_000;
+
+/// Collects the diagnostics of one document.
+struct Checker<'a> {
+    source: &'a SourceFile,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn error<T>(
+        &mut self,
+        rule: Rule,
+        at: &Spanned<T>,
+        message: impl Into<String>,
+    ) -> Option<&mut Diagnostic> {
+        self.diagnostics.push(Diagnostic::error(
+            rule,
+            self.source.position(at.referenced),
+            message,
+        ));
+        self.diagnostics.last_mut()
+    }
+
+    fn help(&mut self, help: impl Into<String>) {
+        if let Some(d) = self.diagnostics.last_mut() {
+            d.help = Some(help.into());
+        }
+    }
+
+    fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Validates one decoded document and, when it has no errors, returns the
+/// defaulted policy. Warnings are returned either way.
+pub fn convert(source: &SourceFile, doc: wire::ServicePolicy) -> (Option<Policy>, Vec<Diagnostic>) {
+    let mut c = Checker {
+        source,
+        diagnostics: vec![],
+    };
+
+    if doc.api_version.value != wire::API_VERSION {
+        c.error(
+            Rule::ApiVersion,
+            &doc.api_version,
+            format!("unsupported apiVersion `{}`", doc.api_version.value),
+        );
+        c.help(format!("supported: `{}`", wire::API_VERSION));
+    }
+    if doc.kind.value != wire::KIND {
+        c.error(
+            Rule::Kind,
+            &doc.kind,
+            format!("unsupported kind `{}`", doc.kind.value),
+        );
+        c.help(format!(
+            "supported kinds in {}: `{}`",
+            wire::API_VERSION,
+            wire::KIND
+        ));
+    }
+    check_name(&mut c, &doc.metadata.name);
+
+    let spec = &doc.spec.value;
+    let target = check_target(&mut c, &spec.target);
+    let placement = check_placement(&mut c, spec.placement.as_ref());
+    let scaling = spec.scaling.as_ref().and_then(|s| check_scaling(&mut c, s));
+
+    if let (Some(otph), Some(scaling)) = (
+        spec.placement
+            .as_ref()
+            .and_then(|p| p.one_task_per_host.as_ref()),
+        spec.scaling.as_ref(),
+    ) {
+        let related = c.source.position(otph.referenced);
+        if let Some(d) = c.error(
+            Rule::OneTaskPerHostWithScaling,
+            scaling,
+            "`scaling` cannot be combined with `placement.oneTaskPerHost`",
+        ) {
+            d.related.push(crate::diag::Related {
+                position: related,
+                message: "oneTaskPerHost sets the desired count to the number of eligible hosts"
+                    .into(),
+            });
+            d.help = Some(
+                "remove `scaling`, or drop `oneTaskPerHost` and use a `host` spread constraint"
+                    .into(),
+            );
+        }
+    }
+
+    let max_unavailable = match spec
+        .disruption
+        .as_ref()
+        .and_then(|d| d.max_unavailable.as_ref())
+    {
+        Some(m) => check_count(&mut c, m, Rule::MaxUnavailable, "maxUnavailable", 100),
+        None => Some(defaults::MAX_UNAVAILABLE),
+    };
+
+    let mode = match &spec.mode {
+        Some(m) => check_enum::<Mode>(&mut c, m, "mode"),
+        None => Some(Mode::Enforce),
+    };
+
+    if !c.has_errors()
+        && placement
+            .as_ref()
+            .is_some_and(|p| p.one_task_per_host.is_none() && p.spread.is_empty())
+        && spec.scaling.is_none()
+    {
+        c.diagnostics.push(
+            Diagnostic::warning(
+                Rule::NothingToEnforce,
+                source.position(doc.spec.referenced),
+                format!(
+                    "policy `{}` has no placement rule and no scaling: it will only report",
+                    doc.metadata.name.value
+                ),
+            )
+            .with_help("add `placement` (oneTaskPerHost, azBalanced, spread) or `scaling`"),
+        );
+    }
+
+    if c.has_errors() {
+        return (None, c.diagnostics);
+    }
+    let (Some(target), Some(placement), Some(max_unavailable), Some(mode)) =
+        (target, placement, max_unavailable, mode)
+    else {
+        return (None, c.diagnostics);
+    };
+    let policy = Policy {
+        name: doc.metadata.name.value.clone(),
+        labels: doc.metadata.labels.clone(),
+        target,
+        placement,
+        scaling,
+        max_unavailable,
+        mode,
+        origin: Origin {
+            name: source.position(doc.metadata.name.referenced),
+            target: source.position(spec.target.referenced),
+        },
+    };
+    (Some(policy), c.diagnostics)
+}
+
+fn check_name(c: &mut Checker<'_>, name: &Spanned<String>) {
+    let n = &name.value;
+    let ok = !n.is_empty()
+        && n.len() <= 63
+        && n.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !n.starts_with('-')
+        && !n.ends_with('-');
+    if !ok {
+        c.error(
+            Rule::NameFormat,
+            name,
+            format!("`{n}` is not a valid policy name"),
+        );
+        let suggestion: String = n
+            .to_ascii_lowercase()
+            .chars()
+            .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
+            .collect::<String>()
+            .trim_matches('-')
+            .chars()
+            .take(63)
+            .collect();
+        let mut help = "a name is a DNS label: lowercase letters, digits and `-`, at most 63 characters, starting and ending with a letter or digit".to_owned();
+        if !suggestion.is_empty() && suggestion != *n {
+            help.push_str(&format!(" (for example `{suggestion}`)"));
+        }
+        c.help(help);
+    }
+}
+
+/// Parses `arn:<partition>:ecs:<region>:<account>:<resource>` into its scope
+/// and resource part.
+fn parse_ecs_arn(text: &str) -> Option<((String, String), &str)> {
+    let mut parts = text.splitn(6, ':');
+    let (arn, partition, service, region, account, resource) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    (arn == "arn"
+        && partition.starts_with("aws")
+        && service == "ecs"
+        && !region.is_empty()
+        && !account.is_empty())
+    .then(|| ((region.to_owned(), account.to_owned()), resource))
+}
+
+fn is_ecs_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 255
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn parse_cluster(text: &str) -> Result<ResourceRef, String> {
+    if text.starts_with("arn:") {
+        let (scope, resource) = parse_ecs_arn(text).ok_or("not an ECS ARN")?;
+        let name = resource
+            .strip_prefix("cluster/")
+            .ok_or("an ECS ARN, but not of a cluster (expected `cluster/NAME`)")?;
+        if !is_ecs_name(name) {
+            return Err(format!("`{name}` is not a valid cluster name"));
+        }
+        return Ok(ResourceRef {
+            written: text.to_owned(),
+            name: name.to_owned(),
+            scope: Some(scope),
+        });
+    }
+    if !is_ecs_name(text) {
+        return Err("a cluster name has 1 to 255 letters, digits, `-` and `_`".into());
+    }
+    Ok(ResourceRef {
+        written: text.to_owned(),
+        name: text.to_owned(),
+        scope: None,
+    })
+}
+
+/// A service ARN may name its cluster (`service/CLUSTER/NAME`, the current
+/// format) or not (`service/NAME`, the old one).
+fn parse_service(text: &str) -> Result<(ResourceRef, Option<String>), String> {
+    if text.starts_with("arn:") {
+        let (scope, resource) = parse_ecs_arn(text).ok_or("not an ECS ARN")?;
+        let rest = resource
+            .strip_prefix("service/")
+            .ok_or("an ECS ARN, but not of a service (expected `service/CLUSTER/NAME`)")?;
+        let (cluster, name) = match rest.split_once('/') {
+            Some((cluster, name)) => (Some(cluster.to_owned()), name),
+            None => (None, rest),
+        };
+        if !is_ecs_name(name) {
+            return Err(format!("`{name}` is not a valid service name"));
+        }
+        return Ok((
+            ResourceRef {
+                written: text.to_owned(),
+                name: name.to_owned(),
+                scope: Some(scope),
+            },
+            cluster,
+        ));
+    }
+    if !is_ecs_name(text) {
+        return Err("a service name has 1 to 255 letters, digits, `-` and `_`".into());
+    }
+    Ok((
+        ResourceRef {
+            written: text.to_owned(),
+            name: text.to_owned(),
+            scope: None,
+        },
+        None,
+    ))
+}
+
+fn check_target(
+    c: &mut Checker<'_>,
+    target: &Spanned<wire::Target>,
+) -> Option<super::policy::Target> {
+    let t = &target.value;
+    let cluster = match parse_cluster(&t.cluster.value) {
+        Ok(r) => Some(r),
+        Err(why) => {
+            c.error(
+                Rule::TargetFormat,
+                &t.cluster,
+                format!("`{}` is not a cluster name or ARN: {why}", t.cluster.value),
+            );
+            None
+        }
+    };
+    let services = match (&t.service, &t.service_selector) {
+        (Some(_), Some(selector)) => {
+            c.error(
+                Rule::TargetExactlyOne,
+                selector,
+                "set either `service` or `serviceSelector`, not both",
+            );
+            None
+        }
+        (None, None) => {
+            c.error(
+                Rule::TargetExactlyOne,
+                target,
+                "`target` needs a `service` or a `serviceSelector`",
+            );
+            c.help("name one service with `service: NAME`, or match several with `serviceSelector: {namePattern: \"api-*\"}`");
+            None
+        }
+        (Some(service), None) => match parse_service(&service.value) {
+            Ok((r, arn_cluster)) => {
+                if let (Some(arn_cluster), Some(cluster)) = (arn_cluster, &cluster)
+                    && arn_cluster != cluster.name
+                {
+                    c.error(
+                        Rule::TargetFormat,
+                        service,
+                        format!("the service ARN is in cluster `{arn_cluster}`, but `target.cluster` is `{}`", cluster.name),
+                    );
+                    return None;
+                }
+                Some(ServiceMatch::Named(r))
+            }
+            Err(why) => {
+                c.error(
+                    Rule::TargetFormat,
+                    service,
+                    format!("`{}` is not a service name or ARN: {why}", service.value),
+                );
+                None
+            }
+        },
+        (None, Some(selector)) => check_selector(c, selector),
+    };
+    Some(super::policy::Target {
+        cluster: cluster?,
+        services: services?,
+    })
+}
+
+fn check_selector(
+    c: &mut Checker<'_>,
+    selector: &Spanned<wire::ServiceSelector>,
+) -> Option<ServiceMatch> {
+    let s = &selector.value;
+    let tags = s.tags.clone().unwrap_or_default();
+    if s.name_pattern.is_none() && tags.is_empty() {
+        c.error(
+            Rule::SelectorEmpty,
+            selector,
+            "`serviceSelector` matches every service of the cluster",
+        );
+        c.help("give a `namePattern`, `tags`, or both; to manage every service, say so with `namePattern: \"*\"`");
+        return None;
+    }
+    let name_pattern = match &s.name_pattern {
+        None => None,
+        Some(p) => match Glob::new(&p.value) {
+            Ok(g) => Some(g),
+            Err(why) => {
+                c.error(
+                    Rule::NamePattern,
+                    p,
+                    format!("invalid name pattern `{}`: {why}", p.value),
+                );
+                return None;
+            }
+        },
+    };
+    Some(ServiceMatch::Selector { name_pattern, tags })
+}
+
+fn check_placement(c: &mut Checker<'_>, placement: Option<&wire::Placement>) -> Option<Placement> {
+    let Some(p) = placement else {
+        return Some(Placement::default());
+    };
+    let mut ok = true;
+    let mut spread: Vec<(SpreadConstraint, Option<&Spanned<String>>)> = vec![];
+    if p.az_balanced.as_ref().is_some_and(|b| b.value) {
+        spread.push((
+            SpreadConstraint {
+                topology: TopologyKey::Zone,
+                max_skew: 1,
+                min_domains: None,
+            },
+            None,
+        ));
+    }
+    for constraint in p.spread.iter().flatten() {
+        let sc = &constraint.value;
+        let topology = TopologyKey::parse(&sc.topology_key.value);
+        if topology.is_none() {
+            ok = false;
+            c.error(
+                Rule::TopologyKey,
+                &sc.topology_key,
+                format!("unknown topologyKey `{}`", sc.topology_key.value),
+            );
+            let suggestion = match sc.topology_key.value.to_ascii_lowercase().as_str() {
+                "az"
+                | "zones"
+                | "availability-zone"
+                | "availabilityzone"
+                | "ecs.availability-zone" => Some("zone"),
+                "instance" | "hosts" | "node" | "containerinstance" | "container-instance" => {
+                    Some("host")
+                }
+                other => closest(other, ["zone", "host"]),
+            };
+            c.help(match suggestion {
+                Some(s) => format!("did you mean `{s}`? topologyKey is `zone`, `host` or `attribute:<ECS attribute name>`"),
+                None => "topologyKey is `zone`, `host` or `attribute:<ECS attribute name>`".to_owned(),
+            });
+        }
+        let max_skew = positive(
+            c,
+            &sc.max_skew,
+            Rule::MaxSkew,
+            "maxSkew",
+            "1 allows a difference of one task between domains, the tightest balance",
+        );
+        let min_domains = match &sc.min_domains {
+            None => Some(None),
+            Some(m) => positive(
+                c,
+                m,
+                Rule::MinDomains,
+                "minDomains",
+                "minDomains is the number of domains the tasks must spread over",
+            )
+            .map(Some),
+        };
+        match (topology, max_skew, min_domains) {
+            (Some(topology), Some(max_skew), Some(min_domains)) => {
+                spread.push((
+                    SpreadConstraint {
+                        topology,
+                        max_skew,
+                        min_domains,
+                    },
+                    Some(&sc.topology_key),
+                ));
+            }
+            _ => ok = false,
+        }
+    }
+    // Two constraints over one topology would contradict or repeat each other.
+    for i in 0..spread.len() {
+        if let Some(earlier) = spread[..i]
+            .iter()
+            .position(|(s, _)| s.topology == spread[i].0.topology)
+            && let Some(at) = spread[i].1
+        {
+            ok = false;
+            let what = match spread[earlier].1 {
+                None => "`azBalanced: true` already constrains `zone`".to_owned(),
+                Some(_) => format!(
+                    "an earlier constraint already uses `{}`",
+                    spread[i].0.topology
+                ),
+            };
+            c.error(
+                Rule::DuplicateTopology,
+                at,
+                format!(
+                    "second spread constraint over `{}`: {what}",
+                    spread[i].0.topology
+                ),
+            );
+            c.help("keep one constraint per topologyKey");
+        }
+    }
+    let one_task_per_host = p.one_task_per_host.as_ref().map(|o| OneTaskPerHost {
+        host_attributes: o
+            .value
+            .host_selector
+            .as_ref()
+            .map(|h| h.attributes.clone())
+            .unwrap_or_default(),
+    });
+    ok.then(|| Placement {
+        one_task_per_host,
+        spread: spread.into_iter().map(|(s, _)| s).collect(),
+    })
+}
+
+fn positive(
+    c: &mut Checker<'_>,
+    value: &Spanned<i64>,
+    rule: Rule,
+    field: &str,
+    help: &str,
+) -> Option<u32> {
+    match u32::try_from(value.value) {
+        Ok(n) if n >= 1 => Some(n),
+        _ => {
+            c.error(
+                rule,
+                value,
+                format!("{field} must be at least 1, got {}", value.value),
+            );
+            c.help(help);
+            None
+        }
+    }
+}
+
+/// A task count or percentage; `max_percent` bounds the percentage.
+fn check_count(
+    c: &mut Checker<'_>,
+    value: &Spanned<IntOrPercent>,
+    rule: Rule,
+    field: &str,
+    max_percent: u32,
+) -> Option<TaskCount> {
+    match &value.value {
+        IntOrPercent::Int(n) => match u32::try_from(*n) {
+            Ok(n) if n >= 1 => Some(TaskCount::Tasks(n)),
+            _ => {
+                c.error(
+                    rule,
+                    value,
+                    format!("{field} must be at least 1 task, got {n}"),
+                );
+                None
+            }
+        },
+        IntOrPercent::Text(text) => match parse_percent(text) {
+            Some(p) if (1..=max_percent).contains(&p) => Some(TaskCount::Percent(p)),
+            Some(p) => {
+                c.error(
+                    rule,
+                    value,
+                    format!("{field} must be between 1% and {max_percent}%, got {p}%"),
+                );
+                None
+            }
+            None => {
+                c.error(rule, value, format!("{field} must be a number of tasks or a percentage such as \"10%\", got `{text}`"));
+                None
+            }
+        },
+    }
+}
+
+/// One of an enumeration's names, exactly as written in the schema.
+fn check_enum<T: std::str::FromStr + strum::VariantNames>(
+    c: &mut Checker<'_>,
+    value: &Spanned<String>,
+    field: &str,
+) -> Option<T> {
+    match value.value.parse() {
+        Ok(v) => Some(v),
+        Err(_) => {
+            c.error(
+                Rule::UnknownVariant,
+                value,
+                format!("unknown {field} `{}`", value.value),
+            );
+            match closest(&value.value, T::VARIANTS.iter().copied()) {
+                Some(s) => c.help(format!("did you mean `{s}`?")),
+                None => c.help(format!("{field} is one of: {}", T::VARIANTS.join(", "))),
+            }
+            None
+        }
+    }
+}
+
+fn check_duration(
+    c: &mut Checker<'_>,
+    value: Option<&Spanned<String>>,
+    field: &str,
+    default: Duration,
+) -> Option<Duration> {
+    let Some(value) = value else {
+        return Some(default);
+    };
+    match parse_duration(&value.value) {
+        Ok(d) => Some(d),
+        Err(e) => {
+            c.error(Rule::Duration, value, format!("{field}: {e}"));
+            None
+        }
+    }
+}
+
+fn check_scaling(c: &mut Checker<'_>, scaling: &Spanned<wire::Scaling>) -> Option<Scaling> {
+    let s = &scaling.value;
+    let errors_before = c.diagnostics.len();
+    if s.min_tasks.value < 0 {
+        c.error(
+            Rule::TaskBounds,
+            &s.min_tasks,
+            format!("minTasks cannot be negative, got {}", s.min_tasks.value),
+        );
+    }
+    if s.max_tasks.value < 1 || s.max_tasks.value > MAX_TASKS_PER_SERVICE {
+        c.error(
+            Rule::TaskBounds,
+            &s.max_tasks,
+            format!("maxTasks must be between 1 and {MAX_TASKS_PER_SERVICE} (ECS's limit per service), got {}", s.max_tasks.value),
+        );
+    }
+    if s.min_tasks.value > s.max_tasks.value {
+        c.error(
+            Rule::TaskBounds,
+            &s.min_tasks,
+            format!(
+                "minTasks ({}) is greater than maxTasks ({})",
+                s.min_tasks.value, s.max_tasks.value
+            ),
+        );
+    }
+    if s.scale_in_below.value >= s.scale_out_above.value {
+        c.error(
+            Rule::Thresholds,
+            &s.scale_in_below,
+            format!(
+                "scaleInBelow ({}) must be lower than scaleOutAbove ({})",
+                s.scale_in_below.value, s.scale_out_above.value
+            ),
+        );
+        c.help("between the two thresholds the service keeps its count; without that gap it would flap");
+    }
+    // A scale-out step may exceed 100% (double the service); a scale-in step may not.
+    let out_step = s
+        .scale_out_step
+        .as_ref()
+        .map_or(Some(defaults::SCALE_STEP), |v| {
+            check_count(c, v, Rule::Step, "scaleOutStep", 1000)
+        });
+    let in_step = s
+        .scale_in_step
+        .as_ref()
+        .map_or(Some(defaults::SCALE_STEP), |v| {
+            check_count(c, v, Rule::Step, "scaleInStep", 100)
+        });
+    let out_cooldown = check_duration(
+        c,
+        s.scale_out_cooldown.as_ref(),
+        "scaleOutCooldown",
+        defaults::SCALE_OUT_COOLDOWN,
+    );
+    let in_cooldown = check_duration(
+        c,
+        s.scale_in_cooldown.as_ref(),
+        "scaleInCooldown",
+        defaults::SCALE_IN_COOLDOWN,
+    );
+    let stabilization = check_duration(
+        c,
+        s.scale_in_stabilization.as_ref(),
+        "scaleInStabilization",
+        defaults::SCALE_IN_STABILIZATION,
+    );
+    let metric = check_metric(c, &s.metric);
+    if c.diagnostics.len() > errors_before {
+        return None;
+    }
+    Some(Scaling {
+        min_tasks: u32::try_from(s.min_tasks.value).ok()?,
+        max_tasks: u32::try_from(s.max_tasks.value).ok()?,
+        metric: metric?,
+        scale_out_above: s.scale_out_above.value,
+        scale_in_below: s.scale_in_below.value,
+        scale_out_step: out_step?,
+        scale_in_step: in_step?,
+        scale_out_cooldown: out_cooldown?,
+        scale_in_cooldown: in_cooldown?,
+        scale_in_stabilization: stabilization?,
+    })
+}
+
+fn check_metric(c: &mut Checker<'_>, metric: &Spanned<wire::MetricSource>) -> Option<Metric> {
+    let Some(cw) = &metric.value.cloud_watch else {
+        c.error(Rule::MetricSource, metric, "`metric` needs a source");
+        c.help("for example `cloudWatch: {namespace: AWS/ECS, name: CPUUtilization, dimensions: {...}}`");
+        return None;
+    };
+    let mut ok = true;
+    for (field, value) in [("namespace", &cw.namespace), ("name", &cw.name)] {
+        if value.value.trim().is_empty() {
+            ok = false;
+            c.error(
+                Rule::MetricSource,
+                value,
+                format!("cloudWatch.{field} is empty"),
+            );
+        }
+    }
+    let statistic = match &cw.statistic {
+        Some(s) => check_enum::<Statistic>(c, s, "statistic"),
+        None => Some(Statistic::Average),
+    };
+    let period = check_duration(c, cw.period.as_ref(), "period", defaults::METRIC_PERIOD)?;
+    let secs = period.as_secs();
+    let valid_period = period.subsec_nanos() == 0
+        && (matches!(secs, 1 | 5 | 10 | 30) || (secs > 0 && secs % 60 == 0));
+    if !valid_period && let Some(p) = &cw.period {
+        ok = false;
+        c.error(
+            Rule::MetricPeriod,
+            p,
+            format!(
+                "CloudWatch periods are 1s, 5s, 10s, 30s or a multiple of 60s, got `{}`",
+                p.value
+            ),
+        );
+    }
+    if !ok {
+        return None;
+    }
+    Some(Metric::CloudWatch {
+        namespace: cw.namespace.value.clone(),
+        name: cw.name.value.clone(),
+        statistic: statistic?,
+        dimensions: cw.dimensions.clone(),
+        period,
+    })
+}

@@ -1,0 +1,265 @@
+//! Reading policy files: size limit, UTF-8, YAML limits, and decoding every
+//! document of a multi-document file into the wire types, each failure
+//! turned into a positioned [`Diagnostic`].
+
+use serde_saphyr::{Error as YamlError, MessageFormatter};
+
+use super::v1alpha1::{self, API_VERSION, KIND, TypeMeta};
+use crate::diag::{Diagnostic, Position, Rule, closest};
+
+/// Files larger than this are rejected unread: a policy file is a few KiB.
+pub const MAX_FILE_BYTES: usize = 1024 * 1024;
+
+/// A file's text, kept to quote the offending line in diagnostics.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    /// The path as the user gave it (or as found under a directory they gave).
+    pub name: String,
+    pub text: String,
+}
+
+impl SourceFile {
+    /// The position of a YAML location in this file, with its line's text.
+    pub fn position(&self, location: serde_saphyr::Location) -> Position {
+        self.position_at(location.line(), location.column())
+    }
+
+    pub fn position_at(&self, line: u64, column: u64) -> Position {
+        let source_line = (line > 0)
+            .then(|| self.text.lines().nth((line - 1) as usize))
+            .flatten()
+            .map(str::to_owned);
+        Position {
+            file: self.name.clone(),
+            line,
+            column,
+            source_line,
+        }
+    }
+
+    /// The whole file, for problems without a line.
+    pub fn whole(&self) -> Position {
+        Position {
+            file: self.name.clone(),
+            line: 0,
+            column: 0,
+            source_line: None,
+        }
+    }
+}
+
+/// Everything read from one file.
+#[derive(Debug)]
+pub struct DecodedFile {
+    pub source: SourceFile,
+    pub documents: Vec<v1alpha1::ServicePolicy>,
+}
+
+/// Decodes a file's bytes. Never panics, whatever the bytes (a property test
+/// holds it to that); every problem becomes a diagnostic.
+pub fn decode(name: &str, bytes: &[u8], diagnostics: &mut Vec<Diagnostic>) -> Option<DecodedFile> {
+    let whole = Position {
+        file: name.to_owned(),
+        line: 0,
+        column: 0,
+        source_line: None,
+    };
+    if bytes.len() > MAX_FILE_BYTES {
+        diagnostics.push(
+            Diagnostic::error(
+                Rule::FileTooLarge,
+                whole,
+                format!(
+                    "file is {} bytes; policy files are limited to {MAX_FILE_BYTES} bytes",
+                    bytes.len()
+                ),
+            )
+            .with_help("split the policies into several files"),
+        );
+        return None;
+    }
+    let text = match std::str::from_utf8(bytes) {
+        Ok(text) => text.strip_prefix('\u{feff}').unwrap_or(text).to_owned(),
+        Err(e) => {
+            let valid = &bytes[..e.valid_up_to()];
+            let line = valid.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+            let line_start = valid.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&valid[line_start..])
+                .chars()
+                .count() as u64
+                + 1;
+            diagnostics.push(
+                Diagnostic::error(
+                    Rule::InvalidUtf8,
+                    Position {
+                        line,
+                        column,
+                        ..whole
+                    },
+                    format!(
+                        "invalid UTF-8 (byte 0x{:02x} at offset {})",
+                        bytes[e.valid_up_to()],
+                        e.valid_up_to()
+                    ),
+                )
+                .with_help("policy files must be UTF-8 text"),
+            );
+            return None;
+        }
+    };
+    let source = SourceFile {
+        name: name.to_owned(),
+        text,
+    };
+
+    // Pass 1 reads only apiVersion and kind, so a document of another version
+    // or kind gets one clear error instead of a list of unknown fields.
+    let metas: Vec<_> = read_documents::<TypeMeta>(&source.text);
+    let policies: Vec<_> = read_documents::<v1alpha1::ServicePolicy>(&source.text);
+    // Both passes see the same documents; if they somehow disagree, pass 2
+    // alone decides (it checks apiVersion and kind again in `convert`).
+    let metas: Vec<Option<Result<TypeMeta, YamlError>>> = if metas.len() == policies.len() {
+        metas.into_iter().map(Some).collect()
+    } else {
+        policies.iter().map(|_| None).collect()
+    };
+
+    let mut documents = vec![];
+    for (meta, policy) in metas.into_iter().zip(policies) {
+        if let Some(Ok(meta)) = meta {
+            if !check_type_meta(&source, &meta, diagnostics) {
+                continue;
+            }
+        }
+        match policy {
+            Ok(policy) => documents.push(policy),
+            Err(e) => diagnostics.push(decode_error(&source, &e)),
+        }
+    }
+    let blank = |l: &str| {
+        let l = l.trim();
+        l.is_empty() || l.starts_with('#') || l == "---" || l == "..."
+    };
+    if source.text.lines().all(blank) {
+        diagnostics.push(Diagnostic::warning(
+            Rule::EmptyFile,
+            source.whole(),
+            "no policy in this file",
+        ));
+    }
+    Some(DecodedFile { source, documents })
+}
+
+/// Returns false (with a diagnostic) when the document is not a v1alpha1 ServicePolicy.
+fn check_type_meta(
+    source: &SourceFile,
+    meta: &TypeMeta,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> bool {
+    let mut ok = true;
+    if let Some(v) = &meta.api_version
+        && v.value != API_VERSION
+    {
+        ok = false;
+        diagnostics.push(
+            Diagnostic::error(
+                Rule::ApiVersion,
+                source.position(v.referenced),
+                format!("unsupported apiVersion `{}`", v.value),
+            )
+            .with_help(format!("supported: `{API_VERSION}`")),
+        );
+    }
+    if let Some(k) = &meta.kind
+        && k.value != KIND
+    {
+        ok = false;
+        diagnostics.push(
+            Diagnostic::error(
+                Rule::Kind,
+                source.position(k.referenced),
+                format!("unsupported kind `{}`", k.value),
+            )
+            .with_help(format!("supported kinds in {API_VERSION}: `{KIND}`")),
+        );
+    }
+    ok
+}
+
+/// Limits that no legitimate policy file comes near, so hostile input
+/// (alias bombs, deep nesting, millions of nodes) fails fast.
+fn options() -> serde_saphyr::Options {
+    serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_documents: 1_000,
+            max_nodes: 100_000,
+            max_depth: 64,
+            max_aliases: 1_000,
+            max_anchors: 1_000,
+            max_total_scalar_bytes: MAX_FILE_BYTES,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: 100_000,
+            max_replay_stack_depth: 16,
+        },
+    }
+}
+
+fn read_documents<T: serde::de::DeserializeOwned>(text: &str) -> Vec<Result<T, YamlError>> {
+    let mut reader = std::io::Cursor::new(text.as_bytes());
+    serde_saphyr::read_with_options::<_, T>(&mut reader, options()).collect()
+}
+
+/// Strips the wrappers the YAML crate puts around an error.
+fn innermost(mut e: &YamlError) -> &YamlError {
+    loop {
+        match e {
+            YamlError::WithSnippet { error, .. } | YamlError::AliasError { error, .. } => e = error,
+            other => return other,
+        }
+    }
+}
+
+fn decode_error(source: &SourceFile, error: &YamlError) -> Diagnostic {
+    let position = error
+        .location()
+        .filter(|l| l.line() > 0)
+        .map_or_else(|| source.whole(), |l| source.position(l));
+    let message = serde_saphyr::DefaultMessageFormatter
+        .format_message(innermost(error))
+        .into_owned();
+    match innermost(error) {
+        YamlError::SerdeUnknownField { field, expected, .. } => {
+            let diagnostic = Diagnostic::error(Rule::UnknownField, position, format!("unknown field `{field}`"));
+            match closest(field, expected.iter().copied()) {
+                Some(suggestion) => diagnostic.with_help(format!("did you mean `{suggestion}`?")),
+                None => diagnostic.with_help(format!("expected one of: {}", expected.join(", "))),
+            }
+        }
+        YamlError::SerdeUnknownVariant { variant, expected, .. } => {
+            let diagnostic = Diagnostic::error(Rule::UnknownVariant, position, format!("unknown value `{variant}`"));
+            match closest(variant, expected.iter().copied()) {
+                Some(suggestion) => diagnostic.with_help(format!("did you mean `{suggestion}`?")),
+                None => diagnostic.with_help(format!("expected one of: {}", expected.join(", "))),
+            }
+        }
+        YamlError::SerdeMissingField { field, .. } => {
+            Diagnostic::error(Rule::MissingField, position, format!("missing field `{field}`"))
+        }
+        YamlError::Budget { .. }
+        | YamlError::AliasReplayCounterOverflow { .. }
+        | YamlError::AliasReplayLimitExceeded { .. }
+        | YamlError::AliasExpansionLimitExceeded { .. }
+        | YamlError::AliasReplayStackDepthExceeded { .. } => Diagnostic::error(Rule::YamlLimits, position, message)
+            .with_help("policy files are small; this input exceeds the parser's safety limits (aliases, nesting or size)"),
+        YamlError::SerdeInvalidType { .. }
+        | YamlError::SerdeInvalidValue { .. }
+        | YamlError::SerdeInvalidLength { .. }
+        | YamlError::InvalidScalar { .. }
+        | YamlError::InvalidBooleanStrict { .. }
+        | YamlError::NullIntoString { .. }
+        | YamlError::NonFiniteFloat { .. }
+        | YamlError::Message { .. } => Diagnostic::error(Rule::InvalidType, position, message),
+        _ => Diagnostic::error(Rule::YamlSyntax, position, message),
+    }
+}

@@ -1,0 +1,319 @@
+//! `stevedore.io/v1alpha1`: the wire format users write, exactly as decoded.
+//!
+//! These types only describe shape. They keep the position of every value
+//! (`Spanned`) and deliberately loose scalar types (signed numbers, strings
+//! for durations) so that semantic mistakes reach [`super::convert`], which
+//! reports all of them with a precise message, instead of stopping at the
+//! first type error. Enumerations are decoded as strings for the same
+//! reason; their schema still lists the allowed values. The JSON Schema in `schema/` is generated from these
+//! types: the doc comments are its descriptions.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::quantity::{DurationSchema, IntOrPercent};
+
+/// The `apiVersion` this module decodes.
+pub const API_VERSION: &str = "stevedore.io/v1alpha1";
+/// The only kind this version defines.
+pub const KIND: &str = "ServicePolicy";
+
+/// Only `apiVersion` and `kind`, read first so that a document of another
+/// version or kind gets one clear error instead of a list of unknown fields.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypeMeta {
+    pub api_version: Option<Spanned<String>>,
+    pub kind: Option<Spanned<String>>,
+}
+
+/// A ServicePolicy declares how stevedore keeps one ECS service (or every
+/// service a selector matches) placed and scaled.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "ServicePolicy (stevedore.io/v1alpha1)")]
+pub struct ServicePolicy {
+    /// The version of this format: `stevedore.io/v1alpha1`.
+    #[schemars(with = "ApiVersionSchema")]
+    pub api_version: Spanned<String>,
+    /// The kind of object: `ServicePolicy`.
+    #[schemars(with = "KindSchema")]
+    pub kind: Spanned<String>,
+    /// Name and labels of the policy.
+    pub metadata: ObjectMeta,
+    /// What the policy targets and what it enforces.
+    #[schemars(with = "ServicePolicySpec")]
+    pub spec: Spanned<ServicePolicySpec>,
+}
+
+#[derive(JsonSchema)]
+#[schemars(inline)]
+#[allow(dead_code)] // schema only
+enum ApiVersionSchema {
+    #[serde(rename = "stevedore.io/v1alpha1")]
+    V1alpha1,
+}
+
+#[derive(JsonSchema)]
+#[schemars(inline)]
+#[allow(dead_code)] // schema only
+enum KindSchema {
+    ServicePolicy,
+}
+
+/// Identifies the policy.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectMeta {
+    /// Unique among all loaded policies; a DNS label: lowercase letters,
+    /// digits and `-`, at most 63 characters, starting and ending with a
+    /// letter or digit.
+    #[schemars(
+        with = "String",
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
+    pub name: Spanned<String>,
+    /// Free-form labels, reported with the policy's status and metrics.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What the policy targets and what it enforces.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("if" = {
+    "required": ["placement"],
+    "properties": { "placement": { "required": ["oneTaskPerHost"] } }
+}, "then" = { "not": { "required": ["scaling"] } }))]
+pub struct ServicePolicySpec {
+    /// The ECS cluster and the service(s) the policy manages.
+    #[schemars(with = "Target")]
+    pub target: Spanned<Target>,
+    /// Placement rules: one task per host, zone balance, spread constraints.
+    #[serde(default)]
+    pub placement: Option<Placement>,
+    /// Scale thresholds: change the desired count when a metric crosses a
+    /// threshold. Excludes `placement.oneTaskPerHost`, which sets the count itself.
+    #[schemars(with = "Option<Scaling>")]
+    pub scaling: Option<Spanned<Scaling>>,
+    /// How many tasks stevedore may take down at once.
+    pub disruption: Option<Disruption>,
+    /// `Enforce` (default) acts; `DryRun` plans and reports but never acts.
+    #[schemars(with = "Option<Mode>")]
+    pub mode: Option<Spanned<String>>,
+}
+
+/// The service(s) a policy manages. Set exactly one of `service` and
+/// `serviceSelector`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    { "required": ["service"] },
+    { "required": ["serviceSelector"] }
+]))]
+pub struct Target {
+    /// The cluster's name or ARN.
+    #[schemars(with = "String", length(min = 1))]
+    pub cluster: Spanned<String>,
+    /// One service, by name or ARN.
+    #[schemars(with = "Option<String>", length(min = 1))]
+    pub service: Option<Spanned<String>>,
+    /// Every service of the cluster that matches; each is managed on its own.
+    #[schemars(with = "Option<ServiceSelector>")]
+    pub service_selector: Option<Spanned<ServiceSelector>>,
+}
+
+/// Matches services by name pattern and tags; a service must match all given
+/// conditions. At least one condition is required.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1))]
+pub struct ServiceSelector {
+    /// A service name pattern: `*` matches any run of characters, `?` one.
+    #[schemars(with = "Option<String>", regex(pattern = r"^[A-Za-z0-9_*?-]+$"))]
+    pub name_pattern: Option<Spanned<String>>,
+    /// Tags the service must carry, with these exact values.
+    pub tags: Option<BTreeMap<String, String>>,
+}
+
+/// Placement rules. All given rules must hold at once.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Placement {
+    /// Run exactly one task on every eligible host: the desired count follows
+    /// the number of ACTIVE, connected, non-draining container instances that
+    /// match `hostSelector`.
+    #[schemars(with = "Option<OneTaskPerHost>")]
+    pub one_task_per_host: Option<Spanned<OneTaskPerHost>>,
+    /// Shorthand for a spread constraint over availability zones with
+    /// `maxSkew: 1`.
+    #[schemars(with = "Option<bool>")]
+    pub az_balanced: Option<Spanned<bool>>,
+    /// Spread constraints over topology domains, like Kubernetes
+    /// `topologySpreadConstraints`; all must hold.
+    #[schemars(with = "Option<Vec<SpreadConstraint>>")]
+    pub spread: Option<Vec<Spanned<SpreadConstraint>>>,
+}
+
+/// Options of `oneTaskPerHost`.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OneTaskPerHost {
+    /// Which hosts count; all hosts of the cluster when absent.
+    pub host_selector: Option<HostSelector>,
+}
+
+/// Selects container instances by their ECS attributes.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostSelector {
+    /// Container instance attributes (such as `ecs.instance-type`) that must
+    /// have exactly these values.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+/// Keep the number of the service's tasks in every domain of a topology
+/// within `maxSkew` of each other.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SpreadConstraint {
+    /// The topology: `zone` (availability zone), `host` (container instance),
+    /// or `attribute:<name>` for any container instance attribute.
+    #[schemars(with = "String", regex(pattern = r"^(zone|host|attribute:[^\s]+)$"))]
+    pub topology_key: Spanned<String>,
+    /// The largest allowed difference between the most and the least loaded
+    /// domain. At least 1.
+    #[schemars(with = "u32", range(min = 1))]
+    pub max_skew: Spanned<i64>,
+    /// With fewer eligible domains than this, the missing ones count as
+    /// domains with zero tasks (as in Kubernetes).
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    pub min_domains: Option<Spanned<i64>>,
+}
+
+/// Scale thresholds with steps, bounds, cooldowns and a scale-in
+/// stabilization window (as in the Kubernetes HPA `behavior` field).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Scaling {
+    /// Never scale in below this many tasks.
+    #[schemars(with = "u32")]
+    pub min_tasks: Spanned<i64>,
+    /// Never scale out above this many tasks (at most 5000, ECS's limit per service).
+    #[schemars(with = "u32", range(min = 1, max = 5000))]
+    pub max_tasks: Spanned<i64>,
+    /// The metric compared with the thresholds.
+    #[schemars(with = "MetricSource")]
+    pub metric: Spanned<MetricSource>,
+    /// Scale out when the metric is above this value.
+    #[schemars(with = "f64")]
+    pub scale_out_above: Spanned<f64>,
+    /// Scale in when the metric is below this value; must be lower than
+    /// `scaleOutAbove`.
+    #[schemars(with = "f64")]
+    pub scale_in_below: Spanned<f64>,
+    /// Tasks to add per scale-out, or a percentage of the current count
+    /// (rounded up, at least one). Default 1.
+    #[schemars(with = "Option<IntOrPercent>")]
+    pub scale_out_step: Option<Spanned<IntOrPercent>>,
+    /// Tasks to remove per scale-in, or a percentage of the current count
+    /// (rounded up, at least one). Default 1.
+    #[schemars(with = "Option<IntOrPercent>")]
+    pub scale_in_step: Option<Spanned<IntOrPercent>>,
+    /// Minimum time between two scale-outs. Default `60s`.
+    #[schemars(with = "Option<DurationSchema>")]
+    pub scale_out_cooldown: Option<Spanned<String>>,
+    /// Minimum time after any scaling before a scale-in. Default `300s`.
+    #[schemars(with = "Option<DurationSchema>")]
+    pub scale_in_cooldown: Option<Spanned<String>>,
+    /// Scale in only to the highest count recommended during this window, so
+    /// a noisy metric does not make the service go up and down. Default `300s`.
+    #[schemars(with = "Option<DurationSchema>")]
+    pub scale_in_stabilization: Option<Spanned<String>>,
+}
+
+/// Where the metric comes from. Set exactly one source.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("minProperties" = 1, "maxProperties" = 1))]
+pub struct MetricSource {
+    /// A CloudWatch metric.
+    pub cloud_watch: Option<CloudWatchMetric>,
+}
+
+/// A CloudWatch metric, read with GetMetricData.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CloudWatchMetric {
+    /// The metric's namespace, such as `AWS/ECS`.
+    #[schemars(with = "String", length(min = 1))]
+    pub namespace: Spanned<String>,
+    /// The metric's name, such as `CPUUtilization`.
+    #[schemars(with = "String", length(min = 1))]
+    pub name: Spanned<String>,
+    /// The statistic; default `Average`.
+    #[schemars(with = "Option<Statistic>")]
+    pub statistic: Option<Spanned<String>>,
+    /// The metric's dimensions.
+    #[serde(default)]
+    pub dimensions: BTreeMap<String, String>,
+    /// The period of each data point: 1s, 5s, 10s, 30s or a multiple of 60s.
+    /// Default `60s`.
+    #[schemars(with = "Option<DurationSchema>")]
+    pub period: Option<Spanned<String>>,
+}
+
+/// A CloudWatch statistic.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    JsonSchema,
+    serde::Serialize,
+    strum::EnumString,
+    strum::VariantNames,
+)]
+pub enum Statistic {
+    Average,
+    Sum,
+    Minimum,
+    Maximum,
+    SampleCount,
+}
+
+/// The disruption budget.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Disruption {
+    /// The most tasks of the service stevedore takes down at once: a number
+    /// or a percentage of the desired count (rounded up, at least one).
+    /// Default 1.
+    #[schemars(with = "Option<IntOrPercent>")]
+    pub max_unavailable: Option<Spanned<IntOrPercent>>,
+}
+
+/// Whether stevedore acts on the policy.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    JsonSchema,
+    serde::Serialize,
+    strum::EnumString,
+    strum::VariantNames,
+)]
+pub enum Mode {
+    /// Plan and act.
+    Enforce,
+    /// Plan and report; never act.
+    DryRun,
+}
