@@ -199,6 +199,8 @@ fn snippet<'a>(
     let token_len = line[start..]
         .find(|c: char| c.is_whitespace() || c == ',' || c == '}' || c == ']')
         .unwrap_or(line.len() - start);
+    // Long tokens (a minified line) are underlined only at their start.
+    let token_len = line[start..].char_indices().nth(40).map_or(token_len, |(i, _)| token_len.min(i));
     let end = start + token_len.max(usize::from(start < line.len()));
     Some(
         Snippet::source(line)

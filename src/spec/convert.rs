@@ -162,7 +162,12 @@ pub fn convert(source: &SourceFile, doc: wire::ServicePolicy) -> (Option<Policy>
         mode,
         origin: Origin {
             name: source.position(doc.metadata.name.referenced),
-            target: source.position(spec.target.referenced),
+            // The service or selector itself: what a conflict is about.
+            target: match (&spec.target.value.service, &spec.target.value.service_selector) {
+                (Some(service), _) => source.position(service.referenced),
+                (None, Some(selector)) => source.position(selector.referenced),
+                (None, None) => source.position(spec.target.referenced),
+            },
         },
     };
     (Some(policy), c.diagnostics)

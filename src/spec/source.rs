@@ -259,7 +259,39 @@ fn decode_error(source: &SourceFile, error: &YamlError) -> Diagnostic {
         | YamlError::InvalidBooleanStrict { .. }
         | YamlError::NullIntoString { .. }
         | YamlError::NonFiniteFloat { .. }
+        | YamlError::Unexpected { .. }
         | YamlError::Message { .. } => Diagnostic::error(Rule::InvalidType, position, message),
+        // The parser's own nesting guard reports itself only in words.
+        _ if message.contains("limit exceeded") => Diagnostic::error(Rule::YamlLimits, position, message)
+            .with_help("policy files are small; this input exceeds the parser's safety limits (aliases, nesting or size)"),
         _ => Diagnostic::error(Rule::YamlSyntax, position, message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An alias bomb where any shape is accepted (`IgnoredAny`), so only
+    /// the replay budget in [`options`] can stop it: 10^9 nodes otherwise.
+    #[test]
+    fn the_alias_budget_stops_a_billion_laughs() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..=8 {
+            let refs = vec![format!("*a{}", level - 1); 10].join(", ");
+            text.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
+        }
+        let results = read_documents::<serde::de::IgnoredAny>(&text);
+        let error = results.into_iter().find_map(Result::err).expect("the bomb is rejected");
+        let diagnostic = decode_error(&SourceFile { name: "b.yaml".into(), text }, &error);
+        assert_eq!(diagnostic.rule, Rule::YamlLimits, "{}", diagnostic.message);
+    }
+
+    #[test]
+    fn deep_nesting_is_a_limits_error() {
+        let text = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        let error = read_documents::<serde::de::IgnoredAny>(&text).into_iter().find_map(Result::err).unwrap();
+        let diagnostic = decode_error(&SourceFile { name: "d.yaml".into(), text }, &error);
+        assert_eq!(diagnostic.rule, Rule::YamlLimits, "{}", diagnostic.message);
     }
 }

@@ -1,0 +1,127 @@
+//! `stevedore validate` and `stevedore schema` as a user runs them: the real
+//! binary, its exit statuses, its human and JSON output.
+
+use std::process::{Command, Output};
+
+use crate::repo;
+
+fn stevedore(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("the stevedore binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn shipped_specs_and_examples_are_valid() {
+    let out = stevedore(&["validate", "specs", "examples/policies"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("ok: 7 policies in 6 files"), "{}", stdout(&out));
+}
+
+#[test]
+fn an_invalid_file_exits_1_with_file_line_and_column() {
+    let out = stevedore(&["validate", "tests/fixtures/invalid/typos.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    assert!(text.contains("--> tests/fixtures/invalid/typos.yaml:"), "{text}");
+    assert!(text.contains("help: did you mean `maxSkew`?"), "{text}");
+    assert!(text.lines().last().unwrap().starts_with("invalid: "), "{text}");
+}
+
+#[test]
+fn valid_and_invalid_paths_together_still_exit_1() {
+    let out = stevedore(&["validate", "specs", "tests/fixtures/invalid/typos.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_missing_path_exits_2() {
+    let out = stevedore(&["validate", "no/such/dir"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/dir: no such file or directory"));
+}
+
+#[test]
+fn a_directory_without_policy_files_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("README.md"), "not a policy").unwrap();
+    let out = stevedore(&["validate", dir.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no policy files"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(stevedore(&["validate"]).status.code(), Some(2));
+    assert_eq!(stevedore(&["validate", "--output", "xml", "specs"]).status.code(), Some(2));
+}
+
+#[test]
+fn json_output_has_file_line_column_message_and_rule() {
+    let out = stevedore(&["validate", "--output", "json", "tests/fixtures/invalid/typos.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(report["valid"], false);
+    let diagnostics = report["diagnostics"].as_array().unwrap();
+    assert!(!diagnostics.is_empty());
+    for d in diagnostics {
+        for field in ["file", "line", "column", "message", "rule", "severity"] {
+            assert!(d.get(field).is_some(), "{field} missing in {d}");
+        }
+    }
+    let unknown = diagnostics.iter().find(|d| d["rule"] == "unknown-field").expect("an unknown-field diagnostic");
+    assert_eq!(unknown["file"], "tests/fixtures/invalid/typos.yaml");
+    assert_eq!(unknown["help"], "did you mean `maxSkew`?");
+    assert!(unknown["line"].as_u64().unwrap() > 0 && unknown["column"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn json_output_of_valid_files_lists_the_policies() {
+    let out = stevedore(&["validate", "--output", "json", "specs"]);
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], true);
+    let mut names: Vec<&str> = report["policies"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    names.sort();
+    assert_eq!(names, ["api-spread", "log-agent-per-host", "web-balanced", "worker-autoscale"]);
+}
+
+/// git-sync and similar tools publish a checkout by swapping a symlink;
+/// directories are read through symlinks, and hidden ones (`.git`) skipped.
+#[test]
+fn directories_are_read_through_symlinks_and_skip_hidden_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let rev = dir.path().join("rev-1");
+    std::fs::create_dir_all(rev.join(".git")).unwrap();
+    std::fs::copy(repo("specs/payments/web.yaml"), rev.join("web.yaml")).unwrap();
+    std::fs::write(rev.join(".git/broken.yaml"), "{{{").unwrap();
+    std::fs::write(rev.join("notes.txt"), "{{{").unwrap();
+    let current = dir.path().join("current");
+    std::os::unix::fs::symlink(&rev, &current).unwrap();
+    let out = stevedore(&["validate", current.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("ok: 1 policy in 1 file"));
+}
+
+#[test]
+fn an_explicit_file_is_read_whatever_its_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("policy.txt");
+    std::fs::copy(repo("specs/payments/web.yaml"), &file).unwrap();
+    assert_eq!(stevedore(&["validate", file.to_str().unwrap()]).status.code(), Some(0));
+}
+
+#[test]
+fn schema_command_prints_the_committed_schema() {
+    let out = stevedore(&["schema"]);
+    assert_eq!(out.status.code(), Some(0));
+    let committed = std::fs::read_to_string(repo(stevedore::schema::SCHEMA_PATH)).unwrap();
+    assert_eq!(stdout(&out), committed);
+}
