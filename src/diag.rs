@@ -75,7 +75,7 @@ impl fmt::Display for Rule {
 }
 
 /// A place in a file, 1-based. `line == 0` means the whole file.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct Position {
     pub file: String,
     pub line: u64,
@@ -200,7 +200,10 @@ fn snippet<'a>(
         .find(|c: char| c.is_whitespace() || c == ',' || c == '}' || c == ']')
         .unwrap_or(line.len() - start);
     // Long tokens (a minified line) are underlined only at their start.
-    let token_len = line[start..].char_indices().nth(40).map_or(token_len, |(i, _)| token_len.min(i));
+    let token_len = line[start..]
+        .char_indices()
+        .nth(40)
+        .map_or(token_len, |(i, _)| token_len.min(i));
     let end = start + token_len.max(usize::from(start < line.len()));
     Some(
         Snippet::source(line)

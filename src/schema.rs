@@ -2,6 +2,7 @@
 //! that the schema editors validate against cannot drift from the parser.
 
 use schemars::generate::SchemaSettings;
+use serde_json::Value;
 
 use crate::spec::v1alpha1::ServicePolicy;
 
@@ -14,9 +15,50 @@ pub const SCHEMA_ID: &str = "https://stevedore.io/schema/servicepolicy-v1alpha1.
 /// The schema as pretty JSON (draft 2020-12), with a trailing newline.
 pub fn servicepolicy_json() -> String {
     let generator = SchemaSettings::draft2020_12().into_generator();
-    let mut schema = generator.into_root_schema_for::<ServicePolicy>();
-    schema.insert("$id".to_owned(), SCHEMA_ID.into());
-    let mut text = serde_json::to_string_pretty(&schema).expect("a schema is always serializable");
+    let schema = generator.into_root_schema_for::<ServicePolicy>();
+    let mut value = schema.to_value();
+    strip_null(&mut value);
+    if let Value::Object(map) = &mut value {
+        map.insert("$id".to_owned(), SCHEMA_ID.into());
+    }
+    let mut text = serde_json::to_string_pretty(&value).expect("a schema is always serializable");
     text.push('\n');
     text
+}
+
+/// Optional fields are simply not required; schemars also lets them be
+/// `null` (`anyOf: [T, {type: null}]`), which makes editors answer every typo
+/// in an optional section with "not valid under any of the given schemas".
+/// Leaving `null` out makes their messages point at the field itself.
+fn strip_null(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::Array(any_of)) = map.get("anyOf") {
+                let is_null = |v: &Value| v.get("type").and_then(Value::as_str) == Some("null");
+                if any_of.len() == 2 && any_of.iter().any(is_null) {
+                    let inner = any_of
+                        .iter()
+                        .find(|v| !is_null(v))
+                        .cloned()
+                        .unwrap_or_default();
+                    map.remove("anyOf");
+                    if let Value::Object(inner) = inner {
+                        for (k, v) in inner {
+                            map.entry(k).or_insert(v);
+                        }
+                    }
+                }
+            }
+            if let Some(Value::Array(types)) = map.get_mut("type") {
+                types.retain(|t| t != "null");
+                if types.len() == 1 {
+                    let only = types[0].clone();
+                    map.insert("type".to_owned(), only);
+                }
+            }
+            map.values_mut().for_each(strip_null);
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_null),
+        _ => {}
+    }
 }

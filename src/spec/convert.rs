@@ -163,9 +163,15 @@ pub fn convert(source: &SourceFile, doc: wire::ServicePolicy) -> (Option<Policy>
         origin: Origin {
             name: source.position(doc.metadata.name.referenced),
             // The service or selector itself: what a conflict is about.
-            target: match (&spec.target.value.service, &spec.target.value.service_selector) {
+            target: match (
+                &spec.target.value.service,
+                &spec.target.value.service_selector,
+            ) {
                 (Some(service), _) => source.position(service.referenced),
-                (None, Some(selector)) => source.position(selector.referenced),
+                (None, Some(selector)) => match &selector.value.name_pattern {
+                    Some(pattern) => source.position(pattern.referenced),
+                    None => source.position(selector.referenced),
+                },
                 (None, None) => source.position(spec.target.referenced),
             },
         },

@@ -118,7 +118,9 @@ impl Glob {
                 None => vec![],
             }
         };
-        let mut parent: HashMap<(usize, usize), Option<((usize, usize), char)>> = HashMap::new();
+        // How each state was first reached: from which state, reading which character.
+        type State = (usize, usize);
+        let mut parent: HashMap<State, Option<(State, char)>> = HashMap::new();
         let mut queue = VecDeque::new();
         for s in closure((0, 0)) {
             parent.entry(s).or_insert(None);

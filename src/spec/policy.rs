@@ -37,17 +37,6 @@ pub struct Origin {
     pub target: Position,
 }
 
-impl Default for Position {
-    fn default() -> Self {
-        Position {
-            file: String::new(),
-            line: 0,
-            column: 0,
-            source_line: None,
-        }
-    }
-}
-
 /// A cluster or service given by name or ARN. Names compare equal to an
 /// ARN with the same name: the controller resolves names in its own account
 /// and region.

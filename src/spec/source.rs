@@ -126,10 +126,10 @@ pub fn decode(name: &str, bytes: &[u8], diagnostics: &mut Vec<Diagnostic>) -> Op
 
     let mut documents = vec![];
     for (meta, policy) in metas.into_iter().zip(policies) {
-        if let Some(Ok(meta)) = meta {
-            if !check_type_meta(&source, &meta, diagnostics) {
-                continue;
-            }
+        if let Some(Ok(meta)) = meta
+            && !check_type_meta(&source, &meta, diagnostics)
+        {
+            continue;
         }
         match policy {
             Ok(policy) => documents.push(policy),
@@ -282,16 +282,34 @@ mod tests {
             text.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
         }
         let results = read_documents::<serde::de::IgnoredAny>(&text);
-        let error = results.into_iter().find_map(Result::err).expect("the bomb is rejected");
-        let diagnostic = decode_error(&SourceFile { name: "b.yaml".into(), text }, &error);
+        let error = results
+            .into_iter()
+            .find_map(Result::err)
+            .expect("the bomb is rejected");
+        let diagnostic = decode_error(
+            &SourceFile {
+                name: "b.yaml".into(),
+                text,
+            },
+            &error,
+        );
         assert_eq!(diagnostic.rule, Rule::YamlLimits, "{}", diagnostic.message);
     }
 
     #[test]
     fn deep_nesting_is_a_limits_error() {
         let text = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        let error = read_documents::<serde::de::IgnoredAny>(&text).into_iter().find_map(Result::err).unwrap();
-        let diagnostic = decode_error(&SourceFile { name: "d.yaml".into(), text }, &error);
+        let error = read_documents::<serde::de::IgnoredAny>(&text)
+            .into_iter()
+            .find_map(Result::err)
+            .unwrap();
+        let diagnostic = decode_error(
+            &SourceFile {
+                name: "d.yaml".into(),
+                text,
+            },
+            &error,
+        );
         assert_eq!(diagnostic.rule, Rule::YamlLimits, "{}", diagnostic.message);
     }
 }

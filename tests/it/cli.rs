@@ -22,7 +22,11 @@ fn stdout(o: &Output) -> String {
 fn shipped_specs_and_examples_are_valid() {
     let out = stevedore(&["validate", "specs", "examples/policies"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
-    assert!(stdout(&out).starts_with("ok: 7 policies in 6 files"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).starts_with("ok: 7 policies in 6 files"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -30,9 +34,15 @@ fn an_invalid_file_exits_1_with_file_line_and_column() {
     let out = stevedore(&["validate", "tests/fixtures/invalid/typos.yaml"]);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
-    assert!(text.contains("--> tests/fixtures/invalid/typos.yaml:"), "{text}");
+    assert!(
+        text.contains("--> tests/fixtures/invalid/typos.yaml:"),
+        "{text}"
+    );
     assert!(text.contains("help: did you mean `maxSkew`?"), "{text}");
-    assert!(text.lines().last().unwrap().starts_with("invalid: "), "{text}");
+    assert!(
+        text.lines().last().unwrap().starts_with("invalid: "),
+        "{text}"
+    );
 }
 
 #[test]
@@ -45,7 +55,9 @@ fn valid_and_invalid_paths_together_still_exit_1() {
 fn a_missing_path_exits_2() {
     let out = stevedore(&["validate", "no/such/dir"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no/such/dir: no such file or directory"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no/such/dir: no such file or directory")
+    );
 }
 
 #[test]
@@ -60,12 +72,22 @@ fn a_directory_without_policy_files_exits_2() {
 #[test]
 fn usage_errors_exit_2() {
     assert_eq!(stevedore(&["validate"]).status.code(), Some(2));
-    assert_eq!(stevedore(&["validate", "--output", "xml", "specs"]).status.code(), Some(2));
+    assert_eq!(
+        stevedore(&["validate", "--output", "xml", "specs"])
+            .status
+            .code(),
+        Some(2)
+    );
 }
 
 #[test]
 fn json_output_has_file_line_column_message_and_rule() {
-    let out = stevedore(&["validate", "--output", "json", "tests/fixtures/invalid/typos.yaml"]);
+    let out = stevedore(&[
+        "validate",
+        "--output",
+        "json",
+        "tests/fixtures/invalid/typos.yaml",
+    ]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
     assert_eq!(report["valid"], false);
@@ -76,7 +98,10 @@ fn json_output_has_file_line_column_message_and_rule() {
             assert!(d.get(field).is_some(), "{field} missing in {d}");
         }
     }
-    let unknown = diagnostics.iter().find(|d| d["rule"] == "unknown-field").expect("an unknown-field diagnostic");
+    let unknown = diagnostics
+        .iter()
+        .find(|d| d["rule"] == "unknown-field")
+        .expect("an unknown-field diagnostic");
     assert_eq!(unknown["file"], "tests/fixtures/invalid/typos.yaml");
     assert_eq!(unknown["help"], "did you mean `maxSkew`?");
     assert!(unknown["line"].as_u64().unwrap() > 0 && unknown["column"].as_u64().unwrap() > 0);
@@ -88,9 +113,22 @@ fn json_output_of_valid_files_lists_the_policies() {
     assert_eq!(out.status.code(), Some(0));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["valid"], true);
-    let mut names: Vec<&str> = report["policies"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let mut names: Vec<&str> = report["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
     names.sort();
-    assert_eq!(names, ["api-spread", "log-agent-per-host", "web-balanced", "worker-autoscale"]);
+    assert_eq!(
+        names,
+        [
+            "api-spread",
+            "log-agent-per-host",
+            "web-balanced",
+            "worker-autoscale"
+        ]
+    );
 }
 
 /// git-sync and similar tools publish a checkout by swapping a symlink;
@@ -115,7 +153,12 @@ fn an_explicit_file_is_read_whatever_its_extension() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("policy.txt");
     std::fs::copy(repo("specs/payments/web.yaml"), &file).unwrap();
-    assert_eq!(stevedore(&["validate", file.to_str().unwrap()]).status.code(), Some(0));
+    assert_eq!(
+        stevedore(&["validate", file.to_str().unwrap()])
+            .status
+            .code(),
+        Some(0)
+    );
 }
 
 #[test]

@@ -21,7 +21,9 @@ fn yamlish() -> impl Strategy<Value = String> {
         Just("  target: {cluster: demo, service: web}\n"),
         Just("  target: {cluster: demo, serviceSelector: {namePattern: 'a*?'}}\n"),
         Just("  placement:\n    spread:\n      - {topologyKey: zone, maxSkew: 1}\n"),
-        Just("  scaling: {minTasks: 1, maxTasks: 2, metric: {cloudWatch: {namespace: a, name: b}}, scaleOutAbove: 2, scaleInBelow: 1}\n"),
+        Just(
+            "  scaling: {minTasks: 1, maxTasks: 2, metric: {cloudWatch: {namespace: a, name: b}}, scaleOutAbove: 2, scaleInBelow: 1}\n"
+        ),
         Just("  disruption: {maxUnavailable: \"10%\"}\n"),
         Just("---\n"),
         Just("&a "),
@@ -69,7 +71,9 @@ proptest! {
 fn alias_bomb_is_stopped_by_the_budget() {
     // "Billion laughs": nine levels of nine-fold aliases would expand to
     // 9^9 (387 million) nodes.
-    let mut text = String::from("apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata:\n  name: bomb\n  labels:\n    l0: &l0 lol\n");
+    let mut text = String::from(
+        "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata:\n  name: bomb\n  labels:\n    l0: &l0 lol\n",
+    );
     for level in 1..=9 {
         let refs = vec![format!("*l{}", level - 1); 9].join(", ");
         text.push_str(&format!("    l{level}: &l{level} [{refs}]\n"));
@@ -90,7 +94,10 @@ fn alias_bomb_outside_any_policy_is_rejected_unexpanded() {
         text.push_str(&format!("a{level}: &a{level} [{refs}]\n"));
     }
     // Not a policy at all: rejected at its first key, nothing expanded.
-    assert_eq!(findings(&load(&[("bomb.yaml", &text)])), ["unknown-field@1 'a0: &a0 [x, x,'"]);
+    assert_eq!(
+        findings(&load(&[("bomb.yaml", &text)])),
+        ["unknown-field@1 'a0: &a0 [x, x,'"]
+    );
 }
 
 #[test]
@@ -113,7 +120,10 @@ fn non_utf8_is_reported_at_its_line_and_column() {
     let loaded = load_bytes(b"apiVersion: stevedore.io/v1alpha1\nkind: Service\xffPolicy\n");
     assert_eq!(loaded.diagnostics.len(), 1);
     let d = &loaded.diagnostics[0];
-    assert_eq!((d.rule.id().as_str(), d.position.line, d.position.column), ("invalid-utf8", 2, 14));
+    assert_eq!(
+        (d.rule.id().as_str(), d.position.line, d.position.column),
+        ("invalid-utf8", 2, 14)
+    );
     assert!(d.message.contains("0xff"), "{}", d.message);
 }
 
@@ -127,7 +137,9 @@ fn a_utf8_byte_order_mark_is_accepted() {
 #[test]
 fn a_broken_document_does_not_hide_the_next_ones() {
     let good = std::fs::read_to_string(crate::repo("specs/payments/web.yaml")).unwrap();
-    let text = format!("apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: x, nmae: y}}\nspec: {{}}\n---\n{good}");
+    let text = format!(
+        "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: x, nmae: y}}\nspec: {{}}\n---\n{good}"
+    );
     let loaded = load(&[("multi.yaml", &text)]);
     assert_eq!(loaded.error_count(), 1, "{:#?}", loaded.diagnostics);
     assert_eq!(loaded.policies.len(), 1);

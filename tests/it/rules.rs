@@ -5,7 +5,9 @@ use crate::{findings, load};
 
 /// A valid policy whose `spec` is given; `metadata.name` is on line 4.
 fn policy(name: &str, spec: &str) -> String {
-    format!("apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata:\n  name: {name}\nspec:\n{spec}")
+    format!(
+        "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata:\n  name: {name}\nspec:\n{spec}"
+    )
 }
 
 const TARGET: &str = "  target: {cluster: demo, service: web}\n";
@@ -15,13 +17,16 @@ fn check(cases: &[(&str, String, &[&str])]) {
         .iter()
         .filter_map(|(what, text, expected)| {
             let found = findings(&load(&[("p.yaml", text)]));
-            (found != *expected).then(|| format!("case `{what}`: found {found:?}, expected {expected:?}"))
+            (found != *expected)
+                .then(|| format!("case `{what}`: found {found:?}, expected {expected:?}"))
         })
         .collect();
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     for (what, text, expected) in cases {
         let loaded = load(&[("p.yaml", text)]);
-        let valid = expected.iter().all(|f| f.starts_with("nothing-to-enforce") || f.starts_with("empty-file"));
+        let valid = expected
+            .iter()
+            .all(|f| f.starts_with("nothing-to-enforce") || f.starts_with("empty-file"));
         assert_eq!(!loaded.has_errors(), valid, "case `{what}`");
     }
 }
@@ -29,7 +34,14 @@ fn check(cases: &[(&str, String, &[&str])]) {
 #[test]
 fn valid_policies_have_no_findings() {
     check(&[
-        ("az balanced", policy("web", &format!("{TARGET}  placement: {{azBalanced: true}}\n")), &[]),
+        (
+            "az balanced",
+            policy(
+                "web",
+                &format!("{TARGET}  placement: {{azBalanced: true}}\n"),
+            ),
+            &[],
+        ),
         (
             "spread over every kind of key",
             policy(
@@ -50,7 +62,10 @@ fn valid_policies_have_no_findings() {
         ),
         (
             "selector by tags only",
-            policy("tagged", "  target: {cluster: demo, serviceSelector: {tags: {balance: az}}}\n  placement: {azBalanced: true}\n"),
+            policy(
+                "tagged",
+                "  target: {cluster: demo, serviceSelector: {tags: {balance: az}}}\n  placement: {azBalanced: true}\n",
+            ),
             &[],
         ),
         (
@@ -63,12 +78,20 @@ fn valid_policies_have_no_findings() {
         ),
         (
             "old-format service ARN",
-            policy("old-arn", "  target:\n    cluster: prod\n    service: arn:aws:ecs:eu-west-1:123456789012:service/web\n  placement: {azBalanced: true}\n"),
+            policy(
+                "old-arn",
+                "  target:\n    cluster: prod\n    service: arn:aws:ecs:eu-west-1:123456789012:service/web\n  placement: {azBalanced: true}\n",
+            ),
             &[],
         ),
         (
             "percent budget and DryRun",
-            policy("web", &format!("{TARGET}  placement: {{azBalanced: true}}\n  disruption: {{maxUnavailable: \"25%\"}}\n  mode: DryRun\n")),
+            policy(
+                "web",
+                &format!(
+                    "{TARGET}  placement: {{azBalanced: true}}\n  disruption: {{maxUnavailable: \"25%\"}}\n  mode: DryRun\n"
+                ),
+            ),
             &[],
         ),
         (
@@ -76,7 +99,11 @@ fn valid_policies_have_no_findings() {
             policy("web", TARGET),
             &["nothing-to-enforce@6 'target: {clust'"],
         ),
-        ("an empty file is a warning", "# nothing yet\n---\n".to_owned(), &["empty-file@file"]),
+        (
+            "an empty file is a warning",
+            "# nothing yet\n---\n".to_owned(),
+            &["empty-file@file"],
+        ),
     ]);
 }
 
@@ -85,56 +112,150 @@ fn identity_rules() {
     check(&[
         (
             "wrong apiVersion",
-            format!("apiVersion: stevedore.io/v1\nkind: ServicePolicy\nmetadata: {{name: web}}\nspec:\n{TARGET}"),
+            format!(
+                "apiVersion: stevedore.io/v1\nkind: ServicePolicy\nmetadata: {{name: web}}\nspec:\n{TARGET}"
+            ),
             &["api-version@1 'stevedore.io/v'"],
         ),
         (
             "wrong kind",
-            format!("apiVersion: stevedore.io/v1alpha1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n{TARGET}"),
+            format!(
+                "apiVersion: stevedore.io/v1alpha1\nkind: Deployment\nmetadata: {{name: web}}\nspec:\n{TARGET}"
+            ),
             &["kind@2 'Deployment'"],
         ),
-        ("uppercase name", policy("Web", &format!("{TARGET}  placement: {{azBalanced: true}}\n")), &["name-format@4 'Web'"]),
-        ("name with underscore", policy("web_1", &format!("{TARGET}  placement: {{azBalanced: true}}\n")), &["name-format@4 'web_1'"]),
-        ("name ending in a dash", policy("web-", &format!("{TARGET}  placement: {{azBalanced: true}}\n")), &["name-format@4 'web-'"]),
-        ("name too long", policy(&"a".repeat(64), &format!("{TARGET}  placement: {{azBalanced: true}}\n")), &["name-format@4 'aaaaaaaaaaaaaa'"]),
+        (
+            "uppercase name",
+            policy(
+                "Web",
+                &format!("{TARGET}  placement: {{azBalanced: true}}\n"),
+            ),
+            &["name-format@4 'Web'"],
+        ),
+        (
+            "name with underscore",
+            policy(
+                "web_1",
+                &format!("{TARGET}  placement: {{azBalanced: true}}\n"),
+            ),
+            &["name-format@4 'web_1'"],
+        ),
+        (
+            "name ending in a dash",
+            policy(
+                "web-",
+                &format!("{TARGET}  placement: {{azBalanced: true}}\n"),
+            ),
+            &["name-format@4 'web-'"],
+        ),
+        (
+            "name too long",
+            policy(
+                &"a".repeat(64),
+                &format!("{TARGET}  placement: {{azBalanced: true}}\n"),
+            ),
+            &["name-format@4 'aaaaaaaaaaaaaa'"],
+        ),
     ]);
 }
 
 #[test]
 fn decoding_rules() {
     check(&[
-        ("unknown field", policy("web", &format!("{TARGET}  placement: {{azbalanced: true}}\n")), &["unknown-field@7 'azbalanced: tr'"]),
-        ("missing target", policy("web", "  placement: {azBalanced: true}\n"), &["missing-field@6 'placement: {az'"]),
-        ("wrong type", policy("web", &format!("{TARGET}  placement: {{azBalanced: maybe}}\n")), &["invalid-type@7 'maybe}'"]),
-        ("syntax error", policy("web", "  target: {cluster: demo\n"), &["yaml-syntax@6 '{cluster: demo'"]),
-        ("unknown mode", policy("web", &format!("{TARGET}  placement: {{azBalanced: true}}\n  mode: Audit\n")), &["unknown-variant@8 'Audit'"]),
+        (
+            "unknown field",
+            policy(
+                "web",
+                &format!("{TARGET}  placement: {{azbalanced: true}}\n"),
+            ),
+            &["unknown-field@7 'azbalanced: tr'"],
+        ),
+        (
+            "missing target",
+            policy("web", "  placement: {azBalanced: true}\n"),
+            &["missing-field@6 'placement: {az'"],
+        ),
+        (
+            "wrong type",
+            policy(
+                "web",
+                &format!("{TARGET}  placement: {{azBalanced: maybe}}\n"),
+            ),
+            &["invalid-type@7 'maybe}'"],
+        ),
+        (
+            "syntax error",
+            policy("web", "  target: {cluster: demo\n"),
+            &["yaml-syntax@6 '{cluster: demo'"],
+        ),
+        (
+            "unknown mode",
+            policy(
+                "web",
+                &format!("{TARGET}  placement: {{azBalanced: true}}\n  mode: Audit\n"),
+            ),
+            &["unknown-variant@8 'Audit'"],
+        ),
     ]);
 }
 
 #[test]
 fn target_rules() {
     check(&[
-        ("neither service nor selector", policy("web", "  target: {cluster: demo}\n  placement: {azBalanced: true}\n"), &["target-exactly-one@6 '{cluster: demo'"]),
+        (
+            "neither service nor selector",
+            policy(
+                "web",
+                "  target: {cluster: demo}\n  placement: {azBalanced: true}\n",
+            ),
+            &["target-exactly-one@6 '{cluster: demo'"],
+        ),
         (
             "both service and selector",
-            policy("web", "  target: {cluster: demo, service: web, serviceSelector: {namePattern: w*}}\n  placement: {azBalanced: true}\n"),
+            policy(
+                "web",
+                "  target: {cluster: demo, service: web, serviceSelector: {namePattern: w*}}\n  placement: {azBalanced: true}\n",
+            ),
             &["target-exactly-one@6 '{namePattern:'"],
         ),
-        ("empty selector", policy("web", "  target: {cluster: demo, serviceSelector: {}}\n  placement: {azBalanced: true}\n"), &["selector-empty@6 '{}}'"]),
+        (
+            "empty selector",
+            policy(
+                "web",
+                "  target: {cluster: demo, serviceSelector: {}}\n  placement: {azBalanced: true}\n",
+            ),
+            &["selector-empty@6 '{}}'"],
+        ),
         (
             "bad pattern",
-            policy("web", "  target: {cluster: demo, serviceSelector: {namePattern: 'api-[0-9]'}}\n  placement: {azBalanced: true}\n"),
+            policy(
+                "web",
+                "  target: {cluster: demo, serviceSelector: {namePattern: 'api-[0-9]'}}\n  placement: {azBalanced: true}\n",
+            ),
             &["name-pattern@6 ''api-[0-9]'}}'"],
         ),
-        ("bad cluster name", policy("web", "  target: {cluster: 'my cluster', service: web}\n  placement: {azBalanced: true}\n"), &["target-format@6 ''my cluster','"]),
+        (
+            "bad cluster name",
+            policy(
+                "web",
+                "  target: {cluster: 'my cluster', service: web}\n  placement: {azBalanced: true}\n",
+            ),
+            &["target-format@6 ''my cluster','"],
+        ),
         (
             "ARN of another resource",
-            policy("web", "  target: {cluster: 'arn:aws:ecs:us-east-1:1:task/x', service: web}\n  placement: {azBalanced: true}\n"),
+            policy(
+                "web",
+                "  target: {cluster: 'arn:aws:ecs:us-east-1:1:task/x', service: web}\n  placement: {azBalanced: true}\n",
+            ),
             &["target-format@6 ''arn:aws:ecs:u'"],
         ),
         (
             "service ARN in another cluster",
-            policy("web", "  target:\n    cluster: prod\n    service: arn:aws:ecs:us-east-1:1:service/staging/web\n  placement: {azBalanced: true}\n"),
+            policy(
+                "web",
+                "  target:\n    cluster: prod\n    service: arn:aws:ecs:us-east-1:1:service/staging/web\n  placement: {azBalanced: true}\n",
+            ),
             &["target-format@8 'arn:aws:ecs:us'"],
         ),
     ]);
@@ -142,26 +263,60 @@ fn target_rules() {
 
 #[test]
 fn placement_rules() {
-    let spread = |items: &str| policy("web", &format!("{TARGET}  placement:\n    spread:\n{items}"));
+    let spread = |items: &str| {
+        policy(
+            "web",
+            &format!("{TARGET}  placement:\n    spread:\n{items}"),
+        )
+    };
     check(&[
-        ("maxSkew 0", spread("      - {topologyKey: zone, maxSkew: 0}\n"), &["max-skew@9 '0}'"]),
-        ("negative maxSkew", spread("      - {topologyKey: zone, maxSkew: -2}\n"), &["max-skew@9 '-2}'"]),
-        ("minDomains 0", spread("      - {topologyKey: zone, maxSkew: 1, minDomains: 0}\n"), &["min-domains@9 '0}'"]),
-        ("unknown topology", spread("      - {topologyKey: az, maxSkew: 1}\n"), &["topology-key@9 'az, maxSkew: 1'"]),
-        ("attribute without a name", spread("      - {topologyKey: 'attribute:', maxSkew: 1}\n"), &["topology-key@9 ''attribute:','"]),
+        (
+            "maxSkew 0",
+            spread("      - {topologyKey: zone, maxSkew: 0}\n"),
+            &["max-skew@9 '0}'"],
+        ),
+        (
+            "negative maxSkew",
+            spread("      - {topologyKey: zone, maxSkew: -2}\n"),
+            &["max-skew@9 '-2}'"],
+        ),
+        (
+            "minDomains 0",
+            spread("      - {topologyKey: zone, maxSkew: 1, minDomains: 0}\n"),
+            &["min-domains@9 '0}'"],
+        ),
+        (
+            "unknown topology",
+            spread("      - {topologyKey: az, maxSkew: 1}\n"),
+            &["topology-key@9 'az, maxSkew: 1'"],
+        ),
+        (
+            "attribute without a name",
+            spread("      - {topologyKey: 'attribute:', maxSkew: 1}\n"),
+            &["topology-key@9 ''attribute:','"],
+        ),
         (
             "two constraints on one key",
-            spread("      - {topologyKey: host, maxSkew: 1}\n      - {topologyKey: host, maxSkew: 2}\n"),
+            spread(
+                "      - {topologyKey: host, maxSkew: 1}\n      - {topologyKey: host, maxSkew: 2}\n",
+            ),
             &["duplicate-topology@10 'host, maxSkew:'"],
         ),
         (
             "azBalanced and a zone constraint",
-            policy("web", &format!("{TARGET}  placement:\n    azBalanced: true\n    spread: [{{topologyKey: zone, maxSkew: 2}}]\n")),
+            policy(
+                "web",
+                &format!(
+                    "{TARGET}  placement:\n    azBalanced: true\n    spread: [{{topologyKey: zone, maxSkew: 2}}]\n"
+                ),
+            ),
             &["duplicate-topology@9 'zone, maxSkew:'"],
         ),
         (
             "the zone attribute is the zone",
-            spread("      - {topologyKey: zone, maxSkew: 1}\n      - {topologyKey: 'attribute:ecs.availability-zone', maxSkew: 1}\n"),
+            spread(
+                "      - {topologyKey: zone, maxSkew: 1}\n      - {topologyKey: 'attribute:ecs.availability-zone', maxSkew: 1}\n",
+            ),
             &["duplicate-topology@10 ''attribute:ecs'"],
         ),
         (
@@ -182,7 +337,13 @@ fn scaling(replace: &str, with: &str) -> String {
     let base = "    minTasks: 2\n    maxTasks: 10\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n";
     let lines: Vec<String> = base
         .lines()
-        .map(|l| if !replace.is_empty() && l.trim_start().starts_with(replace) { with.to_owned() } else { l.to_owned() })
+        .map(|l| {
+            if !replace.is_empty() && l.trim_start().starts_with(replace) {
+                with.to_owned()
+            } else {
+                l.to_owned()
+            }
+        })
         .collect();
     let mut body = lines.join("\n") + "\n";
     if (replace.is_empty() || !base.contains(replace)) && !with.is_empty() {
@@ -195,18 +356,66 @@ fn scaling(replace: &str, with: &str) -> String {
 #[test]
 fn scaling_rules() {
     check(&[
-        ("valid scaling", scaling("", "    scaleOutStep: \"50%\""), &[]),
-        ("min above max", scaling("minTasks", "    minTasks: 11"), &["task-bounds@8 '11'"]),
-        ("negative min", scaling("minTasks", "    minTasks: -1"), &["task-bounds@8 '-1'"]),
-        ("max above ECS's limit", scaling("maxTasks", "    maxTasks: 5001"), &["task-bounds@9 '5001'"]),
-        ("max zero", scaling("maxTasks", "    maxTasks: 0"), &["task-bounds@8 '2'", "task-bounds@9 '0'"]),
-        ("thresholds inverted", scaling("scaleInBelow", "    scaleInBelow: 80"), &["thresholds@12 '80'"]),
-        ("thresholds equal", scaling("scaleInBelow", "    scaleInBelow: 70"), &["thresholds@12 '70'"]),
-        ("step zero", scaling("", "    scaleOutStep: 0"), &["step@13 '0'"]),
-        ("scale-in step over 100%", scaling("", "    scaleInStep: \"150%\""), &["step@13 '\"150%\"'"]),
-        ("step not a percentage", scaling("", "    scaleInStep: \"two\""), &["step@13 '\"two\"'"]),
-        ("bare number duration", scaling("", "    scaleInCooldown: \"300\""), &["duration@13 '\"300\"'"]),
-        ("unknown unit", scaling("", "    scaleOutCooldown: 5min"), &["duration@13 '5min'"]),
+        (
+            "valid scaling",
+            scaling("", "    scaleOutStep: \"50%\""),
+            &[],
+        ),
+        (
+            "min above max",
+            scaling("minTasks", "    minTasks: 11"),
+            &["task-bounds@8 '11'"],
+        ),
+        (
+            "negative min",
+            scaling("minTasks", "    minTasks: -1"),
+            &["task-bounds@8 '-1'"],
+        ),
+        (
+            "max above ECS's limit",
+            scaling("maxTasks", "    maxTasks: 5001"),
+            &["task-bounds@9 '5001'"],
+        ),
+        (
+            "max zero",
+            scaling("maxTasks", "    maxTasks: 0"),
+            &["task-bounds@8 '2'", "task-bounds@9 '0'"],
+        ),
+        (
+            "thresholds inverted",
+            scaling("scaleInBelow", "    scaleInBelow: 80"),
+            &["thresholds@12 '80'"],
+        ),
+        (
+            "thresholds equal",
+            scaling("scaleInBelow", "    scaleInBelow: 70"),
+            &["thresholds@12 '70'"],
+        ),
+        (
+            "step zero",
+            scaling("", "    scaleOutStep: 0"),
+            &["step@13 '0'"],
+        ),
+        (
+            "scale-in step over 100%",
+            scaling("", "    scaleInStep: \"150%\""),
+            &["step@13 '\"150%\"'"],
+        ),
+        (
+            "step not a percentage",
+            scaling("", "    scaleInStep: \"two\""),
+            &["step@13 '\"two\"'"],
+        ),
+        (
+            "bare number duration",
+            scaling("", "    scaleInCooldown: \"300\""),
+            &["duration@13 '\"300\"'"],
+        ),
+        (
+            "unknown unit",
+            scaling("", "    scaleOutCooldown: 5min"),
+            &["duration@13 '5min'"],
+        ),
         (
             "metric without a source",
             scaling("metric", "    metric: {}"),
@@ -214,12 +423,18 @@ fn scaling_rules() {
         ),
         (
             "odd CloudWatch period",
-            scaling("metric", "    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization, period: 90s}}"),
+            scaling(
+                "metric",
+                "    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization, period: 90s}}",
+            ),
             &["metric-period@10 '90s}}'"],
         ),
         (
             "unknown statistic",
-            scaling("metric", "    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization, statistic: Avg}}"),
+            scaling(
+                "metric",
+                "    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization, statistic: Avg}}",
+            ),
             &["unknown-variant@10 'Avg}}'"],
         ),
     ]);
@@ -227,12 +442,31 @@ fn scaling_rules() {
 
 #[test]
 fn disruption_rules() {
-    let budget = |v: &str| policy("web", &format!("{TARGET}  placement: {{azBalanced: true}}\n  disruption: {{maxUnavailable: {v}}}\n"));
+    let budget = |v: &str| {
+        policy(
+            "web",
+            &format!(
+                "{TARGET}  placement: {{azBalanced: true}}\n  disruption: {{maxUnavailable: {v}}}\n"
+            ),
+        )
+    };
     check(&[
         ("zero tasks", budget("0"), &["max-unavailable@8 '0}'"]),
-        ("zero percent", budget("\"0%\""), &["max-unavailable@8 '\"0%\"}'"]),
-        ("over 100%", budget("\"101%\""), &["max-unavailable@8 '\"101%\"}'"]),
-        ("not a percentage", budget("\"ten\""), &["max-unavailable@8 '\"ten\"}'"]),
+        (
+            "zero percent",
+            budget("\"0%\""),
+            &["max-unavailable@8 '\"0%\"}'"],
+        ),
+        (
+            "over 100%",
+            budget("\"101%\""),
+            &["max-unavailable@8 '\"101%\"}'"],
+        ),
+        (
+            "not a percentage",
+            budget("\"ten\""),
+            &["max-unavailable@8 '\"ten\"}'"],
+        ),
         ("100% is allowed", budget("\"100%\""), &[]),
     ]);
 }
@@ -258,8 +492,14 @@ fn several_errors_in_one_document_are_all_reported() {
 
 #[test]
 fn cross_file_names_must_be_unique() {
-    let a = policy("web", &format!("{TARGET}  placement: {{azBalanced: true}}\n"));
-    let b = policy("web", "  target: {cluster: demo, service: other}\n  placement: {azBalanced: true}\n");
+    let a = policy(
+        "web",
+        &format!("{TARGET}  placement: {{azBalanced: true}}\n"),
+    );
+    let b = policy(
+        "web",
+        "  target: {cluster: demo, service: other}\n  placement: {azBalanced: true}\n",
+    );
     let loaded = load(&[("a.yaml", &a), ("b.yaml", &b)]);
     assert_eq!(findings(&loaded), ["name-unique@4 'web'"]);
     let d = &loaded.diagnostics[0];
@@ -270,46 +510,122 @@ fn cross_file_names_must_be_unique() {
 #[test]
 fn target_conflicts_name_both_policies_and_files() {
     let exact = |name: &str, cluster: &str, service: &str| {
-        policy(name, &format!("  target: {{cluster: {cluster}, service: {service}}}\n  placement: {{azBalanced: true}}\n"))
+        policy(
+            name,
+            &format!(
+                "  target: {{cluster: {cluster}, service: {service}}}\n  placement: {{azBalanced: true}}\n"
+            ),
+        )
     };
-    let selector = |name: &str, sel: &str| policy(name, &format!("  target: {{cluster: demo, serviceSelector: {sel}}}\n  placement: {{azBalanced: true}}\n"));
+    let selector = |name: &str, sel: &str| {
+        policy(
+            name,
+            &format!(
+                "  target: {{cluster: demo, serviceSelector: {sel}}}\n  placement: {{azBalanced: true}}\n"
+            ),
+        )
+    };
     let cases: &[(&str, String, String, bool)] = &[
-        ("same service", exact("a", "demo", "web"), exact("b", "demo", "web"), true),
-        ("same service, other cluster", exact("a", "demo", "web"), exact("b", "prod", "web"), false),
+        (
+            "same service",
+            exact("a", "demo", "web"),
+            exact("b", "demo", "web"),
+            true,
+        ),
+        (
+            "same service, other cluster",
+            exact("a", "demo", "web"),
+            exact("b", "prod", "web"),
+            false,
+        ),
         (
             "name and ARN of one service",
             exact("a", "demo", "web"),
-            exact("b", "arn:aws:ecs:us-east-1:123456789012:cluster/demo", "arn:aws:ecs:us-east-1:123456789012:service/demo/web"),
+            exact(
+                "b",
+                "arn:aws:ecs:us-east-1:123456789012:cluster/demo",
+                "arn:aws:ecs:us-east-1:123456789012:service/demo/web",
+            ),
             true,
         ),
         (
             "ARNs in two regions",
-            exact("a", "arn:aws:ecs:us-east-1:123456789012:cluster/demo", "web"),
-            exact("b", "arn:aws:ecs:eu-west-1:123456789012:cluster/demo", "web"),
+            exact(
+                "a",
+                "arn:aws:ecs:us-east-1:123456789012:cluster/demo",
+                "web",
+            ),
+            exact(
+                "b",
+                "arn:aws:ecs:eu-west-1:123456789012:cluster/demo",
+                "web",
+            ),
             false,
         ),
-        ("different services", exact("a", "demo", "web"), exact("b", "demo", "api"), false),
-        ("pattern matches the service", exact("a", "demo", "api-orders"), selector("b", "{namePattern: 'api-*'}"), true),
-        ("pattern misses the service", exact("a", "demo", "web"), selector("b", "{namePattern: 'api-*'}"), false),
-        ("tags could match the service", exact("a", "demo", "web"), selector("b", "{tags: {balance: az}}"), true),
-        ("overlapping patterns", selector("a", "{namePattern: 'api-*'}"), selector("b", "{namePattern: '*-orders'}"), true),
-        ("disjoint patterns", selector("a", "{namePattern: 'api-*'}"), selector("b", "{namePattern: 'web-*'}"), false),
+        (
+            "different services",
+            exact("a", "demo", "web"),
+            exact("b", "demo", "api"),
+            false,
+        ),
+        (
+            "pattern matches the service",
+            exact("a", "demo", "api-orders"),
+            selector("b", "{namePattern: 'api-*'}"),
+            true,
+        ),
+        (
+            "pattern misses the service",
+            exact("a", "demo", "web"),
+            selector("b", "{namePattern: 'api-*'}"),
+            false,
+        ),
+        (
+            "tags could match the service",
+            exact("a", "demo", "web"),
+            selector("b", "{tags: {balance: az}}"),
+            true,
+        ),
+        (
+            "overlapping patterns",
+            selector("a", "{namePattern: 'api-*'}"),
+            selector("b", "{namePattern: '*-orders'}"),
+            true,
+        ),
+        (
+            "disjoint patterns",
+            selector("a", "{namePattern: 'api-*'}"),
+            selector("b", "{namePattern: 'web-*'}"),
+            false,
+        ),
         (
             "contradicting tags",
             selector("a", "{namePattern: 'api-*', tags: {tier: web}}"),
             selector("b", "{namePattern: 'api-*', tags: {tier: batch}}"),
             false,
         ),
-        ("compatible tags", selector("a", "{tags: {balance: az}}"), selector("b", "{tags: {scale: cpu}}"), true),
+        (
+            "compatible tags",
+            selector("a", "{tags: {balance: az}}"),
+            selector("b", "{tags: {scale: cpu}}"),
+            true,
+        ),
     ];
     for (what, a, b, conflict) in cases {
         let loaded = load(&[("team-a/a.yaml", a), ("team-b/b.yaml", b)]);
         let found = findings(&loaded);
         if *conflict {
             assert_eq!(found.len(), 1, "{what}: {found:?}");
-            assert!(found[0].starts_with("target-conflict@6 '"), "{what}: {found:?}");
+            assert!(
+                found[0].starts_with("target-conflict@6 '"),
+                "{what}: {found:?}"
+            );
             let d = &loaded.diagnostics[0];
-            assert!(d.message.contains("`a`") && d.message.contains("`b`"), "{what}: {}", d.message);
+            assert!(
+                d.message.contains("`a`") && d.message.contains("`b`"),
+                "{what}: {}",
+                d.message
+            );
             assert_eq!(d.position.file, "team-b/b.yaml", "{what}");
             assert_eq!(d.related[0].position.file, "team-a/a.yaml", "{what}");
         } else {
@@ -320,8 +636,14 @@ fn target_conflicts_name_both_policies_and_files() {
 
 #[test]
 fn conflict_messages_show_a_service_both_would_match() {
-    let a = policy("a", "  target: {cluster: demo, serviceSelector: {namePattern: 'api-*', tags: {balance: az}}}\n  placement: {azBalanced: true}\n");
-    let b = policy("b", "  target: {cluster: demo, serviceSelector: {namePattern: '*-orders', tags: {team: pay}}}\n  placement: {azBalanced: true}\n");
+    let a = policy(
+        "a",
+        "  target: {cluster: demo, serviceSelector: {namePattern: 'api-*', tags: {balance: az}}}\n  placement: {azBalanced: true}\n",
+    );
+    let b = policy(
+        "b",
+        "  target: {cluster: demo, serviceSelector: {namePattern: '*-orders', tags: {team: pay}}}\n  placement: {azBalanced: true}\n",
+    );
     let loaded = load(&[("a.yaml", &a), ("b.yaml", &b)]);
     assert_eq!(
         loaded.diagnostics[0].message,
@@ -339,15 +661,32 @@ fn defaults_are_applied_once_valid() {
     assert_eq!(p.mode, Mode::Enforce);
     assert_eq!(p.max_unavailable, TaskCount::Tasks(1));
     let s = p.scaling.as_ref().unwrap();
-    assert_eq!((s.scale_out_step, s.scale_in_step), (TaskCount::Tasks(1), TaskCount::Tasks(1)));
+    assert_eq!(
+        (s.scale_out_step, s.scale_in_step),
+        (TaskCount::Tasks(1), TaskCount::Tasks(1))
+    );
     assert_eq!(s.scale_out_cooldown, Duration::from_secs(60));
     assert_eq!(s.scale_in_cooldown, Duration::from_secs(300));
     assert_eq!(s.scale_in_stabilization, Duration::from_secs(300));
-    let Metric::CloudWatch { statistic, period, .. } = &s.metric;
-    assert_eq!((*statistic, *period), (Statistic::Average, Duration::from_secs(60)));
+    let Metric::CloudWatch {
+        statistic, period, ..
+    } = &s.metric;
+    assert_eq!(
+        (*statistic, *period),
+        (Statistic::Average, Duration::from_secs(60))
+    );
 
-    let az = load(&[("a.yaml", &policy("web", &format!("{TARGET}  placement: {{azBalanced: true}}\n")))]);
+    let az = load(&[(
+        "a.yaml",
+        &policy(
+            "web",
+            &format!("{TARGET}  placement: {{azBalanced: true}}\n"),
+        ),
+    )]);
     let spread = &az.policies[0].placement.spread;
     assert_eq!(spread.len(), 1);
-    assert_eq!((&spread[0].topology, spread[0].max_skew), (&TopologyKey::Zone, 1));
+    assert_eq!(
+        (&spread[0].topology, spread[0].max_skew),
+        (&TopologyKey::Zone, 1)
+    );
 }

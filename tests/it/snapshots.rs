@@ -7,7 +7,8 @@ fn render(paths: &[&str]) -> String {
     // Relative names, as a user in the repository would see them.
     let root = env!("CARGO_MANIFEST_DIR");
     std::env::set_current_dir(root).unwrap();
-    let loaded = stevedore::spec::load_paths(&paths.iter().map(PathBuf::from).collect::<Vec<_>>()).unwrap();
+    let loaded =
+        stevedore::spec::load_paths(&paths.iter().map(PathBuf::from).collect::<Vec<_>>()).unwrap();
     let renderer = annotate_snippets::Renderer::plain();
     loaded
         .diagnostics

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, exactly as CI runs it. On a fresh machine it first
+# installs what the tests need: the Rust crates (cargo fetches them) and a
+# Python virtualenv in .venv with the packages of scripts/requirements-test.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "python virtualenv (.venv)"
+requirements=scripts/requirements-test.txt
+stamp=.venv/.requirements.sha256
+want=$(sha256sum "$requirements" | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check -r "$requirements"
+  echo "$want" > "$stamp"
+fi
+.venv/bin/python -c 'import jsonschema, yaml; print("jsonschema", jsonschema.__version__ if hasattr(jsonschema, "__version__") else "ok")' 2>/dev/null || true
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+step "cargo test"
+export STEVEDORE_PYTHON="$PWD/.venv/bin/python"
+cargo test --locked --all-targets
+# Doc tests are not part of --all-targets.
+cargo test --locked --doc
