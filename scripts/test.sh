@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, exactly as CI runs it. On a fresh machine it first
-# installs what the tests need: the Rust crates (cargo fetches them) and a
-# Python virtualenv in .venv with the packages of scripts/requirements-test.txt.
+# installs what the tests need: the Rust crates (cargo fetches them), a
+# Python virtualenv in .venv with the packages of scripts/requirements-test.txt,
+# and the YAML language server (npm) under scripts/editor/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,7 +17,11 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
   .venv/bin/pip install --quiet --disable-pip-version-check -r "$requirements"
   echo "$want" > "$stamp"
 fi
-.venv/bin/python -c 'import jsonschema, yaml; print("jsonschema", jsonschema.__version__ if hasattr(jsonschema, "__version__") else "ok")' 2>/dev/null || true
+
+step "YAML language server (scripts/editor/node_modules), for the editor test"
+if [ ! -x scripts/editor/node_modules/.bin/yaml-language-server ]; then
+  (cd scripts/editor && npm ci --silent --no-audit --no-fund)
+fi
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -1,6 +1,7 @@
 //! The integration tests: one binary (as ripgrep does), one module per area.
 
 mod cli;
+mod editor;
 mod hostile;
 mod rules;
 mod schema;

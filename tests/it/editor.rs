@@ -1,0 +1,103 @@
+//! What a user sees in their editor: the YAML language server (behind the
+//! YAML support of VS Code, Neovim, Helix) opens policy files, follows the
+//! `# yaml-language-server: $schema=...` modeline to the committed schema,
+//! and flags mistakes. Runs the real server (installed by `scripts/test.sh`).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+use crate::repo;
+
+fn language_server() -> PathBuf {
+    let server = std::env::var_os("STEVEDORE_YAML_LS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            repo("scripts/editor/node_modules/yaml-language-server/bin/yaml-language-server")
+        });
+    assert!(
+        server.exists(),
+        "{} not found: run `scripts/test.sh`, which installs it with npm, or set STEVEDORE_YAML_LS",
+        server.display()
+    );
+    server
+}
+
+/// `file -> [(line, column, message)]` as the editor would show them.
+fn editor_diagnostics(files: &[PathBuf]) -> Vec<(String, Vec<(u64, u64, String)>)> {
+    let out = Command::new("node")
+        .arg(repo("scripts/editor/check.js"))
+        .arg(language_server())
+        .args(files)
+        .current_dir(repo(""))
+        .output()
+        .expect("node runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: Value = serde_json::from_str(line).unwrap();
+            let diagnostics = v["diagnostics"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| {
+                    (
+                        d["line"].as_u64().unwrap(),
+                        d["column"].as_u64().unwrap(),
+                        d["message"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect();
+            (v["file"].as_str().unwrap().to_owned(), diagnostics)
+        })
+        .collect()
+}
+
+#[test]
+fn the_modeline_makes_editors_flag_mistakes_and_accept_good_policies() {
+    let mut files = vec![repo("tests/fixtures/editor/typo.yaml")];
+    files.extend(stevedore::spec::policy_files(&repo("specs")).unwrap());
+    files.extend(stevedore::spec::policy_files(&repo("examples/policies")).unwrap());
+    let results = editor_diagnostics(&files);
+    assert_eq!(results.len(), files.len());
+
+    let (_, typo) = &results[0];
+    assert!(
+        typo.iter()
+            .any(|(line, column, message)| (*line, *column) == (13, 9)
+                && message.contains("maxskew")),
+        "the editor does not flag `maxskew` at 13:9: {typo:?}"
+    );
+    for (file, diagnostics) in &results[1..] {
+        assert!(diagnostics.is_empty(), "{file}: {diagnostics:?}");
+    }
+}
+
+/// Every shipped policy file starts with the modeline, pointing at the
+/// committed schema by a relative path that exists.
+#[test]
+fn every_shipped_policy_file_has_a_working_modeline() {
+    let mut files = stevedore::spec::policy_files(&repo("specs")).unwrap();
+    files.extend(stevedore::spec::policy_files(&repo("examples/policies")).unwrap());
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let first = text.lines().next().unwrap_or("");
+        let target = first
+            .strip_prefix("# yaml-language-server: $schema=")
+            .unwrap_or_else(|| panic!("{} does not start with the modeline", file.display()));
+        let schema = file.parent().unwrap().join(target);
+        assert_eq!(
+            std::fs::canonicalize(&schema).unwrap(),
+            std::fs::canonicalize(repo(stevedore::schema::SCHEMA_PATH)).unwrap(),
+            "{}",
+            file.display()
+        );
+    }
+}
