@@ -24,8 +24,11 @@ fn language_server() -> PathBuf {
     server
 }
 
-/// `file -> [(line, column, message)]` as the editor would show them.
-fn editor_diagnostics(files: &[PathBuf]) -> Vec<(String, Vec<(u64, u64, String)>)> {
+/// `(line, column, message)`, 1-based, as the editor shows it.
+type EditorDiagnostic = (u64, u64, String);
+
+/// Each file with what the editor shows for it.
+fn editor_diagnostics(files: &[PathBuf]) -> Vec<(String, Vec<EditorDiagnostic>)> {
     let out = Command::new("node")
         .arg(repo("scripts/editor/check.js"))
         .arg(language_server())
