@@ -26,5 +26,7 @@
 
 pub mod cli;
 pub mod diag;
+pub mod model;
+pub mod plan;
 pub mod schema;
 pub mod spec;

@@ -1,0 +1,2 @@
+//! The planner: pure and synchronous.
+pub mod optimum;
