@@ -41,7 +41,7 @@ impl Resources {
 
     /// How many tasks of this size fit (unbounded for a zero-size task).
     pub fn count_of(self, size: Resources) -> u32 {
-        let by = |have: u32, need: u32| if need == 0 { u32::MAX } else { have / need };
+        let by = |have: u32, need: u32| have.checked_div(need).unwrap_or(u32::MAX);
         by(self.cpu, size.cpu).min(by(self.memory, size.memory))
     }
 }
