@@ -1,2 +1,296 @@
-//! The planner: pure and synchronous.
+//! The planner: a pure function from (policies, cluster snapshot, now) to a
+//! [`Plan`]. No I/O, no clock reads, no randomness: the same input gives the
+//! same plan. Actions are data, each with its policy, rule and reason, and
+//! the disruption budget is spent while planning.
+//!
+//! - [`optimum`]: the fewest moves that satisfy a service's spread constraints.
+//! - [`placement`]: how ECS places and scales in tasks (shared with the simulator).
+//! - [`spread`]: which tasks to stop now, so that each stop is a step of an
+//!   optimal plan whatever instance ECS picks for the replacement.
+//! - [`one_per_host`]: desiredCount = eligible hosts.
+
+pub mod one_per_host;
 pub mod optimum;
+pub mod placement;
+pub mod spread;
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::model::{ClusterSnapshot, Millis, TaskStatus};
+use crate::spec::Policy;
+use crate::spec::policy::{Mode, ServiceMatch, TopologyKey};
+
+/// What to do, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    pub policy: String,
+    pub service: String,
+    /// The rule that asks for it, such as `spread(zone)` or `oneTaskPerHost`.
+    pub rule: String,
+    #[serde(flatten)]
+    pub kind: ActionKind,
+    /// One line: why this action, and why this task.
+    pub reason: String,
+    /// Planned for a DryRun policy: reported, never executed.
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum ActionKind {
+    /// Stop a task; ECS starts its replacement where its strategy says.
+    #[serde(rename_all = "camelCase")]
+    StopTask {
+        task: String,
+        instance: String,
+        zone: String,
+    },
+    /// Change the service's desired count.
+    #[serde(rename_all = "camelCase")]
+    SetDesiredCount { from: u32, to: u32 },
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dry = if self.dry_run { " (dry run)" } else { "" };
+        match &self.kind {
+            ActionKind::StopTask {
+                task,
+                instance,
+                zone,
+            } => {
+                write!(
+                    f,
+                    "stop task {task} on {instance} ({zone}){dry}: {}",
+                    self.reason
+                )
+            }
+            ActionKind::SetDesiredCount { from, to } => {
+                write!(f, "set desiredCount {from} -> {to}{dry}: {}", self.reason)
+            }
+        }
+    }
+}
+
+/// Where a policy stands for one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum State {
+    /// Every rule holds.
+    Satisfied,
+    /// Actions are under way or planned; more may follow.
+    Converging,
+    /// No safe action can satisfy the policy; nothing is done (see the reason).
+    Unsatisfiable,
+    /// Not acted on for now (deployment, not steady, conflict; see the reason).
+    Paused,
+}
+
+/// How one spread constraint stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConstraintReport {
+    pub topology: String,
+    pub max_skew: u32,
+    pub skew: u32,
+    /// Tasks per domain (eligible domains only, empty ones included).
+    pub tasks_per_domain: Vec<(String, u32)>,
+}
+
+/// The status of one policy for one service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceStatus {
+    pub policy: String,
+    pub service: String,
+    pub state: State,
+    pub reason: String,
+    pub constraints: Vec<ConstraintReport>,
+    /// The fewest task moves that still satisfy the spread constraints.
+    pub moves_remaining: u32,
+    /// Moves planned now (within the disruption budget).
+    pub moves_planned: u32,
+    /// Tasks a forced redeploy of the service would replace.
+    pub forced_redeploy_tasks: u32,
+    pub warnings: Vec<String>,
+}
+
+/// The planner's output.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub cluster: String,
+    pub actions: Vec<Action>,
+    pub statuses: Vec<ServiceStatus>,
+}
+
+impl Plan {
+    /// The actions to execute (DryRun policies' actions are only reported).
+    pub fn executable(&self) -> impl Iterator<Item = &Action> {
+        self.actions.iter().filter(|a| !a.dry_run)
+    }
+}
+
+/// Tasks of each service, indexed once per snapshot.
+#[derive(Debug)]
+pub struct Index<'a> {
+    pub snapshot: &'a ClusterSnapshot,
+    /// Task indices per service.
+    pub tasks_of: Vec<Vec<usize>>,
+    service_by_name: HashMap<&'a str, usize>,
+}
+
+impl<'a> Index<'a> {
+    pub fn new(snapshot: &'a ClusterSnapshot) -> Index<'a> {
+        let mut tasks_of = vec![vec![]; snapshot.services.len()];
+        for (i, t) in snapshot.tasks.iter().enumerate() {
+            if let Some(list) = tasks_of.get_mut(t.service) {
+                list.push(i);
+            }
+        }
+        let service_by_name = snapshot
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        Index {
+            snapshot,
+            tasks_of,
+            service_by_name,
+        }
+    }
+
+    /// The services a policy targets in this snapshot's cluster.
+    pub fn services_of(&self, policy: &Policy) -> Vec<usize> {
+        if policy.target.cluster.name != self.snapshot.cluster {
+            return vec![];
+        }
+        match &policy.target.services {
+            ServiceMatch::Named(r) => self
+                .service_by_name
+                .get(r.name.as_str())
+                .copied()
+                .into_iter()
+                .collect(),
+            selector => (0..self.snapshot.services.len())
+                .filter(|i| {
+                    let s = &self.snapshot.services[*i];
+                    selector.matches(&s.name, &s.tags)
+                })
+                .collect(),
+        }
+    }
+
+    /// Running tasks of a service.
+    pub fn running(&self, service: usize) -> impl Iterator<Item = usize> + '_ {
+        self.tasks_of[service]
+            .iter()
+            .copied()
+            .filter(|t| self.snapshot.tasks[*t].status == TaskStatus::Running)
+    }
+}
+
+/// Plans every policy against one cluster's snapshot.
+pub fn plan(policies: &[Policy], snapshot: &ClusterSnapshot, now: Millis) -> Plan {
+    plan_with_index(policies, &Index::new(snapshot), now)
+}
+
+/// [`plan`] on an index built beforehand (the benchmark times both apart).
+pub fn plan_with_index(policies: &[Policy], index: &Index<'_>, _now: Millis) -> Plan {
+    let snapshot = index.snapshot;
+    let mut plan = Plan {
+        cluster: snapshot.cluster.clone(),
+        ..Plan::default()
+    };
+
+    // Which policies claim each service: two are a conflict, acted on by neither.
+    let mut claims: HashMap<usize, Vec<usize>> = HashMap::new();
+    let targets: Vec<Vec<usize>> = policies.iter().map(|p| index.services_of(p)).collect();
+    for (p, services) in targets.iter().enumerate() {
+        for s in services {
+            claims.entry(*s).or_default().push(p);
+        }
+    }
+
+    for (p, services) in targets.iter().enumerate() {
+        let policy = &policies[p];
+        for &s in services {
+            let service = &snapshot.services[s];
+            let others: Vec<&str> = claims[&s]
+                .iter()
+                .filter(|q| **q != p)
+                .map(|q| policies[*q].name.as_str())
+                .collect();
+            let mut status = ServiceStatus {
+                policy: policy.name.clone(),
+                service: service.name.clone(),
+                state: State::Satisfied,
+                reason: String::new(),
+                constraints: vec![],
+                moves_remaining: 0,
+                moves_planned: 0,
+                forced_redeploy_tasks: index.running(s).count() as u32,
+                warnings: vec![],
+            };
+            if !others.is_empty() {
+                status.state = State::Paused;
+                status.reason = format!(
+                    "conflict: service `{}` is also targeted by policy {}",
+                    service.name,
+                    others.join(", ")
+                );
+                plan.statuses.push(status);
+                continue;
+            }
+            let mut actions = vec![];
+            plan_service(policy, index, s, &mut status, &mut actions);
+            let dry_run = policy.mode == Mode::DryRun;
+            for mut action in actions {
+                action.dry_run = dry_run;
+                plan.actions.push(action);
+            }
+            plan.statuses.push(status);
+        }
+    }
+    plan
+}
+
+/// Applies the policy's rules to one service, in order: the desired count
+/// first (it decides how many tasks there are), then placement.
+fn plan_service(
+    policy: &Policy,
+    index: &Index<'_>,
+    s: usize,
+    status: &mut ServiceStatus,
+    actions: &mut Vec<Action>,
+) {
+    let service = &index.snapshot.services[s];
+    if let Some(rule) = &policy.placement.one_task_per_host {
+        one_per_host::plan(policy, rule, index, s, status, actions);
+        if !actions.is_empty() {
+            // Placement waits for the new count to take effect.
+            return;
+        }
+    }
+    if policy.placement.spread.is_empty() {
+        return;
+    }
+    if service.az_rebalancing
+        && policy
+            .placement
+            .spread
+            .iter()
+            .any(|c| c.topology == TopologyKey::Zone)
+    {
+        status.state = State::Paused;
+        status.reason = "conflict: the service has ECS availabilityZoneRebalancing ENABLED, which also moves tasks between zones; disable it or drop the zone constraint".into();
+        return;
+    }
+    spread::plan(policy, index, s, status, actions);
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,476 @@
+//! Planner tests on small clusters built by hand.
+
+use super::*;
+use crate::model::{
+    Instance, InstanceStatus, PlacementField, PlacementStrategy, Resources, Service, Task,
+};
+
+/// A cluster under construction.
+pub(crate) struct Cluster {
+    pub snapshot: ClusterSnapshot,
+    clock: Millis,
+}
+
+impl Cluster {
+    pub fn new() -> Cluster {
+        Cluster {
+            snapshot: ClusterSnapshot {
+                cluster: "demo".into(),
+                ..ClusterSnapshot::default()
+            },
+            clock: 0,
+        }
+    }
+
+    /// A host with room for 8 tasks of 512 CPU units / 1 GiB.
+    pub fn host(&mut self, id: &str, zone: &str) -> usize {
+        self.host_sized(
+            id,
+            zone,
+            Resources {
+                cpu: 4096,
+                memory: 8192,
+            },
+        )
+    }
+
+    pub fn host_sized(&mut self, id: &str, zone: &str, size: Resources) -> usize {
+        let mut attributes = std::collections::BTreeMap::new();
+        attributes.insert("ecs.availability-zone".to_owned(), zone.to_owned());
+        self.snapshot.instances.push(Instance {
+            id: id.into(),
+            zone: zone.into(),
+            status: InstanceStatus::Active,
+            agent_connected: true,
+            attributes,
+            registered: size,
+            remaining: size,
+            ports_in_use: vec![],
+        });
+        self.snapshot.instances.len() - 1
+    }
+
+    pub fn service(&mut self, name: &str, strategy: Vec<PlacementStrategy>) -> usize {
+        self.snapshot.services.push(Service {
+            name: name.into(),
+            arn: format!("arn:aws:ecs:us-east-1:123456789012:service/demo/{name}"),
+            tags: Default::default(),
+            desired: 0,
+            running: 0,
+            pending: 0,
+            deployment_in_progress: false,
+            strategy,
+            constraints: vec![],
+            task_size: Resources {
+                cpu: 512,
+                memory: 1024,
+            },
+            host_ports: vec![],
+            az_rebalancing: false,
+            autoscaling_target: false,
+        });
+        self.snapshot.services.len() - 1
+    }
+
+    /// `n` running tasks of a service on a host, each started later than the last.
+    pub fn tasks(&mut self, service: usize, host: usize, n: u32) {
+        for _ in 0..n {
+            self.clock += 1_000;
+            let id = format!(
+                "{}-t{}",
+                self.snapshot.services[service].name,
+                self.snapshot.tasks.len() + 1
+            );
+            self.snapshot.tasks.push(Task {
+                id,
+                service,
+                instance: Some(host),
+                status: TaskStatus::Running,
+                started_at: self.clock,
+                protected: false,
+            });
+            let size = self.snapshot.services[service].task_size;
+            let inst = &mut self.snapshot.instances[host];
+            inst.remaining = inst.remaining.minus(size);
+            let svc = &mut self.snapshot.services[service];
+            svc.desired += 1;
+            svc.running += 1;
+        }
+    }
+}
+
+pub(crate) fn policies(yaml: &str) -> Vec<Policy> {
+    let loaded = crate::spec::load_sources(vec![("test.yaml".into(), yaml.as_bytes().to_vec())]);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    loaded.policies
+}
+
+pub(crate) fn policy(name: &str, service: &str, rest: &str) -> String {
+    format!(
+        "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: {name}}}\nspec:\n  target: {{cluster: demo, service: {service}}}\n{rest}"
+    )
+}
+
+const AZ: &str = "  placement: {azBalanced: true}\n";
+
+fn spread_zone() -> Vec<PlacementStrategy> {
+    vec![PlacementStrategy::Spread(PlacementField::zone())]
+}
+
+/// Zones a/b/c with two hosts each; `web` has `counts[z]` tasks on the first host of zone z.
+fn three_zones(counts: [u32; 3], strategy: Vec<PlacementStrategy>) -> Cluster {
+    let mut c = Cluster::new();
+    let hosts: Vec<usize> = ["a", "b", "c"]
+        .iter()
+        .flat_map(|z| [format!("{z}1"), format!("{z}2")].map(|id| (id, format!("us-east-1{z}"))))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(|(id, zone)| c.host(&id, &zone))
+        .collect();
+    let web = c.service("web", strategy);
+    for (z, n) in counts.iter().enumerate() {
+        c.tasks(web, hosts[z * 2], *n);
+    }
+    c
+}
+
+fn stops(plan: &Plan) -> Vec<(String, String)> {
+    plan.actions
+        .iter()
+        .filter_map(|a| match &a.kind {
+            ActionKind::StopTask { task, instance, .. } => Some((task.clone(), instance.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_skewed_service_gets_one_stop_from_the_fullest_zone_with_its_reason() {
+    let c = three_zones([5, 1, 0], spread_zone());
+    let plan = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    // Youngest task on the host with the most tasks in us-east-1a.
+    assert_eq!(stops(&plan), [("web-t5".to_owned(), "a1".to_owned())]);
+    let status = &plan.statuses[0];
+    assert_eq!(
+        (status.state, status.moves_remaining, status.moves_planned),
+        (State::Converging, 3, 1)
+    );
+    assert_eq!(status.forced_redeploy_tasks, 6);
+    let reason = &plan.actions[0].reason;
+    assert!(
+        reason.starts_with("move 1 of 3: zone skew 5 (max 1): us-east-1a has 5, us-east-1c has 0"),
+        "{reason}"
+    );
+    assert!(
+        reason.contains(
+            "spread(attribute:ecs.availability-zone) places the replacement on zone us-east-1c"
+        ),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_balanced_service_is_satisfied_and_left_alone() {
+    let c = three_zones([2, 2, 1], spread_zone());
+    let plan = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.statuses[0].state, State::Satisfied);
+    assert_eq!(plan.statuses[0].constraints[0].skew, 1);
+}
+
+#[test]
+fn the_budget_bounds_the_batch_and_ties_are_followed() {
+    let c = three_zones([5, 1, 0], spread_zone());
+    let p = policies(&policy(
+        "web-az",
+        "web",
+        &format!("{AZ}  disruption: {{maxUnavailable: 3}}\n"),
+    ));
+    let plan = plan(&p, &c.snapshot, 0);
+    // All three stops come from zone a; whatever ECS does with the ties
+    // between b and c, the result is balanced.
+    let planned = stops(&plan);
+    assert_eq!(planned.len(), 3, "{plan:#?}");
+    assert!(planned.iter().all(|(_, host)| host == "a1"));
+    assert_eq!(plan.statuses[0].moves_remaining, 3);
+}
+
+#[test]
+fn a_percentage_budget_rounds_up() {
+    let c = three_zones([5, 1, 0], spread_zone());
+    let p = policies(&policy(
+        "web-az",
+        "web",
+        &format!("{AZ}  disruption: {{maxUnavailable: \"20%\"}}\n"),
+    ));
+    // 20% of 6 = 1.2 -> 2.
+    assert_eq!(stops(&plan(&p, &c.snapshot, 0)).len(), 2);
+}
+
+#[test]
+fn no_room_in_the_deficit_zone_is_unsatisfiable_and_moves_nothing() {
+    let mut c = Cluster::new();
+    let a = c.host("a1", "us-east-1a");
+    let b = c.host("b1", "us-east-1b");
+    let full = c.host_sized(
+        "c1",
+        "us-east-1c",
+        Resources {
+            cpu: 256,
+            memory: 8192,
+        },
+    );
+    let web = c.service("web", spread_zone());
+    c.tasks(web, a, 3);
+    c.tasks(web, b, 3);
+    let _ = full;
+    let plan = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+    let status = &plan.statuses[0];
+    assert_eq!(status.state, State::Unsatisfiable);
+    assert!(status.reason.starts_with("no room in zone us-east-1c: it can hold 0 of the service's tasks (512 CPU units, 1024 MiB each)"), "{}", status.reason);
+}
+
+#[test]
+fn a_strategy_that_does_not_spread_on_the_topology_is_unsatisfiable() {
+    // binpack(memory) puts the replacement back on the fullest host.
+    let c = three_zones(
+        [5, 1, 0],
+        vec![PlacementStrategy::Binpack(
+            crate::model::BinpackField::Memory,
+        )],
+    );
+    let plan = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+    let status = &plan.statuses[0];
+    assert_eq!(status.state, State::Unsatisfiable);
+    assert!(
+        status.reason.starts_with(
+            "the service's placement strategy (binpack(memory)) does not spread on zone"
+        ),
+        "{}",
+        status.reason
+    );
+}
+
+#[test]
+fn no_strategy_means_ecs_default_spread_over_zones() {
+    let c = three_zones([5, 1, 0], vec![]);
+    let plan = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert_eq!(stops(&plan).len(), 1);
+}
+
+#[test]
+fn protected_tasks_are_never_stopped() {
+    let mut c = three_zones([5, 1, 0], spread_zone());
+    // Protect the two youngest tasks of zone a.
+    for t in &mut c.snapshot.tasks[3..5] {
+        t.protected = true;
+    }
+    let plan = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert_eq!(stops(&plan), [("web-t3".to_owned(), "a1".to_owned())]);
+}
+
+#[test]
+fn the_last_running_task_is_never_stopped() {
+    let mut c = Cluster::new();
+    let a = c.host("a1", "us-east-1a");
+    c.host("b1", "us-east-1b");
+    let web = c.service("web", spread_zone());
+    c.tasks(web, a, 1);
+    let p = policies(&policy(
+        "web-host",
+        "web",
+        "  placement:\n    spread: [{topologyKey: zone, maxSkew: 1, minDomains: 3}]\n",
+    ));
+    let plan = plan(&p, &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn dry_run_plans_but_marks_every_action() {
+    let c = three_zones([5, 1, 0], spread_zone());
+    let plan = plan(
+        &policies(&policy("web-az", "web", &format!("{AZ}  mode: DryRun\n"))),
+        &c.snapshot,
+        0,
+    );
+    assert_eq!(plan.actions.len(), 1);
+    assert!(plan.actions[0].dry_run);
+    assert_eq!(plan.executable().count(), 0);
+}
+
+#[test]
+fn deployments_and_unsteady_services_are_paused() {
+    let mut c = three_zones([5, 1, 0], spread_zone());
+    c.snapshot.services[0].deployment_in_progress = true;
+    let plan1 = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert!(plan1.actions.is_empty());
+    assert_eq!(plan1.statuses[0].state, State::Paused);
+    assert!(
+        plan1.statuses[0]
+            .reason
+            .starts_with("a deployment is in progress; 3 moves needed")
+    );
+
+    c.snapshot.services[0].deployment_in_progress = false;
+    c.snapshot.services[0].pending = 1;
+    let plan2 = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert!(plan2.actions.is_empty());
+    assert!(
+        plan2.statuses[0].reason.starts_with("not at steady state"),
+        "{}",
+        plan2.statuses[0].reason
+    );
+}
+
+#[test]
+fn two_policies_on_one_service_pause_both() {
+    let c = three_zones([5, 1, 0], spread_zone());
+    // Validation rejects such a pair; the planner must not trust that it
+    // never sees one (policies from two sources, a bug elsewhere).
+    let by_tag = "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: by-tag}\nspec:\n  target: {cluster: demo, serviceSelector: {tags: {balance: az}}}\n  placement: {azBalanced: true}\n";
+    let mut both = policies(&policy("web-az", "web", AZ));
+    both.extend(policies(by_tag));
+    let mut c = c;
+    c.snapshot.services[0]
+        .tags
+        .insert("balance".into(), "az".into());
+    let plan = plan(&both, &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.statuses.len(), 2);
+    assert!(
+        plan.statuses
+            .iter()
+            .all(|s| s.state == State::Paused && s.reason.starts_with("conflict"))
+    );
+}
+
+#[test]
+fn ecs_zone_rebalancing_is_a_conflict_not_a_fight() {
+    let mut c = three_zones([5, 1, 0], spread_zone());
+    c.snapshot.services[0].az_rebalancing = true;
+    let plan = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+    assert!(
+        plan.statuses[0]
+            .reason
+            .contains("availabilityZoneRebalancing")
+    );
+}
+
+#[test]
+fn one_task_per_host_counts_only_eligible_hosts() {
+    let mut c = Cluster::new();
+    for (id, zone) in [
+        ("a1", "us-east-1a"),
+        ("b1", "us-east-1b"),
+        ("c1", "us-east-1c"),
+        ("c2", "us-east-1c"),
+    ] {
+        c.host(id, zone);
+    }
+    c.snapshot.instances[3].status = InstanceStatus::Draining;
+    let agent = c.service("agent", vec![]);
+    c.snapshot.services[agent]
+        .constraints
+        .push(crate::model::PlacementConstraint::DistinctInstance);
+    for h in 0..2 {
+        c.tasks(agent, h, 1);
+    }
+    let plan = plan(
+        &policies(&policy(
+            "agent-per-host",
+            "agent",
+            "  placement: {oneTaskPerHost: {}}\n",
+        )),
+        &c.snapshot,
+        0,
+    );
+    assert_eq!(plan.actions.len(), 1);
+    assert_eq!(
+        plan.actions[0].kind,
+        ActionKind::SetDesiredCount { from: 2, to: 3 }
+    );
+    assert!(
+        plan.actions[0].reason.contains("1 of 4 instances excluded"),
+        "{}",
+        plan.actions[0].reason
+    );
+    assert!(plan.statuses[0].warnings.is_empty());
+}
+
+#[test]
+fn one_task_per_host_without_distinct_instance_is_reported() {
+    let mut c = Cluster::new();
+    c.host("a1", "us-east-1a");
+    let agent = c.service("agent", vec![]);
+    c.tasks(agent, 0, 1);
+    let plan = plan(
+        &policies(&policy(
+            "agent-per-host",
+            "agent",
+            "  placement: {oneTaskPerHost: {}}\n",
+        )),
+        &c.snapshot,
+        0,
+    );
+    assert!(plan.actions.is_empty());
+    assert!(plan.statuses[0].warnings[0].contains("no distinctInstance"));
+}
+
+#[test]
+fn zone_and_host_constraints_together() {
+    // Zone a has 4 tasks on one host and an empty host; zones b, c have 2 each.
+    let mut c = Cluster::new();
+    let a1 = c.host("a1", "us-east-1a");
+    c.host("a2", "us-east-1a");
+    let b1 = c.host("b1", "us-east-1b");
+    let c1 = c.host("c1", "us-east-1c");
+    let web = c.service(
+        "web",
+        vec![
+            PlacementStrategy::Spread(PlacementField::zone()),
+            PlacementStrategy::Spread(PlacementField::Instance),
+        ],
+    );
+    c.tasks(web, a1, 4);
+    c.tasks(web, b1, 2);
+    c.tasks(web, c1, 2);
+    // Host skew 1 would force 2 tasks on every host, so 4 in zone a: infeasible.
+    let tight = policies(&policy(
+        "web",
+        "web",
+        "  placement:\n    azBalanced: true\n    spread: [{topologyKey: host, maxSkew: 1}]\n",
+    ));
+    assert_eq!(
+        plan(&tight, &c.snapshot, 0).statuses[0].state,
+        State::Unsatisfiable
+    );
+    // Host skew 2: zones 3/3/2 with hosts a1=2, a2=1, b1=3, c1=2: two moves
+    // out of a1, one landing on a2 (zone then host spread), one in b.
+    let p = policies(&policy(
+        "web",
+        "web",
+        "  placement:\n    azBalanced: true\n    spread: [{topologyKey: host, maxSkew: 2}]\n",
+    ));
+    let plan = plan(&p, &c.snapshot, 0);
+    let status = &plan.statuses[0];
+    assert_eq!(
+        (status.state, status.moves_remaining),
+        (State::Converging, 2),
+        "{status:#?}"
+    );
+    assert_eq!(stops(&plan)[0].1, "a1");
+}
+
+#[test]
+fn the_same_input_gives_the_same_plan() {
+    let c = three_zones([7, 0, 2], spread_zone());
+    let p = policies(&policy(
+        "web-az",
+        "web",
+        &format!("{AZ}  disruption: {{maxUnavailable: 2}}\n"),
+    ));
+    assert_eq!(plan(&p, &c.snapshot, 0), plan(&p, &c.snapshot, 0));
+}
