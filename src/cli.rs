@@ -31,9 +31,50 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
     },
-    /// Print the JSON Schema of ServicePolicy (stevedore.io/v1alpha1).
-    Schema,
+    /// Print a JSON Schema: of ServicePolicy files (default) or of scenario files.
+    Schema {
+        #[arg(value_enum, default_value_t = SchemaKind::Servicepolicy)]
+        kind: SchemaKind,
+    },
+    /// Run the controller against the ECS simulator, in virtual time.
+    ///
+    /// Without a scenario, runs the embedded demo: a host joins a zone after
+    /// a scale-out, the case that today forces a redeploy of every service.
+    Sim {
+        /// A scenario file (see examples/scenarios/).
+        scenario: Option<PathBuf>,
+        /// Instead of a file: generate HOSTS,SERVICES,TASKS (for example 5000,5000,100000).
+        #[arg(long, value_name = "HOSTS,SERVICES,TASKS", conflicts_with = "scenario")]
+        generate: Option<String>,
+        /// How long to simulate a generated cluster.
+        #[arg(long, default_value = "10m")]
+        duration: String,
+        /// `human` (a timeline and a summary) or `json` (the report).
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
+    /// Show what stevedore would do now, with the reason for every action.
+    Plan {
+        /// Policy files or directories; default: the scenario's own policies.
+        #[arg(long)]
+        specs: Vec<PathBuf>,
+        /// Plan against this scenario's initial state.
+        #[arg(long, value_name = "SCENARIO")]
+        sim: PathBuf,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
+    },
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SchemaKind {
+    Servicepolicy,
+    Scenario,
+}
+
+/// The scenario `stevedore sim` runs by default.
+pub const DEMO_SCENARIO: &str =
+    include_str!("../examples/scenarios/host-joins-after-scale-out.yaml");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -54,9 +95,29 @@ pub mod exit {
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
     let status = match cli.command {
         Command::Validate { paths, output } => validate(&paths, output, out, err),
-        Command::Schema => write!(out, "{}", crate::schema::servicepolicy_json())
-            .map(|()| exit::OK)
-            .unwrap_or(exit::USAGE),
+        Command::Schema { kind } => {
+            let text = match kind {
+                SchemaKind::Servicepolicy => crate::schema::servicepolicy_json(),
+                SchemaKind::Scenario => crate::sim::scenario::schema_json(),
+            };
+            write!(out, "{text}")
+                .map(|()| exit::OK)
+                .unwrap_or(exit::USAGE)
+        }
+        Command::Sim {
+            scenario,
+            generate,
+            duration,
+            output,
+        } => sim(
+            scenario.as_deref(),
+            generate.as_deref(),
+            &duration,
+            output,
+            out,
+            err,
+        ),
+        Command::Plan { specs, sim, output } => plan(&specs, &sim, output, out, err),
     };
     ExitCode::from(status)
 }
@@ -129,4 +190,226 @@ fn plural(n: usize, noun: &str) -> String {
         (_, "policy") => format!("{n} policies"),
         _ => format!("{n} {noun}s"),
     }
+}
+
+fn load_scenario(
+    path: Option<&std::path::Path>,
+    err: &mut dyn Write,
+) -> Option<crate::sim::scenario::Scenario> {
+    use crate::sim::scenario::{self, Error};
+    let loaded = match path {
+        Some(path) => scenario::load(path),
+        None => scenario::from_text(
+            "examples/scenarios/host-joins-after-scale-out.yaml (embedded)",
+            DEMO_SCENARIO,
+            std::path::Path::new("."),
+        ),
+    };
+    match loaded {
+        Ok(s) => Some(s),
+        Err(Error::Policies(diagnostics)) => {
+            let renderer = renderer();
+            for d in diagnostics {
+                let _ = writeln!(err, "{}\n", d.render(&renderer));
+            }
+            let _ = writeln!(err, "error: the scenario's policies are invalid");
+            None
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            None
+        }
+    }
+}
+
+fn sim(
+    path: Option<&std::path::Path>,
+    generate: Option<&str>,
+    duration: &str,
+    output: Output,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    use crate::sim::{run, scenario};
+    let scenario = match generate {
+        Some(spec) => {
+            let parts: Vec<Option<u32>> = spec.split(',').map(|p| p.trim().parse().ok()).collect();
+            let (Some(Some(hosts)), Some(Some(services)), Some(Some(tasks)), 3) =
+                (parts.first(), parts.get(1), parts.get(2), parts.len())
+            else {
+                let _ = writeln!(
+                    err,
+                    "error: --generate takes HOSTS,SERVICES,TASKS, such as 5000,5000,100000"
+                );
+                return exit::USAGE;
+            };
+            let Ok(duration) = crate::spec::quantity::parse_duration(duration) else {
+                let _ = writeln!(
+                    err,
+                    "error: --duration: `{duration}` is not a duration such as 10m"
+                );
+                return exit::USAGE;
+            };
+            let g = scenario::GenerateSpec {
+                hosts: *hosts,
+                services: *services,
+                tasks: *tasks,
+                zones: 3,
+                skewed_share: 0.1,
+            };
+            scenario::generated(g, 1, duration.as_millis() as u64)
+        }
+        None => match load_scenario(path, err) {
+            Some(s) => s,
+            None => return exit::USAGE,
+        },
+    };
+    let human = output == Output::Human;
+    if human {
+        let _ = writeln!(
+            out,
+            "scenario {}: {}\n",
+            scenario.name,
+            scenario.description.trim()
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a tokio runtime starts");
+    let report = {
+        let display = run::Display {
+            timeline: if human { Some(&mut *out) } else { None },
+            progress: std::io::stderr().is_terminal(),
+        };
+        runtime.block_on(run::run(scenario, display))
+    };
+    let written = if human {
+        run::write_summary(&report, out)
+    } else {
+        serde_json::to_writer_pretty(&mut *out, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out))
+    };
+    match written {
+        Ok(()) if report.services.iter().any(|s| s.mispredicted_moves > 0) => exit::INVALID,
+        Ok(()) => exit::OK,
+        Err(_) => exit::USAGE,
+    }
+}
+
+fn plan(
+    specs: &[PathBuf],
+    scenario: &std::path::Path,
+    output: Output,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let Some(scenario) = load_scenario(Some(scenario), err) else {
+        return exit::USAGE;
+    };
+    let policies = if specs.is_empty() {
+        scenario.policies
+    } else {
+        match spec::load_paths(specs) {
+            Ok(loaded) if !loaded.has_errors() => loaded.policies,
+            Ok(loaded) => {
+                let renderer = renderer();
+                for d in &loaded.diagnostics {
+                    let _ = writeln!(err, "{}\n", d.render(&renderer));
+                }
+                let _ = writeln!(err, "error: the policies are invalid; nothing planned");
+                return exit::INVALID;
+            }
+            Err(e) => {
+                let _ = writeln!(err, "error: {e}");
+                return exit::USAGE;
+            }
+        }
+    };
+    let snapshot = scenario.sim.state();
+    let plan = crate::plan::plan(&policies, &snapshot, snapshot.taken_at);
+    let written = match output {
+        Output::Json => serde_json::to_writer_pretty(&mut *out, &plan)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out)),
+        Output::Human => write_plan(&plan, out),
+    };
+    match written {
+        Ok(()) => exit::OK,
+        Err(_) => exit::USAGE,
+    }
+}
+
+/// The plan as a readable diff: per policy and service, its state, then
+/// each action (`-` a task stopped, `~` a count changed) with its reason.
+fn write_plan(plan: &crate::plan::Plan, out: &mut dyn Write) -> std::io::Result<()> {
+    use crate::plan::ActionKind;
+    for status in &plan.statuses {
+        writeln!(
+            out,
+            "{}/{}: {:?}{}",
+            status.policy,
+            status.service,
+            status.state,
+            if status.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", status.reason)
+            }
+        )?;
+        for c in &status.constraints {
+            let domains: Vec<String> = c
+                .tasks_per_domain
+                .iter()
+                .map(|(d, n)| format!("{d}={n}"))
+                .collect();
+            writeln!(
+                out,
+                "    {} skew {} (max {}): {}",
+                c.topology,
+                c.skew,
+                c.max_skew,
+                domains.join(" ")
+            )?;
+        }
+        for w in &status.warnings {
+            writeln!(out, "    warning: {w}")?;
+        }
+        for a in plan
+            .actions
+            .iter()
+            .filter(|a| a.policy == status.policy && a.service == status.service)
+        {
+            let dry = if a.dry_run {
+                " (dry run: not executed)"
+            } else {
+                ""
+            };
+            match &a.kind {
+                ActionKind::StopTask {
+                    task,
+                    instance,
+                    zone,
+                } => writeln!(
+                    out,
+                    "  - stop {task} on {instance} ({zone}){dry}\n      {}",
+                    a.reason
+                )?,
+                ActionKind::SetDesiredCount { from, to } => writeln!(
+                    out,
+                    "  ~ desiredCount {from} -> {to}{dry}\n      {}",
+                    a.reason
+                )?,
+            }
+        }
+    }
+    let executable = plan.executable().count();
+    writeln!(
+        out,
+        "\n{} actions ({} executable, {} dry run)",
+        plan.actions.len(),
+        executable,
+        plan.actions.len() - executable
+    )
 }

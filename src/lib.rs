@@ -24,9 +24,12 @@
 //! `tests/` the integration tests (one binary, `tests/it/`), and
 //! `scripts/test.sh` the whole test suite as CI runs it.
 
+pub mod backend;
 pub mod cli;
+pub mod controller;
 pub mod diag;
 pub mod model;
 pub mod plan;
 pub mod schema;
+pub mod sim;
 pub mod spec;

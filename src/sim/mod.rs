@@ -1,0 +1,775 @@
+//! An in-memory model of the parts of ECS that matter to stevedore, driven
+//! by a virtual clock: container instances joining, draining, terminating
+//! and failing with their zone; services with desired counts, placement
+//! strategies and constraints; the service scheduler that starts and stops
+//! tasks as ECS does ([`crate::plan::placement`], ties broken by a seeded
+//! random number generator); task lifecycle with delays; API calls counted
+//! with ECS's batch limits and token-bucket pacing; injectable faults; and
+//! events in EventBridge's shape with `detail.version`.
+//!
+//! - [`Simulator`]: the state and what ECS does to it.
+//! - [`SimBackend`]: the [`Backend`](crate::backend::Backend) over it.
+//! - [`scenario`]: the scenario file format and the large-cluster generator.
+//! - [`run`]: runs the controller against a scenario and reports.
+
+pub mod run;
+pub mod scenario;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::{Value, json};
+
+use crate::backend::{self, Backend};
+use crate::model::{ClusterSnapshot, Instance, InstanceStatus, Millis, Service, Task, TaskStatus};
+use crate::plan::placement::PlacementView;
+
+/// How long things take, in virtual milliseconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delays {
+    /// From placement to RUNNING.
+    pub task_start: Millis,
+    /// From a stop request to STOPPED (the container's stop timeout).
+    pub task_stop: Millis,
+}
+
+impl Default for Delays {
+    fn default() -> Self {
+        Delays {
+            task_start: 20_000,
+            task_stop: 10_000,
+        }
+    }
+}
+
+/// Faults to inject, as probabilities per call or per event.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Faults {
+    pub api_error_rate: f64,
+    pub throttle_rate: f64,
+    pub event_loss_rate: f64,
+    pub event_duplication_rate: f64,
+    /// Deliver each batch of events in a shuffled order.
+    pub event_reordering: bool,
+}
+
+/// A token bucket, refilled continuously in virtual time.
+#[derive(Debug, Clone, Copy)]
+struct TokenBucket {
+    capacity: f64,
+    per_second: f64,
+    tokens: f64,
+    at: Millis,
+}
+
+impl TokenBucket {
+    fn new(capacity: f64, per_second: f64) -> TokenBucket {
+        TokenBucket {
+            capacity,
+            per_second,
+            tokens: capacity,
+            at: 0,
+        }
+    }
+
+    /// Takes `n` tokens at `now`, returning how long the caller must wait
+    /// for them (client-side pacing: calls are delayed, not refused).
+    fn take(&mut self, n: f64, now: Millis) -> Millis {
+        let elapsed = now.saturating_sub(self.at) as f64 / 1000.0;
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        self.at = now;
+        self.tokens -= n;
+        if self.tokens >= 0.0 {
+            0
+        } else {
+            (-self.tokens / self.per_second * 1000.0).ceil() as Millis
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct SimTask {
+    task: Task,
+    /// When a PENDING task becomes RUNNING, or a STOPPING one STOPPED.
+    due: Millis,
+    version: u64,
+}
+
+/// The simulated cluster.
+#[derive(Debug)]
+pub struct Simulator {
+    pub cluster: String,
+    pub now: Millis,
+    pub instances: Vec<Instance>,
+    instance_version: Vec<u64>,
+    pub services: Vec<Service>,
+    tasks: Vec<SimTask>,
+    next_task: u64,
+    next_event: u64,
+    /// The earliest time a task changes state by itself.
+    next_due: Millis,
+    pub delays: Delays,
+    pub faults: Faults,
+    rng: ChaCha8Rng,
+    /// Events not yet delivered to the controller.
+    events: VecDeque<Value>,
+    api_calls: BTreeMap<String, u64>,
+    reads: TokenBucket,
+    writes: TokenBucket,
+    /// Virtual time spent waiting for API tokens.
+    pub paced_ms: Millis,
+    /// Tasks stopped through the API (the controller's moves).
+    pub stops_requested: BTreeMap<String, u64>,
+}
+
+/// ECS's page and batch sizes.
+pub mod limits {
+    pub const LIST_PAGE: usize = 100;
+    pub const DESCRIBE_SERVICES: usize = 10;
+    pub const DESCRIBE_TASKS: usize = 100;
+    pub const DESCRIBE_CONTAINER_INSTANCES: usize = 100;
+}
+
+impl Simulator {
+    pub fn new(cluster: &str, seed: u64) -> Simulator {
+        Simulator {
+            cluster: cluster.to_owned(),
+            now: 0,
+            instances: vec![],
+            instance_version: vec![],
+            services: vec![],
+            tasks: vec![],
+            next_task: 0,
+            next_event: 0,
+            next_due: Millis::MAX,
+            delays: Delays::default(),
+            faults: Faults::default(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            events: VecDeque::new(),
+            api_calls: BTreeMap::new(),
+            // Reads: about 100 burst / 20 per second; writes (UpdateService,
+            // StopTask): about 50 burst / 5 per second.
+            reads: TokenBucket::new(100.0, 20.0),
+            writes: TokenBucket::new(50.0, 5.0),
+            paced_ms: 0,
+            stops_requested: BTreeMap::new(),
+        }
+    }
+
+    // ---- building the initial state -------------------------------------
+
+    pub fn add_instance(&mut self, instance: Instance) -> usize {
+        self.instances.push(instance);
+        self.instance_version.push(1);
+        let i = self.instances.len() - 1;
+        self.instance_event(i);
+        i
+    }
+
+    pub fn add_service(&mut self, service: Service) -> usize {
+        self.services.push(service);
+        self.services.len() - 1
+    }
+
+    /// A RUNNING task placed by hand (the scenario's initial layout).
+    pub fn add_running_task(
+        &mut self,
+        service: usize,
+        instance: usize,
+        started_at: Millis,
+    ) -> Result<(), String> {
+        let size = self.services[service].task_size;
+        let inst = &mut self.instances[instance];
+        if !inst.remaining.fits(size) {
+            return Err(format!(
+                "instance {} has no room for a task of {}",
+                inst.id, self.services[service].name
+            ));
+        }
+        inst.remaining = inst.remaining.minus(size);
+        inst.ports_in_use
+            .extend(self.services[service].host_ports.iter().copied());
+        let id = self.task_id();
+        self.tasks.push(SimTask {
+            task: Task {
+                id,
+                service,
+                instance: Some(instance),
+                status: TaskStatus::Running,
+                started_at,
+                protected: false,
+            },
+            due: 0,
+            version: 1,
+        });
+        Ok(())
+    }
+
+    pub fn protect_task(&mut self, id: &str) {
+        if let Some(t) = self.tasks.iter_mut().find(|t| t.task.id == id) {
+            t.task.protected = true;
+        }
+    }
+
+    fn task_id(&mut self) -> String {
+        self.next_task += 1;
+        format!(
+            "arn:aws:ecs:us-east-1:123456789012:task/{}/{:08x}",
+            self.cluster, self.next_task
+        )
+    }
+
+    // ---- what ECS does -------------------------------------------------
+
+    /// Advances virtual time to `to`, running the scheduler once a second.
+    pub fn advance(&mut self, to: Millis) {
+        while self.now < to {
+            self.now = (self.now + 1_000).min(to);
+            self.lifecycle();
+            self.schedule();
+        }
+    }
+
+    fn lifecycle(&mut self) {
+        let now = self.now;
+        if now < self.next_due {
+            return;
+        }
+        self.next_due = Millis::MAX;
+        let mut i = 0;
+        while i < self.tasks.len() {
+            let t = &mut self.tasks[i];
+            match t.task.status {
+                TaskStatus::Pending if t.due <= now => {
+                    t.task.status = TaskStatus::Running;
+                    t.task.started_at = now;
+                    t.version += 1;
+                    self.task_event(i);
+                }
+                TaskStatus::Stopping if t.due <= now => {
+                    self.release(i);
+                    let t = &mut self.tasks[i];
+                    t.version += 1;
+                    self.task_event_stopped(i);
+                    self.tasks.swap_remove(i);
+                    continue;
+                }
+                TaskStatus::Pending | TaskStatus::Stopping => {
+                    self.next_due = self.next_due.min(t.due)
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+
+    /// Frees the resources a task holds on its instance.
+    fn release(&mut self, i: usize) {
+        let t = &self.tasks[i].task;
+        if let Some(inst) = t.instance {
+            let service = &self.services[t.service];
+            let instance = &mut self.instances[inst];
+            instance.remaining = instance.remaining.plus(service.task_size);
+            instance
+                .ports_in_use
+                .retain(|p| !service.host_ports.contains(p));
+        }
+    }
+
+    /// The service scheduler: place what is missing, stop what is extra.
+    /// One pass over the tasks, then work only for services that need it.
+    fn schedule(&mut self) {
+        let mut active = vec![0usize; self.services.len()];
+        let mut provisioning = vec![false; self.services.len()];
+        for t in &self.tasks {
+            match t.task.status {
+                TaskStatus::Stopping => {}
+                TaskStatus::Provisioning => {
+                    active[t.task.service] += 1;
+                    provisioning[t.task.service] = true;
+                }
+                _ => active[t.task.service] += 1,
+            }
+        }
+        for s in 0..self.services.len() {
+            let desired = self.services[s].desired as usize;
+            if active[s] == desired && !provisioning[s] {
+                continue;
+            }
+            let tasks: Vec<usize> = (0..self.tasks.len())
+                .filter(|i| {
+                    self.tasks[*i].task.service == s
+                        && self.tasks[*i].task.status != TaskStatus::Stopping
+                })
+                .collect();
+            if tasks.len() > desired {
+                self.scale_in(s, tasks.len() - desired, &tasks);
+                continue;
+            }
+            for &i in &tasks {
+                if self.tasks[i].task.status == TaskStatus::Provisioning {
+                    self.try_place(s, Some(i));
+                }
+            }
+            for _ in tasks.len()..desired {
+                self.try_place(s, None);
+            }
+        }
+    }
+
+    fn view(&self, s: usize) -> PlacementView<'_> {
+        let mut count = vec![0u32; self.instances.len()];
+        for t in &self.tasks {
+            if t.task.service == s
+                && let Some(i) = t.task.instance
+                && matches!(t.task.status, TaskStatus::Running | TaskStatus::Pending)
+            {
+                count[i] += 1;
+            }
+        }
+        PlacementView::new(&self.instances, &self.services[s], count)
+    }
+
+    /// Places a new task (or a PROVISIONING one); stays PROVISIONING if nothing fits.
+    fn try_place(&mut self, s: usize, existing: Option<usize>) {
+        let candidates = self.view(s).candidates();
+        let chosen = (!candidates.is_empty())
+            .then(|| candidates[self.rng.random_range(0..candidates.len())]);
+        let i = match existing {
+            Some(i) => i,
+            None => {
+                let id = self.task_id();
+                self.tasks.push(SimTask {
+                    task: Task {
+                        id,
+                        service: s,
+                        instance: None,
+                        status: TaskStatus::Provisioning,
+                        started_at: self.now,
+                        protected: false,
+                    },
+                    due: 0,
+                    version: 1,
+                });
+                self.tasks.len() - 1
+            }
+        };
+        if let Some(inst) = chosen {
+            let service = &self.services[s];
+            let instance = &mut self.instances[inst];
+            instance.remaining = instance.remaining.minus(service.task_size);
+            instance
+                .ports_in_use
+                .extend(service.host_ports.iter().copied());
+            let t = &mut self.tasks[i];
+            t.task.instance = Some(inst);
+            t.task.status = TaskStatus::Pending;
+            t.due = self.now + self.delays.task_start;
+            t.version += 1;
+            self.next_due = self.next_due.min(self.now + self.delays.task_start);
+            self.task_event(i);
+        } else if existing.is_none() {
+            self.task_event(i);
+        }
+    }
+
+    /// Scale-in as ECS does it: tasks not yet running first, then by the
+    /// service's strategy; never a protected task.
+    fn scale_in(&mut self, s: usize, mut extra: usize, active: &[usize]) {
+        for &i in active {
+            if extra == 0 {
+                return;
+            }
+            if matches!(
+                self.tasks[i].task.status,
+                TaskStatus::Provisioning | TaskStatus::Pending
+            ) {
+                self.begin_stop(i);
+                extra -= 1;
+            }
+        }
+        while extra > 0 {
+            let view = self.view(s);
+            let stoppable: Vec<usize> = active
+                .iter()
+                .filter(|i| {
+                    self.tasks[**i].task.status == TaskStatus::Running
+                        && !self.tasks[**i].task.protected
+                })
+                .filter_map(|i| self.tasks[*i].task.instance)
+                .collect();
+            let hosts = view.scale_in_candidates(&stoppable);
+            if hosts.is_empty() {
+                return;
+            }
+            let host = hosts[self.rng.random_range(0..hosts.len())];
+            let Some(&i) = active.iter().find(|i| {
+                let t = &self.tasks[**i].task;
+                t.instance == Some(host) && t.status == TaskStatus::Running && !t.protected
+            }) else {
+                return;
+            };
+            self.begin_stop(i);
+            extra -= 1;
+        }
+    }
+
+    fn begin_stop(&mut self, i: usize) {
+        let t = &mut self.tasks[i];
+        if t.task.status == TaskStatus::Provisioning {
+            t.task.status = TaskStatus::Stopping;
+            t.due = self.now;
+        } else {
+            t.task.status = TaskStatus::Stopping;
+            t.due = self.now + self.delays.task_stop;
+        }
+        t.version += 1;
+        self.next_due = self.next_due.min(self.tasks[i].due);
+        self.task_event(i);
+    }
+
+    // ---- the timeline ----------------------------------------------------
+
+    pub fn instance_index(&self, id: &str) -> Option<usize> {
+        self.instances.iter().position(|i| i.id == id)
+    }
+
+    /// DRAINING: ECS stops the instance's service tasks and places
+    /// replacements elsewhere.
+    pub fn drain(&mut self, instance: usize) {
+        self.instances[instance].status = InstanceStatus::Draining;
+        self.bump_instance(instance);
+        for i in 0..self.tasks.len() {
+            if self.tasks[i].task.instance == Some(instance)
+                && self.tasks[i].task.status != TaskStatus::Stopping
+            {
+                self.begin_stop(i);
+            }
+        }
+    }
+
+    /// The EC2 instance is gone: its tasks stop at once.
+    pub fn terminate(&mut self, instance: usize) {
+        self.lose_tasks(|t| t.instance == Some(instance));
+        let inst = &mut self.instances[instance];
+        inst.status = InstanceStatus::Inactive;
+        inst.agent_connected = false;
+        self.bump_instance(instance);
+    }
+
+    /// A zone fails: its instances disconnect and their tasks are lost.
+    pub fn fail_zone(&mut self, zone: &str) {
+        let failed: Vec<usize> = (0..self.instances.len())
+            .filter(|i| self.instances[*i].zone == zone && self.instances[*i].agent_connected)
+            .collect();
+        self.lose_tasks(|t| t.instance.is_some_and(|i| failed.contains(&i)));
+        for i in failed {
+            self.instances[i].agent_connected = false;
+            self.bump_instance(i);
+        }
+    }
+
+    /// The zone is back: ACTIVE instances reconnect, empty.
+    pub fn recover_zone(&mut self, zone: &str) {
+        for i in 0..self.instances.len() {
+            if self.instances[i].zone == zone
+                && self.instances[i].status == InstanceStatus::Active
+                && !self.instances[i].agent_connected
+            {
+                self.instances[i].agent_connected = true;
+                self.bump_instance(i);
+            }
+        }
+    }
+
+    fn lose_tasks(&mut self, which: impl Fn(&Task) -> bool) {
+        let mut i = 0;
+        while i < self.tasks.len() {
+            if which(&self.tasks[i].task) {
+                self.release(i);
+                self.tasks[i].version += 1;
+                self.task_event_stopped(i);
+                self.tasks.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    fn bump_instance(&mut self, i: usize) {
+        self.instance_version[i] += 1;
+        self.instance_event(i);
+    }
+
+    pub fn set_desired(&mut self, service: usize, desired: u32) {
+        self.services[service].desired = desired;
+    }
+
+    // ---- reading -----------------------------------------------------------
+
+    /// The state as a snapshot, with the service counts ECS reports.
+    pub fn state(&self) -> ClusterSnapshot {
+        let mut services = self.services.clone();
+        for s in &mut services {
+            s.running = 0;
+            s.pending = 0;
+        }
+        let mut tasks = Vec::with_capacity(self.tasks.len());
+        for t in &self.tasks {
+            match t.task.status {
+                TaskStatus::Running => services[t.task.service].running += 1,
+                TaskStatus::Pending | TaskStatus::Provisioning => {
+                    services[t.task.service].pending += 1
+                }
+                TaskStatus::Stopping => {}
+            }
+            tasks.push(t.task.clone());
+        }
+        ClusterSnapshot {
+            cluster: self.cluster.clone(),
+            taken_at: self.now,
+            instances: self.instances.clone(),
+            services,
+            tasks,
+        }
+    }
+
+    /// Calls one full read of the cluster costs, per operation, with ECS's
+    /// page and batch sizes.
+    pub fn snapshot_calls(&self) -> Vec<(&'static str, u64)> {
+        let pages = |n: usize, size: usize| n.div_ceil(size).max(1) as u64;
+        let s = self.services.len();
+        let i = self.instances.len();
+        let t = self.tasks.len();
+        vec![
+            ("ListServices", pages(s, limits::LIST_PAGE)),
+            (
+                "DescribeServices",
+                s.div_ceil(limits::DESCRIBE_SERVICES) as u64,
+            ),
+            ("ListContainerInstances", pages(i, limits::LIST_PAGE)),
+            (
+                "DescribeContainerInstances",
+                i.div_ceil(limits::DESCRIBE_CONTAINER_INSTANCES) as u64,
+            ),
+            ("ListTasks", pages(t, limits::LIST_PAGE)),
+            ("DescribeTasks", t.div_ceil(limits::DESCRIBE_TASKS) as u64),
+        ]
+    }
+
+    fn count_call(&mut self, operation: &'static str, n: u64) {
+        *self.api_calls.entry(operation.to_owned()).or_default() += n;
+    }
+
+    /// An injected fault for one call, if the dice say so.
+    fn fault(&mut self, operation: &'static str) -> Option<backend::Error> {
+        if self.faults.throttle_rate > 0.0
+            && self.rng.random_bool(self.faults.throttle_rate.min(1.0))
+        {
+            *self.api_calls.entry("Throttled".to_owned()).or_default() += 1;
+            return Some(backend::Error::Throttled { operation });
+        }
+        if self.faults.api_error_rate > 0.0
+            && self.rng.random_bool(self.faults.api_error_rate.min(1.0))
+        {
+            return Some(backend::Error::Api {
+                operation,
+                message: "injected fault: InternalServerError".into(),
+            });
+        }
+        None
+    }
+
+    pub fn api_calls(&self) -> BTreeMap<String, u64> {
+        self.api_calls.clone()
+    }
+
+    // ---- events ------------------------------------------------------------
+
+    fn envelope(&mut self, detail_type: &str, resources: Vec<String>, detail: Value) -> Value {
+        self.next_event += 1;
+        json!({
+            "version": "0",
+            "id": format!("00000000-0000-4000-8000-{:012x}", self.next_event),
+            "detail-type": detail_type,
+            "source": "aws.ecs",
+            "account": "123456789012",
+            "time": self.now,
+            "region": "us-east-1",
+            "resources": resources,
+            "detail": detail,
+        })
+    }
+
+    fn task_event(&mut self, i: usize) {
+        let status = match self.tasks[i].task.status {
+            TaskStatus::Provisioning => "PROVISIONING",
+            TaskStatus::Pending => "PENDING",
+            TaskStatus::Running => "RUNNING",
+            TaskStatus::Stopping => "STOPPING",
+        };
+        self.push_task_event(i, status);
+    }
+
+    fn task_event_stopped(&mut self, i: usize) {
+        self.push_task_event(i, "STOPPED");
+    }
+
+    fn push_task_event(&mut self, i: usize, status: &str) {
+        let t = &self.tasks[i];
+        let instance = t.task.instance.map(|x| self.instances[x].id.clone());
+        let detail = json!({
+            "clusterArn": format!("arn:aws:ecs:us-east-1:123456789012:cluster/{}", self.cluster),
+            "taskArn": t.task.id,
+            "group": format!("service:{}", self.services[t.task.service].name),
+            "lastStatus": status,
+            "desiredStatus": if status == "STOPPING" || status == "STOPPED" { "STOPPED" } else { "RUNNING" },
+            "containerInstanceArn": instance,
+            "version": t.version,
+        });
+        let resources = vec![t.task.id.clone()];
+        let event = self.envelope("ECS Task State Change", resources, detail);
+        self.emit(event);
+    }
+
+    fn instance_event(&mut self, i: usize) {
+        let inst = &self.instances[i];
+        let detail = json!({
+            "clusterArn": format!("arn:aws:ecs:us-east-1:123456789012:cluster/{}", self.cluster),
+            "containerInstanceArn": inst.id,
+            "status": format!("{:?}", inst.status).to_uppercase(),
+            "agentConnected": inst.agent_connected,
+            "attributes": inst.attributes.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
+            "version": self.instance_version[i],
+        });
+        let resources = vec![inst.id.clone()];
+        let event = self.envelope("ECS Container Instance State Change", resources, detail);
+        self.emit(event);
+    }
+
+    /// Queues an event, subject to loss and duplication.
+    fn emit(&mut self, event: Value) {
+        if self.faults.event_loss_rate > 0.0
+            && self.rng.random_bool(self.faults.event_loss_rate.min(1.0))
+        {
+            return;
+        }
+        if self.faults.event_duplication_rate > 0.0
+            && self
+                .rng
+                .random_bool(self.faults.event_duplication_rate.min(1.0))
+        {
+            self.events.push_back(event.clone());
+        }
+        self.events.push_back(event);
+    }
+
+    /// Delivers the queued events (shuffled when reordering is on).
+    pub fn take_events(&mut self) -> Vec<Value> {
+        let mut events: Vec<Value> = self.events.drain(..).collect();
+        if self.faults.event_reordering {
+            for i in (1..events.len()).rev() {
+                let j = self.rng.random_range(0..=i);
+                events.swap(i, j);
+            }
+        }
+        events
+    }
+}
+
+/// The simulator as a [`Backend`]: every call is counted, paced by the
+/// token buckets (in virtual time) and subject to injected faults.
+#[derive(Debug, Clone)]
+pub struct SimBackend {
+    pub sim: Arc<Mutex<Simulator>>,
+}
+
+impl SimBackend {
+    pub fn new(sim: Simulator) -> SimBackend {
+        SimBackend {
+            sim: Arc::new(Mutex::new(sim)),
+        }
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Simulator> {
+        self.sim
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Backend for SimBackend {
+    async fn snapshot(&self, cluster: &str) -> backend::Result<ClusterSnapshot> {
+        let mut sim = self.lock();
+        if sim.cluster != cluster {
+            return Err(backend::Error::ClusterNotFound(cluster.to_owned()));
+        }
+        let calls = sim.snapshot_calls();
+        for (operation, n) in calls {
+            sim.count_call(operation, n);
+            let now = sim.now;
+            let wait = sim.reads.take(n as f64, now);
+            sim.paced_ms += wait;
+            if let Some(e) = sim.fault(operation) {
+                // A failed call fails the whole snapshot: never a partial view.
+                return Err(e);
+            }
+        }
+        Ok(sim.state())
+    }
+
+    async fn stop_task(&self, cluster: &str, task: &str, _reason: &str) -> backend::Result<()> {
+        let mut sim = self.lock();
+        if sim.cluster != cluster {
+            return Err(backend::Error::ClusterNotFound(cluster.to_owned()));
+        }
+        sim.count_call("StopTask", 1);
+        let now = sim.now;
+        let wait = sim.writes.take(1.0, now);
+        sim.paced_ms += wait;
+        if let Some(e) = sim.fault("StopTask") {
+            return Err(e);
+        }
+        let i = sim
+            .tasks
+            .iter()
+            .position(|t| t.task.id == task && t.task.status != TaskStatus::Stopping)
+            .ok_or_else(|| backend::Error::TaskNotFound(task.to_owned()))?;
+        let service = sim.services[sim.tasks[i].task.service].name.clone();
+        *sim.stops_requested.entry(service).or_default() += 1;
+        sim.begin_stop(i);
+        Ok(())
+    }
+
+    async fn set_desired_count(
+        &self,
+        cluster: &str,
+        service: &str,
+        desired: u32,
+    ) -> backend::Result<()> {
+        let mut sim = self.lock();
+        if sim.cluster != cluster {
+            return Err(backend::Error::ClusterNotFound(cluster.to_owned()));
+        }
+        sim.count_call("UpdateService", 1);
+        let now = sim.now;
+        let wait = sim.writes.take(1.0, now);
+        sim.paced_ms += wait;
+        if let Some(e) = sim.fault("UpdateService") {
+            return Err(e);
+        }
+        let s = sim
+            .services
+            .iter()
+            .position(|x| x.name == service)
+            .ok_or_else(|| backend::Error::ServiceNotFound(service.to_owned()))?;
+        sim.set_desired(s, desired);
+        Ok(())
+    }
+
+    fn api_calls(&self) -> BTreeMap<String, u64> {
+        self.lock().api_calls()
+    }
+}

@@ -1,0 +1,457 @@
+//! Runs the controller against a scenario in virtual time and reports what
+//! happened: per service, where its tasks ended up, how many were moved
+//! against the optimum, what a forced redeploy would have replaced, the
+//! peak of unavailable tasks and the time to converge; and API calls.
+//!
+//! Triggers work as in production: ECS events (debounced: 2 s after the last,
+//! at most 10 s after the first) and a periodic resync. A failed snapshot is
+//! retried with exponential backoff and never planned on.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+
+use serde::Serialize;
+
+use super::SimBackend;
+use super::scenario::{Event, Scenario};
+use crate::controller;
+use crate::model::{Millis, TaskStatus};
+use crate::plan::{ActionKind, State};
+
+const DEBOUNCE_QUIET: Millis = 2_000;
+const DEBOUNCE_MAX: Millis = 10_000;
+const BACKOFF_MAX: Millis = 60_000;
+
+/// Per policy and service.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceReport {
+    pub policy: String,
+    pub service: String,
+    pub state: State,
+    pub reason: String,
+    /// Tasks per availability zone at the end.
+    pub tasks_per_zone: BTreeMap<String, u32>,
+    /// Skew per constraint at the end (`topology` -> skew).
+    pub skew: BTreeMap<String, u32>,
+    /// Tasks stopped by stevedore.
+    pub tasks_moved: u32,
+    /// The fewest moves that could have satisfied the policy: the optimum at
+    /// the start, plus each increase caused by a timeline event.
+    pub optimal_moves: u32,
+    /// Increases of the optimum that no timeline event explains: moves that
+    /// did not go as predicted. Zero unless something is wrong.
+    pub mispredicted_moves: u32,
+    /// Tasks a forced redeploy at the start would have replaced.
+    pub forced_redeploy_tasks: u32,
+    /// The most of desired-minus-running seen at any second.
+    pub peak_unavailable: u32,
+    /// When the policy was last found satisfied after being unsatisfied
+    /// (virtual seconds from the start); `None` if it never converged.
+    pub converged_at_s: Option<f64>,
+}
+
+/// The outcome of a run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub scenario: String,
+    pub duration_s: f64,
+    pub reconciles: u64,
+    pub failed_snapshots: u64,
+    pub failed_actions: u64,
+    pub events_delivered: u64,
+    pub services: Vec<ServiceReport>,
+    pub api_calls: BTreeMap<String, u64>,
+    /// Virtual time spent waiting for API rate tokens.
+    pub api_pacing_s: f64,
+}
+
+#[derive(Debug, Default)]
+struct Tracker {
+    expected_remaining: Option<u32>,
+    optimal: u32,
+    mispredicted: u32,
+    moved: u32,
+    forced: Option<u32>,
+    peak_unavailable: u32,
+    converged_at: Option<Millis>,
+    satisfied: bool,
+    /// A timeline event happened since the optimum was last compared.
+    disturbed: bool,
+}
+
+/// What to show while running.
+pub struct Display<'a> {
+    /// A readable timeline, or nothing.
+    pub timeline: Option<&'a mut dyn Write>,
+    /// A progress bar on the terminal.
+    pub progress: bool,
+}
+
+fn clock(at: Millis) -> String {
+    let s = at / 1000;
+    format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
+    let Scenario {
+        name,
+        sim,
+        policies,
+        duration,
+        resync,
+        timeline,
+        ..
+    } = scenario;
+    let cluster = sim.cluster.clone();
+    let backend = SimBackend::new(sim);
+    let mut trackers: BTreeMap<(String, String), Tracker> = BTreeMap::new();
+    let mut report = Report {
+        scenario: name,
+        duration_s: duration as f64 / 1000.0,
+        reconciles: 0,
+        failed_snapshots: 0,
+        failed_actions: 0,
+        events_delivered: 0,
+        services: vec![],
+        api_calls: BTreeMap::new(),
+        api_pacing_s: 0.0,
+    };
+    let progress = if display.progress {
+        let bar = indicatif::ProgressBar::new(duration / 1000);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} virtual s  {msg}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    macro_rules! say {
+        ($($arg:tt)*) => {
+            if let Some(out) = display.timeline.as_mut() {
+                let _ = writeln!(out, $($arg)*);
+            }
+        };
+    }
+
+    let mut next_event = 0;
+    let mut next_resync: Millis = 0;
+    let mut debounce: Option<(Millis, Millis)> = None;
+    let mut backoff: Millis = 0;
+    let mut retry_at: Option<Millis> = None;
+    let mut disturbed = false;
+    let mut now: Millis = 0;
+    loop {
+        // The timeline, then ECS itself.
+        while next_event < timeline.len() && timeline[next_event].0 <= now {
+            let event = &timeline[next_event].1;
+            say!("[{}] timeline: {event}", clock(now));
+            apply(&backend, event);
+            trackers.values_mut().for_each(|t| t.disturbed = true);
+            disturbed = true;
+            next_event += 1;
+        }
+        backend.lock().advance(now);
+
+        // Events only say when to look.
+        let events = backend.lock().take_events();
+        if !events.is_empty() {
+            report.events_delivered += events.len() as u64;
+            debounce = Some(match debounce {
+                None => (now, now),
+                Some((first, _)) => (first, now),
+            });
+        }
+        let debounced = debounce.is_some_and(|(first, last)| {
+            now >= last + DEBOUNCE_QUIET || now >= first + DEBOUNCE_MAX
+        });
+        let due = now >= next_resync || debounced || retry_at.is_some_and(|t| now >= t);
+
+        if due {
+            debounce = None;
+            retry_at = None;
+            report.reconciles += 1;
+            match controller::reconcile(&backend, &cluster, &policies, now).await {
+                Err(e) => {
+                    report.failed_snapshots += 1;
+                    backoff = (backoff * 2).clamp(1_000, BACKOFF_MAX);
+                    retry_at = Some(now + backoff);
+                    say!(
+                        "[{}] reconcile failed: {e}; retrying in {}s",
+                        clock(now),
+                        backoff / 1000
+                    );
+                }
+                Ok(outcome) => {
+                    backoff = 0;
+                    next_resync = now + resync;
+                    for status in &outcome.plan.statuses {
+                        let t = trackers.get(&(status.policy.clone(), status.service.clone()));
+                        let changed =
+                            t.is_none_or(|t| t.satisfied != (status.state == State::Satisfied));
+                        if status.moves_planned > 0
+                            || (status.state == State::Unsatisfiable && changed)
+                            || (status.state == State::Satisfied && changed && t.is_some())
+                        {
+                            say!(
+                                "[{}] {}/{}: {:?}: {}",
+                                clock(now),
+                                status.policy,
+                                status.service,
+                                status.state,
+                                status.reason
+                            );
+                        }
+                    }
+                    let mut moved: BTreeMap<(String, String), u32> = BTreeMap::new();
+                    for (action, result) in &outcome.executed {
+                        match result {
+                            Ok(()) => {
+                                say!(
+                                    "[{}]   {}/{}: {action}",
+                                    clock(now),
+                                    action.policy,
+                                    action.service
+                                );
+                                if matches!(action.kind, ActionKind::StopTask { .. }) {
+                                    *moved
+                                        .entry((action.policy.clone(), action.service.clone()))
+                                        .or_default() += 1;
+                                }
+                            }
+                            Err(e) => {
+                                report.failed_actions += 1;
+                                say!(
+                                    "[{}]   {}/{}: FAILED {action}: {e}",
+                                    clock(now),
+                                    action.policy,
+                                    action.service
+                                );
+                            }
+                        }
+                    }
+                    for action in outcome.plan.actions.iter().filter(|a| a.dry_run) {
+                        say!(
+                            "[{}]   {}/{}: {action}",
+                            clock(now),
+                            action.policy,
+                            action.service
+                        );
+                    }
+                    for status in &outcome.plan.statuses {
+                        let key = (status.policy.clone(), status.service.clone());
+                        let t = trackers.entry(key.clone()).or_default();
+                        t.forced.get_or_insert(status.forced_redeploy_tasks);
+                        if disturbed {
+                            t.disturbed = true;
+                        }
+                        let n = moved.get(&key).copied().unwrap_or(0);
+                        t.moved += n;
+                        // The optimum is only comparable at steady state:
+                        // mid-move, stopped tasks are gone and their
+                        // replacements not yet running.
+                        if status.state != State::Paused {
+                            let observed = status.moves_remaining;
+                            match t.expected_remaining {
+                                None => t.optimal += observed,
+                                Some(expected) if observed > expected => {
+                                    if t.disturbed {
+                                        t.optimal += observed - expected;
+                                    } else {
+                                        t.mispredicted += observed - expected;
+                                    }
+                                }
+                                _ => {}
+                            }
+                            t.expected_remaining = Some(observed.saturating_sub(n));
+                            t.disturbed = false;
+                        } else if let Some(expected) = t.expected_remaining.as_mut() {
+                            *expected = expected.saturating_sub(n);
+                        }
+                        let satisfied = status.state == State::Satisfied;
+                        if satisfied && !t.satisfied {
+                            t.converged_at = Some(now);
+                        }
+                        if !satisfied {
+                            t.converged_at = None;
+                        }
+                        t.satisfied = satisfied;
+                    }
+                    disturbed = false;
+                }
+            }
+        }
+
+        // Unavailable tasks, every second.
+        {
+            let sim = backend.lock();
+            let mut running = vec![0u32; sim.services.len()];
+            for t in &sim.tasks {
+                if t.task.status == TaskStatus::Running {
+                    running[t.task.service] += 1;
+                }
+            }
+            for ((_, service), t) in trackers.iter_mut() {
+                if let Some(s) = sim.services.iter().position(|x| &x.name == service) {
+                    t.peak_unavailable = t
+                        .peak_unavailable
+                        .max(sim.services[s].desired.saturating_sub(running[s]));
+                }
+            }
+        }
+        if let Some(bar) = &progress {
+            bar.set_position(now / 1000);
+        }
+        if now >= duration {
+            break;
+        }
+        now = (now + 1_000).min(duration);
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+
+    // The final state, planned once more for its report.
+    let final_state = backend.lock().state();
+    let final_plan = crate::plan::plan(&policies, &final_state, now);
+    for status in &final_plan.statuses {
+        let t = trackers
+            .remove(&(status.policy.clone(), status.service.clone()))
+            .unwrap_or_default();
+        let s = final_state
+            .services
+            .iter()
+            .position(|x| x.name == status.service);
+        let mut tasks_per_zone = BTreeMap::new();
+        for z in final_state
+            .instances
+            .iter()
+            .filter(|i| i.schedulable())
+            .map(|i| i.zone.clone())
+        {
+            tasks_per_zone.entry(z).or_insert(0);
+        }
+        for task in &final_state.tasks {
+            if Some(task.service) == s
+                && task.status == TaskStatus::Running
+                && let Some(i) = task.instance
+            {
+                *tasks_per_zone
+                    .entry(final_state.instances[i].zone.clone())
+                    .or_insert(0) += 1;
+            }
+        }
+        report.services.push(ServiceReport {
+            policy: status.policy.clone(),
+            service: status.service.clone(),
+            state: status.state,
+            reason: status.reason.clone(),
+            tasks_per_zone,
+            skew: status
+                .constraints
+                .iter()
+                .map(|c| (c.topology.clone(), c.skew))
+                .collect(),
+            tasks_moved: t.moved,
+            optimal_moves: t.optimal,
+            mispredicted_moves: t.mispredicted,
+            forced_redeploy_tasks: t.forced.unwrap_or(status.forced_redeploy_tasks),
+            peak_unavailable: t.peak_unavailable,
+            converged_at_s: if status.state == State::Satisfied {
+                t.converged_at.map(|c| c as f64 / 1000.0)
+            } else {
+                None
+            },
+        });
+    }
+    let sim = backend.lock();
+    report.api_calls = sim.api_calls();
+    report.api_pacing_s = sim.paced_ms as f64 / 1000.0;
+    report
+}
+
+fn apply(backend: &SimBackend, event: &Event) {
+    let mut sim = backend.lock();
+    match event {
+        Event::HostJoins(instance) => {
+            sim.add_instance(instance.clone());
+        }
+        Event::HostDrains(id) => {
+            if let Some(i) = sim.instance_index(id) {
+                sim.drain(i);
+            }
+        }
+        Event::HostTerminates(id) => {
+            if let Some(i) = sim.instance_index(id) {
+                sim.terminate(i);
+            }
+        }
+        Event::ZoneFails(zone) => sim.fail_zone(zone),
+        Event::ZoneRecovers(zone) => sim.recover_zone(zone),
+        Event::SetDesiredCount { service, count } => {
+            if let Some(s) = sim.services.iter().position(|x| &x.name == service) {
+                sim.set_desired(s, *count);
+            }
+        }
+    }
+}
+
+/// The report as text: one block per service, then the API calls.
+pub fn write_summary(report: &Report, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "\n{} after {}s (virtual): {} reconciles, {} events",
+        report.scenario, report.duration_s, report.reconciles, report.events_delivered
+    )?;
+    for s in &report.services {
+        let zones: Vec<String> = s
+            .tasks_per_zone
+            .iter()
+            .map(|(z, n)| format!("{z}={n}"))
+            .collect();
+        let skew: Vec<String> = s.skew.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        writeln!(out, "  {}/{}: {:?}", s.policy, s.service, s.state)?;
+        if !s.reason.is_empty() {
+            writeln!(out, "    {}", s.reason)?;
+        }
+        writeln!(
+            out,
+            "    tasks per zone: {}   skew: {}",
+            zones.join(" "),
+            if skew.is_empty() {
+                "-".into()
+            } else {
+                skew.join(", ")
+            }
+        )?;
+        writeln!(
+            out,
+            "    moved {} (optimal {}, a forced redeploy: {}), peak unavailable {}, converged {}",
+            s.tasks_moved,
+            s.optimal_moves,
+            s.forced_redeploy_tasks,
+            s.peak_unavailable,
+            s.converged_at_s
+                .map_or("-".to_owned(), |c| format!("at {c}s"))
+        )?;
+        if s.mispredicted_moves > 0 {
+            writeln!(out, "    MISPREDICTED moves: {}", s.mispredicted_moves)?;
+        }
+    }
+    let calls: Vec<String> = report
+        .api_calls
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    writeln!(out, "  API calls: {}", calls.join(", "))?;
+    if report.failed_snapshots + report.failed_actions > 0 {
+        writeln!(
+            out,
+            "  failed: {} snapshots, {} actions (retried)",
+            report.failed_snapshots, report.failed_actions
+        )?;
+    }
+    Ok(())
+}

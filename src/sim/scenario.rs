@@ -1,0 +1,731 @@
+//! Scenario files: a cluster (hosts, services and their initial task
+//! layout), the policies (paths or inline), a timeline of events and a
+//! duration. Also the generator of large clusters for benchmarks.
+//!
+//! ```yaml
+//! apiVersion: stevedore.io/v1alpha1
+//! kind: Scenario
+//! metadata: {name: host-joins, description: "..."}
+//! spec:
+//!   cluster: demo
+//!   duration: 20m
+//!   hosts:
+//!     - {name: a, zone: us-east-1a, count: 2}        # a-1, a-2
+//!   services:
+//!     - name: web
+//!       strategy: ["spread(attribute:ecs.availability-zone)", "spread(instanceId)"]
+//!       tasks: {a-1: 3, a-2: 3}
+//!   policies:
+//!     - path: ../../specs/payments/web.yaml
+//!   timeline:
+//!     - {at: 5m, hostJoins: {name: c, zone: us-east-1c}}
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{Delays, Faults, Simulator};
+use crate::model::{
+    BinpackField, Instance, InstanceStatus, MemberOf, Millis, PlacementConstraint, PlacementField,
+    PlacementStrategy, Resources, Service,
+};
+use crate::spec::quantity::{DurationSchema, parse_duration};
+use crate::spec::{self, Policy};
+
+/// Why a scenario could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Yaml(String),
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+    /// The scenario's policies are invalid; the diagnostics say why.
+    #[error("the scenario's policies are invalid")]
+    Policies(Vec<crate::diag::Diagnostic>),
+    #[error(transparent)]
+    Spec(#[from] spec::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A simulation scenario.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "Scenario (stevedore.io/v1alpha1)")]
+pub struct ScenarioFile {
+    /// `stevedore.io/v1alpha1`.
+    pub api_version: String,
+    /// `Scenario`.
+    pub kind: String,
+    pub metadata: ScenarioMeta,
+    pub spec: ScenarioSpec,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScenarioMeta {
+    pub name: String,
+    /// What the scenario shows, printed before the run.
+    #[serde(default)]
+    pub description: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScenarioSpec {
+    /// The cluster's name; policies must target it. Default `demo`.
+    #[serde(default = "default_cluster")]
+    pub cluster: String,
+    /// Seeds the scheduler's random choices among equally good instances.
+    #[serde(default)]
+    pub seed: u64,
+    /// How long to simulate.
+    #[schemars(with = "DurationSchema")]
+    pub duration: String,
+    /// The controller's periodic resync. Default `60s`.
+    #[schemars(with = "Option<DurationSchema>")]
+    pub resync: Option<String>,
+    /// From placement to RUNNING. Default `20s`.
+    #[schemars(with = "Option<DurationSchema>")]
+    pub task_start_delay: Option<String>,
+    /// From a stop request to STOPPED. Default `10s`.
+    #[schemars(with = "Option<DurationSchema>")]
+    pub task_stop_delay: Option<String>,
+    #[serde(default)]
+    pub hosts: Vec<HostSpec>,
+    #[serde(default)]
+    pub services: Vec<ServiceSpec>,
+    /// Policy files or directories (relative to the scenario file), or inline documents.
+    #[serde(default)]
+    pub policies: Vec<PolicySource>,
+    #[serde(default)]
+    pub timeline: Vec<TimelineEntry>,
+    #[serde(default)]
+    pub faults: FaultSpec,
+    /// Generate a large cluster instead of (or besides) listing it.
+    pub generate: Option<GenerateSpec>,
+}
+
+fn default_cluster() -> String {
+    "demo".into()
+}
+
+/// One host, or `count` alike (named `NAME-1` ... `NAME-count`).
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HostSpec {
+    pub name: String,
+    pub zone: String,
+    pub count: Option<u32>,
+    /// CPU units. Default 4096.
+    #[serde(default = "default_cpu")]
+    pub cpu: u32,
+    /// MiB. Default 8192.
+    #[serde(default = "default_memory")]
+    pub memory: u32,
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+}
+
+fn default_cpu() -> u32 {
+    4096
+}
+fn default_memory() -> u32 {
+    8192
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    /// Placement strategies in order, as ECS writes them: `spread(FIELD)`,
+    /// `binpack(cpu|memory)`, `random`. Empty: ECS's default for services.
+    #[serde(default)]
+    pub strategy: Vec<String>,
+    /// `distinctInstance` or `memberOf(EXPRESSION)`.
+    #[serde(default)]
+    pub constraints: Vec<String>,
+    /// CPU units per task. Default 256.
+    #[serde(default = "default_task_cpu")]
+    pub cpu: u32,
+    /// MiB per task. Default 512.
+    #[serde(default = "default_task_memory")]
+    pub memory: u32,
+    #[serde(default)]
+    pub host_ports: Vec<u16>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// Initial RUNNING tasks per host.
+    #[serde(default)]
+    pub tasks: BTreeMap<String, u32>,
+    /// Tasks with scale-in protection, per host (taken from `tasks`).
+    #[serde(default)]
+    pub protected_tasks: BTreeMap<String, u32>,
+    /// Default: the number of initial tasks.
+    pub desired: Option<u32>,
+    /// ECS's own availabilityZoneRebalancing.
+    #[serde(default)]
+    pub az_rebalancing: bool,
+}
+
+fn default_task_cpu() -> u32 {
+    256
+}
+fn default_task_memory() -> u32 {
+    512
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicySource {
+    /// A policy file or directory, relative to the scenario file.
+    pub path: Option<String>,
+    /// Policy documents, as YAML text.
+    pub inline: Option<String>,
+}
+
+/// Something that happens at a moment of the run. Set exactly one event.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TimelineEntry {
+    #[schemars(with = "DurationSchema")]
+    pub at: String,
+    pub host_joins: Option<HostSpec>,
+    pub host_drains: Option<String>,
+    pub host_terminates: Option<String>,
+    pub zone_fails: Option<String>,
+    pub zone_recovers: Option<String>,
+    pub set_desired_count: Option<SetDesiredCount>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetDesiredCount {
+    pub service: String,
+    pub count: u32,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FaultSpec {
+    #[serde(default)]
+    pub api_error_rate: f64,
+    #[serde(default)]
+    pub throttle_rate: f64,
+    #[serde(default)]
+    pub event_loss_rate: f64,
+    #[serde(default)]
+    pub event_duplication_rate: f64,
+    #[serde(default)]
+    pub event_reordering: bool,
+}
+
+/// A generated cluster: hosts spread over zones, services with tasks laid
+/// out with a skew, one azBalanced policy per service.
+#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GenerateSpec {
+    pub hosts: u32,
+    pub services: u32,
+    pub tasks: u32,
+    #[serde(default = "default_zones")]
+    pub zones: u32,
+    /// The share of services whose tasks start skewed (the rest balanced).
+    #[serde(default = "default_skewed")]
+    pub skewed_share: f64,
+}
+
+fn default_zones() -> u32 {
+    3
+}
+fn default_skewed() -> f64 {
+    0.1
+}
+
+/// An event of the timeline, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    HostJoins(Instance),
+    HostDrains(String),
+    HostTerminates(String),
+    ZoneFails(String),
+    ZoneRecovers(String),
+    SetDesiredCount { service: String, count: u32 },
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::HostJoins(i) => write!(f, "host {} joins {}", i.id, i.zone),
+            Event::HostDrains(h) => write!(f, "host {h} starts DRAINING"),
+            Event::HostTerminates(h) => write!(f, "host {h} terminates"),
+            Event::ZoneFails(z) => write!(f, "zone {z} fails"),
+            Event::ZoneRecovers(z) => write!(f, "zone {z} recovers"),
+            Event::SetDesiredCount { service, count } => {
+                write!(f, "desiredCount of {service} set to {count}")
+            }
+        }
+    }
+}
+
+/// A scenario ready to run.
+#[derive(Debug)]
+pub struct Scenario {
+    pub name: String,
+    pub description: String,
+    pub sim: Simulator,
+    pub policies: Vec<Policy>,
+    pub duration: Millis,
+    pub resync: Millis,
+    pub timeline: Vec<(Millis, Event)>,
+}
+
+/// The JSON Schema of scenario files.
+pub fn schema_json() -> String {
+    let schema = schemars::generate::SchemaSettings::draft2020_12()
+        .into_generator()
+        .into_root_schema_for::<ScenarioFile>();
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema is always serializable");
+    text.push('\n');
+    text
+}
+
+/// Loads a scenario file.
+pub fn load(path: &Path) -> Result<Scenario> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    from_text(&path.display().to_string(), &text, base)
+}
+
+/// Builds a scenario from its text; `base` resolves policy paths.
+pub fn from_text(name: &str, text: &str, base: &Path) -> Result<Scenario> {
+    let file: ScenarioFile = serde_saphyr::from_str(text).map_err(|e| {
+        Error::Yaml(
+            e.render_with_options(serde_saphyr::render_options! { source_name: Some(name) }),
+        )
+    })?;
+    let invalid = |message: String| Error::Invalid {
+        path: name.to_owned(),
+        message,
+    };
+    if file.api_version != spec::v1alpha1::API_VERSION || file.kind != "Scenario" {
+        return Err(invalid(format!(
+            "expected apiVersion {} and kind Scenario",
+            spec::v1alpha1::API_VERSION
+        )));
+    }
+    let s = file.spec;
+    let duration = |field: &str, text: Option<&str>, default: Millis| -> Result<Millis> {
+        match text {
+            None => Ok(default),
+            Some(t) => parse_duration(t)
+                .map(|d| d.as_millis() as Millis)
+                .map_err(|e| invalid(format!("{field}: {e}"))),
+        }
+    };
+    let mut sim = Simulator::new(&s.cluster, s.seed);
+    sim.delays = Delays {
+        task_start: duration(
+            "taskStartDelay",
+            s.task_start_delay.as_deref(),
+            Delays::default().task_start,
+        )?,
+        task_stop: duration(
+            "taskStopDelay",
+            s.task_stop_delay.as_deref(),
+            Delays::default().task_stop,
+        )?,
+    };
+    for host in &s.hosts {
+        for instance in instances(host) {
+            if sim.instance_index(&instance.id).is_some() {
+                return Err(invalid(format!("host `{}` is defined twice", instance.id)));
+            }
+            sim.add_instance(instance);
+        }
+    }
+    let mut clock = 0;
+    for spec in &s.services {
+        let service =
+            service(spec).map_err(|e| invalid(format!("service `{}`: {e}", spec.name)))?;
+        let sv = sim.add_service(service);
+        let mut placed = 0;
+        for (host, n) in &spec.tasks {
+            let i = sim.instance_index(host).ok_or_else(|| {
+                invalid(format!("service `{}`: no host named `{host}`", spec.name))
+            })?;
+            let protected = spec.protected_tasks.get(host).copied().unwrap_or(0);
+            for k in 0..*n {
+                clock += 1_000;
+                sim.add_running_task(sv, i, clock)
+                    .map_err(|e| invalid(format!("service `{}`: {e}", spec.name)))?;
+                if k < protected {
+                    let id = sim
+                        .tasks
+                        .last()
+                        .map(|t| t.task.id.clone())
+                        .unwrap_or_default();
+                    sim.protect_task(&id);
+                }
+                placed += 1;
+            }
+        }
+        sim.services[sv].desired = spec.desired.unwrap_or(placed);
+    }
+    if let Some(g) = s.generate {
+        generate_into(&mut sim, g, s.seed);
+    }
+    sim.faults = Faults {
+        api_error_rate: s.faults.api_error_rate,
+        throttle_rate: s.faults.throttle_rate,
+        event_loss_rate: s.faults.event_loss_rate,
+        event_duplication_rate: s.faults.event_duplication_rate,
+        event_reordering: s.faults.event_reordering,
+    };
+
+    let mut policies = load_policies(name, &s.policies, base)?;
+    if let Some(g) = s.generate {
+        policies.extend(generated_policies(&sim, g));
+    }
+
+    let mut timeline = vec![];
+    for entry in &s.timeline {
+        let at = duration("timeline.at", Some(&entry.at), 0)?;
+        let mut events = vec![];
+        if let Some(h) = &entry.host_joins {
+            events.extend(instances(h).into_iter().map(Event::HostJoins));
+        }
+        events.extend(entry.host_drains.clone().map(Event::HostDrains));
+        events.extend(entry.host_terminates.clone().map(Event::HostTerminates));
+        events.extend(entry.zone_fails.clone().map(Event::ZoneFails));
+        events.extend(entry.zone_recovers.clone().map(Event::ZoneRecovers));
+        events.extend(
+            entry
+                .set_desired_count
+                .clone()
+                .map(|d| Event::SetDesiredCount {
+                    service: d.service,
+                    count: d.count,
+                }),
+        );
+        let kinds = [
+            entry.host_joins.is_some(),
+            entry.host_drains.is_some(),
+            entry.host_terminates.is_some(),
+            entry.zone_fails.is_some(),
+            entry.zone_recovers.is_some(),
+            entry.set_desired_count.is_some(),
+        ];
+        if kinds.iter().filter(|k| **k).count() != 1 {
+            return Err(invalid(format!(
+                "timeline entry at {}: set exactly one event",
+                entry.at
+            )));
+        }
+        timeline.extend(events.into_iter().map(|e| (at, e)));
+    }
+    timeline.sort_by_key(|(at, _)| *at);
+
+    Ok(Scenario {
+        name: file.metadata.name,
+        description: file.metadata.description,
+        sim,
+        policies,
+        duration: duration("duration", Some(&s.duration), 0)?,
+        resync: duration("resync", s.resync.as_deref(), 60_000)?,
+        timeline,
+    })
+}
+
+fn load_policies(name: &str, sources: &[PolicySource], base: &Path) -> Result<Vec<Policy>> {
+    let mut files: Vec<(String, Vec<u8>)> = vec![];
+    for (i, source) in sources.iter().enumerate() {
+        match (&source.path, &source.inline) {
+            (Some(path), None) => {
+                for file in spec::policy_files(&base.join(path))? {
+                    let bytes = std::fs::read(&file).map_err(|e| Error::Io {
+                        path: file.clone(),
+                        source: e,
+                    })?;
+                    files.push((file.display().to_string(), bytes));
+                }
+            }
+            (None, Some(text)) => {
+                files.push((format!("{name}#policies[{i}]"), text.as_bytes().to_vec()))
+            }
+            _ => {
+                return Err(Error::Invalid {
+                    path: name.to_owned(),
+                    message: format!("policies[{i}]: set either `path` or `inline`"),
+                });
+            }
+        }
+    }
+    let loaded = spec::load_sources(files);
+    if loaded.has_errors() {
+        return Err(Error::Policies(loaded.diagnostics));
+    }
+    Ok(loaded.policies)
+}
+
+fn instances(spec: &HostSpec) -> Vec<Instance> {
+    let names: Vec<String> = match spec.count {
+        None => vec![spec.name.clone()],
+        Some(n) => (1..=n).map(|k| format!("{}-{k}", spec.name)).collect(),
+    };
+    names
+        .into_iter()
+        .map(|id| {
+            let mut attributes = spec.attributes.clone();
+            attributes.insert(crate::model::ZONE_ATTRIBUTE.to_owned(), spec.zone.clone());
+            attributes
+                .entry("ecs.instance-type".to_owned())
+                .or_insert_with(|| "m6i.xlarge".to_owned());
+            let size = Resources {
+                cpu: spec.cpu,
+                memory: spec.memory,
+            };
+            Instance {
+                id,
+                zone: spec.zone.clone(),
+                status: InstanceStatus::Active,
+                agent_connected: true,
+                attributes,
+                registered: size,
+                remaining: size,
+                ports_in_use: vec![],
+            }
+        })
+        .collect()
+}
+
+/// Parses `spread(attribute:ecs.availability-zone)`, `spread(instanceId)`,
+/// `binpack(memory)`, `random`.
+pub fn parse_strategy(text: &str) -> Option<PlacementStrategy> {
+    let t = text.trim();
+    if t == "random" {
+        return Some(PlacementStrategy::Random);
+    }
+    let (kind, field) = t.strip_suffix(')')?.split_once('(')?;
+    match (kind.trim(), field.trim()) {
+        ("spread", "instanceId" | "host") => {
+            Some(PlacementStrategy::Spread(PlacementField::Instance))
+        }
+        ("spread", f) => f
+            .strip_prefix("attribute:")
+            .map(|a| PlacementStrategy::Spread(PlacementField::Attribute(a.to_owned()))),
+        ("binpack", "cpu") => Some(PlacementStrategy::Binpack(BinpackField::Cpu)),
+        ("binpack", "memory") => Some(PlacementStrategy::Binpack(BinpackField::Memory)),
+        _ => None,
+    }
+}
+
+fn service(spec: &ServiceSpec) -> Result<Service, String> {
+    let strategy = spec
+        .strategy
+        .iter()
+        .map(|s| {
+            parse_strategy(s).ok_or_else(|| {
+                format!("unknown strategy `{s}` (spread(FIELD), binpack(cpu|memory), random)")
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let constraints = spec
+        .constraints
+        .iter()
+        .map(|c| {
+            if c == "distinctInstance" {
+                return Ok(PlacementConstraint::DistinctInstance);
+            }
+            c.strip_prefix("memberOf(")
+                .and_then(|e| e.strip_suffix(')'))
+                .and_then(MemberOf::parse)
+                .map(PlacementConstraint::MemberOf)
+                .ok_or_else(|| format!("unknown constraint `{c}` (distinctInstance, memberOf(attribute:NAME == VALUE))"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Service {
+        name: spec.name.clone(),
+        arn: format!(
+            "arn:aws:ecs:us-east-1:123456789012:service/demo/{}",
+            spec.name
+        ),
+        tags: spec.tags.clone(),
+        desired: 0,
+        running: 0,
+        pending: 0,
+        deployment_in_progress: false,
+        strategy,
+        constraints,
+        task_size: Resources {
+            cpu: spec.cpu,
+            memory: spec.memory,
+        },
+        host_ports: spec.host_ports.clone(),
+        az_rebalancing: spec.az_rebalancing,
+        autoscaling_target: false,
+    })
+}
+
+/// Adds a generated cluster to the simulator: `hosts` over `zones`, sized
+/// so that tasks use about half of the capacity; `services` with `tasks`
+/// in total; a share of them skewed towards the first zone.
+pub fn generate_into(sim: &mut Simulator, g: GenerateSpec, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let zones: Vec<String> = (0..g.zones.max(1))
+        .map(|z| format!("us-east-1{}", (b'a' + (z % 26) as u8) as char))
+        .collect();
+    let per_host_tasks = (2 * g.tasks).div_ceil(g.hosts.max(1)).max(2);
+    let size = Resources {
+        cpu: 128 * per_host_tasks,
+        memory: 256 * per_host_tasks,
+    };
+    let first_host = sim.instances.len();
+    for h in 0..g.hosts {
+        let zone = &zones[h as usize % zones.len()];
+        let spec = HostSpec {
+            name: format!("gen-{h:05}"),
+            zone: zone.clone(),
+            count: None,
+            cpu: size.cpu,
+            memory: size.memory,
+            attributes: BTreeMap::new(),
+        };
+        for instance in instances(&spec) {
+            sim.instances.push(instance);
+            sim.instance_version.push(1);
+        }
+    }
+    let hosts_per_zone: Vec<Vec<usize>> = (0..zones.len())
+        .map(|z| {
+            (first_host..sim.instances.len())
+                .filter(|i| (i - first_host) % zones.len() == z)
+                .collect()
+        })
+        .collect();
+    let mut clock = 0;
+    for s in 0..g.services {
+        let name = format!("gen-svc-{s:05}");
+        let spec = ServiceSpec {
+            name: name.clone(),
+            strategy: vec![
+                format!("spread(attribute:{})", crate::model::ZONE_ATTRIBUTE),
+                "spread(instanceId)".into(),
+            ],
+            constraints: vec![],
+            cpu: 128,
+            memory: 256,
+            host_ports: vec![],
+            tags: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+            protected_tasks: BTreeMap::new(),
+            desired: None,
+            az_rebalancing: false,
+        };
+        let sv = sim.add_service(service(&spec).expect("generated services are valid"));
+        let n = g.tasks / g.services.max(1) + u32::from(s < g.tasks % g.services.max(1));
+        let skewed = rng.random_bool(g.skewed_share.clamp(0.0, 1.0));
+        let mut placed_count = 0;
+        for k in 0..n {
+            // Skewed services put half their tasks in the first zone.
+            let z = if skewed && k % 2 == 0 {
+                0
+            } else {
+                k as usize % zones.len()
+            };
+            let candidates = &hosts_per_zone[z];
+            let mut placed = false;
+            for _ in 0..8 {
+                let host = candidates[rng.random_range(0..candidates.len())];
+                clock += 1;
+                if sim.add_running_task(sv, host, clock).is_ok() {
+                    placed = true;
+                    placed_count += 1;
+                    break;
+                }
+            }
+            if !placed {
+                // Fall back to any host with room.
+                if let Some(host) = (first_host..sim.instances.len()).find(|h| {
+                    sim.instances[*h].remaining.fits(Resources {
+                        cpu: 128,
+                        memory: 256,
+                    })
+                }) && sim.add_running_task(sv, host, clock).is_ok()
+                {
+                    placed_count += 1;
+                }
+            }
+        }
+        sim.services[sv].desired = placed_count;
+    }
+}
+
+/// One azBalanced policy per generated service.
+pub fn generated_policies(sim: &Simulator, g: GenerateSpec) -> Vec<Policy> {
+    let _ = g;
+    let template = spec::load_sources(vec![(
+        "generated".into(),
+        format!(
+            "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: generated}}\nspec:\n  target: {{cluster: {}, service: generated}}\n  placement: {{azBalanced: true}}\n",
+            sim.cluster
+        )
+        .into_bytes(),
+    )]);
+    let template = template
+        .policies
+        .into_iter()
+        .next()
+        .expect("the template policy is valid");
+    sim.services
+        .iter()
+        .filter(|s| s.name.starts_with("gen-svc-"))
+        .map(|s| {
+            let mut p = template.clone();
+            p.name = format!("{}-az", s.name);
+            p.target.services =
+                crate::spec::policy::ServiceMatch::Named(crate::spec::policy::ResourceRef {
+                    written: s.name.clone(),
+                    name: s.name.clone(),
+                    scope: None,
+                });
+            p
+        })
+        .collect()
+}
+
+/// A generated scenario without a file, for `--generate` and the benchmarks.
+pub fn generated(g: GenerateSpec, seed: u64, duration: Millis) -> Scenario {
+    let mut sim = Simulator::new("demo", seed);
+    generate_into(&mut sim, g, seed);
+    let policies = generated_policies(&sim, g);
+    Scenario {
+        name: format!("generated-{}h-{}s-{}t", g.hosts, g.services, g.tasks),
+        description: format!(
+            "{} hosts over {} zones, {} services, {} tasks; {:.0}% of services start skewed",
+            g.hosts,
+            g.zones,
+            g.services,
+            g.tasks,
+            g.skewed_share * 100.0
+        ),
+        sim,
+        policies,
+        duration,
+        resync: 60_000,
+        timeline: vec![],
+    }
+}
