@@ -337,7 +337,9 @@ impl<'a> Problem<'a> {
         let size = self.view.service.task_size;
         for (j, c) in self.constraints.iter().enumerate() {
             let p = &self.partitions[j];
-            let need = n.div_ceil(p.domains.max(1)).saturating_sub(c.max_skew);
+            // The emptiest domain holds at least x with N <= x + (k-1)(x+s).
+            let k = p.domains.max(1);
+            let need = n.saturating_sub((k - 1) * c.max_skew).div_ceil(k);
             let mut capacity = vec![0u32; p.domains as usize];
             for (h, d) in p.domain_of.iter().enumerate() {
                 capacity[*d as usize] += self.layout.capacity[h];
@@ -346,7 +348,7 @@ impl<'a> Problem<'a> {
                 let real = p.domain_of.iter().any(|x| *x as usize == d);
                 return if real {
                     format!(
-                        "no room in {} {}: it can hold {} of the service's tasks ({} CPU units, {} MiB each), but {} maxSkew {} needs at least {need} there",
+                        "no room in {} {}: it can hold {} of the service's tasks ({} CPU units, {} MiB each), but spreading {n} tasks over {k} {} domains with maxSkew {} needs at least {need} there",
                         c.topology,
                         self.names[j][d],
                         capacity[d],

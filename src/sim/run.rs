@@ -136,6 +136,8 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
         };
     }
 
+    // The last line printed per policy and service, to print changes only.
+    let mut last_said: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut next_event = 0;
     let mut next_resync: Millis = 0;
     let mut debounce: Option<(Millis, Millis)> = None;
@@ -187,22 +189,29 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
                 Ok(outcome) => {
                     backoff = 0;
                     next_resync = now + resync;
+                    let acted: std::collections::BTreeSet<(String, String)> = outcome
+                        .executed
+                        .iter()
+                        .map(|(a, _)| (a.policy.clone(), a.service.clone()))
+                        .collect();
                     for status in &outcome.plan.statuses {
                         let t = trackers.get(&(status.policy.clone(), status.service.clone()));
                         let changed =
                             t.is_none_or(|t| t.satisfied != (status.state == State::Satisfied));
                         if status.moves_planned > 0
-                            || (status.state == State::Unsatisfiable && changed)
+                            || status.state == State::Unsatisfiable
                             || (status.state == State::Satisfied && changed && t.is_some())
                         {
-                            say!(
-                                "[{}] {}/{}: {:?}: {}",
-                                clock(now),
-                                status.policy,
-                                status.service,
-                                status.state,
-                                status.reason
+                            let line = format!(
+                                "{}/{}: {:?}: {}",
+                                status.policy, status.service, status.state, status.reason
                             );
+                            let key = (status.policy.clone(), status.service.clone());
+                            // Say it once, unless it is a new batch of moves.
+                            if acted.contains(&key) || last_said.get(&key) != Some(&line) {
+                                say!("[{}] {line}", clock(now));
+                                last_said.insert(key, line);
+                            }
                         }
                     }
                     let mut moved: BTreeMap<(String, String), u32> = BTreeMap::new();
@@ -233,12 +242,15 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
                         }
                     }
                     for action in outcome.plan.actions.iter().filter(|a| a.dry_run) {
-                        say!(
-                            "[{}]   {}/{}: {action}",
-                            clock(now),
-                            action.policy,
-                            action.service
+                        let line = format!("{}/{}: {action}", action.policy, action.service);
+                        let key = (
+                            action.policy.clone(),
+                            format!("{} (dry run)", action.service),
                         );
+                        if last_said.get(&key) != Some(&line) {
+                            say!("[{}]   {line}", clock(now));
+                            last_said.insert(key, line);
+                        }
                     }
                     for status in &outcome.plan.statuses {
                         let key = (status.policy.clone(), status.service.clone());
@@ -252,7 +264,10 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
                         // The optimum is only comparable at steady state:
                         // mid-move, stopped tasks are gone and their
                         // replacements not yet running.
-                        if status.state != State::Paused {
+                        if status.state == State::Unsatisfiable {
+                            // Whatever makes it satisfiable later is a change of the cluster.
+                            t.disturbed = true;
+                        } else if status.state != State::Paused {
                             let observed = status.moves_remaining;
                             match t.expected_remaining {
                                 None => t.optimal += observed,
