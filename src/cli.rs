@@ -98,7 +98,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
         Command::Schema { kind } => {
             let text = match kind {
                 SchemaKind::Servicepolicy => crate::schema::servicepolicy_json(),
-                SchemaKind::Scenario => crate::sim::scenario::schema_json(),
+                SchemaKind::Scenario => crate::schema::scenario_json(),
             };
             write!(out, "{text}")
                 .map(|()| exit::OK)

@@ -12,14 +12,28 @@ pub const SCHEMA_PATH: &str = "schema/servicepolicy-v1alpha1.json";
 /// The schema's `$id`.
 pub const SCHEMA_ID: &str = "https://stevedore.io/schema/servicepolicy-v1alpha1.json";
 
-/// The schema as pretty JSON (draft 2020-12), with a trailing newline.
+/// Where the committed scenario schema lives.
+pub const SCENARIO_SCHEMA_PATH: &str = "schema/scenario-v1alpha1.json";
+
+/// The policy schema as pretty JSON (draft 2020-12), with a trailing newline.
 pub fn servicepolicy_json() -> String {
+    generate::<ServicePolicy>(SCHEMA_ID)
+}
+
+/// The schema of simulator scenario files.
+pub fn scenario_json() -> String {
+    generate::<crate::sim::scenario::ScenarioFile>(
+        "https://stevedore.io/schema/scenario-v1alpha1.json",
+    )
+}
+
+fn generate<T: schemars::JsonSchema>(id: &str) -> String {
     let generator = SchemaSettings::draft2020_12().into_generator();
-    let schema = generator.into_root_schema_for::<ServicePolicy>();
+    let schema = generator.into_root_schema_for::<T>();
     let mut value = schema.to_value();
     strip_null(&mut value);
     if let Value::Object(map) = &mut value {
-        map.insert("$id".to_owned(), SCHEMA_ID.into());
+        map.insert("$id".to_owned(), id.into());
     }
     let mut text = serde_json::to_string_pretty(&value).expect("a schema is always serializable");
     text.push('\n');

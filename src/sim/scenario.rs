@@ -64,8 +64,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[schemars(title = "Scenario (stevedore.io/v1alpha1)")]
 pub struct ScenarioFile {
     /// `stevedore.io/v1alpha1`.
+    #[schemars(extend("const" = "stevedore.io/v1alpha1"))]
     pub api_version: String,
     /// `Scenario`.
+    #[schemars(extend("const" = "Scenario"))]
     pub kind: String,
     pub metadata: ScenarioMeta,
     pub spec: ScenarioSpec,
@@ -288,16 +290,6 @@ pub struct Scenario {
     pub duration: Millis,
     pub resync: Millis,
     pub timeline: Vec<(Millis, Event)>,
-}
-
-/// The JSON Schema of scenario files.
-pub fn schema_json() -> String {
-    let schema = schemars::generate::SchemaSettings::draft2020_12()
-        .into_generator()
-        .into_root_schema_for::<ScenarioFile>();
-    let mut text = serde_json::to_string_pretty(&schema).expect("a schema is always serializable");
-    text.push('\n');
-    text
 }
 
 /// Loads a scenario file.

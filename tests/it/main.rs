@@ -5,6 +5,7 @@ mod editor;
 mod hostile;
 mod rules;
 mod schema;
+mod sim;
 mod snapshots;
 
 use std::path::PathBuf;

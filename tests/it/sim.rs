@@ -1,0 +1,426 @@
+//! The controller against the simulator, in virtual time: every shipped
+//! scenario, the CLI around it, and random small clusters.
+
+use std::path::Path;
+use std::process::Command;
+
+use proptest::prelude::*;
+use stevedore::plan::State;
+use stevedore::sim::run::{self, Display, Report, ServiceReport};
+use stevedore::sim::scenario;
+
+use crate::repo;
+
+fn run_report(scenario: scenario::Scenario) -> Report {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(run::run(
+        scenario,
+        Display {
+            timeline: None,
+            progress: false,
+        },
+    ))
+}
+
+fn run_file(name: &str) -> Report {
+    run_report(scenario::load(&repo(&format!("examples/scenarios/{name}.yaml"))).unwrap())
+}
+
+fn service<'a>(report: &'a Report, name: &str) -> &'a ServiceReport {
+    report
+        .services
+        .iter()
+        .find(|s| s.service == name)
+        .unwrap_or_else(|| panic!("no {name} in {report:#?}"))
+}
+
+/// What must hold for every scenario: moves made equal the optimum for
+/// every policy that acts, nothing went other than predicted, and a policy
+/// that cannot be satisfied moved nothing.
+fn check_invariants(report: &Report) {
+    for s in &report.services {
+        assert_eq!(s.mispredicted_moves, 0, "{}: {s:#?}", report.scenario);
+        match s.state {
+            State::Satisfied => assert_eq!(
+                s.tasks_moved, s.optimal_moves,
+                "{}: {s:#?}",
+                report.scenario
+            ),
+            State::Unsatisfiable => assert_eq!(s.tasks_moved, 0, "{}: {s:#?}", report.scenario),
+            _ => assert!(
+                s.tasks_moved <= s.optimal_moves,
+                "{}: {s:#?}",
+                report.scenario
+            ),
+        }
+    }
+}
+
+#[test]
+fn every_shipped_scenario_keeps_the_invariants() {
+    let mut names = vec![];
+    for entry in std::fs::read_dir(repo("examples/scenarios")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|x| x == "yaml") {
+            names.push(path.file_stem().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    assert!(names.len() >= 5, "{names:?}");
+    for name in names {
+        check_invariants(&run_file(&name));
+    }
+}
+
+#[test]
+fn a_host_joining_moves_only_what_balances_each_service() {
+    let report = run_file("host-joins-after-scale-out");
+    let web = service(&report, "web");
+    assert_eq!(
+        (
+            web.state,
+            web.tasks_moved,
+            web.optimal_moves,
+            web.forced_redeploy_tasks
+        ),
+        (State::Satisfied, 2, 2, 6)
+    );
+    assert_eq!(
+        web.tasks_per_zone.values().copied().collect::<Vec<_>>(),
+        [2, 2, 2]
+    );
+    // maxUnavailable 1: never more than one task down at a time.
+    assert_eq!(web.peak_unavailable, 1);
+    let api = service(&report, "api-orders");
+    assert_eq!(
+        (
+            api.state,
+            api.tasks_moved,
+            api.optimal_moves,
+            api.forced_redeploy_tasks
+        ),
+        (State::Satisfied, 3, 3, 9)
+    );
+    assert!(api.peak_unavailable <= 2);
+    // `batch` has no policy and is never touched.
+    assert!(report.services.iter().all(|s| s.service != "batch"));
+    assert_eq!(report.api_calls.get("StopTask"), Some(&5));
+}
+
+#[test]
+fn a_zone_left_out_is_fixed_once_there_is_room() {
+    let report = run_file("binpack-leaves-a-zone-out");
+    let checkout = service(&report, "checkout");
+    assert_eq!(
+        (checkout.state, checkout.tasks_moved),
+        (State::Satisfied, 1)
+    );
+    assert!(
+        checkout.converged_at_s.unwrap() >= 180.0,
+        "not before the batch job ends at 3m"
+    );
+}
+
+#[test]
+fn the_unsatisfiable_scenario_says_why_and_moves_nothing() {
+    let report = run_file("strategy-prevents-rebalancing");
+    let reports = service(&report, "reports");
+    assert_eq!(
+        (reports.state, reports.tasks_moved),
+        (State::Unsatisfiable, 0)
+    );
+    assert!(
+        reports.reason.contains("does not spread on zone"),
+        "{}",
+        reports.reason
+    );
+    // The DryRun policy plans moves but none is executed.
+    let search = service(&report, "search");
+    assert_eq!((search.state, search.tasks_moved), (State::Converging, 0));
+    assert!(search.optimal_moves > 0);
+    assert_eq!(report.api_calls.get("StopTask"), None);
+}
+
+#[test]
+fn one_task_per_host_follows_hosts_and_ignores_draining_ones() {
+    let report = run_file("one-task-per-host");
+    let agent = service(&report, "log-agent");
+    assert_eq!(agent.state, State::Satisfied);
+    // 4 hosts + 2 joined - 1 drained then terminated.
+    assert_eq!(agent.tasks_per_zone.values().sum::<u32>(), 5);
+    assert_eq!(report.api_calls.get("UpdateService"), Some(&2));
+}
+
+#[test]
+fn a_zone_failure_is_left_alone_and_recovery_rebalanced() {
+    let report = run_file("zone-failure-and-recovery");
+    let web = service(&report, "web");
+    assert_eq!(
+        (web.state, web.tasks_moved, web.optimal_moves),
+        (State::Satisfied, 2, 2)
+    );
+    assert_eq!(web.skew.values().copied().max(), Some(0));
+}
+
+#[test]
+fn faults_are_retried_and_never_acted_on() {
+    let text = std::fs::read_to_string(repo("examples/scenarios/host-joins-after-scale-out.yaml"))
+        .unwrap();
+    let text = text.replace("  timeline:", "  faults: {apiErrorRate: 0.2, throttleRate: 0.1, eventLossRate: 0.3, eventDuplicationRate: 0.3, eventReordering: true}\n  timeline:");
+    let s = scenario::from_text("faulty.yaml", &text, &repo("examples/scenarios")).unwrap();
+    let report = run_report(s);
+    assert!(report.failed_snapshots > 0, "the faults were injected");
+    check_invariants(&report);
+    for name in ["web", "api-orders"] {
+        assert_eq!(
+            service(&report, name).state,
+            State::Satisfied,
+            "{name} converges despite the faults"
+        );
+    }
+}
+
+#[test]
+fn full_resync_calls_stay_within_5_percent_of_the_floor_at_full_scale() {
+    // 5,000 hosts, 5,000 services, 100,000 tasks: one full read.
+    let g = scenario::GenerateSpec {
+        hosts: 5_000,
+        services: 5_000,
+        tasks: 100_000,
+        zones: 3,
+        skewed_share: 0.0,
+    };
+    let s = scenario::generated(g, 7, 0);
+    let calls: u64 = s.sim.snapshot_calls().iter().map(|(_, n)| n).sum();
+    let floor = 5_000u64.div_ceil(100)
+        + 5_000u64.div_ceil(10)
+        + 2 * 5_000u64.div_ceil(100)
+        + 2 * 100_000u64.div_ceil(100);
+    assert!(
+        calls as f64 <= floor as f64 * 1.05,
+        "{calls} calls, floor {floor}"
+    );
+}
+
+fn stevedore(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .args(args)
+        .current_dir(repo(""))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn sim_without_arguments_runs_the_embedded_demo() {
+    let out = stevedore(&["sim"]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("scenario host-joins-after-scale-out"),
+        "{text}"
+    );
+    assert!(
+        text.contains("moved 2 (optimal 2, a forced redeploy: 6)"),
+        "{text}"
+    );
+    assert!(text.contains("places the replacement on c-1"), "{text}");
+}
+
+#[test]
+fn sim_json_report_has_the_promised_fields() {
+    let out = stevedore(&[
+        "sim",
+        "examples/scenarios/zone-failure-and-recovery.yaml",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let web = &report["services"][0];
+    for field in [
+        "tasksPerZone",
+        "skew",
+        "tasksMoved",
+        "optimalMoves",
+        "forcedRedeployTasks",
+        "peakUnavailable",
+        "convergedAtS",
+    ] {
+        assert!(web.get(field).is_some(), "{field} missing: {web}");
+    }
+    assert!(report["apiCalls"]["DescribeTasks"].as_u64().unwrap() > 0);
+}
+
+#[test]
+fn plan_against_a_scenario_explains_every_action() {
+    let out = stevedore(&[
+        "plan",
+        "--sim",
+        "examples/scenarios/strategy-prevents-rebalancing.yaml",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("reports-balanced/reports: Unsatisfiable (the service's placement strategy (binpack(memory)) does not spread on zone"), "{text}");
+    assert!(
+        text.contains("(dry run: not executed)\n      move 1 of 2: zone skew 3 (max 1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 actions (0 executable, 1 dry run)"),
+        "{text}"
+    );
+
+    let json = stevedore(&[
+        "plan",
+        "--sim",
+        "examples/scenarios/strategy-prevents-rebalancing.yaml",
+        "--output",
+        "json",
+    ]);
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(plan["actions"][0]["action"], "stopTask");
+    assert_eq!(plan["actions"][0]["dryRun"], true);
+}
+
+#[test]
+fn plan_with_other_specs_uses_them() {
+    let out = stevedore(&[
+        "plan",
+        "--sim",
+        "examples/scenarios/host-joins-after-scale-out.yaml",
+        "--specs",
+        "specs",
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("web-balanced/web:"), "{text}");
+    let bad = stevedore(&[
+        "plan",
+        "--sim",
+        "examples/scenarios/host-joins-after-scale-out.yaml",
+        "--specs",
+        "tests/fixtures/invalid/typos.yaml",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
+}
+
+#[test]
+fn a_scenario_with_invalid_policies_is_reported_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo("examples/scenarios/zone-failure-and-recovery.yaml"))
+        .unwrap()
+        .replace("maxSkew: 1}]", "maxskew: 1}]");
+    let path = dir.path().join("s.yaml");
+    std::fs::write(&path, text).unwrap();
+    let out = stevedore(&["sim", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("#policies[0]:") && err.contains("did you mean `maxSkew`?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn scenario_schema_is_committed_and_accepts_every_shipped_scenario() {
+    let committed = std::fs::read_to_string(repo(stevedore::schema::SCENARIO_SCHEMA_PATH)).unwrap();
+    assert!(
+        committed == stevedore::schema::scenario_json(),
+        "run `cargo run -- schema scenario > {}`",
+        stevedore::schema::SCENARIO_SCHEMA_PATH
+    );
+    let python = std::env::var_os("STEVEDORE_PYTHON")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo(".venv/bin/python"));
+    let files: Vec<_> = std::fs::read_dir(repo("examples/scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let out = Command::new(python)
+        .arg(repo("scripts/schema_check.py"))
+        .arg(repo(stevedore::schema::SCENARIO_SCHEMA_PATH))
+        .args(&files)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), files.len());
+    assert!(
+        text.lines().all(|l| l.contains("\"valid\": true")),
+        "{text}"
+    );
+}
+
+/// Builds a scenario: hosts in three zones, one service with the given
+/// tasks per host, an azBalanced policy (and a host constraint if asked).
+fn random_scenario(
+    hosts_per_zone: [u32; 3],
+    layout: &[u32],
+    host_skew: Option<u32>,
+    seed: u64,
+) -> String {
+    let mut hosts = String::new();
+    let mut names = vec![];
+    for (z, n) in hosts_per_zone.iter().enumerate() {
+        let zone = ["a", "b", "c"][z];
+        for k in 1..=*n {
+            hosts.push_str(&format!(
+                "    - {{name: {zone}{k}, zone: us-east-1{zone}, cpu: 2048, memory: 4096}}\n"
+            ));
+            names.push(format!("{zone}{k}"));
+        }
+    }
+    let tasks: Vec<String> = names
+        .iter()
+        .zip(layout)
+        .filter(|(_, n)| **n > 0)
+        .map(|(h, n)| format!("{h}: {n}"))
+        .collect();
+    let host = host_skew.map_or(String::new(), |s| {
+        format!("\n            spread: [{{topologyKey: host, maxSkew: {s}}}]")
+    });
+    format!(
+        "apiVersion: stevedore.io/v1alpha1\nkind: Scenario\nmetadata: {{name: random}}\nspec:\n  seed: {seed}\n  duration: 20m\n  hosts:\n{hosts}  services:\n    - name: web\n      strategy: [\"spread(attribute:ecs.availability-zone)\", \"spread(instanceId)\"]\n      cpu: 512\n      memory: 1024\n      tasks: {{{}}}\n  policies:\n    - inline: |\n        apiVersion: stevedore.io/v1alpha1\n        kind: ServicePolicy\n        metadata: {{name: web}}\n        spec:\n          target: {{cluster: demo, service: web}}\n          placement:\n            azBalanced: true{host}\n          disruption: {{maxUnavailable: 2}}\n",
+        tasks.join(", ")
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
+
+    /// Over a whole run on a random small cluster, the moves made add up to
+    /// the optimum computed at the start (never more), and a policy that
+    /// can be satisfied is.
+    #[test]
+    fn whole_runs_make_exactly_the_optimal_moves(
+        hosts_per_zone in proptest::array::uniform3(1u32..=2),
+        layout in proptest::collection::vec(0u32..=4, 6),
+        host_skew in proptest::option::of(1u32..=3),
+        seed in 0u64..1000,
+    ) {
+        let text = random_scenario(hosts_per_zone, &layout, host_skew, seed);
+        let s = scenario::from_text("random.yaml", &text, Path::new(".")).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        let initial = stevedore::plan::plan(&s.policies, &s.sim.state(), 0);
+        let report = run_report(s);
+        let web = &report.services[0];
+        prop_assert_eq!(web.mispredicted_moves, 0, "{}", text);
+        prop_assert!(web.tasks_moved <= initial.statuses[0].moves_remaining.max(web.optimal_moves), "{}\n{:#?}", text, web);
+        if web.state == State::Satisfied {
+            prop_assert_eq!(web.tasks_moved, web.optimal_moves, "{}\n{:#?}", text, web);
+            prop_assert_eq!(web.tasks_moved, initial.statuses[0].moves_remaining, "{}\n{:#?}", text, web);
+        }
+        prop_assert!(web.peak_unavailable <= 2, "{}\n{:#?}", text, web);
+    }
+}
