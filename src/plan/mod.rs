@@ -209,6 +209,7 @@ pub fn plan_with_index(policies: &[Policy], index: &Index<'_>, _now: Millis) -> 
     // Which policies claim each service: two are a conflict, acted on by neither.
     let mut claims: HashMap<usize, Vec<usize>> = HashMap::new();
     let targets: Vec<Vec<usize>> = policies.iter().map(|p| index.services_of(p)).collect();
+    let topologies = spread::Topologies::new(snapshot, policies);
     for (p, services) in targets.iter().enumerate() {
         for s in services {
             claims.entry(*s).or_default().push(p);
@@ -246,7 +247,7 @@ pub fn plan_with_index(policies: &[Policy], index: &Index<'_>, _now: Millis) -> 
                 continue;
             }
             let mut actions = vec![];
-            plan_service(policy, index, s, &mut status, &mut actions);
+            plan_service(policy, index, &topologies, s, &mut status, &mut actions);
             let dry_run = policy.mode == Mode::DryRun;
             for mut action in actions {
                 action.dry_run = dry_run;
@@ -263,6 +264,7 @@ pub fn plan_with_index(policies: &[Policy], index: &Index<'_>, _now: Millis) -> 
 fn plan_service(
     policy: &Policy,
     index: &Index<'_>,
+    topologies: &spread::Topologies<'_>,
     s: usize,
     status: &mut ServiceStatus,
     actions: &mut Vec<Action>,
@@ -289,7 +291,7 @@ fn plan_service(
         status.reason = "conflict: the service has ECS availabilityZoneRebalancing ENABLED, which also moves tasks between zones; disable it or drop the zone constraint".into();
         return;
     }
-    spread::plan(policy, index, s, status, actions);
+    spread::plan(policy, index, topologies, s, status, actions);
 }
 
 #[cfg(test)]

@@ -8,9 +8,76 @@
 //!
 //! Also how ECS chooses tasks to stop when a service scales in.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use crate::model::{BinpackField, Instance, PlacementField, PlacementStrategy, Resources, Service};
+
+/// The domain of every instance for one placement field.
+#[derive(Debug)]
+pub struct FieldDomains {
+    pub domain_of: Vec<Option<u32>>,
+    pub domains: usize,
+}
+
+/// Field domains computed once and shared by every service's view (the
+/// planner builds views for many services over the same instances).
+#[derive(Debug)]
+pub struct FieldCache<'a> {
+    instances: &'a [Instance],
+    cache: RefCell<HashMap<PlacementField, Rc<FieldDomains>>>,
+    /// Whether each instance is ACTIVE with its agent connected, kept
+    /// compact: scanning the instances themselves touches far more memory.
+    schedulable: Vec<bool>,
+    /// Free resources per instance, likewise compact.
+    remaining: Vec<Resources>,
+}
+
+impl<'a> FieldCache<'a> {
+    pub fn new(instances: &'a [Instance]) -> FieldCache<'a> {
+        FieldCache {
+            instances,
+            cache: RefCell::new(HashMap::new()),
+            schedulable: instances.iter().map(Instance::schedulable).collect(),
+            remaining: instances.iter().map(|i| i.remaining).collect(),
+        }
+    }
+
+    pub fn get(&self, field: &PlacementField) -> Rc<FieldDomains> {
+        if let Some(d) = self.cache.borrow().get(field) {
+            return Rc::clone(d);
+        }
+        let domains = Rc::new(match field {
+            // Each instance is its own domain: no lookup needed.
+            PlacementField::Instance => FieldDomains {
+                domain_of: (0..self.instances.len() as u32).map(Some).collect(),
+                domains: self.instances.len(),
+            },
+            _ => {
+                let mut ids: HashMap<&str, u32> = HashMap::new();
+                let domain_of = self
+                    .instances
+                    .iter()
+                    .map(|i| {
+                        i.field(field).map(|v| {
+                            let next = ids.len() as u32;
+                            *ids.entry(v).or_insert(next)
+                        })
+                    })
+                    .collect();
+                FieldDomains {
+                    domain_of,
+                    domains: ids.len(),
+                }
+            }
+        });
+        self.cache
+            .borrow_mut()
+            .insert(field.clone(), Rc::clone(&domains));
+        domains
+    }
+}
 
 /// One service's view of the cluster, updated as tasks are placed and removed.
 #[derive(Debug, Clone)]
@@ -18,6 +85,9 @@ pub struct PlacementView<'a> {
     pub instances: &'a [Instance],
     pub service: &'a Service,
     strategy: Vec<PlacementStrategy>,
+    /// Instances where ECS may place the service at all (schedulable, and
+    /// admitted by its memberOf constraints).
+    pub open: Vec<bool>,
     /// Free resources per instance.
     pub remaining: Vec<Resources>,
     /// Whether the service's static host ports are free, per instance.
@@ -31,7 +101,7 @@ pub struct PlacementView<'a> {
 
 #[derive(Debug, Clone)]
 struct SpreadIndex {
-    domain_of: Vec<Option<u32>>,
+    domains: Rc<FieldDomains>,
     tasks: Vec<u32>,
 }
 
@@ -43,49 +113,74 @@ impl<'a> PlacementView<'a> {
         service: &'a Service,
         count: Vec<u32>,
     ) -> PlacementView<'a> {
+        PlacementView::with_fields(instances, service, count, &FieldCache::new(instances))
+    }
+
+    /// As [`PlacementView::new`], reusing field domains computed before.
+    pub fn with_fields(
+        instances: &'a [Instance],
+        service: &'a Service,
+        count: Vec<u32>,
+        fields: &FieldCache<'_>,
+    ) -> PlacementView<'a> {
         let strategy = service.effective_strategy();
+        let empty = || {
+            Rc::new(FieldDomains {
+                domain_of: vec![],
+                domains: 0,
+            })
+        };
         let spreads = strategy
             .iter()
             .map(|s| match s {
                 PlacementStrategy::Spread(field) => {
-                    let mut ids: HashMap<&str, u32> = HashMap::new();
-                    let domain_of: Vec<Option<u32>> = instances
-                        .iter()
-                        .map(|i| {
-                            i.field(field).map(|v| {
-                                let next = ids.len() as u32;
-                                *ids.entry(v).or_insert(next)
-                            })
-                        })
-                        .collect();
-                    let mut tasks = vec![0; ids.len()];
-                    for (i, d) in domain_of.iter().enumerate() {
+                    let domains = fields.get(field);
+                    let mut tasks = vec![0; domains.domains];
+                    for (i, d) in domains.domain_of.iter().enumerate() {
                         if let Some(d) = d {
                             tasks[*d as usize] += count[i];
                         }
                     }
-                    SpreadIndex { domain_of, tasks }
+                    SpreadIndex { domains, tasks }
                 }
                 _ => SpreadIndex {
-                    domain_of: vec![],
+                    domains: empty(),
                     tasks: vec![],
                 },
             })
             .collect();
-        let ports_free = instances
+        let unconstrained = service
+            .constraints
             .iter()
-            .map(|i| {
-                !service
-                    .host_ports
-                    .iter()
-                    .any(|p| i.ports_in_use.contains(p))
-            })
-            .collect();
+            .all(|c| matches!(c, crate::model::PlacementConstraint::DistinctInstance));
+        let open = if unconstrained {
+            fields.schedulable.clone()
+        } else {
+            instances
+                .iter()
+                .zip(&fields.schedulable)
+                .map(|(i, s)| *s && service.admits(i))
+                .collect()
+        };
+        let ports_free = if service.host_ports.is_empty() {
+            vec![true; instances.len()]
+        } else {
+            instances
+                .iter()
+                .map(|i| {
+                    !service
+                        .host_ports
+                        .iter()
+                        .any(|p| i.ports_in_use.contains(p))
+                })
+                .collect()
+        };
         PlacementView {
             instances,
             service,
             strategy,
-            remaining: instances.iter().map(|i| i.remaining).collect(),
+            open,
+            remaining: fields.remaining.clone(),
             ports_free,
             count,
             spreads,
@@ -94,9 +189,7 @@ impl<'a> PlacementView<'a> {
 
     /// Whether ECS could start one more task of the service on instance `i`.
     pub fn can_host(&self, i: usize) -> bool {
-        let inst = &self.instances[i];
-        inst.schedulable()
-            && self.service.admits(inst)
+        self.open[i]
             && self.remaining[i].fits(self.service.task_size)
             && self.ports_free[i]
             && !(self.service.distinct_instance() && self.count[i] > 0)
@@ -104,11 +197,24 @@ impl<'a> PlacementView<'a> {
 
     /// How many more tasks of the service instance `i` could hold.
     pub fn free_slots(&self, i: usize) -> u32 {
-        let inst = &self.instances[i];
-        if !inst.schedulable() || !self.service.admits(inst) {
+        self.free_slots_up_to(i, u32::MAX)
+    }
+
+    /// [`PlacementView::free_slots`], but at most `cap`: cheaper, since a
+    /// host with room for `cap` tasks needs no division.
+    pub fn free_slots_up_to(&self, i: usize, cap: u32) -> u32 {
+        if !self.open[i] {
             return 0;
         }
-        let mut slots = self.remaining[i].count_of(self.service.task_size);
+        let size = self.service.task_size;
+        let room = self.remaining[i];
+        let mut slots = if u64::from(room.cpu) >= u64::from(size.cpu) * u64::from(cap)
+            && u64::from(room.memory) >= u64::from(size.memory) * u64::from(cap)
+        {
+            cap
+        } else {
+            room.count_of(size).min(cap)
+        };
         if !self.service.host_ports.is_empty() {
             slots = slots.min(u32::from(self.ports_free[i]));
         }
@@ -122,36 +228,57 @@ impl<'a> PlacementView<'a> {
     /// strategies (all of them tie on every strategy). Empty when nothing
     /// fits: the task would wait in PROVISIONING.
     pub fn candidates(&self) -> Vec<usize> {
-        let mut candidates: Vec<usize> = (0..self.instances.len())
-            .filter(|i| self.can_host(*i))
-            .collect();
-        for (strategy, spread) in self.strategy.iter().zip(&self.spreads) {
-            if candidates.len() <= 1 {
-                break;
+        // Applying the strategies in order, each keeping its best instances,
+        // is the same as keeping the instances whose scores are smallest in
+        // lexicographic order: one pass, no intermediate lists.
+        // ECS accepts at most 5 strategies per service.
+        const MAX: usize = 8;
+        let mut best: Vec<usize> = vec![];
+        let mut best_key = [u64::MAX; MAX];
+        let size = self.service.task_size;
+        let distinct = self.service.distinct_instance();
+        for i in 0..self.instances.len() {
+            if !self.open[i]
+                || !self.remaining[i].fits(size)
+                || !self.ports_free[i]
+                || (distinct && self.count[i] > 0)
+            {
+                continue;
             }
-            let score = |i: usize| -> Option<u64> {
-                match strategy {
+            let mut key = [0u64; MAX];
+            for (k, (strategy, spread)) in self
+                .strategy
+                .iter()
+                .zip(&self.spreads)
+                .take(MAX)
+                .enumerate()
+            {
+                key[k] = match strategy {
                     // Fewest tasks of the service in the instance's domain;
                     // instances without the attribute come last.
-                    PlacementStrategy::Spread(_) => Some(
-                        spread.domain_of[i]
-                            .map_or(u64::MAX, |d| u64::from(spread.tasks[d as usize])),
-                    ),
-                    // Least of the resource left after placing.
+                    PlacementStrategy::Spread(_) => spread.domains.domain_of[i]
+                        .map_or(u64::MAX, |d| u64::from(spread.tasks[d as usize])),
+                    // Least of the resource left.
                     PlacementStrategy::Binpack(BinpackField::Cpu) => {
-                        Some(u64::from(self.remaining[i].cpu))
+                        u64::from(self.remaining[i].cpu)
                     }
                     PlacementStrategy::Binpack(BinpackField::Memory) => {
-                        Some(u64::from(self.remaining[i].memory))
+                        u64::from(self.remaining[i].memory)
                     }
-                    PlacementStrategy::Random => None,
+                    PlacementStrategy::Random => 0,
+                };
+            }
+            match key.cmp(&best_key) {
+                std::cmp::Ordering::Less => {
+                    best.clear();
+                    best.push(i);
+                    best_key = key;
                 }
-            };
-            if let Some(best) = candidates.iter().filter_map(|i| score(*i)).min() {
-                candidates.retain(|i| score(*i) == Some(best));
+                std::cmp::Ordering::Equal => best.push(i),
+                std::cmp::Ordering::Greater => {}
             }
         }
-        candidates
+        best
     }
 
     pub fn place(&mut self, i: usize) {
@@ -161,7 +288,7 @@ impl<'a> PlacementView<'a> {
             self.ports_free[i] = false;
         }
         for s in &mut self.spreads {
-            if let Some(Some(d)) = s.domain_of.get(i) {
+            if let Some(Some(d)) = s.domains.domain_of.get(i) {
                 s.tasks[*d as usize] += 1;
             }
         }
@@ -174,7 +301,7 @@ impl<'a> PlacementView<'a> {
             self.ports_free[i] = true;
         }
         for s in &mut self.spreads {
-            if let Some(Some(d)) = s.domain_of.get(i) {
+            if let Some(Some(d)) = s.domains.domain_of.get(i) {
                 s.tasks[*d as usize] = s.tasks[*d as usize].saturating_sub(1);
             }
         }
@@ -197,9 +324,10 @@ impl<'a> PlacementView<'a> {
             }
             let score = |i: usize| -> Option<u64> {
                 match strategy {
-                    PlacementStrategy::Spread(_) => {
-                        Some(spread.domain_of[i].map_or(0, |d| u64::from(spread.tasks[d as usize])))
-                    }
+                    PlacementStrategy::Spread(_) => Some(
+                        spread.domains.domain_of[i]
+                            .map_or(0, |d| u64::from(spread.tasks[d as usize])),
+                    ),
                     PlacementStrategy::Binpack(BinpackField::Cpu) => {
                         Some(u64::from(self.remaining[i].cpu))
                     }

@@ -17,7 +17,7 @@
 use std::collections::HashMap;
 
 use super::optimum::{self, Layout, NoOptimum, Partition};
-use super::placement::PlacementView;
+use super::placement::{FieldCache, PlacementView};
 use super::{Action, ActionKind, ConstraintReport, Index, ServiceStatus, State};
 use crate::model::{ClusterSnapshot, PlacementField, PlacementStrategy, TaskStatus};
 use crate::spec::Policy;
@@ -32,6 +32,149 @@ pub fn field_of(topology: &TopologyKey) -> PlacementField {
         TopologyKey::Zone => PlacementField::zone(),
         TopologyKey::Host => PlacementField::Instance,
         TopologyKey::Attribute(a) => PlacementField::Attribute(a.clone()),
+    }
+}
+
+/// Each topology's domains over the schedulable instances, computed once
+/// per plan so that a balanced service costs only a pass over its tasks.
+#[derive(Debug)]
+pub struct Topologies<'a> {
+    by_key: HashMap<TopologyKey, TopologyInfo>,
+    schedulable: u32,
+    /// Placement fields' domains, shared by every service's placement view.
+    fields: FieldCache<'a>,
+}
+
+#[derive(Debug)]
+struct TopologyInfo {
+    /// The domain of each instance (`None`: not schedulable, or no attribute).
+    domain_of: Vec<Option<u32>>,
+    names: Vec<String>,
+    /// Every schedulable instance has the attribute.
+    complete: bool,
+}
+
+impl<'a> Topologies<'a> {
+    pub fn new(snapshot: &'a ClusterSnapshot, policies: &[Policy]) -> Topologies<'a> {
+        let mut t = Topologies {
+            by_key: HashMap::new(),
+            schedulable: snapshot
+                .instances
+                .iter()
+                .filter(|i| i.schedulable())
+                .count() as u32,
+            fields: FieldCache::new(&snapshot.instances),
+        };
+        for c in policies.iter().flat_map(|p| &p.placement.spread) {
+            if c.topology == TopologyKey::Host || t.by_key.contains_key(&c.topology) {
+                continue;
+            }
+            let field = field_of(&c.topology);
+            let mut ids: HashMap<&str, u32> = HashMap::new();
+            let mut names = vec![];
+            let mut complete = true;
+            let domain_of = snapshot
+                .instances
+                .iter()
+                .map(|i| {
+                    if !i.schedulable() {
+                        return None;
+                    }
+                    let Some(v) = i.field(&field) else {
+                        complete = false;
+                        return None;
+                    };
+                    Some(*ids.entry(v).or_insert_with(|| {
+                        names.push(v.to_owned());
+                        names.len() as u32 - 1
+                    }))
+                })
+                .collect();
+            t.by_key.insert(
+                c.topology.clone(),
+                TopologyInfo {
+                    domain_of,
+                    names,
+                    complete,
+                },
+            );
+        }
+        t
+    }
+
+    /// The constraint reports when the service certainly satisfies every
+    /// constraint, computed from its running tasks alone; `None` when the
+    /// full check is needed (a violation, or eligibility that depends on
+    /// the service's own placement constraints).
+    fn satisfied(
+        &self,
+        policy: &Policy,
+        index: &Index<'_>,
+        s: usize,
+    ) -> Option<Vec<ConstraintReport>> {
+        let snapshot = index.snapshot;
+        if snapshot.services[s]
+            .constraints
+            .iter()
+            .any(|c| !matches!(c, crate::model::PlacementConstraint::DistinctInstance))
+        {
+            return None;
+        }
+        let mut reports = vec![];
+        for c in &policy.placement.spread {
+            let (skew, tasks_per_domain) = if c.topology == TopologyKey::Host {
+                let mut per_host: HashMap<usize, u32> = HashMap::new();
+                for t in index.running(s) {
+                    if let Some(i) = snapshot.tasks[t]
+                        .instance
+                        .filter(|i| snapshot.instances[*i].schedulable())
+                    {
+                        *per_host.entry(i).or_default() += 1;
+                    }
+                }
+                let domains = self.schedulable.max(c.min_domains.unwrap_or(0));
+                let max = per_host.values().copied().max().unwrap_or(0);
+                let min = if (per_host.len() as u32) < domains {
+                    0
+                } else {
+                    per_host.values().copied().min().unwrap_or(0)
+                };
+                let mut listed: Vec<(String, u32)> = per_host
+                    .into_iter()
+                    .map(|(i, n)| (snapshot.instances[i].id.clone(), n))
+                    .collect();
+                listed.sort();
+                (max - min, listed)
+            } else {
+                let info = self.by_key.get(&c.topology)?;
+                if !info.complete {
+                    return None;
+                }
+                let domains = (info.names.len() as u32).max(c.min_domains.unwrap_or(0)) as usize;
+                let mut per = vec![0u32; domains];
+                for t in index.running(s) {
+                    if let Some(d) = snapshot.tasks[t].instance.and_then(|i| info.domain_of[i]) {
+                        per[d as usize] += 1;
+                    }
+                }
+                let max = per.iter().copied().max().unwrap_or(0);
+                let min = per.iter().copied().min().unwrap_or(0);
+                let names = info.names.iter().cloned().chain(
+                    (info.names.len()..domains).map(|k| format!("(missing domain {})", k + 1)),
+                );
+                (max - min, names.zip(per).collect())
+            };
+            if skew > c.max_skew {
+                return None;
+            }
+            reports.push(ConstraintReport {
+                topology: c.topology.to_string(),
+                max_skew: c.max_skew,
+                skew,
+                tasks_per_domain,
+            });
+        }
+        Some(reports)
     }
 }
 
@@ -56,23 +199,35 @@ struct Problem<'a> {
     hosts: Vec<usize>,
     /// Position in `hosts` of each instance.
     position: Vec<Option<usize>>,
+    /// The unit of each host. Units are the domains of the finest
+    /// constraint (or the hosts themselves, with a `host` constraint):
+    /// hosts enter the optimum only through their unit's sums, so a move's
+    /// effect depends only on the units it leaves and reaches.
+    unit_of: Vec<u32>,
+    /// The constraints over units.
     partitions: Vec<Partition>,
     /// Domain names per constraint.
     names: Vec<Vec<String>>,
+    /// Tasks and capacity per unit.
     layout: Layout,
+    /// Running tasks per host.
+    host_count: Vec<u32>,
     /// Running, unprotected tasks per host, youngest first.
     stoppable: Vec<Vec<usize>>,
-    /// The finest constraint (its domains decide a move's effect).
+    /// The finest constraint, for naming units.
     finest: usize,
 }
 
 impl<'a> Problem<'a> {
-    fn new(policy: &'a Policy, index: &Index<'a>, s: usize) -> Problem<'a> {
+    fn new(
+        policy: &'a Policy,
+        index: &Index<'a>,
+        topologies: &Topologies<'_>,
+        s: usize,
+    ) -> Problem<'a> {
         let snapshot = index.snapshot;
         let service = &snapshot.services[s];
         let constraints = &policy.placement.spread[..];
-        let fields: Vec<PlacementField> =
-            constraints.iter().map(|c| field_of(&c.topology)).collect();
 
         // Tasks holding resources, per instance, for ECS's placement.
         let mut holding = vec![0u32; snapshot.instances.len()];
@@ -84,17 +239,22 @@ impl<'a> Problem<'a> {
                 holding[i] += 1;
             }
         }
-        let view = PlacementView::new(&snapshot.instances, service, holding);
+        let view =
+            PlacementView::with_fields(&snapshot.instances, service, holding, &topologies.fields);
 
         // Eligible hosts: ECS may place the service there, and every
         // constraint's attribute is set (hosts without it are ignored, as
         // Kubernetes ignores nodes without the topology key).
+        let infos: Vec<Option<&TopologyInfo>> = constraints
+            .iter()
+            .map(|c| topologies.by_key.get(&c.topology))
+            .collect();
         let hosts: Vec<usize> = (0..snapshot.instances.len())
             .filter(|i| {
-                let inst = &snapshot.instances[*i];
-                inst.schedulable()
-                    && service.admits(inst)
-                    && fields.iter().all(|f| inst.field(f).is_some())
+                view.open[*i]
+                    && infos
+                        .iter()
+                        .all(|info| info.is_none_or(|info| info.domain_of[*i].is_some()))
             })
             .collect();
         let mut position = vec![None; snapshot.instances.len()];
@@ -103,19 +263,35 @@ impl<'a> Problem<'a> {
         }
         let mut partitions = vec![];
         let mut names = vec![];
-        for (c, field) in constraints.iter().zip(&fields) {
-            let mut ids: HashMap<&str, u32> = HashMap::new();
-            let mut domain_names = vec![];
-            let domain_of = hosts
-                .iter()
-                .map(|i| {
-                    let v = snapshot.instances[*i].field(field).unwrap_or_default();
-                    *ids.entry(v).or_insert_with(|| {
-                        domain_names.push(v.to_owned());
-                        domain_names.len() as u32 - 1
-                    })
-                })
-                .collect();
+        for c in constraints {
+            let (domain_of, mut domain_names): (Vec<u32>, Vec<String>) =
+                match topologies.by_key.get(&c.topology) {
+                    // Hosts: each eligible host is its own domain.
+                    None => (
+                        (0..hosts.len() as u32).collect(),
+                        hosts
+                            .iter()
+                            .map(|i| snapshot.instances[*i].id.clone())
+                            .collect(),
+                    ),
+                    // Other topologies: the shared domains, renumbered over the eligible hosts.
+                    Some(info) => {
+                        let mut renumber = vec![u32::MAX; info.names.len()];
+                        let mut domain_names = vec![];
+                        let domain_of = hosts
+                            .iter()
+                            .map(|i| {
+                                let d = info.domain_of[*i].unwrap_or_default() as usize;
+                                if renumber[d] == u32::MAX {
+                                    renumber[d] = domain_names.len() as u32;
+                                    domain_names.push(info.names[d].clone());
+                                }
+                                renumber[d]
+                            })
+                            .collect();
+                        (domain_of, domain_names)
+                    }
+                };
             let real = domain_names.len() as u32;
             let domains = real.max(c.min_domains.unwrap_or(0));
             for k in real..domains {
@@ -129,12 +305,12 @@ impl<'a> Problem<'a> {
             names.push(domain_names);
         }
 
-        let mut count = vec![0u32; hosts.len()];
+        let mut host_count = vec![0u32; hosts.len()];
         let mut stoppable = vec![vec![]; hosts.len()];
         for t in index.running(s) {
             let task = &snapshot.tasks[t];
             if let Some(p) = task.instance.and_then(|i| position[i]) {
-                count[p] += 1;
+                host_count[p] += 1;
                 if !task.protected {
                     stoppable[p].push(t);
                 }
@@ -148,23 +324,39 @@ impl<'a> Problem<'a> {
                 )
             });
         }
-        let capacity = hosts
-            .iter()
-            .zip(&count)
-            .map(|(i, c)| c + view.free_slots(*i))
-            .collect();
         let finest = (0..partitions.len())
             .max_by_key(|j| (partitions[*j].domains, *j))
             .unwrap_or(0);
+        let (unit_of, partitions) = units(&partitions, finest, constraints, hosts.len());
+        let units = partitions
+            .first()
+            .map_or(0, |_| unit_of.iter().max().map_or(0, |m| *m as usize + 1));
+        let mut count = vec![0u32; units];
+        for (h, n) in host_count.iter().enumerate() {
+            count[unit_of[h] as usize] += n;
+        }
+        // No unit ever needs to hold more than all the service's tasks, so
+        // capacity is counted up to that.
+        let total: u32 = host_count.iter().sum();
+        let mut capacity = count.clone();
+        for (h, i) in hosts.iter().enumerate() {
+            let u = unit_of[h] as usize;
+            if capacity[u] < total {
+                capacity[u] =
+                    (capacity[u] + view.free_slots_up_to(*i, total)).min(total.max(count[u]));
+            }
+        }
         Problem {
             snapshot,
             constraints,
             view,
             hosts,
             position,
+            unit_of,
             partitions,
             names,
             layout: Layout { count, capacity },
+            host_count,
             stoppable,
             finest,
         }
@@ -183,19 +375,35 @@ impl<'a> Problem<'a> {
         (0..self.partitions.len())
             .map(|j| {
                 let per = self.domain_counts(j);
+                let host = self.constraints[j].topology == TopologyKey::Host;
+                let mut tasks_per_domain: Vec<(String, u32)> = self.names[j]
+                    .iter()
+                    .cloned()
+                    .zip(per)
+                    .filter(|(_, n)| !host || *n > 0)
+                    .collect();
+                if host {
+                    tasks_per_domain.sort();
+                }
                 ConstraintReport {
                     topology: self.constraints[j].topology.to_string(),
                     max_skew: self.constraints[j].max_skew,
                     skew: optimum::skew(&self.layout.count, &self.partitions[j]),
-                    tasks_per_domain: self.names[j].iter().cloned().zip(per).collect(),
+                    tasks_per_domain,
                 }
             })
             .collect()
     }
 
+    /// The unit of an instance, if it is an eligible host.
+    fn unit(&self, instance: usize) -> Option<usize> {
+        self.position[instance].map(|p| self.unit_of[p] as usize)
+    }
+
     /// The optimum after moving one task from host `from` to instance `to`.
     fn optimum_after(&mut self, from: usize, to: usize) -> Option<u32> {
-        let to = self.position[to]?;
+        let to = self.unit(to)?;
+        let from = self.unit_of[from] as usize;
         self.layout.count[from] -= 1;
         self.layout.count[to] += 1;
         let result = optimum::min_moves(&self.layout, &self.partitions).ok();
@@ -218,14 +426,14 @@ impl<'a> Problem<'a> {
                 .map(|j| {
                     (
                         self.partitions[j].domains,
-                        per[j][self.partitions[j].domain_of[h] as usize],
+                        per[j][self.partitions[j].domain_of[self.unit_of[h] as usize] as usize],
                     )
                 })
                 .collect();
             by_domain.sort();
             (
                 by_domain.into_iter().map(|(_, c)| c).collect(),
-                self.layout.count[h],
+                self.host_count[h],
             )
         };
         order.sort_by(|a, b| key(*b).cmp(&key(*a)).then(a.cmp(b)));
@@ -244,18 +452,21 @@ impl<'a> Problem<'a> {
                 first_problem.get_or_insert(Blocked(self.no_room()));
                 continue;
             }
-            // One evaluation per domain of the finest constraint.
-            let mut seen: HashMap<Option<u32>, bool> = HashMap::new();
+            // One evaluation per unit reached.
+            let mut seen: Vec<Option<bool>> = vec![None; self.layout.count.len()];
             let mut bad = None;
             for d in &destinations {
-                let domain = self.position[*d].map(|p| self.partitions[self.finest].domain_of[p]);
-                let good = match seen.get(&domain) {
-                    Some(g) => *g,
-                    None => {
-                        let g = self.optimum_after(from, *d) == Some(optimum_now - 1);
-                        seen.insert(domain, g);
-                        g
-                    }
+                let good = match self.unit(*d) {
+                    // A replacement outside the eligible hosts helps no constraint.
+                    None => false,
+                    Some(u) => match seen[u] {
+                        Some(g) => g,
+                        None => {
+                            let g = self.optimum_after(from, *d) == Some(optimum_now - 1);
+                            seen[u] = Some(g);
+                            g
+                        }
+                    },
                 };
                 if !good {
                     bad = Some(*d);
@@ -281,8 +492,8 @@ impl<'a> Problem<'a> {
     }
 
     fn domain_name(&self, j: usize, instance: usize) -> String {
-        match self.position[instance] {
-            Some(p) => self.names[j][self.partitions[j].domain_of[p] as usize].clone(),
+        match self.unit(instance) {
+            Some(u) => self.names[j][self.partitions[j].domain_of[u] as usize].clone(),
             None => format!("{} (not eligible)", self.snapshot.instances[instance].id),
         }
     }
@@ -324,7 +535,7 @@ impl<'a> Problem<'a> {
         let j = self.finest;
         format!(
             "ECS ({strategy}) could place the replacement of a task from {} on {} in {} {}, which does not reduce the skew",
-            self.names[j][self.partitions[j].domain_of[from] as usize],
+            self.names[j][self.partitions[j].domain_of[self.unit_of[from] as usize] as usize],
             self.snapshot.instances[to].id,
             self.constraints[j].topology,
             self.domain_name(j, to)
@@ -375,8 +586,10 @@ impl<'a> Problem<'a> {
         let to = mv.destinations[0];
         let mut parts = vec![];
         for (j, c) in self.constraints.iter().enumerate() {
-            let from_domain = self.partitions[j].domain_of[mv.from] as usize;
-            let to_domain = self.position[to].map(|p| self.partitions[j].domain_of[p] as usize);
+            let from_domain = self.partitions[j].domain_of[self.unit_of[mv.from] as usize] as usize;
+            let to_domain = self
+                .unit(to)
+                .map(|u| self.partitions[j].domain_of[u] as usize);
             if Some(from_domain) != to_domain {
                 let per = self.domain_counts(j);
                 let skew = optimum::skew(&self.layout.count, &self.partitions[j]);
@@ -409,7 +622,7 @@ impl<'a> Problem<'a> {
         format!(
             "move {step} of {total}: {}; youngest of {} tasks on this host; {} places the replacement on {landing}",
             parts.join("; "),
-            self.layout.count[mv.from],
+            self.host_count[mv.from],
             strategy.join(", ")
         )
     }
@@ -418,12 +631,51 @@ impl<'a> Problem<'a> {
         let to = mv.destinations[0];
         self.view.remove(self.hosts[mv.from]);
         self.view.place(to);
-        self.layout.count[mv.from] -= 1;
+        self.host_count[mv.from] -= 1;
+        self.layout.count[self.unit_of[mv.from] as usize] -= 1;
         if let Some(p) = self.position[to] {
-            self.layout.count[p] += 1;
+            self.host_count[p] += 1;
+            self.layout.count[self.unit_of[p] as usize] += 1;
         }
         self.stoppable[mv.from].retain(|t| *t != mv.task);
     }
+}
+
+/// Collapses hosts into units: the domains of the finest constraint when
+/// every other constraint is coarser (each unit lies in one domain of each),
+/// else the hosts themselves (with a `host` constraint, or constraints that
+/// cross, which the optimum then reports). Returns each host's unit and the
+/// partitions over units.
+fn units(
+    host_partitions: &[Partition],
+    finest: usize,
+    constraints: &[SpreadConstraint],
+    hosts: usize,
+) -> (Vec<u32>, Vec<Partition>) {
+    let identity = || ((0..hosts as u32).collect(), host_partitions.to_vec());
+    if host_partitions.is_empty() || constraints.iter().any(|c| c.topology == TopologyKey::Host) {
+        return identity();
+    }
+    let unit_of: Vec<u32> = host_partitions[finest].domain_of.clone();
+    let units = unit_of.iter().max().map_or(0, |m| *m as usize + 1);
+    let mut partitions = vec![];
+    for p in host_partitions {
+        let mut domain_of = vec![u32::MAX; units];
+        for (h, u) in unit_of.iter().enumerate() {
+            let d = p.domain_of[h];
+            match domain_of[*u as usize] {
+                u32::MAX => domain_of[*u as usize] = d,
+                x if x == d => {}
+                _ => return identity(),
+            }
+        }
+        partitions.push(Partition {
+            domain_of,
+            domains: p.domains,
+            max_skew: p.max_skew,
+        });
+    }
+    (unit_of, partitions)
 }
 
 /// How many placement outcomes a batch check may explore before it gives
@@ -444,7 +696,7 @@ fn batch_holds(
     let mut count = original_count.to_vec();
     for mv in moves {
         view.remove(problem.hosts[mv.from]);
-        count[mv.from] -= 1;
+        count[problem.unit_of[mv.from] as usize] -= 1;
     }
     let mut explored = 0;
     every_outcome_holds(
@@ -480,19 +732,19 @@ fn every_outcome_holds(
     if destinations.is_empty() {
         return false;
     }
-    // One representative per domain of the finest constraint.
+    // One representative per unit.
     let mut seen = std::collections::HashSet::new();
     for d in destinations {
-        let Some(p) = problem.position[d] else {
+        let Some(u) = problem.unit(d) else {
             return false;
         };
-        if !seen.insert(problem.partitions[problem.finest].domain_of[p]) {
+        if !seen.insert(u) {
             continue;
         }
         view.place(d);
-        count[p] += 1;
+        count[u] += 1;
         let holds = every_outcome_holds(problem, view, count, left - 1, expected, explored);
-        count[p] -= 1;
+        count[u] -= 1;
         view.remove(d);
         if !holds {
             return false;
@@ -504,13 +756,21 @@ fn every_outcome_holds(
 pub fn plan(
     policy: &Policy,
     index: &Index<'_>,
+    topologies: &Topologies<'_>,
     s: usize,
     status: &mut ServiceStatus,
     actions: &mut Vec<Action>,
 ) {
     let snapshot = index.snapshot;
     let service = &snapshot.services[s];
-    let mut problem = Problem::new(policy, index, s);
+    if let Some(reports) = topologies.satisfied(policy, index, s) {
+        status.constraints = reports;
+        if status.state == State::Satisfied {
+            status.reason = "every spread constraint holds".into();
+        }
+        return;
+    }
+    let mut problem = Problem::new(policy, index, topologies, s);
     status.constraints = problem.reports();
     if optimum::satisfied(&problem.layout, &problem.partitions) {
         if status.state == State::Satisfied {
@@ -636,5 +896,51 @@ pub fn plan(
             reason,
             dry_run: false,
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::{InstanceStatus, PlacementField};
+    use crate::plan::tests::{Cluster, policies, policy};
+
+    proptest! {
+        /// The fast path says "satisfied" only when the full check agrees,
+        /// and reports the same thing.
+        #[test]
+        fn the_fast_path_agrees_with_the_full_check(
+            layout in proptest::collection::vec(0u32..4, 6),
+            draining in proptest::option::of(0usize..6),
+            zone_skew in 1u32..3,
+            host_skew in proptest::option::of(1u32..3),
+            min_domains in proptest::option::of(1u32..5),
+        ) {
+            let mut c = Cluster::new();
+            let hosts: Vec<usize> = (0..6).map(|h| c.host(&format!("h{h}"), ["us-east-1a", "us-east-1b", "us-east-1c"][h % 3])).collect();
+            let web = c.service("web", vec![crate::model::PlacementStrategy::Spread(PlacementField::zone())]);
+            for (h, n) in hosts.iter().zip(&layout) {
+                c.tasks(web, *h, *n);
+            }
+            if let Some(d) = draining {
+                c.snapshot.instances[d].status = InstanceStatus::Draining;
+            }
+            let md = min_domains.map_or(String::new(), |m| format!(", minDomains: {m}"));
+            let host = host_skew.map_or(String::new(), |s| format!("\n      - {{topologyKey: host, maxSkew: {s}}}"));
+            let p = policies(&policy("web", "web", &format!("  placement:\n    spread:\n      - {{topologyKey: zone, maxSkew: {zone_skew}{md}}}{host}\n")));
+            let index = Index::new(&c.snapshot);
+            let topologies = Topologies::new(&c.snapshot, &p);
+            let problem = Problem::new(&p[0], &index, &topologies, web);
+            let full = optimum::satisfied(&problem.layout, &problem.partitions);
+            match topologies.satisfied(&p[0], &index, web) {
+                Some(reports) => {
+                    prop_assert!(full, "fast path says satisfied, full check does not");
+                    prop_assert_eq!(reports, problem.reports());
+                }
+                None => prop_assert!(!full, "fast path missed a satisfied service"),
+            }
+        }
     }
 }
