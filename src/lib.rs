@@ -2,8 +2,9 @@
 //!
 //! Users declare per-service policies (`ServicePolicy`, `stevedore.io/v1alpha1`)
 //! in YAML: one task per host, zone balance, max skew over any topology
-//! domain, scale thresholds. stevedore validates them, and (in later parts)
-//! reconciles live ECS state toward them with the fewest task moves.
+//! domain, scale thresholds. stevedore validates them and reconciles ECS
+//! state toward them with the fewest task moves (today against the
+//! simulator; the AWS backend comes next).
 //!
 //! # Layout
 //!
@@ -17,11 +18,23 @@
 //!   their rustc-style and JSON renderings.
 //! - [`schema`]: the JSON Schema generated from the wire types; the copy in
 //!   `schema/` is committed and checked by a test.
+//! - [`model`]: the cluster snapshot, plain data (instances, services,
+//!   tasks; tasks refer to the others by index).
+//! - [`plan`]: the planner, pure: `(policies, snapshot, now) -> Plan`.
+//!   [`plan::optimum`] computes the fewest moves, [`plan::placement`] models
+//!   how ECS places and scales in tasks, [`plan::spread`] chooses the stops,
+//!   [`plan::one_per_host`] the desired count.
+//! - [`backend`]: the narrow ECS interface the controller uses;
+//!   [`controller`]: one reconcile (snapshot, plan, act).
+//! - [`sim`]: the ECS simulator (a [`backend::Backend`]), scenario files
+//!   and the large-cluster generator ([`sim::scenario`]), and the run loop
+//!   with its report ([`sim::run`]).
 //! - [`cli`]: argument parsing and the commands; `main.rs` only calls it.
 //!
 //! Outside `src/`: `specs/` holds the demo cluster's policies as a GitOps
-//! directory, `examples/` more policies, `schema/` the published schema,
-//! `tests/` the integration tests (one binary, `tests/it/`), and
+//! directory, `examples/` more policies and the simulator scenarios,
+//! `schema/` the published schemas, `tests/` the integration tests (one
+//! binary, `tests/it/`), `benches/` the planner benchmarks, and
 //! `scripts/test.sh` the whole test suite as CI runs it.
 
 pub mod backend;
