@@ -228,47 +228,66 @@ impl<'a> PlacementView<'a> {
     /// strategies (all of them tie on every strategy). Empty when nothing
     /// fits: the task would wait in PROVISIONING.
     pub fn candidates(&self) -> Vec<usize> {
+        /// One strategy's score of an instance, resolved to plain slices.
+        enum Score<'s> {
+            Spread {
+                domain_of: &'s [Option<u32>],
+                tasks: &'s [u32],
+            },
+            Cpu,
+            Memory,
+        }
         // Applying the strategies in order, each keeping its best instances,
         // is the same as keeping the instances whose scores are smallest in
-        // lexicographic order: one pass, no intermediate lists.
-        // ECS accepts at most 5 strategies per service.
+        // lexicographic order: one pass, no intermediate lists. `random`
+        // ranks nothing.
+        let scores: Vec<Score<'_>> = self
+            .strategy
+            .iter()
+            .zip(&self.spreads)
+            .filter_map(|(strategy, spread)| match strategy {
+                PlacementStrategy::Spread(_) => Some(Score::Spread {
+                    domain_of: &spread.domains.domain_of,
+                    tasks: &spread.tasks,
+                }),
+                PlacementStrategy::Binpack(BinpackField::Cpu) => Some(Score::Cpu),
+                PlacementStrategy::Binpack(BinpackField::Memory) => Some(Score::Memory),
+                PlacementStrategy::Random => None,
+            })
+            .collect();
         const MAX: usize = 8;
-        let mut best: Vec<usize> = vec![];
-        let mut best_key = [u64::MAX; MAX];
+        let n = scores.len().min(MAX);
         let size = self.service.task_size;
         let distinct = self.service.distinct_instance();
+        let ports = !self.service.host_ports.is_empty();
+        let mut best: Vec<usize> = vec![];
+        let mut best_key = [u64::MAX; MAX];
         for i in 0..self.instances.len() {
             if !self.open[i]
                 || !self.remaining[i].fits(size)
-                || !self.ports_free[i]
+                || (ports && !self.ports_free[i])
                 || (distinct && self.count[i] > 0)
             {
                 continue;
             }
             let mut key = [0u64; MAX];
-            for (k, (strategy, spread)) in self
-                .strategy
-                .iter()
-                .zip(&self.spreads)
-                .take(MAX)
-                .enumerate()
-            {
-                key[k] = match strategy {
+            for (k, score) in scores.iter().take(n).enumerate() {
+                key[k] = match score {
                     // Fewest tasks of the service in the instance's domain;
                     // instances without the attribute come last.
-                    PlacementStrategy::Spread(_) => spread.domains.domain_of[i]
-                        .map_or(u64::MAX, |d| u64::from(spread.tasks[d as usize])),
+                    Score::Spread { domain_of, tasks } => {
+                        domain_of[i].map_or(u64::MAX, |d| u64::from(tasks[d as usize]))
+                    }
                     // Least of the resource left.
-                    PlacementStrategy::Binpack(BinpackField::Cpu) => {
-                        u64::from(self.remaining[i].cpu)
-                    }
-                    PlacementStrategy::Binpack(BinpackField::Memory) => {
-                        u64::from(self.remaining[i].memory)
-                    }
-                    PlacementStrategy::Random => 0,
+                    Score::Cpu => u64::from(self.remaining[i].cpu),
+                    Score::Memory => u64::from(self.remaining[i].memory),
                 };
+                // Worse than the best on this strategy: the rest cannot matter.
+                if key[k] > best_key[k] && key[..k] == best_key[..k] {
+                    break;
+                }
             }
-            match key.cmp(&best_key) {
+            match key[..n].cmp(&best_key[..n]) {
                 std::cmp::Ordering::Less => {
                     best.clear();
                     best.push(i);
