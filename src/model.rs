@@ -234,6 +234,10 @@ pub struct Service {
     pub az_rebalancing: bool,
     /// An Application Auto Scaling target manages `desiredCount`.
     pub autoscaling_target: bool,
+    /// The deployment configuration, which also governs replacing tasks
+    /// on a DRAINING instance (ECS's defaults: 100 and 200).
+    pub minimum_healthy_percent: u32,
+    pub maximum_percent: u32,
 }
 
 impl Service {

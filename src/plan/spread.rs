@@ -763,7 +763,21 @@ pub fn plan(
 ) {
     let snapshot = index.snapshot;
     let service = &snapshot.services[s];
-    if let Some(reports) = topologies.satisfied(policy, index, s) {
+    // Safety gates: never move tasks of a service that is changing anyway,
+    // and do not call it satisfied either: its layout is not settled.
+    let pause = if service.deployment_in_progress {
+        Some("a deployment is in progress".to_owned())
+    } else if service.running != service.desired || service.pending > 0 {
+        Some(format!(
+            "not at steady state: {} running, {} pending, {} desired",
+            service.running, service.pending, service.desired
+        ))
+    } else {
+        None
+    };
+    if pause.is_none()
+        && let Some(reports) = topologies.satisfied(policy, index, s)
+    {
         status.constraints = reports;
         if status.state == State::Satisfied {
             status.reason = "every spread constraint holds".into();
@@ -772,6 +786,13 @@ pub fn plan(
     }
     let mut problem = Problem::new(policy, index, topologies, s);
     status.constraints = problem.reports();
+    if let Some(why) = &pause {
+        status.state = State::Paused;
+        let needed = optimum::min_moves(&problem.layout, &problem.partitions).unwrap_or(0);
+        status.moves_remaining = needed;
+        status.reason = format!("{why}; {needed} moves needed");
+        return;
+    }
     if optimum::satisfied(&problem.layout, &problem.partitions) {
         if status.state == State::Satisfied {
             status.reason = "every spread constraint holds".into();
@@ -798,23 +819,6 @@ pub fn plan(
         }
     };
     status.moves_remaining = optimum_now;
-
-    // Safety gates: never move tasks of a service that is changing anyway.
-    let pause = if service.deployment_in_progress {
-        Some("a deployment is in progress".to_owned())
-    } else if service.running != service.desired || service.pending > 0 {
-        Some(format!(
-            "not at steady state: {} running, {} pending, {} desired",
-            service.running, service.pending, service.desired
-        ))
-    } else {
-        None
-    };
-    if let Some(why) = pause {
-        status.state = State::Paused;
-        status.reason = format!("{why}; {optimum_now} moves needed");
-        return;
-    }
 
     // The disruption budget, spent while planning; never the last task.
     let running = problem.layout.total();

@@ -68,6 +68,8 @@ impl Cluster {
             host_ports: vec![],
             az_rebalancing: false,
             autoscaling_target: false,
+            minimum_healthy_percent: 100,
+            maximum_percent: 200,
         });
         self.snapshot.services.len() - 1
     }

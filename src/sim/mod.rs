@@ -282,39 +282,75 @@ impl Simulator {
     /// One pass over the tasks, then work only for services that need it.
     fn schedule(&mut self) {
         let mut active = vec![0usize; self.services.len()];
-        let mut provisioning = vec![false; self.services.len()];
+        let mut unsettled = vec![false; self.services.len()];
         for t in &self.tasks {
+            let on_draining = t
+                .task
+                .instance
+                .is_some_and(|i| self.instances[i].status == InstanceStatus::Draining);
             match t.task.status {
                 TaskStatus::Stopping => {}
+                _ if on_draining => unsettled[t.task.service] = true,
                 TaskStatus::Provisioning => {
                     active[t.task.service] += 1;
-                    provisioning[t.task.service] = true;
+                    unsettled[t.task.service] = true;
                 }
                 _ => active[t.task.service] += 1,
             }
         }
         for s in 0..self.services.len() {
             let desired = self.services[s].desired as usize;
-            if active[s] == desired && !provisioning[s] {
+            if active[s] == desired && !unsettled[s] {
                 continue;
             }
+            let draining = |sim: &Simulator, i: usize| {
+                sim.tasks[i]
+                    .task
+                    .instance
+                    .is_some_and(|x| sim.instances[x].status == InstanceStatus::Draining)
+            };
             let tasks: Vec<usize> = (0..self.tasks.len())
                 .filter(|i| {
                     self.tasks[*i].task.service == s
                         && self.tasks[*i].task.status != TaskStatus::Stopping
                 })
                 .collect();
-            if tasks.len() > desired {
-                self.scale_in(s, tasks.len() - desired, &tasks);
+            let (drained, kept): (Vec<usize>, Vec<usize>) =
+                tasks.into_iter().partition(|i| draining(self, *i));
+            if kept.len() > desired {
+                self.scale_in(s, kept.len() - desired, &kept);
                 continue;
             }
-            for &i in &tasks {
+            for &i in &kept {
                 if self.tasks[i].task.status == TaskStatus::Provisioning {
                     self.try_place(s, Some(i));
                 }
             }
-            for _ in tasks.len()..desired {
+            // Replacements for tasks on DRAINING instances start first, up to
+            // maximumPercent of the desired count in all.
+            let max_total =
+                (desired * self.services[s].maximum_percent as usize / 100).max(desired);
+            let (mut placed, mut total) = (kept.len(), kept.len() + drained.len());
+            while placed < desired && (drained.is_empty() || total < max_total) {
                 self.try_place(s, None);
+                placed += 1;
+                total += 1;
+            }
+            // Drained tasks stop while at least minimumHealthyPercent keeps running.
+            let min_healthy =
+                (desired * self.services[s].minimum_healthy_percent as usize).div_ceil(100);
+            let mut running = kept
+                .iter()
+                .chain(&drained)
+                .filter(|i| self.tasks[**i].task.status == TaskStatus::Running)
+                .count();
+            for i in drained {
+                if self.tasks[i].task.status != TaskStatus::Running {
+                    self.begin_stop(i);
+                } else if running > min_healthy {
+                    self.begin_stop(i);
+                    running -= 1;
+                }
             }
         }
     }
@@ -436,18 +472,13 @@ impl Simulator {
         self.instances.iter().position(|i| i.id == id)
     }
 
-    /// DRAINING: ECS stops the instance's service tasks and places
-    /// replacements elsewhere.
+    /// DRAINING: the scheduler replaces the instance's service tasks
+    /// elsewhere, within the service's deployment configuration
+    /// (replacements first, up to maximumPercent; drained tasks stop while
+    /// minimumHealthyPercent keeps running).
     pub fn drain(&mut self, instance: usize) {
         self.instances[instance].status = InstanceStatus::Draining;
         self.bump_instance(instance);
-        for i in 0..self.tasks.len() {
-            if self.tasks[i].task.instance == Some(instance)
-                && self.tasks[i].task.status != TaskStatus::Stopping
-            {
-                self.begin_stop(i);
-            }
-        }
     }
 
     /// The EC2 instance is gone: its tasks stop at once.

@@ -178,6 +178,20 @@ pub struct ServiceSpec {
     /// ECS's own availabilityZoneRebalancing.
     #[serde(default)]
     pub az_rebalancing: bool,
+    /// Deployment configuration; also how tasks on a DRAINING host are
+    /// replaced. Default 100.
+    #[serde(default = "default_min_healthy")]
+    pub minimum_healthy_percent: u32,
+    /// Default 200.
+    #[serde(default = "default_max_percent")]
+    pub maximum_percent: u32,
+}
+
+fn default_min_healthy() -> u32 {
+    100
+}
+fn default_max_percent() -> u32 {
+    200
 }
 
 fn default_task_cpu() -> u32 {
@@ -569,6 +583,8 @@ fn service(spec: &ServiceSpec) -> Result<Service, String> {
         host_ports: spec.host_ports.clone(),
         az_rebalancing: spec.az_rebalancing,
         autoscaling_target: false,
+        minimum_healthy_percent: spec.minimum_healthy_percent,
+        maximum_percent: spec.maximum_percent,
     })
 }
 
@@ -626,6 +642,8 @@ pub fn generate_into(sim: &mut Simulator, g: GenerateSpec, seed: u64) {
             protected_tasks: BTreeMap::new(),
             desired: None,
             az_rebalancing: false,
+            minimum_healthy_percent: 100,
+            maximum_percent: 200,
         };
         let sv = sim.add_service(service(&spec).expect("generated services are valid"));
         let n = g.tasks / g.services.max(1) + u32::from(s < g.tasks % g.services.max(1));

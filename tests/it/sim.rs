@@ -424,3 +424,32 @@ proptest! {
         prop_assert!(web.peak_unavailable <= 2, "{}\n{:#?}", text, web);
     }
 }
+
+fn draining_scenario(minimum_healthy_percent: u32) -> Report {
+    let text = format!(
+        "apiVersion: stevedore.io/v1alpha1\nkind: Scenario\nmetadata: {{name: drain}}\nspec:\n  duration: 5m\n  hosts:\n    - {{name: a, zone: us-east-1a, count: 2}}\n    - {{name: b, zone: us-east-1b, count: 2}}\n  services:\n    - name: web\n      minimumHealthyPercent: {minimum_healthy_percent}\n      tasks: {{a-1: 2, b-1: 2}}\n  policies:\n    - inline: |\n        apiVersion: stevedore.io/v1alpha1\n        kind: ServicePolicy\n        metadata: {{name: web}}\n        spec:\n          target: {{cluster: demo, service: web}}\n          placement: {{azBalanced: true}}\n  timeline:\n    - {{at: 1m, hostDrains: a-1}}\n"
+    );
+    run_report(scenario::from_text("drain.yaml", &text, Path::new(".")).unwrap())
+}
+
+#[test]
+fn draining_follows_the_deployment_configuration() {
+    // ECS's defaults (100% healthy, 200% maximum): replacements run before
+    // the drained tasks stop, so the service is never short.
+    // (A rebalancing move after it may take one task down, within budget.)
+    let strict = draining_scenario(100);
+    let web = service(&strict, "web");
+    assert!(
+        web.peak_unavailable <= u32::from(web.tasks_moved > 0),
+        "{web:#?}"
+    );
+    assert_eq!(web.tasks_per_zone.values().sum::<u32>(), 4);
+    check_invariants(&strict);
+    // 50%: both drained tasks stop at once, and the service runs two short.
+    let loose = draining_scenario(50);
+    assert!(
+        service(&loose, "web").peak_unavailable >= 2,
+        "{:#?}",
+        service(&loose, "web")
+    );
+}
