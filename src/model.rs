@@ -73,6 +73,28 @@ pub struct Instance {
 }
 
 impl Instance {
+    /// A new ACTIVE, connected instance with nothing running on it. The
+    /// zone is also set as the `ecs.availability-zone` attribute.
+    pub fn active(
+        id: impl Into<String>,
+        zone: impl Into<String>,
+        size: Resources,
+        mut attributes: BTreeMap<String, String>,
+    ) -> Instance {
+        let zone = zone.into();
+        attributes.insert(ZONE_ATTRIBUTE.to_owned(), zone.clone());
+        Instance {
+            id: id.into(),
+            zone,
+            status: InstanceStatus::Active,
+            agent_connected: true,
+            attributes,
+            registered: size,
+            remaining: size,
+            ports_in_use: vec![],
+        }
+    }
+
     /// ACTIVE with a connected agent: ECS places tasks only on these.
     pub fn schedulable(&self) -> bool {
         self.status == InstanceStatus::Active && self.agent_connected

@@ -374,4 +374,13 @@ impl<'a> PlacementView<'a> {
     pub fn strategy(&self) -> &[PlacementStrategy] {
         &self.strategy
     }
+
+    /// The strategy as ECS writes it, such as `spread(attribute:ecs.availability-zone), binpack(cpu)`.
+    pub fn strategy_text(&self) -> String {
+        self.strategy
+            .iter()
+            .map(PlacementStrategy::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }

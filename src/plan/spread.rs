@@ -19,7 +19,7 @@ use std::collections::HashMap;
 use super::optimum::{self, Layout, NoOptimum, Partition};
 use super::placement::{FieldCache, PlacementView};
 use super::{Action, ActionKind, ConstraintReport, Index, ServiceStatus, State};
-use crate::model::{ClusterSnapshot, PlacementField, PlacementStrategy, TaskStatus};
+use crate::model::{ClusterSnapshot, PlacementField, TaskStatus};
 use crate::spec::Policy;
 use crate::spec::policy::{SpreadConstraint, TopologyKey};
 
@@ -514,13 +514,7 @@ impl<'a> Problem<'a> {
 
     /// Why moving a task off host `from` would not help when ECS picks `to`.
     fn unhelpful(&self, from: usize, to: usize) -> String {
-        let strategy: Vec<String> = self
-            .view
-            .strategy()
-            .iter()
-            .map(PlacementStrategy::to_string)
-            .collect();
-        let strategy = strategy.join(", ");
+        let strategy = self.view.strategy_text();
         for (j, c) in self.constraints.iter().enumerate() {
             let field = field_of(&c.topology);
             if optimum::skew(&self.layout.count, &self.partitions[j]) > c.max_skew
@@ -604,12 +598,6 @@ impl<'a> Problem<'a> {
                 ));
             }
         }
-        let strategy: Vec<String> = self
-            .view
-            .strategy()
-            .iter()
-            .map(PlacementStrategy::to_string)
-            .collect();
         let landing = if mv.destinations.len() == 1 {
             self.snapshot.instances[to].id.clone()
         } else {
@@ -623,7 +611,7 @@ impl<'a> Problem<'a> {
             "move {step} of {total}: {}; youngest of {} tasks on this host; {} places the replacement on {landing}",
             parts.join("; "),
             self.host_count[mv.from],
-            strategy.join(", ")
+            self.view.strategy_text()
         )
     }
 

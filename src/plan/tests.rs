@@ -35,18 +35,9 @@ impl Cluster {
     }
 
     pub fn host_sized(&mut self, id: &str, zone: &str, size: Resources) -> usize {
-        let mut attributes = std::collections::BTreeMap::new();
-        attributes.insert("ecs.availability-zone".to_owned(), zone.to_owned());
-        self.snapshot.instances.push(Instance {
-            id: id.into(),
-            zone: zone.into(),
-            status: InstanceStatus::Active,
-            agent_connected: true,
-            attributes,
-            registered: size,
-            remaining: size,
-            ports_in_use: vec![],
-        });
+        self.snapshot
+            .instances
+            .push(Instance::active(id, zone, size, Default::default()));
         self.snapshot.instances.len() - 1
     }
 

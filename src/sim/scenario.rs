@@ -31,7 +31,7 @@ use serde::Deserialize;
 
 use super::{Delays, Faults, Simulator};
 use crate::model::{
-    BinpackField, Instance, InstanceStatus, MemberOf, Millis, PlacementConstraint, PlacementField,
+    BinpackField, Instance, MemberOf, Millis, PlacementConstraint, PlacementField,
     PlacementStrategy, Resources, Service,
 };
 use crate::spec::quantity::{DurationSchema, parse_duration};
@@ -496,24 +496,18 @@ fn instances(spec: &HostSpec) -> Vec<Instance> {
         .into_iter()
         .map(|id| {
             let mut attributes = spec.attributes.clone();
-            attributes.insert(crate::model::ZONE_ATTRIBUTE.to_owned(), spec.zone.clone());
             attributes
                 .entry("ecs.instance-type".to_owned())
                 .or_insert_with(|| "m6i.xlarge".to_owned());
-            let size = Resources {
-                cpu: spec.cpu,
-                memory: spec.memory,
-            };
-            Instance {
+            Instance::active(
                 id,
-                zone: spec.zone.clone(),
-                status: InstanceStatus::Active,
-                agent_connected: true,
+                spec.zone.clone(),
+                Resources {
+                    cpu: spec.cpu,
+                    memory: spec.memory,
+                },
                 attributes,
-                registered: size,
-                remaining: size,
-                ports_in_use: vec![],
-            }
+            )
         })
         .collect()
 }

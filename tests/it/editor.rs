@@ -6,9 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use serde_json::Value;
-
-use crate::repo;
+use crate::{json_lines, repo};
 
 fn language_server() -> PathBuf {
     let server = std::env::var_os("STEVEDORE_YAML_LS")
@@ -29,23 +27,15 @@ type EditorDiagnostic = (u64, u64, String);
 
 /// Each file with what the editor shows for it.
 fn editor_diagnostics(files: &[PathBuf]) -> Vec<(String, Vec<EditorDiagnostic>)> {
-    let out = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(repo("scripts/editor/check.js"))
         .arg(language_server())
         .args(files)
-        .current_dir(repo(""))
-        .output()
-        .expect("node runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
+        .current_dir(repo(""));
+    json_lines(&mut command)
+        .into_iter()
+        .map(|v| {
             let diagnostics = v["diagnostics"]
                 .as_array()
                 .unwrap()

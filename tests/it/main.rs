@@ -50,3 +50,19 @@ pub fn findings(loaded: &stevedore::spec::Loaded) -> Vec<String> {
         })
         .collect()
 }
+
+/// Runs a helper program that prints one JSON object per line (the schema
+/// and editor checkers), failing the test on a non-zero exit.
+pub fn json_lines(command: &mut std::process::Command) -> Vec<serde_json::Value> {
+    let out = command.output().expect("the helper program runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("UTF-8 output")
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one JSON object per line"))
+        .collect()
+}

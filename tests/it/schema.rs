@@ -8,7 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::repo;
+use crate::{json_lines, repo};
 
 fn committed() -> String {
     std::fs::read_to_string(repo(stevedore::schema::SCHEMA_PATH)).unwrap()
@@ -99,23 +99,15 @@ fn python() -> PathBuf {
 }
 
 /// `(file, document index, valid, errors)` for every document of the files.
-fn python_verdicts(files: &[PathBuf]) -> Vec<(String, u64, bool, Vec<String>)> {
-    let out = Command::new(python())
+pub fn python_verdicts(schema: &str, files: &[PathBuf]) -> Vec<(String, u64, bool, Vec<String>)> {
+    let mut command = Command::new(python());
+    command
         .arg(repo("scripts/schema_check.py"))
-        .arg(repo(stevedore::schema::SCHEMA_PATH))
-        .args(files)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|line| {
-            let v: Value = serde_json::from_str(line).unwrap();
+        .arg(repo(schema))
+        .args(files);
+    json_lines(&mut command)
+        .into_iter()
+        .map(|v| {
             let errors = v["errors"]
                 .as_array()
                 .unwrap()
@@ -140,7 +132,7 @@ fn yaml_files(dir: &str) -> Vec<PathBuf> {
 fn every_shipped_policy_is_valid_for_the_independent_validator() {
     let mut files = yaml_files("specs");
     files.extend(yaml_files("examples/policies"));
-    let verdicts = python_verdicts(&files);
+    let verdicts = python_verdicts(stevedore::schema::SCHEMA_PATH, &files);
     // Every document was seen, and every one is valid.
     let documents: usize = files
         .iter()
@@ -161,7 +153,7 @@ fn every_shipped_policy_is_valid_for_the_independent_validator() {
 fn structurally_invalid_documents_are_rejected_by_both_validators() {
     let files = yaml_files("tests/fixtures/structural");
     assert!(files.len() >= 15, "only {} fixtures", files.len());
-    let verdicts = python_verdicts(&files);
+    let verdicts = python_verdicts(stevedore::schema::SCHEMA_PATH, &files);
     assert_eq!(verdicts.len(), files.len(), "one document per fixture");
     for (file, _, valid, _) in &verdicts {
         assert!(!valid, "the schema accepts {file}");

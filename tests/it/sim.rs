@@ -342,25 +342,15 @@ fn scenario_schema_is_committed_and_accepts_every_shipped_scenario() {
         "run `cargo run -- schema scenario > {}`",
         stevedore::schema::SCENARIO_SCHEMA_PATH
     );
-    let python = std::env::var_os("STEVEDORE_PYTHON")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| repo(".venv/bin/python"));
     let files: Vec<_> = std::fs::read_dir(repo("examples/scenarios"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    let out = Command::new(python)
-        .arg(repo("scripts/schema_check.py"))
-        .arg(repo(stevedore::schema::SCENARIO_SCHEMA_PATH))
-        .args(&files)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(text.lines().count(), files.len());
-    assert!(
-        text.lines().all(|l| l.contains("\"valid\": true")),
-        "{text}"
-    );
+    let verdicts = crate::schema::python_verdicts(stevedore::schema::SCENARIO_SCHEMA_PATH, &files);
+    assert_eq!(verdicts.len(), files.len());
+    for (file, _, valid, errors) in verdicts {
+        assert!(valid, "{file}: {errors:?}");
+    }
 }
 
 /// Builds a scenario: hosts in three zones, one service with the given
