@@ -270,6 +270,9 @@ impl<'a> PlacementView<'a> {
             {
                 continue;
             }
+            // Compare with the best so far, strategy by strategy (plain
+            // loops: these arrays are tiny).
+            let mut order = std::cmp::Ordering::Equal;
             let mut key = [0u64; MAX];
             for (k, score) in scores.iter().take(n).enumerate() {
                 key[k] = match score {
@@ -282,12 +285,16 @@ impl<'a> PlacementView<'a> {
                     Score::Cpu => u64::from(self.remaining[i].cpu),
                     Score::Memory => u64::from(self.remaining[i].memory),
                 };
-                // Worse than the best on this strategy: the rest cannot matter.
-                if key[k] > best_key[k] && key[..k] == best_key[..k] {
-                    break;
+                if order == std::cmp::Ordering::Equal {
+                    order = key[k].cmp(&best_key[k]);
+                    // Worse on this strategy: the rest cannot matter. (Better:
+                    // the rest of the key is still needed, as the new best.)
+                    if order == std::cmp::Ordering::Greater {
+                        break;
+                    }
                 }
             }
-            match key[..n].cmp(&best_key[..n]) {
+            match order {
                 std::cmp::Ordering::Less => {
                     best.clear();
                     best.push(i);
@@ -382,5 +389,89 @@ impl<'a> PlacementView<'a> {
             .map(PlacementStrategy::to_string)
             .collect::<Vec<_>>()
             .join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::model::{InstanceStatus, PlacementConstraint};
+
+    /// ECS's documented procedure, written plainly: keep the instances that
+    /// fit, then apply each strategy in turn, keeping its best.
+    fn reference(view: &PlacementView<'_>) -> Vec<usize> {
+        let mut candidates: Vec<usize> = (0..view.instances.len())
+            .filter(|i| view.can_host(*i))
+            .collect();
+        for (strategy, spread) in view.strategy.iter().zip(&view.spreads) {
+            let score = |i: usize| -> Option<u64> {
+                match strategy {
+                    PlacementStrategy::Spread(_) => Some(
+                        spread.domains.domain_of[i]
+                            .map_or(u64::MAX, |d| u64::from(spread.tasks[d as usize])),
+                    ),
+                    PlacementStrategy::Binpack(BinpackField::Cpu) => {
+                        Some(u64::from(view.remaining[i].cpu))
+                    }
+                    PlacementStrategy::Binpack(BinpackField::Memory) => {
+                        Some(u64::from(view.remaining[i].memory))
+                    }
+                    PlacementStrategy::Random => None,
+                }
+            };
+            if let Some(best) = candidates.iter().filter_map(|i| score(*i)).min() {
+                candidates.retain(|i| score(*i) == Some(best));
+            }
+        }
+        candidates
+    }
+
+    fn strategy() -> impl Strategy<Value = PlacementStrategy> {
+        prop_oneof![
+            Just(PlacementStrategy::Spread(PlacementField::zone())),
+            Just(PlacementStrategy::Spread(PlacementField::Instance)),
+            Just(PlacementStrategy::Spread(PlacementField::Attribute(
+                "rack".into()
+            ))),
+            Just(PlacementStrategy::Binpack(BinpackField::Cpu)),
+            Just(PlacementStrategy::Binpack(BinpackField::Memory)),
+            Just(PlacementStrategy::Random),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn candidates_follow_the_strategies_in_order(
+            hosts in proptest::collection::vec((0u32..3, 0u32..3, 0u32..5, 0u32..6, any::<bool>(), any::<bool>()), 1..12),
+            strategies in proptest::collection::vec(strategy(), 0..4),
+            distinct in any::<bool>(),
+        ) {
+            let instances: Vec<Instance> = hosts
+                .iter()
+                .enumerate()
+                .map(|(h, (zone, rack, cpu, mem, draining, has_rack))| {
+                    let mut attributes = std::collections::BTreeMap::new();
+                    if *has_rack {
+                        attributes.insert("rack".to_owned(), format!("r{rack}"));
+                    }
+                    let mut i = Instance::active(format!("h{h}"), format!("z{zone}"), Resources { cpu: 256 * cpu, memory: 512 * mem }, attributes);
+                    if *draining {
+                        i.status = InstanceStatus::Draining;
+                    }
+                    i
+                })
+                .collect();
+            let mut service = crate::plan::tests::Cluster::new();
+            let s = service.service("web", strategies);
+            let mut svc = service.snapshot.services[s].clone();
+            if distinct {
+                svc.constraints.push(PlacementConstraint::DistinctInstance);
+            }
+            let count: Vec<u32> = hosts.iter().map(|(_, _, cpu, _, _, _)| cpu % 3).collect();
+            let view = PlacementView::new(&instances, &svc, count);
+            prop_assert_eq!(view.candidates(), reference(&view));
+        }
     }
 }
