@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 pub type Millis = u64;
 
 /// CPU units (1024 per vCPU) and MiB of memory.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Resources {
     pub cpu: u32,
     pub memory: u32,

@@ -14,12 +14,16 @@
 //! domain in the finest constraint (hosts in one domain add up the same way
 //! in [`optimum`]), so each candidate costs one optimum per distinct domain.
 
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use super::optimum::{self, Layout, NoOptimum, Partition};
 use super::placement::{FieldCache, PlacementView};
 use super::{Action, ActionKind, ConstraintReport, Index, ServiceStatus, State};
-use crate::model::{ClusterSnapshot, PlacementField, TaskStatus};
+use crate::model::{
+    ClusterSnapshot, PlacementField, PlacementStrategy, Resources, Service, TaskStatus,
+};
 use crate::spec::Policy;
 use crate::spec::policy::{SpreadConstraint, TopologyKey};
 
@@ -43,10 +47,23 @@ pub struct Topologies<'a> {
     schedulable: u32,
     /// Placement fields' domains, shared by every service's placement view.
     fields: FieldCache<'a>,
+    instances: &'a [crate::model::Instance],
+    /// Free task slots per domain of a topology, for a task size.
+    slots: RefCell<HashMap<(TopologyKey, Resources), SlotTable>>,
+    /// For a pair (finer, coarser): the coarser domain of each finer one,
+    /// or `None` if they cross.
+    nesting: RefCell<HashMap<(TopologyKey, TopologyKey), Option<NestingMap>>>,
 }
+
+/// Free task slots per domain.
+type SlotTable = Rc<Vec<u64>>;
+/// The coarser domain of each finer domain.
+type NestingMap = Rc<Vec<u32>>;
 
 #[derive(Debug)]
 struct TopologyInfo {
+    /// Domain ids by name.
+    ids: HashMap<String, u32>,
     /// The domain of each instance (`None`: not schedulable, or no attribute).
     domain_of: Vec<Option<u32>>,
     names: Vec<String>,
@@ -57,6 +74,9 @@ struct TopologyInfo {
 impl<'a> Topologies<'a> {
     pub fn new(snapshot: &'a ClusterSnapshot, policies: &[Policy]) -> Topologies<'a> {
         let mut t = Topologies {
+            instances: &snapshot.instances,
+            slots: RefCell::new(HashMap::new()),
+            nesting: RefCell::new(HashMap::new()),
             by_key: HashMap::new(),
             schedulable: snapshot
                 .instances
@@ -90,9 +110,15 @@ impl<'a> Topologies<'a> {
                     }))
                 })
                 .collect();
+            let ids = names
+                .iter()
+                .enumerate()
+                .map(|(d, n)| (n.clone(), d as u32))
+                .collect();
             t.by_key.insert(
                 c.topology.clone(),
                 TopologyInfo {
+                    ids,
                     domain_of,
                     names,
                     complete,
@@ -100,6 +126,50 @@ impl<'a> Topologies<'a> {
             );
         }
         t
+    }
+
+    /// Free slots for tasks of `size` in each domain of a topology, over the
+    /// schedulable instances; computed once per plan and size.
+    fn slots(&self, topology: &TopologyKey, size: Resources) -> Option<Rc<Vec<u64>>> {
+        let key = (topology.clone(), size);
+        if let Some(s) = self.slots.borrow().get(&key) {
+            return Some(Rc::clone(s));
+        }
+        let info = self.by_key.get(topology)?;
+        let mut slots = vec![0u64; info.names.len()];
+        for (i, d) in info.domain_of.iter().enumerate() {
+            if let Some(d) = d {
+                slots[*d as usize] = slots[*d as usize]
+                    .saturating_add(u64::from(self.instances[i].remaining.count_of(size)));
+            }
+        }
+        let slots = Rc::new(slots);
+        self.slots.borrow_mut().insert(key, Rc::clone(&slots));
+        Some(slots)
+    }
+
+    /// The `coarser` domain of each `finer` domain, if every finer domain
+    /// lies within one coarser domain.
+    fn nesting(&self, finer: &TopologyKey, coarser: &TopologyKey) -> Option<Rc<Vec<u32>>> {
+        let key = (finer.clone(), coarser.clone());
+        if let Some(n) = self.nesting.borrow().get(&key) {
+            return n.clone();
+        }
+        let (f, c) = (self.by_key.get(finer)?, self.by_key.get(coarser)?);
+        let mut map = vec![u32::MAX; f.names.len()];
+        let mut nested = true;
+        for (fd, cd) in f.domain_of.iter().zip(&c.domain_of) {
+            if let (Some(fd), Some(cd)) = (fd, cd) {
+                match map[*fd as usize] {
+                    u32::MAX => map[*fd as usize] = *cd,
+                    x if x == *cd => {}
+                    _ => nested = false,
+                }
+            }
+        }
+        let result = (nested && !map.contains(&u32::MAX)).then(|| Rc::new(map));
+        self.nesting.borrow_mut().insert(key, result.clone());
+        result
     }
 
     /// The constraint reports when the service certainly satisfies every
@@ -181,21 +251,103 @@ impl<'a> Topologies<'a> {
 /// A placement step that fails, and why.
 struct Blocked(String);
 
+/// Where ECS may put a replacement: an instance, or (for the zone-level
+/// model) a unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dest {
+    Instance(usize),
+    Unit(usize),
+}
+
 struct Move {
     /// Index into `hosts`.
     from: usize,
     task: usize,
-    /// Instances ECS may pick for the replacement (planning goes on as if
-    /// it picked the first; the batch check follows every choice).
-    destinations: Vec<usize>,
+    /// Where ECS may put the replacement (planning goes on as if it picked
+    /// the first; the batch check follows every choice).
+    destinations: Vec<Dest>,
+}
+
+/// ECS's placement of a replacement, as far as the planner needs it.
+#[derive(Debug, Clone)]
+enum Predictor<'a> {
+    /// Instance by instance: any strategy, constraints and ports.
+    Hosts(PlacementView<'a>),
+    /// Unit by unit, when that is exact: the strategy first spreads over
+    /// the units' topology and nothing else restricts placement, so ECS
+    /// picks a unit with room and the fewest of the service's tasks, and
+    /// which instance in it does not change the optimum.
+    Units(UnitView),
+}
+
+#[derive(Debug, Clone)]
+struct UnitView {
+    /// Free task slots per unit (a task consumes one; a stop frees one).
+    slots: Vec<u64>,
+    /// The service's running and pending tasks per unit, as ECS's spread
+    /// strategy counts them.
+    spread: Vec<u64>,
+    /// The strategy ranks instances after the first spread (so a tie
+    /// between units is broken across them, not within one).
+    ranks_after: bool,
+    /// Shared with the problem: cleared on such a tie.
+    exact: Rc<Cell<bool>>,
+}
+
+impl Predictor<'_> {
+    /// Takes a task off a host (given by its instance and unit).
+    fn remove(&mut self, instance: usize, unit: usize) {
+        match self {
+            Predictor::Hosts(view) => view.remove(instance),
+            Predictor::Units(units) => {
+                units.spread[unit] -= 1;
+                units.slots[unit] += 1;
+            }
+        }
+    }
+
+    fn place(&mut self, dest: Dest) {
+        match (self, dest) {
+            (Predictor::Hosts(view), Dest::Instance(i)) => view.place(i),
+            (Predictor::Units(units), Dest::Unit(u)) => {
+                units.spread[u] += 1;
+                units.slots[u] -= 1;
+            }
+            _ => unreachable!("a destination comes from the same predictor"),
+        }
+    }
+
+    fn destinations(&self) -> Vec<Dest> {
+        match self {
+            Predictor::Hosts(view) => view.candidates().into_iter().map(Dest::Instance).collect(),
+            Predictor::Units(units) => {
+                let open = || (0..units.slots.len()).filter(|u| units.slots[*u] > 0);
+                let Some(fewest) = open().map(|u| units.spread[u]).min() else {
+                    return vec![];
+                };
+                let tied: Vec<Dest> = open()
+                    .filter(|u| units.spread[*u] == fewest)
+                    .map(Dest::Unit)
+                    .collect();
+                if tied.len() > 1 && units.ranks_after {
+                    units.exact.set(false);
+                }
+                tied
+            }
+        }
+    }
 }
 
 /// One service under one policy's spread constraints.
 struct Problem<'a> {
     snapshot: &'a ClusterSnapshot,
+    service: &'a Service,
     constraints: &'a [SpreadConstraint],
-    view: PlacementView<'a>,
-    /// Instance index of each eligible host.
+    strategy: Vec<PlacementStrategy>,
+    predictor: Predictor<'a>,
+    /// Instance index of each host that matters: every eligible host for
+    /// the instance-level model; the hosts with the service's tasks for the
+    /// unit-level one.
     hosts: Vec<usize>,
     /// Position in `hosts` of each instance.
     position: Vec<Option<usize>>,
@@ -216,9 +368,43 @@ struct Problem<'a> {
     stoppable: Vec<Vec<usize>>,
     /// The finest constraint, for naming units.
     finest: usize,
+    /// Cleared when the unit-level model meets a tie between units that
+    /// ECS's later strategies would break instance by instance.
+    exact: Rc<Cell<bool>>,
+}
+
+/// Running tasks per host and the stoppable ones (youngest first), over `hosts`.
+fn running_by_host(
+    index: &Index<'_>,
+    s: usize,
+    hosts: usize,
+    position: &[Option<usize>],
+) -> (Vec<u32>, Vec<Vec<usize>>) {
+    let snapshot = index.snapshot;
+    let mut host_count = vec![0u32; hosts];
+    let mut stoppable = vec![vec![]; hosts];
+    for t in index.running(s) {
+        let task = &snapshot.tasks[t];
+        if let Some(p) = task.instance.and_then(|i| position[i]) {
+            host_count[p] += 1;
+            if !task.protected {
+                stoppable[p].push(t);
+            }
+        }
+    }
+    for list in &mut stoppable {
+        list.sort_by(|a, b| {
+            let (a, b) = (&snapshot.tasks[*a], &snapshot.tasks[*b]);
+            b.started_at
+                .cmp(&a.started_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+    }
+    (host_count, stoppable)
 }
 
 impl<'a> Problem<'a> {
+    /// The instance-level problem: works for any service.
     fn new(
         policy: &'a Policy,
         index: &Index<'a>,
@@ -305,25 +491,7 @@ impl<'a> Problem<'a> {
             names.push(domain_names);
         }
 
-        let mut host_count = vec![0u32; hosts.len()];
-        let mut stoppable = vec![vec![]; hosts.len()];
-        for t in index.running(s) {
-            let task = &snapshot.tasks[t];
-            if let Some(p) = task.instance.and_then(|i| position[i]) {
-                host_count[p] += 1;
-                if !task.protected {
-                    stoppable[p].push(t);
-                }
-            }
-        }
-        for list in &mut stoppable {
-            list.sort_by_key(|t| {
-                (
-                    std::cmp::Reverse(snapshot.tasks[*t].started_at),
-                    snapshot.tasks[*t].id.clone(),
-                )
-            });
-        }
+        let (host_count, stoppable) = running_by_host(index, s, hosts.len(), &position);
         let finest = (0..partitions.len())
             .max_by_key(|j| (partitions[*j].domains, *j))
             .unwrap_or(0);
@@ -348,8 +516,10 @@ impl<'a> Problem<'a> {
         }
         Problem {
             snapshot,
+            service,
             constraints,
-            view,
+            strategy: service.effective_strategy(),
+            predictor: Predictor::Hosts(view),
             hosts,
             position,
             unit_of,
@@ -359,14 +529,146 @@ impl<'a> Problem<'a> {
             host_count,
             stoppable,
             finest,
+            exact: Rc::new(Cell::new(true)),
         }
+    }
+
+    /// The unit-level problem, when it is exact (see [`Predictor::Units`]):
+    /// built from the plan's shared tables in O(the service's tasks + units),
+    /// with no pass over the hosts.
+    fn by_units(
+        policy: &'a Policy,
+        index: &Index<'a>,
+        topologies: &Topologies<'_>,
+        s: usize,
+    ) -> Option<Problem<'a>> {
+        let snapshot = index.snapshot;
+        let service = &snapshot.services[s];
+        let constraints = &policy.placement.spread[..];
+        if constraints.is_empty()
+            || !service.constraints.is_empty()
+            || !service.host_ports.is_empty()
+        {
+            return None;
+        }
+        let infos: Vec<&TopologyInfo> = constraints
+            .iter()
+            .map(|c| topologies.by_key.get(&c.topology).filter(|i| i.complete))
+            .collect::<Option<_>>()?;
+        let finest = (0..constraints.len()).max_by_key(|j| (infos[*j].names.len(), *j))?;
+        let strategy = service.effective_strategy();
+        if strategy.first()
+            != Some(&PlacementStrategy::Spread(field_of(
+                &constraints[finest].topology,
+            )))
+        {
+            return None;
+        }
+        let info = infos[finest];
+        let units = info.names.len();
+        let mut partitions = vec![];
+        let mut names = vec![];
+        for (j, c) in constraints.iter().enumerate() {
+            let domain_of: Vec<u32> = if j == finest {
+                (0..units as u32).collect()
+            } else {
+                topologies
+                    .nesting(&constraints[finest].topology, &c.topology)?
+                    .to_vec()
+            };
+            let mut domain_names = infos[j].names.clone();
+            let real = domain_names.len() as u32;
+            let domains = real.max(c.min_domains.unwrap_or(0));
+            for k in real..domains {
+                domain_names.push(format!("(missing domain {})", k + 1));
+            }
+            partitions.push(Partition {
+                domain_of,
+                domains,
+                max_skew: c.max_skew,
+            });
+            names.push(domain_names);
+        }
+
+        // The hosts that matter: those with the service's running tasks.
+        let mut hosts: Vec<usize> = index
+            .running(s)
+            .filter_map(|t| snapshot.tasks[t].instance)
+            .filter(|i| info.domain_of[*i].is_some())
+            .collect();
+        hosts.sort_unstable();
+        hosts.dedup();
+        let mut position = vec![None; snapshot.instances.len()];
+        for (p, i) in hosts.iter().enumerate() {
+            position[*i] = Some(p);
+        }
+        let (host_count, stoppable) = running_by_host(index, s, hosts.len(), &position);
+        let unit_of: Vec<u32> = hosts
+            .iter()
+            .map(|i| info.domain_of[*i].unwrap_or_default())
+            .collect();
+        let mut count = vec![0u32; units];
+        for (h, n) in host_count.iter().enumerate() {
+            count[unit_of[h] as usize] += n;
+        }
+        let total: u32 = host_count.iter().sum();
+        let slots = topologies.slots(&constraints[finest].topology, service.task_size)?;
+        let capacity = (0..units)
+            .map(|u| (u64::from(count[u]) + slots[u]).min(u64::from(total.max(count[u]))) as u32)
+            .collect();
+
+        // What ECS's spread strategy counts: running and pending tasks on
+        // any instance of the unit, schedulable or not.
+        let field = field_of(&constraints[finest].topology);
+        let mut spread = vec![0u64; units];
+        for t in &index.tasks_of[s] {
+            let task = &snapshot.tasks[*t];
+            if let (Some(i), TaskStatus::Running | TaskStatus::Pending) =
+                (task.instance, task.status)
+            {
+                let unit = info.domain_of[i].or_else(|| {
+                    snapshot.instances[i]
+                        .field(&field)
+                        .and_then(|v| info.ids.get(v).copied())
+                });
+                if let Some(u) = unit {
+                    spread[u as usize] += 1;
+                }
+            }
+        }
+        let exact = Rc::new(Cell::new(true));
+        let ranks_after = strategy[1..]
+            .iter()
+            .any(|s| *s != PlacementStrategy::Random);
+        Some(Problem {
+            snapshot,
+            service,
+            constraints,
+            strategy,
+            predictor: Predictor::Units(UnitView {
+                slots: slots.to_vec(),
+                spread,
+                ranks_after,
+                exact: Rc::clone(&exact),
+            }),
+            hosts,
+            position,
+            unit_of,
+            partitions,
+            names,
+            layout: Layout { count, capacity },
+            host_count,
+            stoppable,
+            finest,
+            exact,
+        })
     }
 
     fn domain_counts(&self, j: usize) -> Vec<u32> {
         let p = &self.partitions[j];
         let mut per = vec![0u32; p.domains as usize];
-        for (h, d) in p.domain_of.iter().enumerate() {
-            per[*d as usize] += self.layout.count[h];
+        for (u, d) in p.domain_of.iter().enumerate() {
+            per[*d as usize] += self.layout.count[u];
         }
         per
     }
@@ -395,14 +697,21 @@ impl<'a> Problem<'a> {
             .collect()
     }
 
-    /// The unit of an instance, if it is an eligible host.
+    /// The unit of an instance, if it is one of `hosts`.
     fn unit(&self, instance: usize) -> Option<usize> {
         self.position[instance].map(|p| self.unit_of[p] as usize)
     }
 
-    /// The optimum after moving one task from host `from` to instance `to`.
+    /// The unit a destination lies in, if it counts for the constraints.
+    fn dest_unit(&self, dest: Dest) -> Option<usize> {
+        match dest {
+            Dest::Unit(u) => Some(u),
+            Dest::Instance(i) => self.unit(i),
+        }
+    }
+
+    /// The optimum after moving one task from host `from` to unit `to`.
     fn optimum_after(&mut self, from: usize, to: usize) -> Option<u32> {
-        let to = self.unit(to)?;
         let from = self.unit_of[from] as usize;
         self.layout.count[from] -= 1;
         self.layout.count[to] += 1;
@@ -436,7 +745,11 @@ impl<'a> Problem<'a> {
                 self.host_count[h],
             )
         };
-        order.sort_by(|a, b| key(*b).cmp(&key(*a)).then(a.cmp(b)));
+        order.sort_by(|a, b| {
+            key(*b)
+                .cmp(&key(*a))
+                .then(self.hosts[*a].cmp(&self.hosts[*b]))
+        });
         order
     }
 
@@ -444,10 +757,10 @@ impl<'a> Problem<'a> {
     fn find_move(&mut self, optimum_now: u32) -> Result<Move, Blocked> {
         let mut first_problem: Option<Blocked> = None;
         for from in self.sources().into_iter().take(MAX_SOURCES_TRIED) {
-            let instance = self.hosts[from];
-            self.view.remove(instance);
-            let destinations = self.view.candidates();
-            self.view.place(instance);
+            let (instance, unit) = (self.hosts[from], self.unit_of[from] as usize);
+            let mut predictor = self.predictor.clone();
+            predictor.remove(instance, unit);
+            let destinations = predictor.destinations();
             if destinations.is_empty() {
                 first_problem.get_or_insert(Blocked(self.no_room()));
                 continue;
@@ -456,13 +769,13 @@ impl<'a> Problem<'a> {
             let mut seen: Vec<Option<bool>> = vec![None; self.layout.count.len()];
             let mut bad = None;
             for d in &destinations {
-                let good = match self.unit(*d) {
+                let good = match self.dest_unit(*d) {
                     // A replacement outside the eligible hosts helps no constraint.
                     None => false,
                     Some(u) => match seen[u] {
                         Some(g) => g,
                         None => {
-                            let g = self.optimum_after(from, *d) == Some(optimum_now - 1);
+                            let g = self.optimum_after(from, u) == Some(optimum_now - 1);
                             seen[u] = Some(g);
                             g
                         }
@@ -491,35 +804,65 @@ impl<'a> Problem<'a> {
         }))
     }
 
-    fn domain_name(&self, j: usize, instance: usize) -> String {
-        match self.unit(instance) {
+    fn strategy_text(&self) -> String {
+        self.strategy
+            .iter()
+            .map(PlacementStrategy::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// A destination in words: the instance, or the unit's domain.
+    fn describe(&self, dest: Dest) -> String {
+        match dest {
+            Dest::Instance(i) => match self.unit(i) {
+                Some(u) => format!(
+                    "{} in {} {}",
+                    self.snapshot.instances[i].id,
+                    self.constraints[self.finest].topology,
+                    self.names[self.finest][self.partitions[self.finest].domain_of[u] as usize]
+                ),
+                None => format!("{} (not eligible)", self.snapshot.instances[i].id),
+            },
+            Dest::Unit(u) => format!(
+                "{} {}",
+                self.constraints[self.finest].topology,
+                self.names[self.finest][self.partitions[self.finest].domain_of[u] as usize]
+            ),
+        }
+    }
+
+    fn domain_name(&self, j: usize, dest: Dest) -> String {
+        match self.dest_unit(dest) {
             Some(u) => self.names[j][self.partitions[j].domain_of[u] as usize].clone(),
-            None => format!("{} (not eligible)", self.snapshot.instances[instance].id),
+            None => self.describe(dest),
         }
     }
 
     fn no_room(&self) -> String {
-        let size = self.view.service.task_size;
+        let size = self.service.task_size;
         format!(
             "no instance can take a replacement task ({} CPU units, {} MiB{}): stopping one would leave it PROVISIONING",
             size.cpu,
             size.memory,
-            if self.view.service.host_ports.is_empty() {
+            if self.service.host_ports.is_empty() {
                 String::new()
             } else {
-                format!(", host ports {:?}", self.view.service.host_ports)
+                format!(", host ports {:?}", self.service.host_ports)
             }
         )
     }
 
     /// Why moving a task off host `from` would not help when ECS picks `to`.
-    fn unhelpful(&self, from: usize, to: usize) -> String {
-        let strategy = self.view.strategy_text();
+    fn unhelpful(&self, from: usize, to: Dest) -> String {
+        let strategy = self.strategy_text();
         for (j, c) in self.constraints.iter().enumerate() {
             let field = field_of(&c.topology);
-            if optimum::skew(&self.layout.count, &self.partitions[j]) > c.max_skew
-                && !self.view.spreads_over(&field)
-            {
+            let spreads = self
+                .strategy
+                .iter()
+                .any(|s| matches!(s, PlacementStrategy::Spread(f) if *f == field));
+            if optimum::skew(&self.layout.count, &self.partitions[j]) > c.max_skew && !spreads {
                 return format!(
                     "the service's placement strategy ({strategy}) does not spread on {}, so ECS could put a replacement in any {} domain: stopping a task would not reliably reduce the skew",
                     c.topology, c.topology
@@ -528,18 +871,16 @@ impl<'a> Problem<'a> {
         }
         let j = self.finest;
         format!(
-            "ECS ({strategy}) could place the replacement of a task from {} on {} in {} {}, which does not reduce the skew",
+            "ECS ({strategy}) could place the replacement of a task from {} on {}, which does not reduce the skew",
             self.names[j][self.partitions[j].domain_of[self.unit_of[from] as usize] as usize],
-            self.snapshot.instances[to].id,
-            self.constraints[j].topology,
-            self.domain_name(j, to)
+            self.describe(to)
         )
     }
 
     /// Why no layout within capacity satisfies the constraints.
     fn infeasible(&self) -> String {
         let n = self.layout.total();
-        let size = self.view.service.task_size;
+        let size = self.service.task_size;
         for (j, c) in self.constraints.iter().enumerate() {
             let p = &self.partitions[j];
             // The emptiest domain holds at least x with N <= x + (k-1)(x+s).
@@ -582,7 +923,7 @@ impl<'a> Problem<'a> {
         for (j, c) in self.constraints.iter().enumerate() {
             let from_domain = self.partitions[j].domain_of[self.unit_of[mv.from] as usize] as usize;
             let to_domain = self
-                .unit(to)
+                .dest_unit(to)
                 .map(|u| self.partitions[j].domain_of[u] as usize);
             if Some(from_domain) != to_domain {
                 let per = self.domain_counts(j);
@@ -598,32 +939,37 @@ impl<'a> Problem<'a> {
                 ));
             }
         }
-        let landing = if mv.destinations.len() == 1 {
-            self.snapshot.instances[to].id.clone()
-        } else {
-            format!(
+        // Name the instance when ECS has one choice; else the domain.
+        let landing = match (mv.destinations.len(), to) {
+            (1, Dest::Instance(i)) => self.snapshot.instances[i].id.clone(),
+            _ => format!(
                 "{} {}",
                 self.constraints[self.finest].topology,
                 self.domain_name(self.finest, to)
-            )
+            ),
         };
         format!(
             "move {step} of {total}: {}; youngest of {} tasks on this host; {} places the replacement on {landing}",
             parts.join("; "),
             self.host_count[mv.from],
-            self.view.strategy_text()
+            self.strategy_text()
         )
     }
 
     fn apply(&mut self, mv: &Move) {
         let to = mv.destinations[0];
-        self.view.remove(self.hosts[mv.from]);
-        self.view.place(to);
+        self.predictor
+            .remove(self.hosts[mv.from], self.unit_of[mv.from] as usize);
+        self.predictor.place(to);
         self.host_count[mv.from] -= 1;
         self.layout.count[self.unit_of[mv.from] as usize] -= 1;
-        if let Some(p) = self.position[to] {
+        if let Some(u) = self.dest_unit(to) {
+            self.layout.count[u] += 1;
+        }
+        if let Dest::Instance(i) = to
+            && let Some(p) = self.position[i]
+        {
             self.host_count[p] += 1;
-            self.layout.count[self.unit_of[p] as usize] += 1;
         }
         self.stoppable[mv.from].retain(|t| *t != mv.task);
     }
@@ -671,25 +1017,26 @@ fn units(
 const MAX_OUTCOMES: usize = 4_096;
 
 /// Checks the batch as ECS runs it: every stop first, then each replacement
-/// placed in turn. Wherever ECS could choose between domains, every choice
+/// placed in turn. Wherever ECS could choose between units, every choice
 /// is followed, and every path must end `expected` moves from optimal.
 fn batch_holds(
     problem: &Problem<'_>,
-    original: &PlacementView<'_>,
+    original: &Predictor<'_>,
     original_count: &[u32],
     moves: &[Move],
     expected: u32,
 ) -> bool {
-    let mut view = original.clone();
+    let mut predictor = original.clone();
     let mut count = original_count.to_vec();
     for mv in moves {
-        view.remove(problem.hosts[mv.from]);
-        count[problem.unit_of[mv.from] as usize] -= 1;
+        let unit = problem.unit_of[mv.from] as usize;
+        predictor.remove(problem.hosts[mv.from], unit);
+        count[unit] -= 1;
     }
     let mut explored = 0;
     every_outcome_holds(
         problem,
-        &mut view,
+        &mut predictor,
         &mut count,
         moves.len(),
         expected,
@@ -699,7 +1046,7 @@ fn batch_holds(
 
 fn every_outcome_holds(
     problem: &Problem<'_>,
-    view: &mut PlacementView<'_>,
+    predictor: &mut Predictor<'_>,
     count: &mut Vec<u32>,
     left: usize,
     expected: u32,
@@ -716,24 +1063,24 @@ fn every_outcome_holds(
         };
         return optimum::min_moves(&layout, &problem.partitions) == Ok(expected);
     }
-    let destinations = view.candidates();
+    let destinations = predictor.destinations();
     if destinations.is_empty() {
         return false;
     }
     // One representative per unit.
     let mut seen = std::collections::HashSet::new();
     for d in destinations {
-        let Some(u) = problem.unit(d) else {
+        let Some(u) = problem.dest_unit(d) else {
             return false;
         };
         if !seen.insert(u) {
             continue;
         }
-        view.place(d);
+        let mut next = predictor.clone();
+        next.place(d);
         count[u] += 1;
-        let holds = every_outcome_holds(problem, view, count, left - 1, expected, explored);
+        let holds = every_outcome_holds(problem, &mut next, count, left - 1, expected, explored);
         count[u] -= 1;
-        view.remove(d);
         if !holds {
             return false;
         }
@@ -748,6 +1095,19 @@ pub fn plan(
     s: usize,
     status: &mut ServiceStatus,
     actions: &mut Vec<Action>,
+) {
+    plan_with(policy, index, topologies, s, status, actions, true);
+}
+
+/// [`plan`], with the unit-level model allowed or not (tests compare both).
+fn plan_with(
+    policy: &Policy,
+    index: &Index<'_>,
+    topologies: &Topologies<'_>,
+    s: usize,
+    status: &mut ServiceStatus,
+    actions: &mut Vec<Action>,
+    prefer_units: bool,
 ) {
     let snapshot = index.snapshot;
     let service = &snapshot.services[s];
@@ -772,9 +1132,41 @@ pub fn plan(
         }
         return;
     }
-    let mut problem = Problem::new(policy, index, topologies, s);
+    if prefer_units && let Some(problem) = Problem::by_units(policy, index, topologies, s) {
+        // The unit-level model is exact unless ECS's later strategies must
+        // break a tie between units; then plan instance by instance.
+        let exact = Rc::clone(&problem.exact);
+        let (mut unit_status, mut unit_actions) = (status.clone(), vec![]);
+        plan_problem(
+            problem,
+            policy,
+            service,
+            pause.as_deref(),
+            &mut unit_status,
+            &mut unit_actions,
+        );
+        if exact.get() {
+            *status = unit_status;
+            actions.extend(unit_actions);
+            return;
+        }
+    }
+    let problem = Problem::new(policy, index, topologies, s);
+    plan_problem(problem, policy, service, pause.as_deref(), status, actions);
+}
+
+/// Plans one service on a built problem: gates, optimum, budget, stops.
+fn plan_problem(
+    mut problem: Problem<'_>,
+    policy: &Policy,
+    service: &Service,
+    pause: Option<&str>,
+    status: &mut ServiceStatus,
+    actions: &mut Vec<Action>,
+) {
+    let snapshot = problem.snapshot;
     status.constraints = problem.reports();
-    if let Some(why) = &pause {
+    if let Some(why) = pause {
         status.state = State::Paused;
         let needed = optimum::min_moves(&problem.layout, &problem.partitions).unwrap_or(0);
         status.moves_remaining = needed;
@@ -821,7 +1213,7 @@ pub fn plan(
         return;
     }
 
-    let original_view = problem.view.clone();
+    let original_predictor = problem.predictor.clone();
     let original_count = problem.layout.count.clone();
     let mut moves: Vec<Move> = vec![];
     let mut reasons = vec![];
@@ -849,7 +1241,7 @@ pub fn plan(
     while moves.len() > 1
         && !batch_holds(
             &problem,
-            &original_view,
+            &original_predictor,
             &original_count,
             &moves,
             optimum_now - moves.len() as u32,
@@ -898,8 +1290,86 @@ mod tests {
     use super::*;
     use crate::model::{InstanceStatus, PlacementField};
     use crate::plan::tests::{Cluster, policies, policy};
+    use crate::plan::{Action, ServiceStatus, State};
+    use crate::spec::Policy;
+
+    /// Plans one service both ways: with the unit-level model when it
+    /// applies, and with the instance-level one.
+    fn both_ways(c: &Cluster, p: &[Policy]) -> [(ServiceStatus, Vec<Action>); 2] {
+        let index = Index::new(&c.snapshot);
+        let topologies = Topologies::new(&c.snapshot, p);
+        [true, false].map(|prefer_units| {
+            let mut status = ServiceStatus {
+                policy: p[0].name.clone(),
+                service: "web".into(),
+                state: State::Satisfied,
+                reason: String::new(),
+                constraints: vec![],
+                moves_remaining: 0,
+                moves_planned: 0,
+                forced_redeploy_tasks: 0,
+                warnings: vec![],
+            };
+            let mut actions = vec![];
+            plan_with(
+                &p[0],
+                &index,
+                &topologies,
+                0,
+                &mut status,
+                &mut actions,
+                prefer_units,
+            );
+            (status, actions)
+        })
+    }
 
     proptest! {
+        #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+        /// Where the unit-level model applies, it plans exactly what the
+        /// instance-level one plans: same state, same optimum, same stops.
+        #[test]
+        fn the_unit_level_model_plans_what_the_instance_level_one_does(
+            hosts in proptest::collection::vec((0usize..3, 1u32..6, any::<bool>()), 1..8),
+            layout in proptest::collection::vec(0u32..4, 8),
+            second in 0usize..4,
+            zone_skew in 1u32..3,
+            min_domains in proptest::option::of(1u32..5),
+            budget in 1u32..4,
+        ) {
+            let mut c = Cluster::new();
+            let ids: Vec<usize> = hosts
+                .iter()
+                .enumerate()
+                .map(|(h, (zone, slots, _))| c.host_sized(&format!("h{h}"), ["us-east-1a", "us-east-1b", "us-east-1c"][*zone], crate::model::Resources { cpu: 512 * slots, memory: 1024 * slots }))
+                .collect();
+            let mut strategy = vec![crate::model::PlacementStrategy::Spread(PlacementField::zone())];
+            match second {
+                1 => strategy.push(crate::model::PlacementStrategy::Spread(PlacementField::Instance)),
+                2 => strategy.push(crate::model::PlacementStrategy::Binpack(crate::model::BinpackField::Cpu)),
+                3 => strategy.push(crate::model::PlacementStrategy::Random),
+                _ => {}
+            }
+            let web = c.service("web", strategy);
+            for (h, n) in ids.iter().zip(&layout) {
+                let room = c.snapshot.instances[*h].remaining.count_of(c.snapshot.services[web].task_size);
+                c.tasks(web, *h, (*n).min(room));
+            }
+            for (h, (_, _, draining)) in ids.iter().zip(&hosts) {
+                if *draining && *h > 0 {
+                    c.snapshot.instances[*h].status = InstanceStatus::Draining;
+                }
+            }
+            let md = min_domains.map_or(String::new(), |m| format!(", minDomains: {m}"));
+            let p = policies(&policy("web", "web", &format!("  placement:\n    spread:\n      - {{topologyKey: zone, maxSkew: {zone_skew}{md}}}\n  disruption: {{maxUnavailable: {budget}}}\n")));
+            let [(fast, fast_actions), (full, full_actions)] = both_ways(&c, &p);
+            prop_assert_eq!((fast.state, fast.moves_remaining, fast.moves_planned), (full.state, full.moves_remaining, full.moves_planned), "{:#?}\n{:#?}", fast, full);
+            let stops = |a: &[Action]| a.iter().map(|a| a.kind.clone()).collect::<Vec<_>>();
+            prop_assert_eq!(stops(&fast_actions), stops(&full_actions));
+            prop_assert_eq!(fast.constraints, full.constraints);
+        }
+
         /// The fast path says "satisfied" only when the full check agrees,
         /// and reports the same thing.
         #[test]

@@ -231,7 +231,10 @@ fn sim_without_arguments_runs_the_embedded_demo() {
         text.contains("moved 2 (optimal 2, a forced redeploy: 6)"),
         "{text}"
     );
-    assert!(text.contains("places the replacement on c-1"), "{text}");
+    assert!(
+        text.contains("places the replacement on zone us-east-1c"),
+        "{text}"
+    );
 }
 
 #[test]
