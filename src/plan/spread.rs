@@ -345,12 +345,11 @@ struct Problem<'a> {
     constraints: &'a [SpreadConstraint],
     strategy: Vec<PlacementStrategy>,
     predictor: Predictor<'a>,
-    /// Instance index of each host that matters: every eligible host for
+    /// Instance index of each host that matters, in increasing order (a
+    /// host's position is found by binary search): every eligible host for
     /// the instance-level model; the hosts with the service's tasks for the
     /// unit-level one.
     hosts: Vec<usize>,
-    /// Position in `hosts` of each instance.
-    position: Vec<Option<usize>>,
     /// The unit of each host. Units are the domains of the finest
     /// constraint (or the hosts themselves, with a `host` constraint):
     /// hosts enter the optimum only through their unit's sums, so a move's
@@ -378,14 +377,14 @@ fn running_by_host(
     index: &Index<'_>,
     s: usize,
     hosts: usize,
-    position: &[Option<usize>],
+    host_list: &[usize],
 ) -> (Vec<u32>, Vec<Vec<usize>>) {
     let snapshot = index.snapshot;
     let mut host_count = vec![0u32; hosts];
     let mut stoppable = vec![vec![]; hosts];
     for t in index.running(s) {
         let task = &snapshot.tasks[t];
-        if let Some(p) = task.instance.and_then(|i| position[i]) {
+        if let Some(p) = task.instance.and_then(|i| host_list.binary_search(&i).ok()) {
             host_count[p] += 1;
             if !task.protected {
                 stoppable[p].push(t);
@@ -443,10 +442,6 @@ impl<'a> Problem<'a> {
                         .all(|info| info.is_none_or(|info| info.domain_of[*i].is_some()))
             })
             .collect();
-        let mut position = vec![None; snapshot.instances.len()];
-        for (p, i) in hosts.iter().enumerate() {
-            position[*i] = Some(p);
-        }
         let mut partitions = vec![];
         let mut names = vec![];
         for c in constraints {
@@ -491,7 +486,7 @@ impl<'a> Problem<'a> {
             names.push(domain_names);
         }
 
-        let (host_count, stoppable) = running_by_host(index, s, hosts.len(), &position);
+        let (host_count, stoppable) = running_by_host(index, s, hosts.len(), &hosts);
         let finest = (0..partitions.len())
             .max_by_key(|j| (partitions[*j].domains, *j))
             .unwrap_or(0);
@@ -521,7 +516,6 @@ impl<'a> Problem<'a> {
             strategy: service.effective_strategy(),
             predictor: Predictor::Hosts(view),
             hosts,
-            position,
             unit_of,
             partitions,
             names,
@@ -598,11 +592,7 @@ impl<'a> Problem<'a> {
             .collect();
         hosts.sort_unstable();
         hosts.dedup();
-        let mut position = vec![None; snapshot.instances.len()];
-        for (p, i) in hosts.iter().enumerate() {
-            position[*i] = Some(p);
-        }
-        let (host_count, stoppable) = running_by_host(index, s, hosts.len(), &position);
+        let (host_count, stoppable) = running_by_host(index, s, hosts.len(), &hosts);
         let unit_of: Vec<u32> = hosts
             .iter()
             .map(|i| info.domain_of[*i].unwrap_or_default())
@@ -652,7 +642,6 @@ impl<'a> Problem<'a> {
                 exact: Rc::clone(&exact),
             }),
             hosts,
-            position,
             unit_of,
             partitions,
             names,
@@ -697,9 +686,14 @@ impl<'a> Problem<'a> {
             .collect()
     }
 
+    /// The position of an instance in `hosts`.
+    fn position(&self, instance: usize) -> Option<usize> {
+        self.hosts.binary_search(&instance).ok()
+    }
+
     /// The unit of an instance, if it is one of `hosts`.
     fn unit(&self, instance: usize) -> Option<usize> {
-        self.position[instance].map(|p| self.unit_of[p] as usize)
+        self.position(instance).map(|p| self.unit_of[p] as usize)
     }
 
     /// The unit a destination lies in, if it counts for the constraints.
@@ -967,7 +961,7 @@ impl<'a> Problem<'a> {
             self.layout.count[u] += 1;
         }
         if let Dest::Instance(i) = to
-            && let Some(p) = self.position[i]
+            && let Some(p) = self.position(i)
         {
             self.host_count[p] += 1;
         }
