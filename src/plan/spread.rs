@@ -372,6 +372,28 @@ struct Problem<'a> {
     exact: Rc<Cell<bool>>,
 }
 
+/// A constraint's partition of some units, with the empty domains that
+/// `minDomains` adds (named, since reports list them).
+fn partition(
+    c: &SpreadConstraint,
+    domain_of: Vec<u32>,
+    mut names: Vec<String>,
+) -> (Partition, Vec<String>) {
+    let real = names.len() as u32;
+    let domains = real.max(c.min_domains.unwrap_or(0));
+    for k in real..domains {
+        names.push(format!("(missing domain {})", k + 1));
+    }
+    (
+        Partition {
+            domain_of,
+            domains,
+            max_skew: c.max_skew,
+        },
+        names,
+    )
+}
+
 /// Running tasks per host and the stoppable ones (youngest first), over `hosts`.
 fn running_by_host(
     index: &Index<'_>,
@@ -445,7 +467,7 @@ impl<'a> Problem<'a> {
         let mut partitions = vec![];
         let mut names = vec![];
         for c in constraints {
-            let (domain_of, mut domain_names): (Vec<u32>, Vec<String>) =
+            let (domain_of, domain_names): (Vec<u32>, Vec<String>) =
                 match topologies.by_key.get(&c.topology) {
                     // Hosts: each eligible host is its own domain.
                     None => (
@@ -473,16 +495,8 @@ impl<'a> Problem<'a> {
                         (domain_of, domain_names)
                     }
                 };
-            let real = domain_names.len() as u32;
-            let domains = real.max(c.min_domains.unwrap_or(0));
-            for k in real..domains {
-                domain_names.push(format!("(missing domain {})", k + 1));
-            }
-            partitions.push(Partition {
-                domain_of,
-                domains,
-                max_skew: c.max_skew,
-            });
+            let (partition, domain_names) = partition(c, domain_of, domain_names);
+            partitions.push(partition);
             names.push(domain_names);
         }
 
@@ -570,17 +584,9 @@ impl<'a> Problem<'a> {
                     .nesting(&constraints[finest].topology, &c.topology)?
                     .to_vec()
             };
-            let mut domain_names = infos[j].names.clone();
-            let real = domain_names.len() as u32;
-            let domains = real.max(c.min_domains.unwrap_or(0));
-            for k in real..domains {
-                domain_names.push(format!("(missing domain {})", k + 1));
-            }
-            partitions.push(Partition {
-                domain_of,
-                domains,
-                max_skew: c.max_skew,
-            });
+            let domain_names = infos[j].names.clone();
+            let (partition, domain_names) = partition(c, domain_of, domain_names);
+            partitions.push(partition);
             names.push(domain_names);
         }
 
