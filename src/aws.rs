@@ -1,0 +1,480 @@
+//! The AWS backend: the [`Backend`] over the ECS API (aws-sdk-ecs).
+//!
+//! A snapshot is read with paginated List calls (100 per page) and batched
+//! Describe calls (10 services, 100 container instances, 100 tasks per call)
+//! and is all or nothing: if any call fails, there is no snapshot, so the
+//! planner never works from a partial view. The SDK's standard retry
+//! (exponential backoff with jitter) handles throttling and 5xx; what is
+//! left is reported. Every call is counted per operation.
+//!
+//! Credentials and region come from the standard chain; an endpoint URL
+//! (`--endpoint-url`, or `AWS_ENDPOINT_URL`) points it at any
+//! ECS-compatible API, such as moto's server in the tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ecs::types::{DesiredStatus, ServiceField};
+
+use crate::backend::{self, Backend};
+use crate::model::{
+    BinpackField, ClusterSnapshot, Instance, InstanceStatus, MemberOf, PlacementConstraint,
+    PlacementField, PlacementStrategy, Resources, Service, Task, TaskStatus, ZONE_ATTRIBUTE,
+};
+
+/// ECS's page and batch sizes.
+const PAGE: i32 = 100;
+const DESCRIBE_SERVICES: usize = 10;
+const DESCRIBE_BATCH: usize = 100;
+
+/// The ECS API as a [`Backend`].
+#[derive(Debug)]
+pub struct AwsBackend {
+    ecs: Client,
+    calls: Mutex<BTreeMap<String, u64>>,
+    /// Task definitions never change, so each is described once.
+    task_definitions: Mutex<HashMap<String, (Resources, Vec<u16>)>>,
+}
+
+/// Turns an SDK error into a backend error, keeping the operation's name.
+fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+    operation: &'static str,
+    e: aws_sdk_ecs::error::SdkError<E, R>,
+) -> backend::Error {
+    match e.code() {
+        Some("ThrottlingException" | "Throttling" | "TooManyRequestsException") => {
+            backend::Error::Throttled { operation }
+        }
+        Some("ClusterNotFoundException") => {
+            backend::Error::ClusterNotFound(e.message().unwrap_or_default().to_owned())
+        }
+        _ => backend::Error::Api {
+            operation,
+            message: DisplayErrorContext(&e).to_string(),
+        },
+    }
+}
+
+impl AwsBackend {
+    /// Connects with the standard configuration chain, optionally to another endpoint.
+    pub async fn connect(endpoint_url: Option<&str>) -> AwsBackend {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        let config = loader.load().await;
+        AwsBackend::new(Client::new(&config))
+    }
+
+    pub fn new(ecs: Client) -> AwsBackend {
+        AwsBackend {
+            ecs,
+            calls: Mutex::new(BTreeMap::new()),
+            task_definitions: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn count(&self, operation: &str) {
+        let mut calls = self
+            .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *calls.entry(operation.to_owned()).or_default() += 1;
+    }
+
+    async fn service_arns(&self, cluster: &str) -> backend::Result<Vec<String>> {
+        let mut arns = vec![];
+        let mut token = None;
+        loop {
+            self.count("ListServices");
+            let out = self
+                .ecs
+                .list_services()
+                .cluster(cluster)
+                .max_results(PAGE)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| api_error("ListServices", e))?;
+            arns.extend(out.service_arns().iter().cloned());
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(arns);
+            }
+        }
+    }
+
+    async fn instance_arns(&self, cluster: &str) -> backend::Result<Vec<String>> {
+        let mut arns = vec![];
+        let mut token = None;
+        loop {
+            self.count("ListContainerInstances");
+            let out = self
+                .ecs
+                .list_container_instances()
+                .cluster(cluster)
+                .max_results(PAGE)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| api_error("ListContainerInstances", e))?;
+            arns.extend(out.container_instance_arns().iter().cloned());
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(arns);
+            }
+        }
+    }
+
+    async fn task_arns(&self, cluster: &str) -> backend::Result<Vec<String>> {
+        let mut arns = vec![];
+        let mut token = None;
+        loop {
+            self.count("ListTasks");
+            let out = self
+                .ecs
+                .list_tasks()
+                .cluster(cluster)
+                .desired_status(DesiredStatus::Running)
+                .max_results(PAGE)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| api_error("ListTasks", e))?;
+            arns.extend(out.task_arns().iter().cloned());
+            token = out.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(arns);
+            }
+        }
+    }
+
+    /// What one task reserves on its host, and its static host ports.
+    async fn task_size(&self, arn: &str) -> backend::Result<(Resources, Vec<u16>)> {
+        if let Some(known) = self
+            .task_definitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(arn)
+        {
+            return Ok(known.clone());
+        }
+        self.count("DescribeTaskDefinition");
+        let out = self
+            .ecs
+            .describe_task_definition()
+            .task_definition(arn)
+            .send()
+            .await
+            .map_err(|e| api_error("DescribeTaskDefinition", e))?;
+        let def = out.task_definition().ok_or_else(|| backend::Error::Api {
+            operation: "DescribeTaskDefinition",
+            message: format!("{arn}: no task definition"),
+        })?;
+        let containers = def.container_definitions();
+        // Task-level sizes win; else the containers' sum (memory: hard limit, else reservation).
+        let cpu = def
+            .cpu()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| containers.iter().map(|c| c.cpu().max(0) as u32).sum());
+        let memory = def
+            .memory()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or_else(|| {
+                containers
+                    .iter()
+                    .map(|c| c.memory().or(c.memory_reservation()).unwrap_or(0).max(0) as u32)
+                    .sum()
+            });
+        let awsvpc = def.network_mode().is_some_and(|m| m.as_str() == "awsvpc");
+        let ports = if awsvpc {
+            vec![]
+        } else {
+            containers
+                .iter()
+                .flat_map(|c| c.port_mappings())
+                .filter_map(|p| p.host_port())
+                .filter(|p| *p > 0)
+                .map(|p| p as u16)
+                .collect()
+        };
+        let size = (Resources { cpu, memory }, ports);
+        self.task_definitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(arn.to_owned(), size.clone());
+        Ok(size)
+    }
+
+    async fn services(&self, cluster: &str) -> backend::Result<Vec<Service>> {
+        let arns = self.service_arns(cluster).await?;
+        let mut services = vec![];
+        for chunk in arns.chunks(DESCRIBE_SERVICES) {
+            self.count("DescribeServices");
+            let out = self
+                .ecs
+                .describe_services()
+                .cluster(cluster)
+                .set_services(Some(chunk.to_vec()))
+                .include(ServiceField::Tags)
+                .send()
+                .await
+                .map_err(|e| api_error("DescribeServices", e))?;
+            for s in out.services() {
+                let (task_size, host_ports) = match s.task_definition() {
+                    Some(arn) => self.task_size(arn).await?,
+                    None => (Resources::default(), vec![]),
+                };
+                let deployments = s.deployments();
+                let deployment_in_progress = deployments.len() > 1
+                    || deployments
+                        .iter()
+                        .any(|d| d.rollout_state().is_some_and(|r| r.as_str() != "COMPLETED"));
+                services.push(Service {
+                    name: s.service_name().unwrap_or_default().to_owned(),
+                    arn: s.service_arn().unwrap_or_default().to_owned(),
+                    tags: s
+                        .tags()
+                        .iter()
+                        .filter_map(|t| Some((t.key()?.to_owned(), t.value()?.to_owned())))
+                        .collect(),
+                    desired: s.desired_count().max(0) as u32,
+                    running: s.running_count().max(0) as u32,
+                    pending: s.pending_count().max(0) as u32,
+                    deployment_in_progress,
+                    strategy: s.placement_strategy().iter().filter_map(strategy).collect(),
+                    constraints: s
+                        .placement_constraints()
+                        .iter()
+                        .filter_map(constraint)
+                        .collect(),
+                    task_size,
+                    host_ports,
+                    az_rebalancing: s
+                        .availability_zone_rebalancing()
+                        .is_some_and(|r| r.as_str() == "ENABLED"),
+                    autoscaling_target: false,
+                    minimum_healthy_percent: s
+                        .deployment_configuration()
+                        .and_then(|d| d.minimum_healthy_percent())
+                        .unwrap_or(100)
+                        .max(0) as u32,
+                    maximum_percent: s
+                        .deployment_configuration()
+                        .and_then(|d| d.maximum_percent())
+                        .unwrap_or(200)
+                        .max(0) as u32,
+                });
+            }
+        }
+        Ok(services)
+    }
+
+    async fn instances(&self, cluster: &str) -> backend::Result<Vec<Instance>> {
+        let arns = self.instance_arns(cluster).await?;
+        let mut instances = vec![];
+        for chunk in arns.chunks(DESCRIBE_BATCH) {
+            self.count("DescribeContainerInstances");
+            let out = self
+                .ecs
+                .describe_container_instances()
+                .cluster(cluster)
+                .set_container_instances(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| api_error("DescribeContainerInstances", e))?;
+            for ci in out.container_instances() {
+                let attributes: BTreeMap<String, String> = ci
+                    .attributes()
+                    .iter()
+                    .filter_map(|a| Some((a.name().to_owned(), a.value()?.to_owned())))
+                    .collect();
+                let resources = |list: &[aws_sdk_ecs::types::Resource]| {
+                    let get = |name: &str| {
+                        list.iter()
+                            .find(|r| r.name() == Some(name))
+                            .map_or(0, |r| r.integer_value().max(0) as u32)
+                    };
+                    Resources {
+                        cpu: get("CPU"),
+                        memory: get("MEMORY"),
+                    }
+                };
+                let ports_in_use = ci
+                    .remaining_resources()
+                    .iter()
+                    .filter(|r| r.name() == Some("PORTS"))
+                    .flat_map(|r| r.string_set_value())
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
+                instances.push(Instance {
+                    id: ci.container_instance_arn().unwrap_or_default().to_owned(),
+                    zone: attributes.get(ZONE_ATTRIBUTE).cloned().unwrap_or_default(),
+                    status: match ci.status() {
+                        Some("ACTIVE") => InstanceStatus::Active,
+                        Some("DRAINING") => InstanceStatus::Draining,
+                        Some("REGISTERING") => InstanceStatus::Registering,
+                        _ => InstanceStatus::Inactive,
+                    },
+                    agent_connected: ci.agent_connected(),
+                    attributes,
+                    registered: resources(ci.registered_resources()),
+                    remaining: resources(ci.remaining_resources()),
+                    ports_in_use,
+                });
+            }
+        }
+        Ok(instances)
+    }
+
+    async fn tasks(
+        &self,
+        cluster: &str,
+        services: &HashMap<&str, usize>,
+        instances: &HashMap<&str, usize>,
+    ) -> backend::Result<Vec<Task>> {
+        let arns = self.task_arns(cluster).await?;
+        let mut tasks = vec![];
+        for chunk in arns.chunks(DESCRIBE_BATCH) {
+            self.count("DescribeTasks");
+            let out = self
+                .ecs
+                .describe_tasks()
+                .cluster(cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| api_error("DescribeTasks", e))?;
+            for t in out.tasks() {
+                // Only service tasks matter; a service's tasks are in the group `service:NAME`.
+                let Some(service) = t
+                    .group()
+                    .and_then(|g| g.strip_prefix("service:"))
+                    .and_then(|n| services.get(n))
+                else {
+                    continue;
+                };
+                let status = match t.last_status() {
+                    Some("RUNNING") => TaskStatus::Running,
+                    Some("PROVISIONING") => TaskStatus::Provisioning,
+                    Some("PENDING" | "ACTIVATING") => TaskStatus::Pending,
+                    Some("STOPPED" | "DEPROVISIONING" | "STOPPING" | "DEACTIVATING") => {
+                        TaskStatus::Stopping
+                    }
+                    _ => TaskStatus::Pending,
+                };
+                tasks.push(Task {
+                    id: t.task_arn().unwrap_or_default().to_owned(),
+                    service: *service,
+                    instance: t
+                        .container_instance_arn()
+                        .and_then(|a| instances.get(a).copied()),
+                    status,
+                    started_at: t.started_at().map_or(0, |d| d.secs().max(0) as u64 * 1000),
+                    protected: false,
+                });
+            }
+        }
+        Ok(tasks)
+    }
+}
+
+fn strategy(s: &aws_sdk_ecs::types::PlacementStrategy) -> Option<PlacementStrategy> {
+    match (s.r#type().map(|t| t.as_str()), s.field()) {
+        (Some("random"), _) => Some(PlacementStrategy::Random),
+        (Some("binpack"), Some(f)) if f.eq_ignore_ascii_case("cpu") => {
+            Some(PlacementStrategy::Binpack(BinpackField::Cpu))
+        }
+        (Some("binpack"), Some(f)) if f.eq_ignore_ascii_case("memory") => {
+            Some(PlacementStrategy::Binpack(BinpackField::Memory))
+        }
+        (Some("spread"), Some("instanceId" | "host")) => {
+            Some(PlacementStrategy::Spread(PlacementField::Instance))
+        }
+        (Some("spread"), Some(f)) => f
+            .strip_prefix("attribute:")
+            .map(|a| PlacementStrategy::Spread(PlacementField::Attribute(a.to_owned()))),
+        _ => None,
+    }
+}
+
+fn constraint(c: &aws_sdk_ecs::types::PlacementConstraint) -> Option<PlacementConstraint> {
+    match c.r#type().map(|t| t.as_str()) {
+        Some("distinctInstance") => Some(PlacementConstraint::DistinctInstance),
+        Some("memberOf") => c
+            .expression()
+            .and_then(MemberOf::parse)
+            .map(PlacementConstraint::MemberOf),
+        _ => None,
+    }
+}
+
+impl Backend for AwsBackend {
+    async fn snapshot(&self, cluster: &str) -> backend::Result<ClusterSnapshot> {
+        let taken_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let services = self.services(cluster).await?;
+        let instances = self.instances(cluster).await?;
+        let service_index: HashMap<&str, usize> = services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), i))
+            .collect();
+        let instance_index: HashMap<&str, usize> = instances
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (x.id.as_str(), i))
+            .collect();
+        let tasks = self.tasks(cluster, &service_index, &instance_index).await?;
+        // Names, not ARNs, identify a cluster in policies.
+        let name = cluster.rsplit('/').next().unwrap_or(cluster).to_owned();
+        Ok(ClusterSnapshot {
+            cluster: name,
+            taken_at,
+            instances,
+            services,
+            tasks,
+        })
+    }
+
+    async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> backend::Result<()> {
+        self.count("StopTask");
+        self.ecs
+            .stop_task()
+            .cluster(cluster)
+            .task(task)
+            .reason(reason)
+            .send()
+            .await
+            .map_err(|e| api_error("StopTask", e))?;
+        Ok(())
+    }
+
+    async fn set_desired_count(
+        &self,
+        cluster: &str,
+        service: &str,
+        desired: u32,
+    ) -> backend::Result<()> {
+        self.count("UpdateService");
+        self.ecs
+            .update_service()
+            .cluster(cluster)
+            .service(service)
+            .desired_count(desired as i32)
+            .send()
+            .await
+            .map_err(|e| api_error("UpdateService", e))?;
+        Ok(())
+    }
+
+    fn api_calls(&self) -> BTreeMap<String, u64> {
+        self.calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}

@@ -1,0 +1,422 @@
+//! The AWS backend over the wire: the real SDK against moto's server,
+//! started by the test itself on a free local port (installed into `.venv`
+//! by `scripts/test.sh`). moto has no scheduler, so tasks are laid out with
+//! `start_task`, exactly where each test wants them.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_ecs::Client;
+use aws_sdk_ecs::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_ecs::types::{Attribute, ContainerDefinition, ContainerInstanceStatus};
+use stevedore::aws::AwsBackend;
+use stevedore::backend::Backend;
+use stevedore::plan::{ActionKind, State};
+
+use crate::repo;
+
+/// A moto server for one test; stopped when dropped.
+struct Moto {
+    child: Child,
+    port: u16,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let server = std::env::var_os("STEVEDORE_MOTO_SERVER")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| repo(".venv/bin/moto_server"));
+        assert!(
+            server.exists(),
+            "{} not found: run `scripts/test.sh`, which installs moto into .venv",
+            server.display()
+        );
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(server)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            // Services report their deployment COMPLETED (moto starts no tasks).
+            .env("MOTO_ECS_SERVICE_RUNNING", "100000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let moto = Moto { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not listen on {port} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // Tasks stay as they are told, instead of advancing on every describe.
+        moto.post("/moto-api/state-manager/set-transition", r#"{"model_name":"ecs::task","transition":{"progression":"manual","times":1000000000}}"#);
+        moto
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn post(&self, path: &str, body: &str) -> String {
+        self.request(path, "application/json", "", body)
+    }
+
+    fn request(&self, path: &str, content_type: &str, extra_headers: &str, body: &str) -> String {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let status = response.split_whitespace().nth(1).unwrap_or("");
+        assert!(status.starts_with('2'), "{path}: {response}");
+        response
+    }
+
+    /// An EC2 instance in a zone (moto registers only existing instances
+    /// with ECS), through EC2's query API: the credential scope tells moto
+    /// which service is meant; it does not check signatures.
+    fn ec2_instance(&self, zone: &str) -> String {
+        let body = format!(
+            "Action=RunInstances&Version=2016-11-15&ImageId=ami-12c6146b&MinCount=1&MaxCount=1&InstanceType=m5.xlarge&Placement.AvailabilityZone={zone}"
+        );
+        let auth = "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n";
+        let response = self.request("/", "application/x-www-form-urlencoded", auth, &body);
+        let start = response
+            .find("<instanceId>")
+            .expect("RunInstances returns an instance")
+            + "<instanceId>".len();
+        let end = response[start..].find('<').unwrap() + start;
+        response[start..end].to_owned()
+    }
+
+    fn client(&self) -> Client {
+        let config = aws_sdk_ecs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(self.url())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+            .build();
+        Client::from_conf(config)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A cluster `demo` with two hosts per zone in three zones, service `web`
+/// with `layout[h]` tasks on host `h` (hosts a1, a2, b1, b2, c1, c2).
+async fn cluster(moto: &Moto, client: &Client, layout: [u32; 6]) -> Vec<String> {
+    client
+        .create_cluster()
+        .cluster_name("demo")
+        .send()
+        .await
+        .unwrap();
+    let mut hosts = vec![];
+    for zone in [
+        "us-east-1a",
+        "us-east-1a",
+        "us-east-1b",
+        "us-east-1b",
+        "us-east-1c",
+        "us-east-1c",
+    ] {
+        let instance_id = moto.ec2_instance(zone);
+        let document = serde_json::json!({"instanceId": instance_id, "availabilityZone": zone, "region": "us-east-1", "instanceType": "m5.xlarge"}).to_string();
+        let out = client
+            .register_container_instance()
+            .cluster("demo")
+            .instance_identity_document(document)
+            .send()
+            .await
+            .unwrap();
+        let arn = out
+            .container_instance()
+            .unwrap()
+            .container_instance_arn()
+            .unwrap()
+            .to_owned();
+        client
+            .put_attributes()
+            .cluster("demo")
+            .attributes(
+                Attribute::builder()
+                    .name("ecs.availability-zone")
+                    .value(zone)
+                    .target_id(&arn)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        hosts.push(arn);
+    }
+    client
+        .register_task_definition()
+        .family("web")
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("web")
+                .image("nginx")
+                .cpu(256)
+                .memory(512)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let total: u32 = layout.iter().sum();
+    client
+        .create_service()
+        .cluster("demo")
+        .service_name("web")
+        .task_definition("web")
+        .desired_count(total as i32)
+        .send()
+        .await
+        .unwrap();
+    client
+        .update_service()
+        .cluster("demo")
+        .service("web")
+        .desired_count(total as i32)
+        .send()
+        .await
+        .unwrap();
+    for (host, n) in hosts.iter().zip(layout) {
+        for _ in 0..n {
+            client
+                .start_task()
+                .cluster("demo")
+                .task_definition("web")
+                .container_instances(host)
+                .started_by("ecs-svc/web")
+                .group("service:web")
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    hosts
+}
+
+fn policy(rest: &str) -> Vec<stevedore::spec::Policy> {
+    let text = format!(
+        "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: web}}\nspec:\n  target: {{cluster: demo, service: web}}\n{rest}"
+    );
+    let loaded = stevedore::spec::load_sources(vec![("p.yaml".into(), text.into_bytes())]);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    loaded.policies
+}
+
+#[tokio::test]
+async fn the_snapshot_reads_services_hosts_zones_and_tasks() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let backend = AwsBackend::new(client);
+    let snapshot = backend.snapshot("demo").await.unwrap();
+    assert_eq!(snapshot.cluster, "demo");
+    assert_eq!(snapshot.instances.len(), 6);
+    let mut zones: Vec<&str> = snapshot.instances.iter().map(|i| i.zone.as_str()).collect();
+    zones.sort();
+    assert_eq!(
+        zones,
+        [
+            "us-east-1a",
+            "us-east-1a",
+            "us-east-1b",
+            "us-east-1b",
+            "us-east-1c",
+            "us-east-1c"
+        ]
+    );
+    assert!(
+        snapshot
+            .instances
+            .iter()
+            .all(|i| i.schedulable() && i.registered.cpu > 0 && i.registered.memory > 0),
+        "{:#?}",
+        snapshot.instances
+    );
+    assert_eq!(snapshot.services.len(), 1);
+    let web = &snapshot.services[0];
+    assert_eq!(
+        (
+            web.name.as_str(),
+            web.desired,
+            web.running,
+            web.pending,
+            web.deployment_in_progress
+        ),
+        ("web", 6, 6, 0, false)
+    );
+    assert_eq!((web.task_size.cpu, web.task_size.memory), (256, 512));
+    assert_eq!(snapshot.tasks.len(), 6);
+    let per_zone = |z: &str| {
+        snapshot
+            .tasks
+            .iter()
+            .filter(|t| t.instance.is_some_and(|i| snapshot.instances[i].zone == z))
+            .count()
+    };
+    assert_eq!(
+        (
+            per_zone("us-east-1a"),
+            per_zone("us-east-1b"),
+            per_zone("us-east-1c")
+        ),
+        (5, 1, 0)
+    );
+    let calls = backend.api_calls();
+    for op in [
+        "ListServices",
+        "DescribeServices",
+        "ListContainerInstances",
+        "DescribeContainerInstances",
+        "ListTasks",
+        "DescribeTasks",
+    ] {
+        assert_eq!(calls.get(op), Some(&1), "{op}: {calls:?}");
+    }
+}
+
+#[tokio::test]
+async fn one_reconcile_performs_exactly_the_optimal_stop_and_nothing_else() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let hosts = cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let backend = AwsBackend::new(client.clone());
+    let policies = policy("  placement: {azBalanced: true}\n");
+
+    // The plan: 3 moves in all (5/1/0 -> 2/2/2), one now (maxUnavailable 1),
+    // the youngest task of the fullest host of the fullest zone.
+    let snapshot = backend.snapshot("demo").await.unwrap();
+    let plan = stevedore::plan::plan(&policies, &snapshot, snapshot.taken_at);
+    assert_eq!(
+        (
+            plan.statuses[0].state,
+            plan.statuses[0].moves_remaining,
+            plan.actions.len()
+        ),
+        (State::Converging, 3, 1)
+    );
+    let ActionKind::StopTask {
+        task,
+        instance,
+        zone,
+    } = &plan.actions[0].kind
+    else {
+        panic!("{plan:#?}")
+    };
+    assert_eq!(
+        (instance.as_str(), zone.as_str()),
+        (hosts[0].as_str(), "us-east-1a")
+    );
+
+    let reconciled = stevedore::controller::reconcile(&backend, "demo", &policies, 0)
+        .await
+        .unwrap();
+    assert_eq!(reconciled.executed.len(), 1);
+    assert!(reconciled.executed[0].1.is_ok());
+    assert_eq!(backend.api_calls().get("StopTask"), Some(&1));
+    let out = client
+        .describe_tasks()
+        .cluster("demo")
+        .tasks(task.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.tasks()[0].desired_status(),
+        Some("STOPPED"),
+        "the planned task was stopped"
+    );
+}
+
+#[tokio::test]
+async fn a_dry_run_policy_stops_nothing() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let backend = AwsBackend::new(client);
+    let policies = policy("  placement: {azBalanced: true}\n  mode: DryRun\n");
+    let reconciled = stevedore::controller::reconcile(&backend, "demo", &policies, 0)
+        .await
+        .unwrap();
+    assert_eq!(reconciled.plan.actions.len(), 1);
+    assert!(reconciled.executed.is_empty());
+    assert_eq!(backend.api_calls().get("StopTask"), None);
+}
+
+#[tokio::test]
+async fn one_task_per_host_does_not_count_a_draining_host() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let hosts = cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    client
+        .update_container_instances_state()
+        .cluster("demo")
+        .container_instances(&hosts[5])
+        .status(ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    let backend = AwsBackend::new(client.clone());
+    let policies = policy("  placement: {oneTaskPerHost: {}}\n");
+    let reconciled = stevedore::controller::reconcile(&backend, "demo", &policies, 0)
+        .await
+        .unwrap();
+    assert_eq!(reconciled.plan.actions.len(), 1);
+    assert_eq!(
+        reconciled.plan.actions[0].kind,
+        ActionKind::SetDesiredCount { from: 6, to: 5 }
+    );
+    let out = client
+        .describe_services()
+        .cluster("demo")
+        .services("web")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.services()[0].desired_count(), 5);
+}
+
+#[tokio::test]
+async fn a_failed_read_gives_no_snapshot_and_no_action() {
+    // Nothing listens on a closed port: the SDK retries, then reports.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = aws_sdk_ecs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .build();
+    let backend = AwsBackend::new(Client::from_conf(config));
+    let policies = policy("  placement: {azBalanced: true}\n");
+    let error = stevedore::controller::reconcile(&backend, "demo", &policies, 0)
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert_eq!(backend.api_calls().get("StopTask"), None);
+}
