@@ -55,14 +55,45 @@ pub enum Command {
     },
     /// Show what stevedore would do now, with the reason for every action.
     Plan {
-        /// Policy files or directories; default: the scenario's own policies.
+        /// Policy files or directories (with --sim, default: the scenario's own).
         #[arg(long)]
         specs: Vec<PathBuf>,
-        /// Plan against this scenario's initial state.
+        /// Plan against this scenario's initial state instead of live ECS.
         #[arg(long, value_name = "SCENARIO")]
-        sim: PathBuf,
+        sim: Option<PathBuf>,
+        /// Only this cluster (by default every cluster the policies name).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Another ECS endpoint (also AWS_ENDPOINT_URL).
+        #[arg(long)]
+        endpoint_url: Option<String>,
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
+    },
+    /// The controller: reconcile live ECS toward the policies, on a resync
+    /// timer, until Ctrl-C or SIGTERM.
+    ///
+    /// Exit status with --once: 0 when every read and action succeeded, 1
+    /// otherwise, 2 when the policies cannot be loaded.
+    Run {
+        /// Policy files or directories, read again before every pass.
+        #[arg(long, required = true)]
+        specs: Vec<PathBuf>,
+        /// Only this cluster (by default every cluster the policies name).
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Another ECS endpoint (also AWS_ENDPOINT_URL).
+        #[arg(long)]
+        endpoint_url: Option<String>,
+        /// One pass, then exit (for cron, a scheduled task or a first look).
+        #[arg(long)]
+        once: bool,
+        /// Plan and report every action; execute none.
+        #[arg(long)]
+        dry_run: bool,
+        /// Time between full resyncs.
+        #[arg(long, default_value = "5m")]
+        resync: String,
     },
 }
 
@@ -117,7 +148,43 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             out,
             err,
         ),
-        Command::Plan { specs, sim, output } => plan(&specs, &sim, output, out, err),
+        Command::Plan {
+            specs,
+            sim: Some(sim),
+            output,
+            ..
+        } => plan(&specs, &sim, output, out, err),
+        Command::Plan {
+            specs,
+            sim: None,
+            cluster,
+            endpoint_url,
+            output,
+        } => plan_live(
+            &specs,
+            cluster.as_deref(),
+            endpoint_url.as_deref(),
+            output,
+            out,
+            err,
+        ),
+        Command::Run {
+            specs,
+            cluster,
+            endpoint_url,
+            once,
+            dry_run,
+            resync,
+        } => run_controller(
+            &specs,
+            cluster,
+            endpoint_url.as_deref(),
+            once,
+            dry_run,
+            &resync,
+            out,
+            err,
+        ),
     };
     ExitCode::from(status)
 }
@@ -412,4 +479,127 @@ fn write_plan(plan: &crate::plan::Plan, out: &mut dyn Write) -> std::io::Result<
         executable,
         plan.actions.len() - executable
     )
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
+}
+
+/// Loads policies for a live command, reporting problems.
+fn live_policies(specs: &[PathBuf], err: &mut dyn Write) -> Result<Vec<spec::Policy>, u8> {
+    if specs.is_empty() {
+        let _ = writeln!(err, "error: --specs is required (or --sim SCENARIO)");
+        return Err(exit::USAGE);
+    }
+    match spec::load_paths(specs) {
+        Ok(loaded) if !loaded.has_errors() => Ok(loaded.policies),
+        Ok(loaded) => {
+            let renderer = renderer();
+            for d in &loaded.diagnostics {
+                let _ = writeln!(err, "{}\n", d.render(&renderer));
+            }
+            let _ = writeln!(err, "error: the policies are invalid; nothing planned");
+            Err(exit::INVALID)
+        }
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            Err(exit::USAGE)
+        }
+    }
+}
+
+/// `plan` against live ECS: one snapshot per cluster, planned and shown.
+fn plan_live(
+    specs: &[PathBuf],
+    cluster: Option<&str>,
+    endpoint_url: Option<&str>,
+    output: Output,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    use crate::backend::Backend;
+    let policies = match live_policies(specs, err) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let runtime = runtime();
+    let backend = runtime.block_on(crate::aws::AwsBackend::connect(endpoint_url));
+    let mut plans = vec![];
+    for name in crate::controller::clusters(&policies, cluster) {
+        match runtime.block_on(backend.snapshot(&name)) {
+            Ok(snapshot) => plans.push(crate::plan::plan(&policies, &snapshot, snapshot.taken_at)),
+            Err(e) => {
+                let _ = writeln!(err, "error: {name}: {e}");
+                return exit::INVALID;
+            }
+        }
+    }
+    let written = match output {
+        Output::Json => serde_json::to_writer_pretty(&mut *out, &plans)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out)),
+        Output::Human => plans.iter().try_for_each(|p| {
+            writeln!(out, "cluster {}:", p.cluster).and_then(|()| write_plan(p, out))
+        }),
+    };
+    if written.is_err() {
+        exit::USAGE
+    } else {
+        exit::OK
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_controller(
+    specs: &[PathBuf],
+    cluster: Option<String>,
+    endpoint_url: Option<&str>,
+    once: bool,
+    dry_run: bool,
+    resync: &str,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let Ok(resync) = crate::spec::quantity::parse_duration(resync) else {
+        let _ = writeln!(
+            err,
+            "error: --resync: `{resync}` is not a duration such as 5m"
+        );
+        return exit::USAGE;
+    };
+    let options = crate::controller::RunOptions {
+        cluster,
+        once,
+        dry_run,
+        resync,
+    };
+    let runtime = runtime();
+    let backend = runtime.block_on(crate::aws::AwsBackend::connect(endpoint_url));
+    let shutdown = async {
+        #[cfg(unix)]
+        {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("SIGTERM can be watched");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    match runtime.block_on(crate::controller::run(
+        &backend, specs, &options, shutdown, out,
+    )) {
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            exit::USAGE
+        }
+        Ok(summary) if summary.failed_reconciles + summary.actions_failed > 0 => exit::INVALID,
+        Ok(_) => exit::OK,
+    }
 }

@@ -43,3 +43,154 @@ pub async fn reconcile<B: Backend>(
     }
     Ok(Reconciled { plan, executed })
 }
+
+/// How `stevedore run` behaves.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Only this cluster (by default, every cluster the policies name).
+    pub cluster: Option<String>,
+    /// One reconcile of each cluster, then exit.
+    pub once: bool,
+    /// Plan and report; act on nothing.
+    pub dry_run: bool,
+    /// Time between full resyncs.
+    pub resync: std::time::Duration,
+}
+
+/// What a run did, for the exit status.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub reconciles: u64,
+    pub failed_reconciles: u64,
+    pub actions_done: u64,
+    pub actions_failed: u64,
+}
+
+/// The clusters the policies name, by name, optionally only one.
+pub fn clusters(policies: &[Policy], only: Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = policies
+        .iter()
+        .map(|p| p.target.cluster.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    if let Some(only) = only {
+        let only = only.rsplit('/').next().unwrap_or(only);
+        names.retain(|n| n == only);
+    }
+    names
+}
+
+/// Loads the policies; on errors, reports them and returns `None` (the
+/// caller keeps the last good set).
+fn load_policies(
+    specs: &[std::path::PathBuf],
+    log: &mut dyn std::io::Write,
+) -> Option<Vec<Policy>> {
+    match crate::spec::load_paths(specs) {
+        Ok(loaded) if !loaded.has_errors() => Some(loaded.policies),
+        Ok(loaded) => {
+            let renderer = annotate_snippets::Renderer::plain();
+            for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
+                let _ = writeln!(log, "{}\n", d.render(&renderer));
+            }
+            let _ = writeln!(
+                log,
+                "policies: {} errors; keeping the last good policies",
+                loaded.error_count()
+            );
+            None
+        }
+        Err(e) => {
+            let _ = writeln!(log, "policies: {e}; keeping the last good policies");
+            None
+        }
+    }
+}
+
+/// The controller: reconcile every cluster the policies name, then wait
+/// for the next resync or for `shutdown`. The policies are read again
+/// before each pass; an invalid change is reported and the last good
+/// policies stay in force. Shutdown is honoured between passes, so a batch
+/// of actions is never left half done.
+pub async fn run<B: Backend>(
+    backend: &B,
+    specs: &[std::path::PathBuf],
+    options: &RunOptions,
+    shutdown: impl std::future::Future<Output = ()>,
+    log: &mut dyn std::io::Write,
+) -> Result<RunSummary, String> {
+    let mut policies =
+        load_policies(specs, log).ok_or("the policies are invalid; nothing to run")?;
+    let mut summary = RunSummary::default();
+    tokio::pin!(shutdown);
+    loop {
+        if let Some(newer) = load_policies(specs, log) {
+            policies = newer;
+        }
+        let mut effective = policies.clone();
+        if options.dry_run {
+            effective
+                .iter_mut()
+                .for_each(|p| p.mode = crate::spec::policy::Mode::DryRun);
+        }
+        for cluster in clusters(&effective, options.cluster.as_deref()) {
+            summary.reconciles += 1;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as Millis);
+            match reconcile(backend, &cluster, &effective, now).await {
+                Err(e) => {
+                    summary.failed_reconciles += 1;
+                    let _ = writeln!(log, "{cluster}: no snapshot, nothing done: {e}");
+                }
+                Ok(outcome) => {
+                    for status in &outcome.plan.statuses {
+                        let _ = writeln!(
+                            log,
+                            "{cluster}/{}/{}: {:?}: {}",
+                            status.policy, status.service, status.state, status.reason
+                        );
+                    }
+                    for action in outcome.plan.actions.iter().filter(|a| a.dry_run) {
+                        let _ = writeln!(
+                            log,
+                            "{cluster}/{}/{}: {action}",
+                            action.policy, action.service
+                        );
+                    }
+                    for (action, result) in &outcome.executed {
+                        match result {
+                            Ok(()) => {
+                                summary.actions_done += 1;
+                                let _ = writeln!(
+                                    log,
+                                    "{cluster}/{}/{}: done: {action}",
+                                    action.policy, action.service
+                                );
+                            }
+                            Err(e) => {
+                                summary.actions_failed += 1;
+                                let _ = writeln!(
+                                    log,
+                                    "{cluster}/{}/{}: FAILED: {action}: {e}",
+                                    action.policy, action.service
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if options.once {
+            return Ok(summary);
+        }
+        tokio::select! {
+            () = tokio::time::sleep(options.resync) => {}
+            () = &mut shutdown => {
+                let _ = writeln!(log, "shutting down after {} reconciles", summary.reconciles);
+                return Ok(summary);
+            }
+        }
+    }
+}

@@ -420,3 +420,143 @@ async fn a_failed_read_gives_no_snapshot_and_no_action() {
     assert!(error.is_retryable(), "{error}");
     assert_eq!(backend.api_calls().get("StopTask"), None);
 }
+
+/// The binary, configured for moto through the standard AWS variables.
+fn stevedore(moto: &Moto, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", moto.url())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap()
+}
+
+fn specs_dir(rest: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: web}}\nspec:\n  target: {{cluster: demo, service: web}}\n{rest}"
+    );
+    std::fs::write(dir.path().join("web.yaml"), text).unwrap();
+    dir
+}
+
+async fn stopped(client: &Client) -> usize {
+    let arns = client
+        .list_tasks()
+        .cluster("demo")
+        .send()
+        .await
+        .unwrap()
+        .task_arns()
+        .to_vec();
+    let out = client
+        .describe_tasks()
+        .cluster("demo")
+        .set_tasks(Some(arns))
+        .send()
+        .await
+        .unwrap();
+    out.tasks()
+        .iter()
+        .filter(|t| t.desired_status() == Some("STOPPED"))
+        .count()
+}
+
+#[tokio::test]
+async fn plan_shows_the_stops_against_live_state() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let hosts = cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let specs = specs_dir("  placement: {azBalanced: true}\n");
+    let out = stevedore(&moto, &["plan", "--specs", specs.path().to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("cluster demo:")
+            && text.contains("web/web: Converging (3 moves needed, 1 now"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(" on {} (us-east-1a)", hosts[0])),
+        "the stop names the task's host and zone: {text}"
+    );
+    assert_eq!(stopped(&client).await, 0, "plan acts on nothing");
+
+    let json = stevedore(
+        &moto,
+        &[
+            "plan",
+            "--specs",
+            specs.path().to_str().unwrap(),
+            "--output",
+            "json",
+        ],
+    );
+    let plans: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(plans[0]["actions"][0]["action"], "stopTask");
+    assert!(
+        plans[0]["actions"][0]["task"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:ecs:")
+    );
+}
+
+#[tokio::test]
+async fn run_once_acts_and_dry_run_does_not() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let specs = specs_dir("  placement: {azBalanced: true}\n");
+    let dir = specs.path().to_str().unwrap();
+
+    let dry = stevedore(&moto, &["run", "--specs", dir, "--once", "--dry-run"]);
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert_eq!(dry.status.code(), Some(0), "{text}");
+    assert!(text.contains("(dry run)"), "{text}");
+    assert_eq!(stopped(&client).await, 0);
+
+    let real = stevedore(&moto, &["run", "--specs", dir, "--once"]);
+    let text = String::from_utf8_lossy(&real.stdout);
+    assert_eq!(real.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("demo/web/web: done: stop task arn:aws:ecs:"),
+        "{text}"
+    );
+    assert_eq!(stopped(&client).await, 1, "exactly the one planned stop");
+}
+
+#[tokio::test]
+async fn run_refuses_invalid_policies_and_reports_unreachable_clusters() {
+    let moto = Moto::start();
+    let bad = specs_dir("  placement: {azBalanced: true, maxskew: 1}\n");
+    let out = stevedore(
+        &moto,
+        &["run", "--specs", bad.path().to_str().unwrap(), "--once"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unknown field `maxskew`"));
+
+    // A cluster that does not exist: no snapshot, nothing done, exit 1.
+    let good = specs_dir("  placement: {azBalanced: true}\n");
+    let out = stevedore(
+        &moto,
+        &["run", "--specs", good.path().to_str().unwrap(), "--once"],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("demo: no snapshot, nothing done"));
+}
