@@ -23,6 +23,7 @@ use crate::model::{
     BinpackField, ClusterSnapshot, Instance, InstanceStatus, MemberOf, PlacementConstraint,
     PlacementField, PlacementStrategy, Resources, Service, Task, TaskStatus, ZONE_ATTRIBUTE,
 };
+use crate::pacing::TokenBucket;
 
 /// ECS's page and batch sizes.
 const PAGE: i32 = 100;
@@ -34,6 +35,10 @@ const DESCRIBE_BATCH: usize = 100;
 pub struct AwsBackend {
     ecs: Client,
     calls: Mutex<BTreeMap<String, u64>>,
+    /// Client-side pacing of reads and writes (see [`crate::pacing`]).
+    reads: Mutex<TokenBucket>,
+    writes: Mutex<TokenBucket>,
+    started: std::time::Instant,
     /// Task definitions never change, so each is described once.
     task_definitions: Mutex<HashMap<String, (Resources, Vec<u16>)>>,
 }
@@ -72,23 +77,42 @@ impl AwsBackend {
         AwsBackend {
             ecs,
             calls: Mutex::new(BTreeMap::new()),
+            reads: Mutex::new(TokenBucket::ecs_reads()),
+            writes: Mutex::new(TokenBucket::ecs_writes()),
+            started: std::time::Instant::now(),
             task_definitions: Mutex::new(HashMap::new()),
         }
     }
 
-    fn count(&self, operation: &str) {
-        let mut calls = self
-            .calls
+    /// Counts a call and waits for its turn in its action family's bucket.
+    async fn call(&self, operation: &str) {
+        {
+            let mut calls = self
+                .calls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            *calls.entry(operation.to_owned()).or_default() += 1;
+        }
+        let bucket = if matches!(operation, "StopTask" | "UpdateService") {
+            &self.writes
+        } else {
+            &self.reads
+        };
+        let now = self.started.elapsed().as_millis() as u64;
+        let wait = bucket
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *calls.entry(operation.to_owned()).or_default() += 1;
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take(1.0, now);
+        if wait > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        }
     }
 
     async fn service_arns(&self, cluster: &str) -> backend::Result<Vec<String>> {
         let mut arns = vec![];
         let mut token = None;
         loop {
-            self.count("ListServices");
+            self.call("ListServices").await;
             let out = self
                 .ecs
                 .list_services()
@@ -110,7 +134,7 @@ impl AwsBackend {
         let mut arns = vec![];
         let mut token = None;
         loop {
-            self.count("ListContainerInstances");
+            self.call("ListContainerInstances").await;
             let out = self
                 .ecs
                 .list_container_instances()
@@ -132,7 +156,7 @@ impl AwsBackend {
         let mut arns = vec![];
         let mut token = None;
         loop {
-            self.count("ListTasks");
+            self.call("ListTasks").await;
             let out = self
                 .ecs
                 .list_tasks()
@@ -161,7 +185,7 @@ impl AwsBackend {
         {
             return Ok(known.clone());
         }
-        self.count("DescribeTaskDefinition");
+        self.call("DescribeTaskDefinition").await;
         let out = self
             .ecs
             .describe_task_definition()
@@ -212,7 +236,7 @@ impl AwsBackend {
         let arns = self.service_arns(cluster).await?;
         let mut services = vec![];
         for chunk in arns.chunks(DESCRIBE_SERVICES) {
-            self.count("DescribeServices");
+            self.call("DescribeServices").await;
             let out = self
                 .ecs
                 .describe_services()
@@ -276,7 +300,7 @@ impl AwsBackend {
         let arns = self.instance_arns(cluster).await?;
         let mut instances = vec![];
         for chunk in arns.chunks(DESCRIBE_BATCH) {
-            self.count("DescribeContainerInstances");
+            self.call("DescribeContainerInstances").await;
             let out = self
                 .ecs
                 .describe_container_instances()
@@ -338,7 +362,7 @@ impl AwsBackend {
         let arns = self.task_arns(cluster).await?;
         let mut tasks = vec![];
         for chunk in arns.chunks(DESCRIBE_BATCH) {
-            self.count("DescribeTasks");
+            self.call("DescribeTasks").await;
             let out = self
                 .ecs
                 .describe_tasks()
@@ -441,7 +465,7 @@ impl Backend for AwsBackend {
     }
 
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> backend::Result<()> {
-        self.count("StopTask");
+        self.call("StopTask").await;
         self.ecs
             .stop_task()
             .cluster(cluster)
@@ -459,7 +483,7 @@ impl Backend for AwsBackend {
         service: &str,
         desired: u32,
     ) -> backend::Result<()> {
-        self.count("UpdateService");
+        self.call("UpdateService").await;
         self.ecs
             .update_service()
             .cluster(cluster)

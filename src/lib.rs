@@ -43,6 +43,7 @@ pub mod cli;
 pub mod controller;
 pub mod diag;
 pub mod model;
+pub mod pacing;
 pub mod plan;
 pub mod schema;
 pub mod sim;

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 
 use crate::backend::{self, Backend};
 use crate::model::{ClusterSnapshot, Instance, InstanceStatus, Millis, Service, Task, TaskStatus};
+use crate::pacing::TokenBucket;
 use crate::plan::placement::PlacementView;
 
 /// How long things take, in virtual milliseconds.
@@ -53,40 +54,6 @@ pub struct Faults {
     pub event_duplication_rate: f64,
     /// Deliver each batch of events in a shuffled order.
     pub event_reordering: bool,
-}
-
-/// A token bucket, refilled continuously in virtual time.
-#[derive(Debug, Clone, Copy)]
-struct TokenBucket {
-    capacity: f64,
-    per_second: f64,
-    tokens: f64,
-    at: Millis,
-}
-
-impl TokenBucket {
-    fn new(capacity: f64, per_second: f64) -> TokenBucket {
-        TokenBucket {
-            capacity,
-            per_second,
-            tokens: capacity,
-            at: 0,
-        }
-    }
-
-    /// Takes `n` tokens at `now`, returning how long the caller must wait
-    /// for them (client-side pacing: calls are delayed, not refused).
-    fn take(&mut self, n: f64, now: Millis) -> Millis {
-        let elapsed = now.saturating_sub(self.at) as f64 / 1000.0;
-        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
-        self.at = now;
-        self.tokens -= n;
-        if self.tokens >= 0.0 {
-            0
-        } else {
-            (-self.tokens / self.per_second * 1000.0).ceil() as Millis
-        }
-    }
 }
 
 #[derive(Debug, Clone)]
@@ -151,8 +118,8 @@ impl Simulator {
             api_calls: BTreeMap::new(),
             // Reads: about 100 burst / 20 per second; writes (UpdateService,
             // StopTask): about 50 burst / 5 per second.
-            reads: TokenBucket::new(100.0, 20.0),
-            writes: TokenBucket::new(50.0, 5.0),
+            reads: TokenBucket::ecs_reads(),
+            writes: TokenBucket::ecs_writes(),
             paced_ms: 0,
             stops_requested: BTreeMap::new(),
         }

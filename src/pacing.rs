@@ -1,0 +1,81 @@
+//! Client-side pacing: a token bucket per ECS action family, sized to ECS's
+//! published rates, so the controller spreads its calls out instead of
+//! being throttled. Pure (time is passed in), so the simulator drives it in
+//! virtual time and the AWS backend with the wall clock.
+
+use crate::model::Millis;
+
+/// A token bucket, refilled continuously.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenBucket {
+    capacity: f64,
+    per_second: f64,
+    tokens: f64,
+    at: Millis,
+}
+
+impl TokenBucket {
+    /// Full at the start: `capacity` calls at once, then `per_second`.
+    pub fn new(capacity: f64, per_second: f64) -> TokenBucket {
+        TokenBucket {
+            capacity,
+            per_second,
+            tokens: capacity,
+            at: 0,
+        }
+    }
+
+    /// ECS's read actions (List*, Describe*): about 100 burst, 20 per second.
+    pub fn ecs_reads() -> TokenBucket {
+        TokenBucket::new(100.0, 20.0)
+    }
+
+    /// ECS's writes (UpdateService, StopTask): about 50 burst, 5 per second.
+    pub fn ecs_writes() -> TokenBucket {
+        TokenBucket::new(50.0, 5.0)
+    }
+
+    /// Takes `n` tokens at `now` and returns how long the caller must wait
+    /// before its call: calls are delayed, never refused.
+    pub fn take(&mut self, n: f64, now: Millis) -> Millis {
+        let elapsed = now.saturating_sub(self.at) as f64 / 1000.0;
+        self.tokens = (self.tokens + elapsed * self.per_second).min(self.capacity);
+        self.at = self.at.max(now);
+        self.tokens -= n;
+        if self.tokens >= 0.0 {
+            0
+        } else {
+            (-self.tokens / self.per_second * 1000.0).ceil() as Millis
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_free_then_calls_are_spaced_at_the_rate() {
+        let mut b = TokenBucket::new(3.0, 2.0);
+        assert_eq!([b.take(1.0, 0), b.take(1.0, 0), b.take(1.0, 0)], [0, 0, 0]);
+        // Empty: the next token comes in 500 ms, the one after in 1 s.
+        assert_eq!(b.take(1.0, 0), 500);
+        assert_eq!(b.take(1.0, 0), 1_000);
+    }
+
+    #[test]
+    fn the_bucket_refills_with_time_up_to_its_capacity() {
+        let mut b = TokenBucket::new(2.0, 1.0);
+        b.take(2.0, 0);
+        assert_eq!(b.take(1.0, 1_000), 0);
+        // Ten idle seconds refill to the capacity of 2, not 10.
+        assert_eq!(
+            [
+                b.take(1.0, 11_000),
+                b.take(1.0, 11_000),
+                b.take(1.0, 11_000)
+            ],
+            [0, 0, 1_000]
+        );
+    }
+}
