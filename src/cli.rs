@@ -70,6 +70,20 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
     },
+    /// Print the least-privilege IAM policy the controller needs for a cluster.
+    IamPolicy {
+        #[arg(long)]
+        cluster: String,
+        /// Scope to one region (default: any).
+        #[arg(long)]
+        region: Option<String>,
+        /// Scope to one account (default: any).
+        #[arg(long)]
+        account: Option<String>,
+        /// The SQS queue of the cluster's ECS events (default: stevedore-CLUSTER).
+        #[arg(long)]
+        queue_name: Option<String>,
+    },
     /// The controller: reconcile live ECS toward the policies, on a resync
     /// timer, until Ctrl-C or SIGTERM.
     ///
@@ -168,6 +182,24 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             out,
             err,
         ),
+        Command::IamPolicy {
+            cluster,
+            region,
+            account,
+            queue_name,
+        } => {
+            let queue = queue_name.unwrap_or_else(|| crate::iam::default_queue(&cluster));
+            let scope = crate::iam::Scope {
+                cluster: &cluster,
+                region: region.as_deref(),
+                account: account.as_deref(),
+                queue: &queue,
+            };
+            serde_json::to_writer_pretty(&mut *out, &crate::iam::policy(&scope))
+                .map_err(std::io::Error::from)
+                .and_then(|()| writeln!(out))
+                .map_or(exit::USAGE, |()| exit::OK)
+        }
         Command::Run {
             specs,
             cluster,

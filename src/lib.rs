@@ -42,6 +42,7 @@ pub mod backend;
 pub mod cli;
 pub mod controller;
 pub mod diag;
+pub mod iam;
 pub mod model;
 pub mod pacing;
 pub mod plan;

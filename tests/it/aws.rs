@@ -335,6 +335,19 @@ async fn one_reconcile_performs_exactly_the_optimal_stop_and_nothing_else() {
         .unwrap();
     assert_eq!(reconciled.executed.len(), 1);
     assert!(reconciled.executed[0].1.is_ok());
+    // Everything the backend called is allowed by `stevedore iam-policy`.
+    let iam = stevedore::iam::policy(&stevedore::iam::Scope {
+        cluster: "demo",
+        region: None,
+        account: None,
+        queue: "q",
+    });
+    for operation in backend.api_calls().keys() {
+        assert!(
+            stevedore::iam::allows(&iam, &format!("ecs:{operation}")),
+            "ecs:{operation} is not in the IAM policy"
+        );
+    }
     assert_eq!(backend.api_calls().get("StopTask"), Some(&1));
     let out = client
         .describe_tasks()
