@@ -3,8 +3,8 @@
 //! Users declare per-service policies (`ServicePolicy`, `stevedore.io/v1alpha1`)
 //! in YAML: one task per host, zone balance, max skew over any topology
 //! domain, scale thresholds. stevedore validates them and reconciles ECS
-//! state toward them with the fewest task moves (today against the
-//! simulator; the AWS backend comes next).
+//! state toward them with the fewest task moves, against live ECS or its
+//! simulator.
 //!
 //! # Layout
 //!
@@ -25,7 +25,9 @@
 //!   how ECS places and scales in tasks, [`plan::spread`] chooses the stops,
 //!   [`plan::one_per_host`] the desired count.
 //! - [`backend`]: the narrow ECS interface the controller uses;
-//!   [`controller`]: one reconcile (snapshot, plan, act).
+//!   [`aws`] implements it over the ECS API, paced by [`pacing`];
+//!   [`controller`]: one reconcile (snapshot, plan, act) and the run loop;
+//!   [`iam`]: the IAM policy the controller needs.
 //! - [`sim`]: the ECS simulator (a [`backend::Backend`]), scenario files
 //!   and the large-cluster generator ([`sim::scenario`]), and the run loop
 //!   with its report ([`sim::run`]).
