@@ -8,7 +8,7 @@
 //! events in EventBridge's shape with `detail.version`.
 //!
 //! - [`Simulator`]: the state and what ECS does to it.
-//! - [`SimBackend`]: the [`Backend`](crate::backend::Backend) over it.
+//! - [`SimBackend`]: the [`Backend`] over it.
 //! - [`scenario`]: the scenario file format and the large-cluster generator.
 //! - [`run`]: runs the controller against a scenario and reports.
 
