@@ -44,6 +44,7 @@ pub mod backend;
 pub mod cli;
 pub mod controller;
 pub mod diag;
+pub mod events;
 pub mod iam;
 pub mod model;
 pub mod pacing;

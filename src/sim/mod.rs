@@ -81,7 +81,8 @@ pub struct Simulator {
     pub faults: Faults,
     rng: ChaCha8Rng,
     /// Events not yet delivered to the controller.
-    events: VecDeque<Value>,
+    /// Events not yet delivered, each with the time it is due.
+    events: VecDeque<(Millis, Value)>,
     api_calls: BTreeMap<String, u64>,
     reads: TokenBucket,
     writes: TokenBucket,
@@ -659,14 +660,31 @@ impl Simulator {
                 .rng
                 .random_bool(self.faults.event_duplication_rate.min(1.0))
         {
-            self.events.push_back(event.clone());
+            let at = self.due();
+            self.events.push_back((at, event.clone()));
         }
-        self.events.push_back(event);
+        let at = self.due();
+        self.events.push_back((at, event));
     }
 
-    /// Delivers the queued events (shuffled when reordering is on).
+    /// When an event emitted now is delivered: out of order, some events
+    /// are held back for up to 5 s, so a later change of the same task can
+    /// arrive first.
+    fn due(&mut self) -> Millis {
+        let hold = if self.faults.event_reordering && self.rng.random_bool(0.3) {
+            self.rng.random_range(1..=5) * 1_000
+        } else {
+            0
+        };
+        self.now + hold
+    }
+
+    /// Delivers the events that are due (shuffled when reordering is on).
     pub fn take_events(&mut self) -> Vec<Value> {
-        let mut events: Vec<Value> = self.events.drain(..).collect();
+        let now = self.now;
+        let (due, held): (Vec<_>, Vec<_>) = self.events.drain(..).partition(|(at, _)| *at <= now);
+        self.events.extend(held);
+        let mut events: Vec<Value> = due.into_iter().map(|(_, e)| e).collect();
         if self.faults.event_reordering {
             for i in (1..events.len()).rev() {
                 let j = self.rng.random_range(0..=i);

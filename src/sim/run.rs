@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::SimBackend;
 use super::scenario::{Event, Scenario};
 use crate::controller;
+use crate::events::{Admission, Dedupe};
 use crate::model::{Millis, TaskStatus};
 use crate::plan::{ActionKind, State};
 
@@ -61,6 +62,11 @@ pub struct Report {
     pub failed_snapshots: u64,
     pub failed_actions: u64,
     pub events_delivered: u64,
+    /// Delivered again (at-least-once delivery) and dropped.
+    pub events_duplicate: u64,
+    /// Older than an event already seen for the same resource, and dropped.
+    pub events_stale: u64,
+    pub events_malformed: u64,
     pub services: Vec<ServiceReport>,
     pub api_calls: BTreeMap<String, u64>,
     /// Virtual time spent waiting for API rate tokens.
@@ -114,6 +120,9 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
         failed_snapshots: 0,
         failed_actions: 0,
         events_delivered: 0,
+        events_duplicate: 0,
+        events_stale: 0,
+        events_malformed: 0,
         services: vec![],
         api_calls: BTreeMap::new(),
         api_pacing_s: 0.0,
@@ -138,6 +147,7 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
 
     // The last line printed per policy and service, to print changes only.
     let mut last_said: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut dedupe = Dedupe::default();
     let mut next_event = 0;
     let mut next_resync: Millis = 0;
     let mut debounce: Option<(Millis, Millis)> = None;
@@ -158,9 +168,22 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
         backend.lock().advance(now);
 
         // Events only say when to look.
+        // Parsed, deduplicated and filtered as the SQS consumer does.
         let events = backend.lock().take_events();
-        if !events.is_empty() {
-            report.events_delivered += events.len() as u64;
+        let mut news = false;
+        for event in events {
+            report.events_delivered += 1;
+            match crate::events::parse(&event.to_string()) {
+                Err(_) => report.events_malformed += 1,
+                Ok(e) if e.cluster != cluster => {}
+                Ok(e) => match dedupe.admit(&e) {
+                    Admission::New => news = true,
+                    Admission::Duplicate => report.events_duplicate += 1,
+                    Admission::Stale => report.events_stale += 1,
+                },
+            }
+        }
+        if news {
             debounce = Some(match debounce {
                 None => (now, now),
                 Some((first, _)) => (first, now),

@@ -168,10 +168,20 @@ fn a_zone_failure_is_left_alone_and_recovery_rebalanced() {
 fn faults_are_retried_and_never_acted_on() {
     let text = std::fs::read_to_string(repo("examples/scenarios/host-joins-after-scale-out.yaml"))
         .unwrap();
-    let text = text.replace("  timeline:", "  faults: {apiErrorRate: 0.2, throttleRate: 0.1, eventLossRate: 0.3, eventDuplicationRate: 0.3, eventReordering: true}\n  timeline:");
+    // Tasks start and stop within a second, so events held back for a few
+    // seconds arrive after the next change of the same task.
+    let text = text.replace(
+        "  timeline:",
+        "  taskStartDelay: 1s\n  taskStopDelay: 1s\n  faults: {apiErrorRate: 0.2, throttleRate: 0.1, eventLossRate: 0.3, eventDuplicationRate: 0.3, eventReordering: true}\n  timeline:",
+    );
     let s = scenario::from_text("faulty.yaml", &text, &repo("examples/scenarios")).unwrap();
     let report = run_report(s);
     assert!(report.failed_snapshots > 0, "the faults were injected");
+    assert!(
+        report.events_duplicate > 0 && report.events_stale > 0,
+        "duplicates and reordering were seen and dropped: {report:#?}"
+    );
+    assert_eq!(report.events_malformed, 0);
     check_invariants(&report);
     for name in ["web", "api-orders"] {
         assert_eq!(

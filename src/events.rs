@@ -1,0 +1,274 @@
+//! ECS events as EventBridge delivers them (to SQS, or from the simulator):
+//! parsing the envelope, and dropping duplicates (by event id) and stale
+//! events (by `detail.version`, which ECS raises on every change of a task
+//! or container instance). Events only say *when* to look; the controller
+//! always reconciles from a fresh snapshot, so a lost event costs a delay
+//! until the next resync, never a wrong action.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use serde_json::Value;
+
+/// The ECS event types the controller listens to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    ContainerInstanceStateChange,
+    TaskStateChange,
+    ServiceAction,
+    DeploymentStateChange,
+}
+
+impl EventKind {
+    fn from_detail_type(detail_type: &str) -> Option<EventKind> {
+        match detail_type {
+            "ECS Container Instance State Change" => Some(EventKind::ContainerInstanceStateChange),
+            "ECS Task State Change" => Some(EventKind::TaskStateChange),
+            "ECS Service Action" => Some(EventKind::ServiceAction),
+            "ECS Deployment State Change" => Some(EventKind::DeploymentStateChange),
+            _ => None,
+        }
+    }
+}
+
+/// What the controller needs from one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EcsEvent {
+    /// EventBridge's event id.
+    pub id: String,
+    pub kind: EventKind,
+    /// The cluster's name.
+    pub cluster: String,
+    /// The ARN the event is about (task, container instance or service).
+    pub resource: String,
+    /// `detail.version`, where the event type has one.
+    pub version: Option<u64>,
+}
+
+/// Why a message is not an event the controller can use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("not from aws.ecs (source `{0}`)")]
+    NotEcs(String),
+    #[error("an ECS event type stevedore does not use: `{0}`")]
+    UnknownType(String),
+    #[error("missing `{0}`")]
+    Missing(&'static str),
+}
+
+/// The cluster's name in a cluster ARN, or in a service ARN of the form
+/// `service/CLUSTER/NAME`.
+fn cluster_name(arn: &str) -> Option<String> {
+    let resource = arn.splitn(6, ':').nth(5)?;
+    let mut parts = resource.split('/');
+    match (parts.next()?, parts.next(), parts.next()) {
+        ("cluster", Some(name), None) => Some(name.to_owned()),
+        ("service", Some(cluster), Some(_)) => Some(cluster.to_owned()),
+        _ => None,
+    }
+}
+
+/// Parses one message body.
+pub fn parse(body: &str) -> Result<EcsEvent, Malformed> {
+    let v: Value = serde_json::from_str(body).map_err(|e| Malformed::NotJson(e.to_string()))?;
+    let source = v["source"].as_str().ok_or(Malformed::Missing("source"))?;
+    if source != "aws.ecs" {
+        return Err(Malformed::NotEcs(source.to_owned()));
+    }
+    let detail_type = v["detail-type"]
+        .as_str()
+        .ok_or(Malformed::Missing("detail-type"))?;
+    let kind = EventKind::from_detail_type(detail_type)
+        .ok_or_else(|| Malformed::UnknownType(detail_type.to_owned()))?;
+    let id = v["id"].as_str().ok_or(Malformed::Missing("id"))?.to_owned();
+    let detail = v
+        .get("detail")
+        .filter(|d| d.is_object())
+        .ok_or(Malformed::Missing("detail"))?;
+    let first_resource = v["resources"]
+        .as_array()
+        .and_then(|r| r.first())
+        .and_then(Value::as_str);
+    let resource = match kind {
+        EventKind::TaskStateChange => detail["taskArn"]
+            .as_str()
+            .ok_or(Malformed::Missing("detail.taskArn"))?,
+        EventKind::ContainerInstanceStateChange => detail["containerInstanceArn"]
+            .as_str()
+            .ok_or(Malformed::Missing("detail.containerInstanceArn"))?,
+        EventKind::ServiceAction | EventKind::DeploymentStateChange => {
+            first_resource.ok_or(Malformed::Missing("resources"))?
+        }
+    }
+    .to_owned();
+    let cluster = detail["clusterArn"]
+        .as_str()
+        .and_then(cluster_name)
+        .or_else(|| cluster_name(&resource))
+        .ok_or(Malformed::Missing("detail.clusterArn"))?;
+    Ok(EcsEvent {
+        id,
+        kind,
+        cluster,
+        resource,
+        version: detail["version"].as_u64(),
+    })
+}
+
+/// What to do with a parsed event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// News: it may change the plan.
+    New,
+    /// Seen before (EventBridge and SQS deliver at least once).
+    Duplicate,
+    /// Older than what was seen for the same resource (delivered out of order).
+    Stale,
+}
+
+/// Remembers recent event ids and the highest version per resource.
+#[derive(Debug, Default)]
+pub struct Dedupe {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+    versions: HashMap<String, u64>,
+}
+
+/// How many event ids to remember; at least once delivery repeats within minutes.
+const REMEMBERED_IDS: usize = 10_000;
+
+impl Dedupe {
+    pub fn admit(&mut self, event: &EcsEvent) -> Admission {
+        if self.ids.contains(&event.id) {
+            return Admission::Duplicate;
+        }
+        self.ids.insert(event.id.clone());
+        self.order.push_back(event.id.clone());
+        if self.order.len() > REMEMBERED_IDS
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        if let Some(version) = event.version {
+            let seen = self.versions.entry(event.resource.clone()).or_insert(0);
+            if version <= *seen {
+                return Admission::Stale;
+            }
+            *seen = version;
+        }
+        Admission::New
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn task_event(id: &str, version: u64) -> String {
+        serde_json::json!({
+            "version": "0", "id": id, "detail-type": "ECS Task State Change", "source": "aws.ecs",
+            "account": "123456789012", "time": "2026-11-23T10:00:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:ecs:us-east-1:123456789012:task/prod/abc"],
+            "detail": {
+                "clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/prod",
+                "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/prod/abc",
+                "group": "service:web", "lastStatus": "RUNNING", "desiredStatus": "RUNNING",
+                "version": version
+            }
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn parses_the_four_event_types() {
+        let task = parse(&task_event("e1", 3)).unwrap();
+        assert_eq!(
+            (task.kind, task.cluster.as_str(), task.version),
+            (EventKind::TaskStateChange, "prod", Some(3))
+        );
+
+        let instance = serde_json::json!({
+            "id": "e2", "detail-type": "ECS Container Instance State Change", "source": "aws.ecs", "resources": [],
+            "detail": {"clusterArn": "arn:aws:ecs:us-east-1:1:cluster/prod", "containerInstanceArn": "arn:aws:ecs:us-east-1:1:container-instance/prod/x", "status": "DRAINING", "version": 7}
+        });
+        let instance = parse(&instance.to_string()).unwrap();
+        assert_eq!(
+            (instance.kind, instance.resource.as_str(), instance.version),
+            (
+                EventKind::ContainerInstanceStateChange,
+                "arn:aws:ecs:us-east-1:1:container-instance/prod/x",
+                Some(7)
+            )
+        );
+
+        let action = serde_json::json!({
+            "id": "e3", "detail-type": "ECS Service Action", "source": "aws.ecs",
+            "resources": ["arn:aws:ecs:us-east-1:1:service/prod/web"],
+            "detail": {"clusterArn": "arn:aws:ecs:us-east-1:1:cluster/prod", "eventName": "SERVICE_STEADY_STATE"}
+        });
+        assert_eq!(
+            parse(&action.to_string()).unwrap().kind,
+            EventKind::ServiceAction
+        );
+
+        // No clusterArn: the cluster comes from the service ARN.
+        let deployment = serde_json::json!({
+            "id": "e4", "detail-type": "ECS Deployment State Change", "source": "aws.ecs",
+            "resources": ["arn:aws:ecs:us-east-1:1:service/prod/web"], "detail": {"eventName": "SERVICE_DEPLOYMENT_COMPLETED"}
+        });
+        let deployment = parse(&deployment.to_string()).unwrap();
+        assert_eq!(
+            (deployment.cluster.as_str(), deployment.version),
+            ("prod", None)
+        );
+    }
+
+    #[test]
+    fn malformed_messages_say_what_is_wrong() {
+        assert!(matches!(parse("{not json"), Err(Malformed::NotJson(_))));
+        assert_eq!(
+            parse(r#"{"source": "aws.ec2"}"#),
+            Err(Malformed::NotEcs("aws.ec2".into()))
+        );
+        assert_eq!(
+            parse(r#"{"source": "aws.ecs", "detail-type": "ECS Something"}"#),
+            Err(Malformed::UnknownType("ECS Something".into()))
+        );
+        assert_eq!(
+            parse(r#"{"source": "aws.ecs", "detail-type": "ECS Task State Change", "id": "x"}"#),
+            Err(Malformed::Missing("detail"))
+        );
+        assert_eq!(
+            parse(
+                r#"{"source": "aws.ecs", "detail-type": "ECS Task State Change", "id": "x", "detail": {}}"#
+            ),
+            Err(Malformed::Missing("detail.taskArn"))
+        );
+    }
+
+    #[test]
+    fn duplicates_and_stale_versions_are_dropped() {
+        let mut d = Dedupe::default();
+        let v2 = parse(&task_event("a", 2)).unwrap();
+        let v3 = parse(&task_event("b", 3)).unwrap();
+        let v1 = parse(&task_event("c", 1)).unwrap();
+        assert_eq!(d.admit(&v2), Admission::New);
+        assert_eq!(d.admit(&v2), Admission::Duplicate);
+        assert_eq!(d.admit(&v3), Admission::New);
+        assert_eq!(
+            d.admit(&v1),
+            Admission::Stale,
+            "an older version, delivered late"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn no_body_makes_the_parser_panic(body in ".{0,300}") {
+            let _ = parse(&body);
+        }
+    }
+}
