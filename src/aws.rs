@@ -108,11 +108,32 @@ impl AwsBackend {
         }
     }
 
-    async fn service_arns(&self, cluster: &str) -> backend::Result<Vec<String>> {
+    /// Every page of a List call: `page(token)` fetches one page and
+    /// returns its ARNs and the next token.
+    async fn list_all<F, Fut>(
+        &self,
+        operation: &'static str,
+        mut page: F,
+    ) -> backend::Result<Vec<String>>
+    where
+        F: FnMut(Option<String>) -> Fut,
+        Fut: std::future::Future<Output = backend::Result<(Vec<String>, Option<String>)>>,
+    {
         let mut arns = vec![];
         let mut token = None;
         loop {
-            self.call("ListServices").await;
+            self.call(operation).await;
+            let (items, next) = page(token).await?;
+            arns.extend(items);
+            token = next;
+            if token.is_none() {
+                return Ok(arns);
+            }
+        }
+    }
+
+    async fn service_arns(&self, cluster: &str) -> backend::Result<Vec<String>> {
+        self.list_all("ListServices", |token| async move {
             let out = self
                 .ecs
                 .list_services()
@@ -122,19 +143,16 @@ impl AwsBackend {
                 .send()
                 .await
                 .map_err(|e| api_error("ListServices", e))?;
-            arns.extend(out.service_arns().iter().cloned());
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(arns);
-            }
-        }
+            Ok((
+                out.service_arns().to_vec(),
+                out.next_token().map(str::to_owned),
+            ))
+        })
+        .await
     }
 
     async fn instance_arns(&self, cluster: &str) -> backend::Result<Vec<String>> {
-        let mut arns = vec![];
-        let mut token = None;
-        loop {
-            self.call("ListContainerInstances").await;
+        self.list_all("ListContainerInstances", |token| async move {
             let out = self
                 .ecs
                 .list_container_instances()
@@ -144,19 +162,17 @@ impl AwsBackend {
                 .send()
                 .await
                 .map_err(|e| api_error("ListContainerInstances", e))?;
-            arns.extend(out.container_instance_arns().iter().cloned());
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(arns);
-            }
-        }
+            Ok((
+                out.container_instance_arns().to_vec(),
+                out.next_token().map(str::to_owned),
+            ))
+        })
+        .await
     }
 
     async fn task_arns(&self, cluster: &str) -> backend::Result<Vec<String>> {
-        let mut arns = vec![];
-        let mut token = None;
-        loop {
-            self.call("ListTasks").await;
+        // Only tasks meant to run: STOPPED ones are history.
+        self.list_all("ListTasks", |token| async move {
             let out = self
                 .ecs
                 .list_tasks()
@@ -167,12 +183,12 @@ impl AwsBackend {
                 .send()
                 .await
                 .map_err(|e| api_error("ListTasks", e))?;
-            arns.extend(out.task_arns().iter().cloned());
-            token = out.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(arns);
-            }
-        }
+            Ok((
+                out.task_arns().to_vec(),
+                out.next_token().map(str::to_owned),
+            ))
+        })
+        .await
     }
 
     /// What one task reserves on its host, and its static host ports.
