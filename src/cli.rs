@@ -70,6 +70,30 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Human)]
         output: Output,
     },
+    /// Create or update, idempotently, the SQS queue and the EventBridge rule
+    /// that bring a cluster's ECS events to the controller.
+    Install {
+        #[arg(long)]
+        cluster: String,
+        /// Default: stevedore-CLUSTER.
+        #[arg(long)]
+        queue_name: Option<String>,
+        /// Say what would be created; create nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Another endpoint (also AWS_ENDPOINT_URL).
+        #[arg(long)]
+        endpoint_url: Option<String>,
+    },
+    /// Remove what `install` created.
+    Uninstall {
+        #[arg(long)]
+        cluster: String,
+        #[arg(long)]
+        queue_name: Option<String>,
+        #[arg(long)]
+        endpoint_url: Option<String>,
+    },
     /// Print the least-privilege IAM policy the controller needs for a cluster.
     IamPolicy {
         #[arg(long)]
@@ -182,6 +206,43 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             out,
             err,
         ),
+        Command::Install {
+            cluster,
+            queue_name,
+            dry_run,
+            endpoint_url,
+        } => {
+            let queue = queue_name.unwrap_or_else(|| crate::iam::default_queue(&cluster));
+            let runtime = runtime();
+            let clients =
+                runtime.block_on(crate::install::Clients::connect(endpoint_url.as_deref()));
+            match runtime.block_on(crate::install::install(
+                &clients, &cluster, &queue, dry_run, out,
+            )) {
+                Ok(_) => exit::OK,
+                Err(e) => {
+                    let _ = writeln!(err, "error: {e}");
+                    exit::INVALID
+                }
+            }
+        }
+        Command::Uninstall {
+            cluster,
+            queue_name,
+            endpoint_url,
+        } => {
+            let queue = queue_name.unwrap_or_else(|| crate::iam::default_queue(&cluster));
+            let runtime = runtime();
+            let clients =
+                runtime.block_on(crate::install::Clients::connect(endpoint_url.as_deref()));
+            match runtime.block_on(crate::install::uninstall(&clients, &cluster, &queue, out)) {
+                Ok(()) => exit::OK,
+                Err(e) => {
+                    let _ = writeln!(err, "error: {e}");
+                    exit::INVALID
+                }
+            }
+        }
         Command::IamPolicy {
             cluster,
             region,

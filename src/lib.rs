@@ -46,6 +46,7 @@ pub mod controller;
 pub mod diag;
 pub mod events;
 pub mod iam;
+pub mod install;
 pub mod model;
 pub mod pacing;
 pub mod plan;

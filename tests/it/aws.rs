@@ -573,3 +573,197 @@ async fn run_refuses_invalid_policies_and_reports_unreachable_clusters() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("demo: no snapshot, nothing done"));
 }
+
+fn clients(moto: &Moto) -> stevedore::install::Clients {
+    let region = Region::new("us-east-1");
+    let credentials = Credentials::new("test", "test", None, None, "static");
+    let sqs = aws_sdk_sqs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(moto.url())
+        .region(region.clone())
+        .credentials_provider(credentials.clone())
+        .build();
+    let events = aws_sdk_eventbridge::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(moto.url())
+        .region(region)
+        .credentials_provider(credentials)
+        .build();
+    stevedore::install::Clients {
+        ecs: moto.client(),
+        sqs: aws_sdk_sqs::Client::from_conf(sqs),
+        events: aws_sdk_eventbridge::Client::from_conf(events),
+    }
+}
+
+#[tokio::test]
+async fn install_twice_makes_one_rule_and_one_queue_that_receive_the_clusters_events() {
+    let moto = Moto::start();
+    let c = clients(&moto);
+    let cluster_arn = c
+        .ecs
+        .create_cluster()
+        .cluster_name("demo")
+        .send()
+        .await
+        .unwrap()
+        .cluster()
+        .unwrap()
+        .cluster_arn()
+        .unwrap()
+        .to_owned();
+    let mut log = vec![];
+    let first = stevedore::install::install(&c, "demo", "stevedore-demo", false, &mut log)
+        .await
+        .unwrap()
+        .unwrap();
+    let second = stevedore::install::install(&c, "demo", "stevedore-demo", false, &mut log)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first, second, "install is idempotent");
+    assert_eq!(
+        c.events
+            .list_rules()
+            .name_prefix("stevedore-")
+            .send()
+            .await
+            .unwrap()
+            .rules()
+            .len(),
+        1
+    );
+    assert_eq!(
+        c.sqs
+            .list_queues()
+            .queue_name_prefix("stevedore-")
+            .send()
+            .await
+            .unwrap()
+            .queue_urls()
+            .len(),
+        1
+    );
+    let targets = c
+        .events
+        .list_targets_by_rule()
+        .rule("stevedore-demo")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(targets.targets().len(), 1);
+
+    // An ECS-shaped event put on the bus arrives in the queue, and parses.
+    let detail = serde_json::json!({
+        "clusterArn": cluster_arn,
+        "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/demo/abc",
+        "lastStatus": "RUNNING", "desiredStatus": "RUNNING", "version": 4
+    });
+    let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+        .source("aws.ecs")
+        .detail_type("ECS Task State Change")
+        .detail(detail.to_string())
+        .resources("arn:aws:ecs:us-east-1:123456789012:task/demo/abc")
+        .build();
+    c.events.put_events().entries(entry).send().await.unwrap();
+    let received = c
+        .sqs
+        .receive_message()
+        .queue_url(&first.queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(received.messages().len(), 1, "{received:?}");
+    let event = stevedore::events::parse(received.messages()[0].body().unwrap()).unwrap();
+    assert_eq!((event.cluster.as_str(), event.version), ("demo", Some(4)));
+
+    // Events of another cluster do not match the rule.
+    let other = serde_json::json!({"clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/other", "taskArn": "arn:aws:ecs:us-east-1:123456789012:task/other/x", "version": 1});
+    let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+        .source("aws.ecs")
+        .detail_type("ECS Task State Change")
+        .detail(other.to_string())
+        .build();
+    c.events.put_events().entries(entry).send().await.unwrap();
+    let received = c
+        .sqs
+        .receive_message()
+        .queue_url(&first.queue_url)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(received.messages().is_empty(), "{received:?}");
+
+    stevedore::install::uninstall(&c, "demo", "stevedore-demo", &mut log)
+        .await
+        .unwrap();
+    assert!(
+        c.events
+            .list_rules()
+            .name_prefix("stevedore-")
+            .send()
+            .await
+            .unwrap()
+            .rules()
+            .is_empty()
+    );
+    assert!(
+        c.sqs
+            .list_queues()
+            .queue_name_prefix("stevedore-")
+            .send()
+            .await
+            .unwrap()
+            .queue_urls()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn install_dry_run_creates_nothing() {
+    let moto = Moto::start();
+    moto.client()
+        .create_cluster()
+        .cluster_name("demo")
+        .send()
+        .await
+        .unwrap();
+    let out = stevedore(&moto, &["install", "--cluster", "demo", "--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("would create or update EventBridge rule stevedore-demo"),
+        "{text}"
+    );
+    let c = clients(&moto);
+    assert!(
+        c.sqs
+            .list_queues()
+            .send()
+            .await
+            .unwrap()
+            .queue_urls()
+            .is_empty()
+    );
+    // And for real, through the binary, twice.
+    for _ in 0..2 {
+        assert_eq!(
+            stevedore(&moto, &["install", "--cluster", "demo"])
+                .status
+                .code(),
+            Some(0)
+        );
+    }
+    assert_eq!(
+        c.sqs.list_queues().send().await.unwrap().queue_urls().len(),
+        1
+    );
+}
