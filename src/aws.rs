@@ -518,3 +518,69 @@ impl Backend for AwsBackend {
             .clone()
     }
 }
+
+/// One message of the event queue.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    pub receipt: String,
+    pub body: String,
+}
+
+/// The SQS queue EventBridge delivers the cluster's ECS events to.
+#[derive(Debug, Clone)]
+pub struct SqsEvents {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+}
+
+impl SqsEvents {
+    pub fn new(sqs: aws_sdk_sqs::Client, queue_url: &str) -> SqsEvents {
+        SqsEvents {
+            sqs,
+            queue_url: queue_url.to_owned(),
+        }
+    }
+
+    pub async fn connect(endpoint_url: Option<&str>, queue_url: &str) -> SqsEvents {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(url) = endpoint_url {
+            loader = loader.endpoint_url(url);
+        }
+        SqsEvents::new(aws_sdk_sqs::Client::new(&loader.load().await), queue_url)
+    }
+
+    /// Long-polls for up to 10 messages, waiting at most `wait` (SQS allows 20 s).
+    pub async fn receive(&self, wait: std::time::Duration) -> Result<Vec<Message>, String> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(&self.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .send()
+            .await
+            .map_err(|e| format!("ReceiveMessage: {}", DisplayErrorContext(&e)))?;
+        Ok(out
+            .messages()
+            .iter()
+            .map(|m| Message {
+                id: m.message_id().unwrap_or_default().to_owned(),
+                receipt: m.receipt_handle().unwrap_or_default().to_owned(),
+                body: m.body().unwrap_or_default().to_owned(),
+            })
+            .collect())
+    }
+
+    /// Deletes a handled message.
+    pub async fn delete(&self, message: &Message) -> Result<(), String> {
+        self.sqs
+            .delete_message()
+            .queue_url(&self.queue_url)
+            .receipt_handle(&message.receipt)
+            .send()
+            .await
+            .map_err(|e| format!("DeleteMessage: {}", DisplayErrorContext(&e)))?;
+        Ok(())
+    }
+}

@@ -126,6 +126,10 @@ pub enum Command {
         /// One pass, then exit (for cron, a scheduled task or a first look).
         #[arg(long)]
         once: bool,
+        /// The SQS queue of the cluster's ECS events (see `install`): the
+        /// controller reconciles soon after an event, not only on resync.
+        #[arg(long)]
+        queue_url: Option<String>,
         /// Plan and report every action; execute none.
         #[arg(long)]
         dry_run: bool,
@@ -266,12 +270,14 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             cluster,
             endpoint_url,
             once,
+            queue_url,
             dry_run,
             resync,
         } => run_controller(
             &specs,
             cluster,
             endpoint_url.as_deref(),
+            queue_url.as_deref(),
             once,
             dry_run,
             &resync,
@@ -650,6 +656,7 @@ fn run_controller(
     specs: &[PathBuf],
     cluster: Option<String>,
     endpoint_url: Option<&str>,
+    queue_url: Option<&str>,
     once: bool,
     dry_run: bool,
     resync: &str,
@@ -671,6 +678,8 @@ fn run_controller(
     };
     let runtime = runtime();
     let backend = runtime.block_on(crate::aws::AwsBackend::connect(endpoint_url));
+    let events =
+        queue_url.map(|url| runtime.block_on(crate::aws::SqsEvents::connect(endpoint_url, url)));
     let shutdown = async {
         #[cfg(unix)]
         {
@@ -686,7 +695,12 @@ fn run_controller(
         let _ = tokio::signal::ctrl_c().await;
     };
     match runtime.block_on(crate::controller::run(
-        &backend, specs, &options, shutdown, out,
+        &backend,
+        specs,
+        &options,
+        events.as_ref(),
+        shutdown,
+        out,
     )) {
         Err(e) => {
             let _ = writeln!(err, "error: {e}");

@@ -117,9 +117,11 @@ pub async fn run<B: Backend>(
     backend: &B,
     specs: &[std::path::PathBuf],
     options: &RunOptions,
+    events: Option<&crate::aws::SqsEvents>,
     shutdown: impl std::future::Future<Output = ()>,
     log: &mut dyn std::io::Write,
 ) -> Result<RunSummary, String> {
+    let mut dedupe = crate::events::Dedupe::default();
     let mut policies =
         load_policies(specs, log).ok_or("the policies are invalid; nothing to run")?;
     let mut summary = RunSummary::default();
@@ -185,12 +187,84 @@ pub async fn run<B: Backend>(
         if options.once {
             return Ok(summary);
         }
-        tokio::select! {
-            () = tokio::time::sleep(options.resync) => {}
-            () = &mut shutdown => {
+        // Wait for the resync, or for news from the event queue (debounced:
+        // 2 s after the last event, at most 10 s after the first).
+        let resync_at = tokio::time::Instant::now() + options.resync;
+        let mut news: Option<(tokio::time::Instant, tokio::time::Instant)> = None;
+        let managed = clusters(&policies, options.cluster.as_deref());
+        loop {
+            let now = tokio::time::Instant::now();
+            let debounce_at =
+                news.map(|(first, last)| (last + DEBOUNCE_QUIET).min(first + DEBOUNCE_MAX));
+            let next = debounce_at.map_or(resync_at, |d| d.min(resync_at));
+            if now >= next {
+                if news.is_some() {
+                    let _ = writeln!(log, "events: reconciling");
+                }
+                break;
+            }
+            let wait = next - now;
+            let received = match events {
+                Some(queue) if wait >= std::time::Duration::from_secs(1) => {
+                    tokio::select! {
+                        received = queue.receive(wait) => Some(received),
+                        () = &mut shutdown => None,
+                    }
+                }
+                _ => {
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => Some(Ok(vec![])),
+                        () = &mut shutdown => None,
+                    }
+                }
+            };
+            let Some(received) = received else {
                 let _ = writeln!(log, "shutting down after {} reconciles", summary.reconciles);
                 return Ok(summary);
+            };
+            let messages = match received {
+                Ok(m) => m,
+                Err(e) => {
+                    let _ = writeln!(log, "events: {e}; retrying in 1s");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            for message in &messages {
+                match crate::events::parse(&message.body) {
+                    Err(why) => {
+                        let _ = writeln!(
+                            log,
+                            "events: malformed message {}: {why}; deleted",
+                            message.id
+                        );
+                    }
+                    Ok(event) if !managed.contains(&event.cluster) => {}
+                    Ok(event) => match dedupe.admit(&event) {
+                        crate::events::Admission::New => {
+                            let _ = writeln!(
+                                log,
+                                "events: {:?} {} (cluster {})",
+                                event.kind, event.resource, event.cluster
+                            );
+                            let at = tokio::time::Instant::now();
+                            news = Some(news.map_or((at, at), |(first, _)| (first, at)));
+                        }
+                        crate::events::Admission::Duplicate | crate::events::Admission::Stale => {}
+                    },
+                }
+                // Deleted once handled: a crash before this means redelivery, not loss.
+                if let Some(queue) = events
+                    && let Err(e) = queue.delete(message).await
+                {
+                    let _ = writeln!(log, "events: {e}");
+                }
             }
         }
     }
 }
+
+/// Events are collected until this long after the last one...
+const DEBOUNCE_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
+/// ...or this long after the first, so ten hosts joining cause one reconcile.
+const DEBOUNCE_MAX: std::time::Duration = std::time::Duration::from_secs(10);

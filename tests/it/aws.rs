@@ -767,3 +767,136 @@ async fn install_dry_run_creates_nothing() {
         1
     );
 }
+
+/// Lines a child process prints, as they come.
+fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().unwrap();
+    let (send, receive) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if send.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    receive
+}
+
+/// Waits for a line containing `text`, returning the lines seen.
+fn wait_for(lines: &std::sync::mpsc::Receiver<String>, text: &str, seen: &mut Vec<String>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+            let found = line.contains(text);
+            seen.push(line);
+            if found {
+                return;
+            }
+        }
+    }
+    panic!(
+        "no line with `{text}` within 30 s; saw:\n{}",
+        seen.join("\n")
+    );
+}
+
+#[tokio::test]
+async fn run_wakes_on_events_skips_malformed_messages_and_stops_on_sigterm() {
+    let moto = Moto::start();
+    let c = clients(&moto);
+    cluster(&moto, &c.ecs, [1, 1, 1, 1, 1, 1]).await;
+    let installed = stevedore::install::install(&c, "demo", "stevedore-demo", false, &mut vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    let specs = specs_dir("  placement: {azBalanced: true}\n");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .args([
+            "run",
+            "--specs",
+            specs.path().to_str().unwrap(),
+            "--queue-url",
+            &installed.queue_url,
+            "--resync",
+            "1h",
+        ])
+        .env("AWS_ENDPOINT_URL", moto.url())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut child);
+    let mut seen = vec![];
+    wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
+
+    // A malformed message is reported and deleted, and wakes nothing.
+    c.sqs
+        .send_message()
+        .queue_url(&installed.queue_url)
+        .message_body("not an event")
+        .send()
+        .await
+        .unwrap();
+    wait_for(&lines, "events: malformed message", &mut seen);
+
+    // An ECS event through EventBridge and SQS: a reconcile follows, long
+    // before the hourly resync.
+    let cluster_arn = c
+        .ecs
+        .describe_clusters()
+        .clusters("demo")
+        .send()
+        .await
+        .unwrap()
+        .clusters()[0]
+        .cluster_arn()
+        .unwrap()
+        .to_owned();
+    let instance = c
+        .ecs
+        .list_container_instances()
+        .cluster("demo")
+        .send()
+        .await
+        .unwrap()
+        .container_instance_arns()[0]
+        .clone();
+    let detail = serde_json::json!({"clusterArn": cluster_arn, "containerInstanceArn": instance, "status": "ACTIVE", "version": 9});
+    let entry = aws_sdk_eventbridge::types::PutEventsRequestEntry::builder()
+        .source("aws.ecs")
+        .detail_type("ECS Container Instance State Change")
+        .detail(detail.to_string())
+        .build();
+    c.events.put_events().entries(entry).send().await.unwrap();
+    wait_for(&lines, "events: ContainerInstanceStateChange", &mut seen);
+    wait_for(&lines, "events: reconciling", &mut seen);
+    wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
+
+    // Every message was deleted once handled.
+    let left = c
+        .sqs
+        .receive_message()
+        .queue_url(&installed.queue_url)
+        .wait_time_seconds(1)
+        .send()
+        .await
+        .unwrap();
+    assert!(left.messages().is_empty(), "{left:?}");
+
+    // SIGTERM: it finishes cleanly.
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    wait_for(&lines, "shutting down after 2 reconciles", &mut seen);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
