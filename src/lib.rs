@@ -27,7 +27,9 @@
 //! - [`backend`]: the narrow ECS interface the controller uses;
 //!   [`aws`] implements it over the ECS API, paced by [`pacing`];
 //!   [`controller`]: one reconcile (snapshot, plan, act) and the run loop;
-//!   [`iam`]: the IAM policy the controller needs.
+//!   [`iam`]: the IAM policy the controller needs; [`install`]: the
+//!   EventBridge rule and SQS queue; [`events`]: parsing and deduplicating
+//!   the ECS events they deliver.
 //! - [`sim`]: the ECS simulator (a [`backend::Backend`]), scenario files
 //!   and the large-cluster generator ([`sim::scenario`]), and the run loop
 //!   with its report ([`sim::run`]).
