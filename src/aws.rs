@@ -25,6 +25,16 @@ use crate::model::{
 };
 use crate::pacing::TokenBucket;
 
+/// The SDK's configuration from the standard chain (environment, profile,
+/// instance or task role), with another endpoint if given.
+pub async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(url) = endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    loader.load().await
+}
+
 /// ECS's page and batch sizes.
 const PAGE: i32 = 100;
 const DESCRIBE_SERVICES: usize = 10;
@@ -65,12 +75,7 @@ fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt:
 impl AwsBackend {
     /// Connects with the standard configuration chain, optionally to another endpoint.
     pub async fn connect(endpoint_url: Option<&str>) -> AwsBackend {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let config = loader.load().await;
-        AwsBackend::new(Client::new(&config))
+        AwsBackend::new(Client::new(&sdk_config(endpoint_url).await))
     }
 
     pub fn new(ecs: Client) -> AwsBackend {
@@ -543,11 +548,10 @@ impl SqsEvents {
     }
 
     pub async fn connect(endpoint_url: Option<&str>, queue_url: &str) -> SqsEvents {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        SqsEvents::new(aws_sdk_sqs::Client::new(&loader.load().await), queue_url)
+        SqsEvents::new(
+            aws_sdk_sqs::Client::new(&sdk_config(endpoint_url).await),
+            queue_url,
+        )
     }
 
     /// Long-polls for up to 10 messages, waiting at most `wait` (SQS allows 20 s).

@@ -21,11 +21,7 @@ pub struct Clients {
 impl Clients {
     /// With the standard configuration chain, optionally another endpoint.
     pub async fn connect(endpoint_url: Option<&str>) -> Clients {
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(url) = endpoint_url {
-            loader = loader.endpoint_url(url);
-        }
-        let config = loader.load().await;
+        let config = crate::aws::sdk_config(endpoint_url).await;
         Clients {
             ecs: aws_sdk_ecs::Client::new(&config),
             sqs: aws_sdk_sqs::Client::new(&config),
