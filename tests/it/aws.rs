@@ -900,3 +900,77 @@ async fn run_wakes_on_events_skips_malformed_messages_and_stops_on_sigterm() {
     wait_for(&lines, "shutting down after 2 reconciles", &mut seen);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// A local endpoint that throttles every request, counting them.
+fn throttling_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&requests);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            // Read the request head and body (Content-Length) before answering.
+            let mut request = vec![];
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request);
+                if let Some(head_end) = text.find("\r\n\r\n") {
+                    let length = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= head_end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+            let _ = write!(
+                stream,
+                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-errortype: ThrottlingException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (url, requests)
+}
+
+#[tokio::test]
+async fn a_throttled_api_is_retried_then_reported_and_nothing_is_done() {
+    let (url, requests) = throttling_endpoint();
+    let config = aws_sdk_ecs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(url)
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .build();
+    let backend = AwsBackend::new(Client::from_conf(config));
+    let policies = policy("  placement: {azBalanced: true}\n");
+    let error = stevedore::controller::reconcile(&backend, "demo", &policies, 0)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        error,
+        stevedore::backend::Error::Throttled {
+            operation: "ListServices"
+        }
+    );
+    assert!(error.is_retryable());
+    // The SDK's standard retry tried more than once, with backoff.
+    assert!(
+        requests.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "{} requests",
+        requests.load(std::sync::atomic::Ordering::SeqCst)
+    );
+    assert_eq!(backend.api_calls().get("StopTask"), None);
+}
