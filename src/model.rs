@@ -164,6 +164,16 @@ impl fmt::Display for PlacementStrategy {
     }
 }
 
+/// A strategy list as ECS writes it, such as
+/// `spread(attribute:ecs.availability-zone), binpack(cpu)`.
+pub fn strategy_text(strategy: &[PlacementStrategy]) -> String {
+    strategy
+        .iter()
+        .map(PlacementStrategy::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// ECS's default for services created without a strategy (EC2 launch type):
 /// spread over availability zones.
 pub fn default_service_strategy() -> Vec<PlacementStrategy> {

@@ -195,13 +195,8 @@ impl<'a> PlacementView<'a> {
             && !(self.service.distinct_instance() && self.count[i] > 0)
     }
 
-    /// How many more tasks of the service instance `i` could hold.
-    pub fn free_slots(&self, i: usize) -> u32 {
-        self.free_slots_up_to(i, u32::MAX)
-    }
-
-    /// [`PlacementView::free_slots`], but at most `cap`: cheaper, since a
-    /// host with room for `cap` tasks needs no division.
+    /// How many more tasks of the service instance `i` could hold, up to
+    /// `cap` (a host with room for `cap` tasks needs no division).
     pub fn free_slots_up_to(&self, i: usize, cap: u32) -> u32 {
         if !self.open[i] {
             return 0;
@@ -368,27 +363,6 @@ impl<'a> PlacementView<'a> {
             }
         }
         candidates
-    }
-
-    /// Whether the strategy spreads over this field (so the planner can
-    /// predict in which of its domains a replacement lands).
-    pub fn spreads_over(&self, field: &PlacementField) -> bool {
-        self.strategy
-            .iter()
-            .any(|s| matches!(s, PlacementStrategy::Spread(f) if f == field))
-    }
-
-    pub fn strategy(&self) -> &[PlacementStrategy] {
-        &self.strategy
-    }
-
-    /// The strategy as ECS writes it, such as `spread(attribute:ecs.availability-zone), binpack(cpu)`.
-    pub fn strategy_text(&self) -> String {
-        self.strategy
-            .iter()
-            .map(PlacementStrategy::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
     }
 }
 

@@ -805,11 +805,7 @@ impl<'a> Problem<'a> {
     }
 
     fn strategy_text(&self) -> String {
-        self.strategy
-            .iter()
-            .map(PlacementStrategy::to_string)
-            .collect::<Vec<_>>()
-            .join(", ")
+        crate::model::strategy_text(&self.strategy)
     }
 
     /// A destination in words: the instance, or the unit's domain.

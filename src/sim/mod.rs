@@ -88,8 +88,6 @@ pub struct Simulator {
     writes: TokenBucket,
     /// Virtual time spent waiting for API tokens.
     pub paced_ms: Millis,
-    /// Tasks stopped through the API (the controller's moves).
-    pub stops_requested: BTreeMap<String, u64>,
 }
 
 /// ECS's page and batch sizes.
@@ -122,7 +120,6 @@ impl Simulator {
             reads: TokenBucket::ecs_reads(),
             writes: TokenBucket::ecs_writes(),
             paced_ms: 0,
-            stops_requested: BTreeMap::new(),
         }
     }
 
@@ -753,8 +750,6 @@ impl Backend for SimBackend {
             .iter()
             .position(|t| t.task.id == task && t.task.status != TaskStatus::Stopping)
             .ok_or_else(|| backend::Error::TaskNotFound(task.to_owned()))?;
-        let service = sim.services[sim.tasks[i].task.service].name.clone();
-        *sim.stops_requested.entry(service).or_default() += 1;
         sim.begin_stop(i);
         Ok(())
     }

@@ -67,22 +67,6 @@ pub fn parse_duration(text: &str) -> Result<Duration, DurationError> {
     Ok(Duration::from_millis(total_ms))
 }
 
-/// Formats a duration the way a user would write it (`90s` -> `1m30s`).
-pub fn format_duration(duration: Duration) -> String {
-    let mut ms = duration.as_millis();
-    if ms == 0 {
-        return "0s".to_owned();
-    }
-    let mut out = String::new();
-    for (unit, unit_ms) in [("h", 3_600_000u128), ("m", 60_000), ("s", 1_000), ("ms", 1)] {
-        if ms >= unit_ms {
-            out.push_str(&format!("{}{unit}", ms / unit_ms));
-            ms %= unit_ms;
-        }
-    }
-    out
-}
-
 /// A count of tasks given either absolutely or as a percentage of the
 /// service's desired count, as written by the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -240,14 +224,6 @@ mod tests {
             parse_duration("18446744073709551615h"),
             Err(DurationError::Overflow(_))
         ));
-    }
-
-    #[test]
-    fn durations_format_back_to_their_shortest_form() {
-        assert_eq!(format_duration(Duration::from_secs(90)), "1m30s");
-        assert_eq!(format_duration(Duration::from_secs(300)), "5m");
-        assert_eq!(format_duration(Duration::ZERO), "0s");
-        assert_eq!(format_duration(Duration::from_millis(1_250)), "1s250ms");
     }
 
     #[test]
