@@ -153,7 +153,6 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
     let mut debounce: Option<(Millis, Millis)> = None;
     let mut backoff: Millis = 0;
     let mut retry_at: Option<Millis> = None;
-    let mut disturbed = false;
     let mut now: Millis = 0;
     loop {
         // The timeline, then ECS itself.
@@ -162,7 +161,6 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
             say!("[{}] timeline: {event}", clock(now));
             apply(&backend, event);
             trackers.values_mut().for_each(|t| t.disturbed = true);
-            disturbed = true;
             next_event += 1;
         }
         backend.lock().advance(now);
@@ -279,9 +277,6 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
                         let key = (status.policy.clone(), status.service.clone());
                         let t = trackers.entry(key.clone()).or_default();
                         t.forced.get_or_insert(status.forced_redeploy_tasks);
-                        if disturbed {
-                            t.disturbed = true;
-                        }
                         let n = moved.get(&key).copied().unwrap_or(0);
                         t.moved += n;
                         // The optimum is only comparable at steady state:
@@ -317,7 +312,6 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
                         }
                         t.satisfied = satisfied;
                     }
-                    disturbed = false;
                 }
             }
         }
