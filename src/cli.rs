@@ -215,38 +215,22 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             queue_name,
             dry_run,
             endpoint_url,
-        } => {
+        } => installer(endpoint_url.as_deref(), err, |clients, runtime| {
             let queue = queue_name.unwrap_or_else(|| crate::iam::default_queue(&cluster));
-            let runtime = runtime();
-            let clients =
-                runtime.block_on(crate::install::Clients::connect(endpoint_url.as_deref()));
-            match runtime.block_on(crate::install::install(
-                &clients, &cluster, &queue, dry_run, out,
-            )) {
-                Ok(_) => exit::OK,
-                Err(e) => {
-                    let _ = writeln!(err, "error: {e}");
-                    exit::INVALID
-                }
-            }
-        }
+            runtime
+                .block_on(crate::install::install(
+                    clients, &cluster, &queue, dry_run, out,
+                ))
+                .map(drop)
+        }),
         Command::Uninstall {
             cluster,
             queue_name,
             endpoint_url,
-        } => {
+        } => installer(endpoint_url.as_deref(), err, |clients, runtime| {
             let queue = queue_name.unwrap_or_else(|| crate::iam::default_queue(&cluster));
-            let runtime = runtime();
-            let clients =
-                runtime.block_on(crate::install::Clients::connect(endpoint_url.as_deref()));
-            match runtime.block_on(crate::install::uninstall(&clients, &cluster, &queue, out)) {
-                Ok(()) => exit::OK,
-                Err(e) => {
-                    let _ = writeln!(err, "error: {e}");
-                    exit::INVALID
-                }
-            }
-        }
+            runtime.block_on(crate::install::uninstall(clients, &cluster, &queue, out))
+        }),
         Command::IamPolicy {
             cluster,
             region,
@@ -708,5 +692,22 @@ fn run_controller(
         }
         Ok(summary) if summary.failed_reconciles + summary.actions_failed > 0 => exit::INVALID,
         Ok(_) => exit::OK,
+    }
+}
+
+/// Runs `install` or `uninstall` with connected clients, reporting failure.
+fn installer(
+    endpoint_url: Option<&str>,
+    err: &mut dyn Write,
+    work: impl FnOnce(&crate::install::Clients, &tokio::runtime::Runtime) -> Result<(), String>,
+) -> u8 {
+    let runtime = runtime();
+    let clients = runtime.block_on(crate::install::Clients::connect(endpoint_url));
+    match work(&clients, &runtime) {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            exit::INVALID
+        }
     }
 }
