@@ -11,7 +11,7 @@
 //! (`--endpoint-url`, or `AWS_ENDPOINT_URL`) points it at any
 //! ECS-compatible API, such as moto's server in the tests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use aws_sdk_ecs::Client;
@@ -21,9 +21,10 @@ use aws_sdk_ecs::types::{DesiredStatus, ServiceField};
 use crate::backend::{self, Backend};
 use crate::model::{
     BinpackField, ClusterSnapshot, Instance, InstanceStatus, MemberOf, PlacementConstraint,
-    PlacementField, PlacementStrategy, Resources, Service, Task, TaskStatus, ZONE_ATTRIBUTE,
+    PlacementField, PlacementStrategy, Resources, Service, TaskStatus, ZONE_ATTRIBUTE,
 };
 use crate::pacing::TokenBucket;
+use crate::refresh::{self, Delta, TaskRecord, Touched};
 
 /// The SDK's configuration from the standard chain (environment, profile,
 /// instance or task role), with another endpoint if given.
@@ -253,8 +254,12 @@ impl AwsBackend {
         Ok(size)
     }
 
-    async fn services(&self, cluster: &str) -> backend::Result<Vec<Service>> {
-        let arns = self.service_arns(cluster).await?;
+    /// Services by name or ARN; deleted ones (INACTIVE) are left out.
+    async fn describe_services(
+        &self,
+        cluster: &str,
+        arns: &[String],
+    ) -> backend::Result<Vec<Service>> {
         let mut services = vec![];
         for chunk in arns.chunks(DESCRIBE_SERVICES) {
             self.call("DescribeServices").await;
@@ -267,7 +272,11 @@ impl AwsBackend {
                 .send()
                 .await
                 .map_err(|e| api_error("DescribeServices", e))?;
-            for s in out.services() {
+            for s in out
+                .services()
+                .iter()
+                .filter(|s| s.status() != Some("INACTIVE"))
+            {
                 let (task_size, host_ports) = match s.task_definition() {
                     Some(arn) => self.task_size(arn).await?,
                     None => (Resources::default(), vec![]),
@@ -317,8 +326,12 @@ impl AwsBackend {
         Ok(services)
     }
 
-    async fn instances(&self, cluster: &str) -> backend::Result<Vec<Instance>> {
-        let arns = self.instance_arns(cluster).await?;
+    /// Container instances by ARN; deregistered ones (INACTIVE) are left out.
+    async fn describe_instances(
+        &self,
+        cluster: &str,
+        arns: &[String],
+    ) -> backend::Result<Vec<Instance>> {
         let mut instances = vec![];
         for chunk in arns.chunks(DESCRIBE_BATCH) {
             self.call("DescribeContainerInstances").await;
@@ -330,7 +343,11 @@ impl AwsBackend {
                 .send()
                 .await
                 .map_err(|e| api_error("DescribeContainerInstances", e))?;
-            for ci in out.container_instances() {
+            for ci in out
+                .container_instances()
+                .iter()
+                .filter(|ci| ci.status() != Some("INACTIVE"))
+            {
                 let attributes: BTreeMap<String, String> = ci
                     .attributes()
                     .iter()
@@ -374,13 +391,14 @@ impl AwsBackend {
         Ok(instances)
     }
 
-    async fn tasks(
+    /// Service tasks by ARN, each with whether it is meant to run (a task
+    /// stopped or being stopped is history, but its service and host are
+    /// still worth reading again).
+    async fn describe_tasks(
         &self,
         cluster: &str,
-        services: &HashMap<&str, usize>,
-        instances: &HashMap<&str, usize>,
-    ) -> backend::Result<Vec<Task>> {
-        let arns = self.task_arns(cluster).await?;
+        arns: &[String],
+    ) -> backend::Result<Vec<(TaskRecord, bool)>> {
         let mut tasks = vec![];
         for chunk in arns.chunks(DESCRIBE_BATCH) {
             self.call("DescribeTasks").await;
@@ -394,11 +412,7 @@ impl AwsBackend {
                 .map_err(|e| api_error("DescribeTasks", e))?;
             for t in out.tasks() {
                 // Only service tasks matter; a service's tasks are in the group `service:NAME`.
-                let Some(service) = t
-                    .group()
-                    .and_then(|g| g.strip_prefix("service:"))
-                    .and_then(|n| services.get(n))
-                else {
+                let Some(service) = t.group().and_then(|g| g.strip_prefix("service:")) else {
                     continue;
                 };
                 let status = match t.last_status() {
@@ -410,20 +424,27 @@ impl AwsBackend {
                     }
                     _ => TaskStatus::Pending,
                 };
-                tasks.push(Task {
+                let record = TaskRecord {
                     id: t.task_arn().unwrap_or_default().to_owned(),
-                    service: *service,
-                    instance: t
-                        .container_instance_arn()
-                        .and_then(|a| instances.get(a).copied()),
+                    service: service.to_owned(),
+                    instance: t.container_instance_arn().map(str::to_owned),
                     status,
                     started_at: t.started_at().map_or(0, |d| d.secs().max(0) as u64 * 1000),
+                    // Read just before acting, through GetTaskProtection.
                     protected: false,
-                });
+                };
+                tasks.push((record, t.desired_status() == Some("RUNNING")));
             }
         }
         Ok(tasks)
     }
+}
+
+/// Milliseconds since the Unix epoch.
+fn wall_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn strategy(s: &aws_sdk_ecs::types::PlacementStrategy) -> Option<PlacementStrategy> {
@@ -458,31 +479,94 @@ fn constraint(c: &aws_sdk_ecs::types::PlacementConstraint) -> Option<PlacementCo
 
 impl Backend for AwsBackend {
     async fn snapshot(&self, cluster: &str) -> backend::Result<ClusterSnapshot> {
-        let taken_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let services = self.services(cluster).await?;
-        let instances = self.instances(cluster).await?;
-        let service_index: HashMap<&str, usize> = services
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.as_str(), i))
-            .collect();
-        let instance_index: HashMap<&str, usize> = instances
-            .iter()
-            .enumerate()
-            .map(|(i, x)| (x.id.as_str(), i))
-            .collect();
-        let tasks = self.tasks(cluster, &service_index, &instance_index).await?;
-        // Names, not ARNs, identify a cluster in policies.
-        let name = cluster.rsplit('/').next().unwrap_or(cluster).to_owned();
-        Ok(ClusterSnapshot {
-            cluster: name,
+        let taken_at = wall_clock();
+        let arns = self.service_arns(cluster).await?;
+        let services = self.describe_services(cluster, &arns).await?;
+        let arns = self.instance_arns(cluster).await?;
+        let instances = self.describe_instances(cluster, &arns).await?;
+        let arns = self.task_arns(cluster).await?;
+        let tasks = self.describe_tasks(cluster, &arns).await?;
+        // Everything read, merged into nothing: one way to build a snapshot.
+        let everything = Delta {
             taken_at,
-            instances,
-            services,
-            tasks,
-        })
+            services: services
+                .into_iter()
+                .map(|s| (s.name.clone(), Some(s)))
+                .collect(),
+            instances: instances
+                .into_iter()
+                .map(|i| (i.id.clone(), Some(i)))
+                .collect(),
+            tasks: tasks
+                .into_iter()
+                .filter(|(_, live)| *live)
+                .map(|(t, _)| (t.id.clone(), Some(t)))
+                .collect(),
+        };
+        let empty = ClusterSnapshot {
+            // Names, not ARNs, identify a cluster in policies.
+            cluster: cluster.rsplit('/').next().unwrap_or(cluster).to_owned(),
+            ..ClusterSnapshot::default()
+        };
+        Ok(refresh::apply(&empty, everything))
+    }
+
+    async fn refresh(
+        &self,
+        cluster: &str,
+        previous: &ClusterSnapshot,
+        touched: &Touched,
+    ) -> backend::Result<ClusterSnapshot> {
+        let taken_at = wall_clock();
+        let ids: Vec<String> = touched.tasks.iter().cloned().collect();
+        let read = self.describe_tasks(cluster, &ids).await?;
+        // A task that started or stopped changed its service's counts and
+        // its host's free room: read those too, as of now.
+        let owners: Vec<TaskRecord> = read.iter().map(|(t, _)| t.clone()).collect();
+        let forgotten: Vec<TaskRecord> = previous
+            .tasks
+            .iter()
+            .filter(|t| touched.tasks.contains(&t.id))
+            .map(|t| TaskRecord::of(previous, t))
+            .collect();
+        let touched = touched.clone().with_owners(&owners).with_owners(&forgotten);
+        let names: Vec<String> = touched.services.iter().cloned().collect();
+        let services = self.describe_services(cluster, &names).await?;
+        let arns: Vec<String> = touched.instances.iter().cloned().collect();
+        let instances = self.describe_instances(cluster, &arns).await?;
+        let live = read
+            .into_iter()
+            .filter(|(_, live)| *live)
+            .map(|(t, _)| t)
+            .collect();
+        let delta = Delta::from_reads(&touched, taken_at, services, instances, live);
+        Ok(refresh::apply(previous, delta))
+    }
+
+    async fn protected_tasks(
+        &self,
+        cluster: &str,
+        tasks: &[String],
+    ) -> backend::Result<BTreeSet<String>> {
+        let mut protected = BTreeSet::new();
+        for chunk in tasks.chunks(DESCRIBE_BATCH) {
+            self.call("GetTaskProtection").await;
+            let out = self
+                .ecs
+                .get_task_protection()
+                .cluster(cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| api_error("GetTaskProtection", e))?;
+            protected.extend(
+                out.protected_tasks()
+                    .iter()
+                    .filter(|t| t.protection_enabled())
+                    .filter_map(|t| t.task_arn().map(str::to_owned)),
+            );
+        }
+        Ok(protected)
     }
 
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> backend::Result<()> {

@@ -1,12 +1,14 @@
 //! The narrow interface between the controller and ECS: read a consistent
-//! snapshot of a cluster, stop a task, set a desired count. The simulator
-//! ([`crate::sim`]) implements it, and so will the AWS backend, so the
-//! controller cannot tell them apart.
+//! snapshot of a cluster (or refresh part of one), check task protection,
+//! stop a task, set a desired count. The simulator ([`crate::sim`]) and the
+//! AWS backend ([`crate::aws`]) implement it, so the controller cannot tell
+//! them apart.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
 use crate::model::ClusterSnapshot;
+use crate::refresh::Touched;
 
 /// Why a backend call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -53,6 +55,21 @@ pub trait Backend {
         service: &str,
         desired: u32,
     ) -> impl Future<Output = Result<()>>;
+    /// `previous` with the objects `touched` names read again, and the
+    /// service and host of each touched task (see [`crate::refresh`]).
+    /// All or nothing, like a snapshot.
+    fn refresh(
+        &self,
+        cluster: &str,
+        previous: &ClusterSnapshot,
+        touched: &Touched,
+    ) -> impl Future<Output = Result<ClusterSnapshot>>;
+    /// The tasks among `tasks` whose scale-in protection is on now.
+    fn protected_tasks(
+        &self,
+        cluster: &str,
+        tasks: &[String],
+    ) -> impl Future<Output = Result<BTreeSet<String>>>;
     /// Calls made so far, per ECS operation.
     fn api_calls(&self) -> BTreeMap<String, u64>;
 }

@@ -612,8 +612,21 @@ fn plan_live(
     let backend = runtime.block_on(crate::aws::AwsBackend::connect(endpoint_url));
     let mut plans = vec![];
     for name in crate::controller::clusters(&policies, cluster) {
-        match runtime.block_on(backend.snapshot(&name)) {
-            Ok(snapshot) => plans.push(crate::plan::plan(&policies, &snapshot, snapshot.taken_at)),
+        // The plan `run --once` would carry out, its stops verified the same way.
+        let verified = runtime.block_on(async {
+            let snapshot = backend.snapshot(&name).await?;
+            crate::controller::plan_verified(
+                &backend,
+                &name,
+                &snapshot,
+                true,
+                &policies,
+                snapshot.taken_at,
+            )
+            .await
+        });
+        match verified {
+            Ok(verified) => plans.push(verified.plan),
             Err(e) => {
                 let _ = writeln!(err, "error: {name}: {e}");
                 return exit::INVALID;

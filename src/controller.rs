@@ -1,12 +1,129 @@
-//! The controller's reconcile: read a complete snapshot, plan, act, report.
+//! The controller's reconcile: read the cluster, plan, verify, act, report.
 //! Triggers (events, resync timers, policy changes) only decide *when* this
-//! runs; it always works from a fresh, complete snapshot, and a failed read
-//! means no plan and no action.
+//! runs. A resync reads the whole cluster; after events, [`ClusterView`]
+//! reads again only what they touched ([`crate::refresh`]). A failed read
+//! means no plan and no action, and the view is replaced only after a
+//! complete read.
+//!
+//! Before stopping any task, the services it would act on are read again
+//! with their tasks' scale-in protection (which no Describe call reports),
+//! and the plan is made again from that: an action never rests on a missed
+//! event or a protection the snapshot could not show.
+
+use std::collections::BTreeSet;
 
 use crate::backend::{self, Backend};
-use crate::model::Millis;
+use crate::events::EcsEvent;
+use crate::model::{ClusterSnapshot, Millis};
 use crate::plan::{self, Action, ActionKind, Plan};
+use crate::refresh::Touched;
 use crate::spec::Policy;
+
+/// The last complete view of one cluster, and what events said changed since.
+#[derive(Debug, Default)]
+pub struct ClusterView {
+    snapshot: Option<ClusterSnapshot>,
+    touched: Touched,
+}
+
+impl ClusterView {
+    /// Notes an event: what it names is read again on the next read.
+    pub fn note(&mut self, event: &EcsEvent) {
+        self.touched.note(event);
+    }
+
+    /// Notes the tasks acted on and their services, so the next read sees
+    /// the effect even when the events about it are lost.
+    pub fn note_executed(&mut self, executed: &[(Action, backend::Result<()>)]) {
+        for (action, _) in executed {
+            self.touched.services.insert(action.service.clone());
+            if let ActionKind::StopTask { task, .. } = &action.kind {
+                self.touched.tasks.insert(task.clone());
+            }
+        }
+    }
+
+    /// Reads the cluster: all of it when `full` or when nothing was read
+    /// yet, else only what was touched since the last read.
+    pub async fn read<B: Backend>(
+        &mut self,
+        backend: &B,
+        cluster: &str,
+        full: bool,
+    ) -> backend::Result<&ClusterSnapshot> {
+        let next = match &self.snapshot {
+            Some(previous) if !full => {
+                if self.touched.is_empty() {
+                    return Ok(self.snapshot.as_ref().expect("matched Some"));
+                }
+                backend.refresh(cluster, previous, &self.touched).await?
+            }
+            _ => backend.snapshot(cluster).await?,
+        };
+        self.touched = Touched::default();
+        Ok(self.snapshot.insert(next))
+    }
+}
+
+/// A plan whose stops were verified: made again after reading the
+/// services they act on, with their tasks' protection.
+#[derive(Debug)]
+pub struct Verified {
+    pub plan: Plan,
+    /// The services read again (only their stops may be executed).
+    pub services: BTreeSet<String>,
+}
+
+/// Plans, then verifies the stops: the services with planned stops are read
+/// again (unless `fresh`, a snapshot just read in full), their tasks'
+/// protection is read, and the plan is made again from that.
+pub async fn plan_verified<B: Backend>(
+    backend: &B,
+    cluster: &str,
+    snapshot: &ClusterSnapshot,
+    fresh: bool,
+    policies: &[Policy],
+    now: Millis,
+) -> backend::Result<Verified> {
+    let first = plan::plan(policies, snapshot, now);
+    let services: BTreeSet<String> = first
+        .executable()
+        .filter(|a| matches!(a.kind, ActionKind::StopTask { .. }))
+        .map(|a| a.service.clone())
+        .collect();
+    if services.is_empty() {
+        return Ok(Verified {
+            plan: first,
+            services,
+        });
+    }
+    let tasks_of = |s: &ClusterSnapshot| -> BTreeSet<String> {
+        s.tasks
+            .iter()
+            .filter(|t| services.contains(&s.services[t.service].name))
+            .map(|t| t.id.clone())
+            .collect()
+    };
+    let mut checked = if fresh {
+        snapshot.clone()
+    } else {
+        let touched = Touched {
+            tasks: tasks_of(snapshot),
+            services: services.clone(),
+            ..Touched::default()
+        };
+        backend.refresh(cluster, snapshot, &touched).await?
+    };
+    let ids: Vec<String> = tasks_of(&checked).into_iter().collect();
+    let protected = backend.protected_tasks(cluster, &ids).await?;
+    for task in &mut checked.tasks {
+        task.protected = protected.contains(&task.id);
+    }
+    Ok(Verified {
+        plan: plan::plan(policies, &checked, now),
+        services,
+    })
+}
 
 /// What one reconcile did.
 #[derive(Debug)]
@@ -16,20 +133,27 @@ pub struct Reconciled {
     pub executed: Vec<(Action, backend::Result<()>)>,
 }
 
-/// One pass: snapshot, plan, execute the plan's executable actions.
-/// DryRun policies' actions are planned and reported, never executed.
+/// One pass over a snapshot: plan, verify, execute. DryRun policies'
+/// actions are planned and reported, never executed; a stop is executed
+/// only for a service that was verified.
 pub async fn reconcile<B: Backend>(
     backend: &B,
     cluster: &str,
+    snapshot: &ClusterSnapshot,
+    fresh: bool,
     policies: &[Policy],
     now: Millis,
 ) -> backend::Result<Reconciled> {
-    let snapshot = backend.snapshot(cluster).await?;
-    let plan = plan::plan(policies, &snapshot, now);
+    let Verified { plan, services } =
+        plan_verified(backend, cluster, snapshot, fresh, policies, now).await?;
     let mut executed = vec![];
     for action in plan.executable() {
         let result = match &action.kind {
             ActionKind::StopTask { task, .. } => {
+                if !services.contains(&action.service) {
+                    // Appeared only after verifying: next pass.
+                    continue;
+                }
                 let reason = format!("stevedore: {} ({})", action.policy, action.rule);
                 backend.stop_task(cluster, task, &reason).await
             }
@@ -42,6 +166,18 @@ pub async fn reconcile<B: Backend>(
         executed.push((action.clone(), result));
     }
     Ok(Reconciled { plan, executed })
+}
+
+/// Reads a whole cluster and reconciles it once: `plan --once` style use
+/// and tests.
+pub async fn reconcile_once<B: Backend>(
+    backend: &B,
+    cluster: &str,
+    policies: &[Policy],
+    now: Millis,
+) -> backend::Result<Reconciled> {
+    let snapshot = backend.snapshot(cluster).await?;
+    reconcile(backend, cluster, &snapshot, true, policies, now).await
 }
 
 /// How `stevedore run` behaves.
@@ -109,10 +245,11 @@ fn load_policies(
 }
 
 /// The controller: reconcile every cluster the policies name, then wait
-/// for the next resync or for `shutdown`. The policies are read again
-/// before each pass; an invalid change is reported and the last good
-/// policies stay in force. Shutdown is honoured between passes, so a batch
-/// of actions is never left half done.
+/// for events, the next resync or `shutdown`. A resync reads each cluster
+/// in full; events (debounced) make a pass that reads again only what they
+/// touched. The policies are read again before each pass; an invalid change
+/// is reported and the last good policies stay in force. Shutdown is
+/// honoured between passes, so a batch of actions is never left half done.
 pub async fn run<B: Backend>(
     backend: &B,
     specs: &[std::path::PathBuf],
@@ -125,6 +262,9 @@ pub async fn run<B: Backend>(
     let mut policies =
         load_policies(specs, log).ok_or("the policies are invalid; nothing to run")?;
     let mut summary = RunSummary::default();
+    let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
+    let mut next_full = tokio::time::Instant::now();
+    let mut backoff = std::time::Duration::ZERO;
     tokio::pin!(shutdown);
     loop {
         if let Some(newer) = load_policies(specs, log) {
@@ -136,70 +276,55 @@ pub async fn run<B: Backend>(
                 .iter_mut()
                 .for_each(|p| p.mode = crate::spec::policy::Mode::DryRun);
         }
+        let full = tokio::time::Instant::now() >= next_full;
+        let mut failed = false;
         for cluster in clusters(&effective, options.cluster.as_deref()) {
             summary.reconciles += 1;
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as Millis);
-            match reconcile(backend, &cluster, &effective, now).await {
+            let view = views.entry(cluster.clone()).or_default();
+            let outcome = match view.read(backend, &cluster, full).await {
+                Ok(snapshot) => reconcile(backend, &cluster, snapshot, full, &effective, now).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
                 Err(e) => {
+                    failed = true;
                     summary.failed_reconciles += 1;
                     let _ = writeln!(log, "{cluster}: no snapshot, nothing done: {e}");
                 }
                 Ok(outcome) => {
-                    for status in &outcome.plan.statuses {
-                        let _ = writeln!(
-                            log,
-                            "{cluster}/{}/{}: {:?}: {}",
-                            status.policy, status.service, status.state, status.reason
-                        );
-                    }
-                    for action in outcome.plan.actions.iter().filter(|a| a.dry_run) {
-                        let _ = writeln!(
-                            log,
-                            "{cluster}/{}/{}: {action}",
-                            action.policy, action.service
-                        );
-                    }
-                    for (action, result) in &outcome.executed {
-                        match result {
-                            Ok(()) => {
-                                summary.actions_done += 1;
-                                let _ = writeln!(
-                                    log,
-                                    "{cluster}/{}/{}: done: {action}",
-                                    action.policy, action.service
-                                );
-                            }
-                            Err(e) => {
-                                summary.actions_failed += 1;
-                                let _ = writeln!(
-                                    log,
-                                    "{cluster}/{}/{}: FAILED: {action}: {e}",
-                                    action.policy, action.service
-                                );
-                            }
-                        }
-                    }
+                    view.note_executed(&outcome.executed);
+                    report(&cluster, &outcome, &mut summary, log);
                 }
             }
         }
         if options.once {
             return Ok(summary);
         }
+        if failed {
+            // Read everything again soon, backing off while it keeps failing.
+            backoff = (backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
+            next_full = tokio::time::Instant::now() + backoff;
+        } else {
+            backoff = std::time::Duration::ZERO;
+            if full {
+                next_full = tokio::time::Instant::now() + options.resync;
+            }
+        }
         // Wait for the resync, or for news from the event queue (debounced:
         // 2 s after the last event, at most 10 s after the first).
-        let resync_at = tokio::time::Instant::now() + options.resync;
         let mut news: Option<(tokio::time::Instant, tokio::time::Instant)> = None;
         let managed = clusters(&policies, options.cluster.as_deref());
         loop {
             let now = tokio::time::Instant::now();
             let debounce_at =
                 news.map(|(first, last)| (last + DEBOUNCE_QUIET).min(first + DEBOUNCE_MAX));
-            let next = debounce_at.map_or(resync_at, |d| d.min(resync_at));
+            let next = debounce_at.map_or(next_full, |d| d.min(next_full));
             if now >= next {
-                if news.is_some() {
-                    let _ = writeln!(log, "events: reconciling");
+                if news.is_some() && now < next_full {
+                    let _ = writeln!(log, "events: reconciling what they touched");
                 }
                 break;
             }
@@ -247,6 +372,7 @@ pub async fn run<B: Backend>(
                                 "events: {:?} {} (cluster {})",
                                 event.kind, event.resource, event.cluster
                             );
+                            views.entry(event.cluster.clone()).or_default().note(&event);
                             let at = tokio::time::Instant::now();
                             news = Some(news.map_or((at, at), |(first, _)| (first, at)));
                         }
@@ -264,6 +390,52 @@ pub async fn run<B: Backend>(
     }
 }
 
+/// Logs a reconcile's statuses and actions, and counts its actions.
+fn report(
+    cluster: &str,
+    outcome: &Reconciled,
+    summary: &mut RunSummary,
+    log: &mut dyn std::io::Write,
+) {
+    for status in &outcome.plan.statuses {
+        let _ = writeln!(
+            log,
+            "{cluster}/{}/{}: {:?}: {}",
+            status.policy, status.service, status.state, status.reason
+        );
+    }
+    for action in outcome.plan.actions.iter().filter(|a| a.dry_run) {
+        let _ = writeln!(
+            log,
+            "{cluster}/{}/{}: {action}",
+            action.policy, action.service
+        );
+    }
+    for (action, result) in &outcome.executed {
+        match result {
+            Ok(()) => {
+                summary.actions_done += 1;
+                let _ = writeln!(
+                    log,
+                    "{cluster}/{}/{}: done: {action}",
+                    action.policy, action.service
+                );
+            }
+            Err(e) => {
+                summary.actions_failed += 1;
+                let _ = writeln!(
+                    log,
+                    "{cluster}/{}/{}: FAILED: {action}: {e}",
+                    action.policy, action.service
+                );
+            }
+        }
+    }
+}
+
+/// After a failed pass, the next full read waits this long, doubling up to the maximum.
+const BACKOFF_MIN: std::time::Duration = std::time::Duration::from_secs(1);
+const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(60);
 /// Events are collected until this long after the last one...
 const DEBOUNCE_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
 /// ...or this long after the first, so ten hosts joining cause one reconcile.

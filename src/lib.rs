@@ -26,7 +26,9 @@
 //!   [`plan::one_per_host`] the desired count.
 //! - [`backend`]: the narrow ECS interface the controller uses;
 //!   [`aws`] implements it over the ECS API, paced by [`pacing`];
-//!   [`controller`]: one reconcile (snapshot, plan, act) and the run loop;
+//!   [`refresh`]: reading again only what events touched, merged into the
+//!   last snapshot; [`controller`]: the cluster view, one reconcile (plan,
+//!   verify, act) and the run loop;
 //!   [`iam`]: the IAM policy the controller needs; [`install`]: the
 //!   EventBridge rule and SQS queue; [`events`]: parsing and deduplicating
 //!   the ECS events they deliver.
@@ -52,6 +54,7 @@ pub mod install;
 pub mod model;
 pub mod pacing;
 pub mod plan;
+pub mod refresh;
 pub mod schema;
 pub mod sim;
 pub mod spec;

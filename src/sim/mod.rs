@@ -15,7 +15,7 @@
 pub mod run;
 pub mod scenario;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use rand::{Rng, SeedableRng};
@@ -26,6 +26,7 @@ use crate::backend::{self, Backend};
 use crate::model::{ClusterSnapshot, Instance, InstanceStatus, Millis, Service, Task, TaskStatus};
 use crate::pacing::TokenBucket;
 use crate::plan::placement::PlacementView;
+use crate::refresh::{self, Delta, Touched};
 
 /// How long things take, in virtual milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +97,7 @@ pub mod limits {
     pub const DESCRIBE_SERVICES: usize = 10;
     pub const DESCRIBE_TASKS: usize = 100;
     pub const DESCRIBE_CONTAINER_INSTANCES: usize = 100;
+    pub const GET_TASK_PROTECTION: usize = 100;
 }
 
 impl Simulator {
@@ -555,6 +557,29 @@ impl Simulator {
         ]
     }
 
+    /// The state as the Describe calls report it: scale-in protection is
+    /// only known through GetTaskProtection.
+    fn described(&self) -> ClusterSnapshot {
+        let mut state = self.state();
+        state.tasks.iter_mut().for_each(|t| t.protected = false);
+        state
+    }
+
+    /// Counts and paces read calls, with injected faults. A failed call
+    /// fails the whole read: never a partial view.
+    fn read_calls(&mut self, calls: &[(&'static str, u64)]) -> backend::Result<()> {
+        for &(operation, n) in calls.iter().filter(|(_, n)| *n > 0) {
+            self.count_call(operation, n);
+            let now = self.now;
+            let wait = self.reads.take(n as f64, now);
+            self.paced_ms += wait;
+            if let Some(e) = self.fault(operation) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     fn count_call(&mut self, operation: &'static str, n: u64) {
         *self.api_calls.entry(operation.to_owned()).or_default() += n;
     }
@@ -720,17 +745,65 @@ impl Backend for SimBackend {
             return Err(backend::Error::ClusterNotFound(cluster.to_owned()));
         }
         let calls = sim.snapshot_calls();
-        for (operation, n) in calls {
-            sim.count_call(operation, n);
-            let now = sim.now;
-            let wait = sim.reads.take(n as f64, now);
-            sim.paced_ms += wait;
-            if let Some(e) = sim.fault(operation) {
-                // A failed call fails the whole snapshot: never a partial view.
-                return Err(e);
-            }
+        sim.read_calls(&calls)?;
+        Ok(sim.described())
+    }
+
+    async fn refresh(
+        &self,
+        cluster: &str,
+        previous: &ClusterSnapshot,
+        touched: &Touched,
+    ) -> backend::Result<ClusterSnapshot> {
+        let mut sim = self.lock();
+        if sim.cluster != cluster {
+            return Err(backend::Error::ClusterNotFound(cluster.to_owned()));
         }
-        Ok(sim.state())
+        let current = sim.described();
+        let (read, delta) = Delta::read_from(&current, previous, touched);
+        // Tasks first (their owners are learnt from them), then services
+        // and hosts, in ECS's batch sizes.
+        let calls = [
+            (
+                "DescribeTasks",
+                read.tasks.len().div_ceil(limits::DESCRIBE_TASKS) as u64,
+            ),
+            (
+                "DescribeServices",
+                read.services.len().div_ceil(limits::DESCRIBE_SERVICES) as u64,
+            ),
+            (
+                "DescribeContainerInstances",
+                read.instances
+                    .len()
+                    .div_ceil(limits::DESCRIBE_CONTAINER_INSTANCES) as u64,
+            ),
+        ];
+        sim.read_calls(&calls)?;
+        Ok(refresh::apply(previous, delta))
+    }
+
+    async fn protected_tasks(
+        &self,
+        cluster: &str,
+        tasks: &[String],
+    ) -> backend::Result<BTreeSet<String>> {
+        let mut sim = self.lock();
+        if sim.cluster != cluster {
+            return Err(backend::Error::ClusterNotFound(cluster.to_owned()));
+        }
+        let calls = [(
+            "GetTaskProtection",
+            tasks.len().div_ceil(limits::GET_TASK_PROTECTION) as u64,
+        )];
+        sim.read_calls(&calls)?;
+        let asked: BTreeSet<&String> = tasks.iter().collect();
+        Ok(sim
+            .tasks
+            .iter()
+            .filter(|t| t.task.protected && asked.contains(&t.task.id))
+            .map(|t| t.task.id.clone())
+            .collect())
     }
 
     async fn stop_task(&self, cluster: &str, task: &str, _reason: &str) -> backend::Result<()> {

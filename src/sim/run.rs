@@ -148,6 +148,7 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
     // The last line printed per policy and service, to print changes only.
     let mut last_said: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut dedupe = Dedupe::default();
+    let mut view = controller::ClusterView::default();
     let mut next_event = 0;
     let mut next_resync: Millis = 0;
     let mut debounce: Option<(Millis, Millis)> = None;
@@ -175,7 +176,10 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
                 Err(_) => report.events_malformed += 1,
                 Ok(e) if e.cluster != cluster => {}
                 Ok(e) => match dedupe.admit(&e) {
-                    Admission::New => news = true,
+                    Admission::New => {
+                        view.note(&e);
+                        news = true;
+                    }
                     Admission::Duplicate => report.events_duplicate += 1,
                     Admission::Stale => report.events_stale += 1,
                 },
@@ -190,13 +194,20 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
         let debounced = debounce.is_some_and(|(first, last)| {
             now >= last + DEBOUNCE_QUIET || now >= first + DEBOUNCE_MAX
         });
-        let due = now >= next_resync || debounced || retry_at.is_some_and(|t| now >= t);
+        // A resync or a retry reads everything; events, what they touched.
+        let full = now >= next_resync || retry_at.is_some_and(|t| now >= t);
 
-        if due {
+        if full || debounced {
             debounce = None;
             retry_at = None;
             report.reconciles += 1;
-            match controller::reconcile(&backend, &cluster, &policies, now).await {
+            let outcome = match view.read(&backend, &cluster, full).await {
+                Ok(snapshot) => {
+                    controller::reconcile(&backend, &cluster, snapshot, full, &policies, now).await
+                }
+                Err(e) => Err(e),
+            };
+            match outcome {
                 Err(e) => {
                     report.failed_snapshots += 1;
                     backoff = (backoff * 2).clamp(1_000, BACKOFF_MAX);
@@ -209,7 +220,10 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
                 }
                 Ok(outcome) => {
                     backoff = 0;
-                    next_resync = now + resync;
+                    if full {
+                        next_resync = now + resync;
+                    }
+                    view.note_executed(&outcome.executed);
                     let acted: std::collections::BTreeSet<(String, String)> = outcome
                         .executed
                         .iter()

@@ -21,6 +21,12 @@ use crate::repo;
 struct Moto {
     child: Child,
     port: u16,
+    /// The front the SDK talks to (see [`protection_front`]).
+    front: u16,
+    /// Tasks the front reports as protected from scale-in.
+    protected: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    /// GetTaskProtection calls the front answered.
+    protection_asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Moto {
@@ -46,7 +52,20 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server starts");
-        let moto = Moto { child, port };
+        let protected = std::sync::Arc::default();
+        let protection_asked = std::sync::Arc::default();
+        let front = protection_front(
+            port,
+            std::sync::Arc::clone(&protected),
+            std::sync::Arc::clone(&protection_asked),
+        );
+        let moto = Moto {
+            child,
+            port,
+            front,
+            protected,
+            protection_asked,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(
@@ -61,7 +80,16 @@ impl Moto {
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("http://127.0.0.1:{}", self.front)
+    }
+
+    fn protect(&self, task: &str) {
+        self.protected.lock().unwrap().insert(task.to_owned());
+    }
+
+    fn protection_asked(&self) -> usize {
+        self.protection_asked
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn post(&self, path: &str, body: &str) -> String {
@@ -330,7 +358,7 @@ async fn one_reconcile_performs_exactly_the_optimal_stop_and_nothing_else() {
         (hosts[0].as_str(), "us-east-1a")
     );
 
-    let reconciled = stevedore::controller::reconcile(&backend, "demo", &policies, 0)
+    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
         .await
         .unwrap();
     assert_eq!(reconciled.executed.len(), 1);
@@ -364,13 +392,132 @@ async fn one_reconcile_performs_exactly_the_optimal_stop_and_nothing_else() {
 }
 
 #[tokio::test]
+async fn a_protected_task_is_never_stopped() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let backend = AwsBackend::new(client.clone());
+    let policies = policy("  placement: {azBalanced: true}\n");
+    // What the plan would stop, were nothing protected.
+    let snapshot = backend.snapshot("demo").await.unwrap();
+    let plan = stevedore::plan::plan(&policies, &snapshot, snapshot.taken_at);
+    let ActionKind::StopTask { task: first, .. } = &plan.actions[0].kind else {
+        panic!("{plan:#?}")
+    };
+    moto.protect(first);
+
+    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
+        .await
+        .unwrap();
+    assert!(moto.protection_asked() >= 1);
+    assert_eq!(backend.api_calls().get("GetTaskProtection"), Some(&1));
+    assert_eq!(reconciled.executed.len(), 1, "{reconciled:#?}");
+    let ActionKind::StopTask { task: stopped, .. } = &reconciled.executed[0].0.kind else {
+        panic!("{reconciled:#?}")
+    };
+    assert_ne!(stopped, first, "the protected task was chosen");
+    let out = client
+        .describe_tasks()
+        .cluster("demo")
+        .tasks(first.as_str())
+        .tasks(stopped.as_str())
+        .send()
+        .await
+        .unwrap();
+    let status = |arn: &str| {
+        out.tasks()
+            .iter()
+            .find(|t| t.task_arn() == Some(arn))
+            .and_then(|t| t.desired_status())
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        (status(first).as_str(), status(stopped).as_str()),
+        ("RUNNING", "STOPPED")
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_reads_only_what_events_touched_and_matches_a_full_read() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let hosts = cluster(&moto, &client, [2, 1, 1, 0, 0, 0]).await;
+    let backend = AwsBackend::new(client.clone());
+    let before = backend.snapshot("demo").await.unwrap();
+    let calls_before = backend.api_calls();
+
+    // One task stops, one starts on another host.
+    let old = before.tasks[0].id.clone();
+    client
+        .stop_task()
+        .cluster("demo")
+        .task(&old)
+        .send()
+        .await
+        .unwrap();
+    let started = client
+        .start_task()
+        .cluster("demo")
+        .task_definition("web")
+        .container_instances(&hosts[5])
+        .started_by("ecs-svc/web")
+        .group("service:web")
+        .send()
+        .await
+        .unwrap();
+    let new = started.tasks()[0].task_arn().unwrap().to_owned();
+    let touched = stevedore::refresh::Touched {
+        tasks: [old.clone(), new.clone()].into(),
+        ..Default::default()
+    };
+    let refreshed = backend.refresh("demo", &before, &touched).await.unwrap();
+
+    // Three calls: the two tasks, then their service, then their hosts.
+    let calls = backend.api_calls();
+    let delta: std::collections::BTreeMap<&str, u64> = calls
+        .iter()
+        .map(|(op, n)| (op.as_str(), n - calls_before.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(
+        delta,
+        [
+            ("DescribeContainerInstances", 1),
+            ("DescribeServices", 1),
+            ("DescribeTasks", 1)
+        ]
+        .into()
+    );
+    let ids = |s: &stevedore::model::ClusterSnapshot| -> std::collections::BTreeSet<String> {
+        s.tasks.iter().map(|t| t.id.clone()).collect()
+    };
+    assert!(!ids(&refreshed).contains(&old));
+    assert!(ids(&refreshed).contains(&new));
+    let full = backend.snapshot("demo").await.unwrap();
+    assert_eq!(ids(&refreshed), ids(&full));
+    let host_of = |s: &stevedore::model::ClusterSnapshot, id: &str| {
+        let t = s.tasks.iter().find(|t| t.id == id).unwrap();
+        s.instances[t.instance.unwrap()].id.clone()
+    };
+    assert_eq!(host_of(&refreshed, &new), hosts[5]);
+    // The hosts read again carry what a full read says of them.
+    for host in [&hosts[0], &hosts[5]] {
+        let find = |s: &stevedore::model::ClusterSnapshot| {
+            s.instances.iter().find(|i| &i.id == host).cloned().unwrap()
+        };
+        assert_eq!(find(&refreshed), find(&full), "{host}");
+    }
+}
+
+#[tokio::test]
 async fn a_dry_run_policy_stops_nothing() {
     let moto = Moto::start();
     let client = moto.client();
     cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
     let backend = AwsBackend::new(client);
     let policies = policy("  placement: {azBalanced: true}\n  mode: DryRun\n");
-    let reconciled = stevedore::controller::reconcile(&backend, "demo", &policies, 0)
+    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
         .await
         .unwrap();
     assert_eq!(reconciled.plan.actions.len(), 1);
@@ -393,7 +540,7 @@ async fn one_task_per_host_does_not_count_a_draining_host() {
         .unwrap();
     let backend = AwsBackend::new(client.clone());
     let policies = policy("  placement: {oneTaskPerHost: {}}\n");
-    let reconciled = stevedore::controller::reconcile(&backend, "demo", &policies, 0)
+    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
         .await
         .unwrap();
     assert_eq!(reconciled.plan.actions.len(), 1);
@@ -427,7 +574,7 @@ async fn a_failed_read_gives_no_snapshot_and_no_action() {
         .build();
     let backend = AwsBackend::new(Client::from_conf(config));
     let policies = policy("  placement: {azBalanced: true}\n");
-    let error = stevedore::controller::reconcile(&backend, "demo", &policies, 0)
+    let error = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
         .await
         .unwrap_err();
     assert!(error.is_retryable(), "{error}");
@@ -911,29 +1058,7 @@ fn throttling_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsi
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
             counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            // Read the request head and body (Content-Length) before answering.
-            let mut request = vec![];
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stream.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                request.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&request);
-                if let Some(head_end) = text.find("\r\n\r\n") {
-                    let length = text[..head_end]
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if request.len() >= head_end + 4 + length {
-                        break;
-                    }
-                }
-            }
+            read_request(&mut stream);
             let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
             let _ = write!(
                 stream,
@@ -956,7 +1081,7 @@ async fn a_throttled_api_is_retried_then_reported_and_nothing_is_done() {
         .build();
     let backend = AwsBackend::new(Client::from_conf(config));
     let policies = policy("  placement: {azBalanced: true}\n");
-    let error = stevedore::controller::reconcile(&backend, "demo", &policies, 0)
+    let error = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
         .await
         .unwrap_err();
     assert_eq!(
@@ -973,4 +1098,108 @@ async fn a_throttled_api_is_retried_then_reported_and_nothing_is_done() {
         requests.load(std::sync::atomic::Ordering::SeqCst)
     );
     assert_eq!(backend.api_calls().get("StopTask"), None);
+}
+
+/// Reads one HTTP request (head and Content-Length body) from a stream.
+fn read_request(stream: &mut TcpStream) -> Vec<u8> {
+    let mut request = vec![];
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = stream.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        request.extend_from_slice(&buf[..n]);
+        if let Some(head_end) = request.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&request[..head_end]);
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if request.len() >= head_end + 4 + length {
+                break;
+            }
+        }
+    }
+    request
+}
+
+/// The same HTTP message with `Connection: close` as its only connection header.
+fn closing(message: &[u8]) -> Vec<u8> {
+    let Some(head_end) = message.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return message.to_vec();
+    };
+    let head = String::from_utf8_lossy(&message[..head_end]);
+    let mut out: String = head
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    out.push_str("Connection: close\r\n\r\n");
+    let mut out = out.into_bytes();
+    out.extend_from_slice(&message[head_end + 4..]);
+    out
+}
+
+/// A front for moto that answers GetTaskProtection, which moto 5.2.5 does
+/// not implement (it answers HTTP 500), from the set of protected tasks the
+/// test sets, in the documented response shape; every other request goes
+/// to moto unchanged. Each connection carries one request.
+fn protection_front(
+    moto_port: u16,
+    protected: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
+    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let protected = std::sync::Arc::clone(&protected);
+            let asked = std::sync::Arc::clone(&asked);
+            std::thread::spawn(move || {
+                let request = read_request(&mut stream);
+                let head_end = request
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .unwrap_or(request.len());
+                let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
+                if head
+                    .contains("x-amz-target: amazonec2containerservicev20141113.gettaskprotection")
+                {
+                    asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&request[(head_end + 4).min(request.len())..])
+                            .unwrap_or_default();
+                    let protected = protected.lock().unwrap();
+                    let tasks: Vec<serde_json::Value> = body["tasks"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t.as_str())
+                        .map(|t| serde_json::json!({"taskArn": t, "protectionEnabled": protected.contains(t)}))
+                        .collect();
+                    let body =
+                        serde_json::json!({"protectedTasks": tasks, "failures": []}).to_string();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    return;
+                }
+                let Ok(mut moto) = TcpStream::connect(("127.0.0.1", moto_port)) else {
+                    return;
+                };
+                let _ = moto.write_all(&closing(&request));
+                let mut response = vec![];
+                let _ = moto.read_to_end(&mut response);
+                let _ = stream.write_all(&closing(&response));
+            });
+        }
+    });
+    port
 }

@@ -456,3 +456,99 @@ fn draining_follows_the_deployment_configuration() {
         service(&loose, "web")
     );
 }
+
+/// The calls one event-driven read costs, after a full read, for a cluster
+/// of the given size: a host joins, then one task is stopped and replaced.
+/// Checks that each read ends with the same view a full read gives.
+fn calls_after_events(hosts: u32, services: u32, tasks: u32) -> (u64, u64) {
+    use stevedore::backend::Backend;
+    use stevedore::controller::ClusterView;
+    use stevedore::model::{Instance, Resources};
+    use stevedore::sim::SimBackend;
+
+    let g = scenario::GenerateSpec {
+        hosts,
+        services,
+        tasks,
+        zones: 3,
+        skewed_share: 0.0,
+    };
+    let backend = SimBackend::new(scenario::generated(g, 7, 0).sim);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut view = ClusterView::default();
+    let total = |b: &SimBackend| -> u64 { b.api_calls().values().sum() };
+    // Sorted task records, hosts and services: the view's content, whatever its order.
+    let content = |s: &stevedore::model::ClusterSnapshot| {
+        let mut tasks: Vec<_> = s
+            .tasks
+            .iter()
+            .map(|t| stevedore::refresh::TaskRecord::of(s, t))
+            .map(|r| format!("{r:?}"))
+            .collect();
+        tasks.sort();
+        let mut hosts: Vec<String> = s.instances.iter().map(|i| format!("{i:?}")).collect();
+        hosts.sort();
+        let mut services: Vec<String> = s.services.iter().map(|x| format!("{x:?}")).collect();
+        services.sort();
+        (tasks, hosts, services)
+    };
+    let deliver = |view: &mut ClusterView| {
+        for event in backend.lock().take_events() {
+            let event = stevedore::events::parse(&event.to_string()).unwrap();
+            view.note(&event);
+        }
+    };
+    runtime.block_on(async {
+        view.read(&backend, "demo", true).await.unwrap();
+
+        // One host joins.
+        let size = Resources {
+            cpu: 4096,
+            memory: 8192,
+        };
+        backend.lock().add_instance(Instance::active(
+            "joined",
+            "us-east-1a",
+            size,
+            Default::default(),
+        ));
+        deliver(&mut view);
+        let before = total(&backend);
+        let snapshot = view.read(&backend, "demo", false).await.unwrap();
+        let host_event = total(&backend) - before;
+        assert_eq!(
+            content(snapshot),
+            content(&backend.lock().state()),
+            "the joined host is in the view"
+        );
+
+        // One task stops and its replacement starts.
+        let victim = backend.lock().state().tasks[0].id.clone();
+        backend.stop_task("demo", &victim, "test").await.unwrap();
+        let now = backend.lock().now;
+        backend.lock().advance(now + 120_000);
+        deliver(&mut view);
+        let before = total(&backend);
+        let snapshot = view.read(&backend, "demo", false).await.unwrap();
+        let task_events = total(&backend) - before;
+        assert!(snapshot.tasks.iter().all(|t| t.id != victim));
+        assert_eq!(
+            content(snapshot),
+            content(&backend.lock().state()),
+            "the stop and the replacement are in the view"
+        );
+        (host_event, task_events)
+    })
+}
+
+#[test]
+fn calls_after_one_event_do_not_grow_with_the_cluster() {
+    let small = calls_after_events(30, 30, 600);
+    let full = calls_after_events(5_000, 5_000, 100_000);
+    // A host event: DescribeContainerInstances. A task stopped and replaced:
+    // DescribeTasks, DescribeServices, DescribeContainerInstances.
+    assert_eq!(small, (1, 3));
+    assert_eq!(full, small);
+}
