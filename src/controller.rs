@@ -245,11 +245,12 @@ fn load_policies(
 }
 
 /// The controller: reconcile every cluster the policies name, then wait
-/// for events, the next resync or `shutdown`. A resync reads each cluster
-/// in full; events (debounced) make a pass that reads again only what they
-/// touched. The policies are read again before each pass; an invalid change
-/// is reported and the last good policies stay in force. Shutdown is
-/// honoured between passes, so a batch of actions is never left half done.
+/// for events, the next resync, a change of the specs or `shutdown`. A
+/// resync reads each cluster in full; events (debounced) make a pass that
+/// reads again only what they touched. The specs are watched
+/// ([`crate::watch`]) and read again at each resync; an invalid change is
+/// reported and the last good policies stay in force. Shutdown is honoured
+/// between passes, so a batch of actions is never left half done.
 pub async fn run<B: Backend>(
     backend: &B,
     specs: &[std::path::PathBuf],
@@ -265,9 +266,29 @@ pub async fn run<B: Backend>(
     let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
     let mut next_full = tokio::time::Instant::now();
     let mut backoff = std::time::Duration::ZERO;
+    let mut watcher = if options.once {
+        None
+    } else {
+        match crate::watch::SpecWatcher::new(specs) {
+            Ok(w) => Some(w),
+            Err(e) => {
+                let _ = writeln!(
+                    log,
+                    "specs: cannot watch ({e}); reading them again at each resync"
+                );
+                None
+            }
+        }
+    };
+    let mut first = true;
     tokio::pin!(shutdown);
     loop {
-        if let Some(newer) = load_policies(specs, log) {
+        let full = tokio::time::Instant::now() >= next_full;
+        // At each resync too, in case the file system sends no notifications.
+        if full
+            && !std::mem::take(&mut first)
+            && let Some(newer) = load_policies(specs, log)
+        {
             policies = newer;
         }
         let mut effective = policies.clone();
@@ -276,7 +297,6 @@ pub async fn run<B: Backend>(
                 .iter_mut()
                 .for_each(|p| p.mode = crate::spec::policy::Mode::DryRun);
         }
-        let full = tokio::time::Instant::now() >= next_full;
         let mut failed = false;
         for cluster in clusters(&effective, options.cluster.as_deref()) {
             summary.reconciles += 1;
@@ -329,23 +349,47 @@ pub async fn run<B: Backend>(
                 break;
             }
             let wait = next - now;
+            let specs_changed = async {
+                match watcher.as_mut() {
+                    Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
             let received = match events {
                 Some(queue) if wait >= std::time::Duration::from_secs(1) => {
                     tokio::select! {
-                        received = queue.receive(wait) => Some(received),
-                        () = &mut shutdown => None,
+                        received = queue.receive(wait) => Wake::Received(received),
+                        () = specs_changed => Wake::SpecsChanged,
+                        () = &mut shutdown => Wake::Shutdown,
                     }
                 }
                 _ => {
                     tokio::select! {
-                        () = tokio::time::sleep(wait) => Some(Ok(vec![])),
-                        () = &mut shutdown => None,
+                        () = tokio::time::sleep(wait) => Wake::Received(Ok(vec![])),
+                        () = specs_changed => Wake::SpecsChanged,
+                        () = &mut shutdown => Wake::Shutdown,
                     }
                 }
             };
-            let Some(received) = received else {
-                let _ = writeln!(log, "shutting down after {} reconciles", summary.reconciles);
-                return Ok(summary);
+            let received = match received {
+                Wake::Received(received) => received,
+                Wake::Shutdown => {
+                    let _ = writeln!(log, "shutting down after {} reconciles", summary.reconciles);
+                    return Ok(summary);
+                }
+                Wake::SpecsChanged => {
+                    // An invalid change was reported; the last good policies stay.
+                    if let Some(newer) = load_policies(specs, log) {
+                        let _ = writeln!(
+                            log,
+                            "specs: changed; {} policies loaded, reconciling",
+                            newer.len()
+                        );
+                        policies = newer;
+                        break;
+                    }
+                    continue;
+                }
             };
             let messages = match received {
                 Ok(m) => m,
@@ -388,6 +432,13 @@ pub async fn run<B: Backend>(
             }
         }
     }
+}
+
+/// What ended a wait.
+enum Wake {
+    Received(Result<Vec<crate::aws::Message>, String>),
+    SpecsChanged,
+    Shutdown,
 }
 
 /// Logs a reconcile's statuses and actions, and counts its actions.

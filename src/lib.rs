@@ -28,7 +28,8 @@
 //!   [`aws`] implements it over the ECS API, paced by [`pacing`];
 //!   [`refresh`]: reading again only what events touched, merged into the
 //!   last snapshot; [`controller`]: the cluster view, one reconcile (plan,
-//!   verify, act) and the run loop;
+//!   verify, act) and the run loop; [`watch`]: watching the specs for
+//!   changes, git-sync's symlink swap included;
 //!   [`iam`]: the IAM policy the controller needs; [`install`]: the
 //!   EventBridge rule and SQS queue; [`events`]: parsing and deduplicating
 //!   the ECS events they deliver.
@@ -58,3 +59,4 @@ pub mod refresh;
 pub mod schema;
 pub mod sim;
 pub mod spec;
+pub mod watch;

@@ -952,7 +952,7 @@ fn wait_for(lines: &std::sync::mpsc::Receiver<String>, text: &str, seen: &mut Ve
 }
 
 #[tokio::test]
-async fn run_wakes_on_events_skips_malformed_messages_and_stops_on_sigterm() {
+async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops_on_sigterm() {
     let moto = Moto::start();
     let c = clients(&moto);
     cluster(&moto, &c.ecs, [1, 1, 1, 1, 1, 1]).await;
@@ -1039,12 +1039,23 @@ async fn run_wakes_on_events_skips_malformed_messages_and_stops_on_sigterm() {
         .unwrap();
     assert!(left.messages().is_empty(), "{left:?}");
 
+    // The specs are watched: a broken edit is reported, with its position,
+    // and the last good policies stay; a good one is applied at once.
+    let file = specs.path().join("web.yaml");
+    let good = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, good.replace("azBalanced", "azBalancd")).unwrap();
+    wait_for(&lines, "web.yaml:6:", &mut seen);
+    wait_for(&lines, "keeping the last good policies", &mut seen);
+    std::fs::write(&file, format!("{good}  mode: DryRun\n")).unwrap();
+    wait_for(&lines, "specs: changed; 1 policies loaded", &mut seen);
+    wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
+
     // SIGTERM: it finishes cleanly.
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    wait_for(&lines, "shutting down after 2 reconciles", &mut seen);
+    wait_for(&lines, "shutting down after 3 reconciles", &mut seen);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
 
