@@ -614,16 +614,10 @@ fn plan_live(
     for name in crate::controller::clusters(&policies, cluster) {
         // The plan `run --once` would carry out, its stops verified the same way.
         let verified = runtime.block_on(async {
-            let snapshot = backend.snapshot(&name).await?;
-            crate::controller::plan_verified(
-                &backend,
-                &name,
-                &snapshot,
-                true,
-                &policies,
-                snapshot.taken_at,
-            )
-            .await
+            let mut snapshot = backend.snapshot(&name).await?;
+            let now = snapshot.taken_at;
+            crate::controller::plan_verified(&backend, &name, &mut snapshot, true, &policies, now)
+                .await
         });
         match verified {
             Ok(verified) => plans.push(verified.plan),

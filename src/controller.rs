@@ -50,11 +50,11 @@ impl ClusterView {
         backend: &B,
         cluster: &str,
         full: bool,
-    ) -> backend::Result<&ClusterSnapshot> {
+    ) -> backend::Result<&mut ClusterSnapshot> {
         let next = match &self.snapshot {
             Some(previous) if !full => {
                 if self.touched.is_empty() {
-                    return Ok(self.snapshot.as_ref().expect("matched Some"));
+                    return Ok(self.snapshot.as_mut().expect("matched Some"));
                 }
                 backend.refresh(cluster, previous, &self.touched).await?
             }
@@ -76,11 +76,12 @@ pub struct Verified {
 
 /// Plans, then verifies the stops: the services with planned stops are read
 /// again (unless `fresh`, a snapshot just read in full), their tasks'
-/// protection is read, and the plan is made again from that.
+/// protection is read, and the plan is made again from that. What was
+/// read is kept in `snapshot`, which is newer for it.
 pub async fn plan_verified<B: Backend>(
     backend: &B,
     cluster: &str,
-    snapshot: &ClusterSnapshot,
+    snapshot: &mut ClusterSnapshot,
     fresh: bool,
     policies: &[Policy],
     now: Millis,
@@ -104,23 +105,23 @@ pub async fn plan_verified<B: Backend>(
             .map(|t| t.id.clone())
             .collect()
     };
-    let mut checked = if fresh {
-        snapshot.clone()
-    } else {
+    if !fresh {
         let touched = Touched {
             tasks: tasks_of(snapshot),
             services: services.clone(),
             ..Touched::default()
         };
-        backend.refresh(cluster, snapshot, &touched).await?
-    };
-    let ids: Vec<String> = tasks_of(&checked).into_iter().collect();
+        *snapshot = backend.refresh(cluster, snapshot, &touched).await?;
+    }
+    let ids: Vec<String> = tasks_of(snapshot).into_iter().collect();
     let protected = backend.protected_tasks(cluster, &ids).await?;
-    for task in &mut checked.tasks {
-        task.protected = protected.contains(&task.id);
+    for task in &mut snapshot.tasks {
+        if services.contains(&snapshot.services[task.service].name) {
+            task.protected = protected.contains(&task.id);
+        }
     }
     Ok(Verified {
-        plan: plan::plan(policies, &checked, now),
+        plan: plan::plan(policies, snapshot, now),
         services,
     })
 }
@@ -139,7 +140,7 @@ pub struct Reconciled {
 pub async fn reconcile<B: Backend>(
     backend: &B,
     cluster: &str,
-    snapshot: &ClusterSnapshot,
+    snapshot: &mut ClusterSnapshot,
     fresh: bool,
     policies: &[Policy],
     now: Millis,
@@ -176,8 +177,8 @@ pub async fn reconcile_once<B: Backend>(
     policies: &[Policy],
     now: Millis,
 ) -> backend::Result<Reconciled> {
-    let snapshot = backend.snapshot(cluster).await?;
-    reconcile(backend, cluster, &snapshot, true, policies, now).await
+    let mut snapshot = backend.snapshot(cluster).await?;
+    reconcile(backend, cluster, &mut snapshot, true, policies, now).await
 }
 
 /// How `stevedore run` behaves.
