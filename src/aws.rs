@@ -503,33 +503,27 @@ impl Backend for AwsBackend {
                 .map(|(t, _)| (t.id.clone(), Some(t)))
                 .collect(),
         };
-        let empty = ClusterSnapshot {
+        let mut snapshot = ClusterSnapshot {
             // Names, not ARNs, identify a cluster in policies.
             cluster: cluster.rsplit('/').next().unwrap_or(cluster).to_owned(),
             ..ClusterSnapshot::default()
         };
-        Ok(refresh::apply(&empty, everything))
+        refresh::apply(&mut snapshot, everything);
+        Ok(snapshot)
     }
 
     async fn refresh(
         &self,
         cluster: &str,
-        previous: &ClusterSnapshot,
+        snapshot: &mut ClusterSnapshot,
         touched: &Touched,
-    ) -> backend::Result<ClusterSnapshot> {
+    ) -> backend::Result<()> {
         let taken_at = wall_clock();
         let ids: Vec<String> = touched.tasks.iter().cloned().collect();
         let read = self.describe_tasks(cluster, &ids).await?;
-        // A task that started or stopped changed its service's counts and
-        // its host's free room: read those too, as of now.
+        // Their services and hosts changed too: read those, as of now.
         let owners: Vec<TaskRecord> = read.iter().map(|(t, _)| t.clone()).collect();
-        let forgotten: Vec<TaskRecord> = previous
-            .tasks
-            .iter()
-            .filter(|t| touched.tasks.contains(&t.id))
-            .map(|t| TaskRecord::of(previous, t))
-            .collect();
-        let touched = touched.clone().with_owners(&owners).with_owners(&forgotten);
+        let touched = touched.clone().with_owners(&owners, snapshot);
         let names: Vec<String> = touched.services.iter().cloned().collect();
         let services = self.describe_services(cluster, &names).await?;
         let arns: Vec<String> = touched.instances.iter().cloned().collect();
@@ -540,7 +534,8 @@ impl Backend for AwsBackend {
             .map(|(t, _)| t)
             .collect();
         let delta = Delta::from_reads(&touched, taken_at, services, instances, live);
-        Ok(refresh::apply(previous, delta))
+        refresh::apply(snapshot, delta);
+        Ok(())
     }
 
     async fn protected_tasks(

@@ -55,15 +55,15 @@ pub trait Backend {
         service: &str,
         desired: u32,
     ) -> impl Future<Output = Result<()>>;
-    /// `previous` with the objects `touched` names read again, and the
-    /// service and host of each touched task (see [`crate::refresh`]).
-    /// All or nothing, like a snapshot.
+    /// Reads again the objects `touched` names, and the service and host of
+    /// each touched task, into `snapshot` (see [`crate::refresh`]). All or
+    /// nothing: on an error, `snapshot` is as it was.
     fn refresh(
         &self,
         cluster: &str,
-        previous: &ClusterSnapshot,
+        snapshot: &mut ClusterSnapshot,
         touched: &Touched,
-    ) -> impl Future<Output = Result<ClusterSnapshot>>;
+    ) -> impl Future<Output = Result<()>>;
     /// The tasks among `tasks` whose scale-in protection is on now.
     fn protected_tasks(
         &self,

@@ -51,17 +51,20 @@ impl ClusterView {
         cluster: &str,
         full: bool,
     ) -> backend::Result<&mut ClusterSnapshot> {
-        let next = match &self.snapshot {
-            Some(previous) if !full => {
-                if self.touched.is_empty() {
-                    return Ok(self.snapshot.as_mut().expect("matched Some"));
-                }
-                backend.refresh(cluster, previous, &self.touched).await?
+        let snapshot = match self.snapshot.take() {
+            Some(mut snapshot) if !full => {
+                let read = backend.refresh(cluster, &mut snapshot, &self.touched).await;
+                // Unchanged when the read failed: the view stays.
+                let snapshot = self.snapshot.insert(snapshot);
+                read?;
+                snapshot
             }
-            _ => backend.snapshot(cluster).await?,
+            // The old view goes first: a full read replaces all of it, and
+            // a failed one is followed by another full read anyway.
+            _ => self.snapshot.insert(backend.snapshot(cluster).await?),
         };
         self.touched = Touched::default();
-        Ok(self.snapshot.insert(next))
+        Ok(snapshot)
     }
 }
 
@@ -111,7 +114,7 @@ pub async fn plan_verified<B: Backend>(
             services: services.clone(),
             ..Touched::default()
         };
-        *snapshot = backend.refresh(cluster, snapshot, &touched).await?;
+        backend.refresh(cluster, snapshot, &touched).await?;
     }
     let ids: Vec<String> = tasks_of(snapshot).into_iter().collect();
     let protected = backend.protected_tasks(cluster, &ids).await?;

@@ -56,15 +56,25 @@ impl Touched {
         self.services.extend(other.services);
     }
 
-    /// Adds the service and the instance of each touched task, as far as
-    /// `known` tells: a task that starts or stops changes its service's
-    /// counts and its host's free capacity.
-    pub fn with_owners(mut self, known: &[TaskRecord]) -> Touched {
-        for record in known {
-            self.services.insert(record.service.clone());
-            if let Some(instance) = &record.instance {
-                self.instances.insert(instance.clone());
-            }
+    /// Adds the service and the instance of each touched task: a task that
+    /// starts or stops changes its service's counts and its host's free
+    /// room. `read` are the touched tasks as just read; `previous` tells
+    /// where the ones that are gone were.
+    pub fn with_owners(mut self, read: &[TaskRecord], previous: &ClusterSnapshot) -> Touched {
+        let forgotten = previous
+            .tasks
+            .iter()
+            .filter(|t| self.tasks.contains(&t.id))
+            .map(|t| TaskRecord::of(previous, t));
+        let owners: Vec<(String, Option<String>)> = read
+            .iter()
+            .cloned()
+            .chain(forgotten)
+            .map(|r| (r.service, r.instance))
+            .collect();
+        for (service, instance) in owners {
+            self.services.insert(service);
+            self.instances.extend(instance);
         }
         self
     }
@@ -141,42 +151,6 @@ impl Delta {
         }
     }
 
-    /// What reading `touched` (and the owners of its tasks) from a cluster
-    /// whose true state is `current` returns; `previous` names the owners
-    /// of tasks that are gone. The simulator reads this way.
-    pub fn read_from(
-        current: &ClusterSnapshot,
-        previous: &ClusterSnapshot,
-        touched: &Touched,
-    ) -> (Touched, Delta) {
-        let records = |s: &ClusterSnapshot| -> Vec<TaskRecord> {
-            s.tasks
-                .iter()
-                .filter(|t| touched.tasks.contains(&t.id))
-                .map(|t| TaskRecord::of(s, t))
-                .collect()
-        };
-        let read = records(current);
-        let touched = touched
-            .clone()
-            .with_owners(&read)
-            .with_owners(&records(previous));
-        let services = current
-            .services
-            .iter()
-            .filter(|s| touched.services.contains(&s.name))
-            .cloned()
-            .collect();
-        let instances = current
-            .instances
-            .iter()
-            .filter(|i| touched.instances.contains(&i.id))
-            .cloned()
-            .collect();
-        let delta = Delta::from_reads(&touched, current.taken_at, services, instances, read);
-        (touched, delta)
-    }
-
     /// How many objects were read.
     pub fn len(&self) -> usize {
         self.services.len() + self.instances.len() + self.tasks.len()
@@ -187,25 +161,27 @@ impl Delta {
     }
 }
 
-/// The snapshot with the delta merged in: objects read again replace (or
-/// remove) their previous versions, new ones are appended, and tasks whose
-/// service or host is gone are dropped with it.
-pub fn apply(previous: &ClusterSnapshot, delta: Delta) -> ClusterSnapshot {
-    let mut next = ClusterSnapshot {
-        cluster: previous.cluster.clone(),
-        taken_at: delta.taken_at.max(previous.taken_at),
-        ..ClusterSnapshot::default()
-    };
+/// Merges the delta into the snapshot, in place: objects read again replace
+/// (or remove) their previous versions, new ones are appended, and tasks
+/// whose service or host is gone are dropped with it. In place, because a
+/// copy of a 100,000-task snapshot per event would cost more than the read.
+pub fn apply(snapshot: &mut ClusterSnapshot, delta: Delta) {
+    snapshot.taken_at = snapshot.taken_at.max(delta.taken_at);
+    let services = merge(&mut snapshot.services, delta.services, |s| &s.name);
+    let instances = merge(&mut snapshot.instances, delta.instances, |i| &i.id);
 
-    let service_updates: HashMap<String, Option<Service>> = delta.services.into_iter().collect();
-    let (services, service_index) = merge(&previous.services, service_updates, |s| &s.name);
-    next.services = services;
-
-    let instance_updates: HashMap<String, Option<Instance>> = delta.instances.into_iter().collect();
-    let (instances, instance_index) = merge(&previous.instances, instance_updates, |i| &i.id);
-    next.instances = instances;
-
-    let mut task_updates: HashMap<String, Option<TaskRecord>> = delta.tasks.into_iter().collect();
+    let service_index: HashMap<&str, usize> = snapshot
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let instance_index: HashMap<&str, usize> = snapshot
+        .instances
+        .iter()
+        .enumerate()
+        .map(|(i, x)| (x.id.as_str(), i))
+        .collect();
     let resolve = |record: TaskRecord| -> Option<Task> {
         let service = *service_index.get(record.service.as_str())?;
         let instance = match &record.instance {
@@ -221,47 +197,68 @@ pub fn apply(previous: &ClusterSnapshot, delta: Delta) -> ClusterSnapshot {
             protected: record.protected,
         })
     };
-    for task in &previous.tasks {
-        let record = match task_updates.remove(&task.id) {
-            Some(None) => continue,
-            Some(Some(updated)) => updated,
-            None => TaskRecord::of(previous, task),
+
+    let mut updates: HashMap<String, Option<TaskRecord>> = delta.tasks.into_iter().collect();
+    let mut kept = Vec::with_capacity(snapshot.tasks.len());
+    for task in std::mem::take(&mut snapshot.tasks) {
+        let update = if updates.is_empty() {
+            None
+        } else {
+            updates.remove(&task.id)
         };
-        if let Some(task) = resolve(record) {
-            next.tasks.push(task);
-        }
+        let task = match update {
+            Some(None) => None,
+            Some(Some(record)) => resolve(record),
+            None => (|| {
+                Some(Task {
+                    service: services[task.service]?,
+                    instance: match task.instance {
+                        Some(i) => Some(instances[i]?),
+                        None => None,
+                    },
+                    ..task
+                })
+            })(),
+        };
+        kept.extend(task);
     }
     // New tasks, in a stable order.
-    let mut added: Vec<TaskRecord> = task_updates.into_values().flatten().collect();
+    let mut added: Vec<TaskRecord> = updates.into_values().flatten().collect();
     added.sort_by(|a, b| a.id.cmp(&b.id));
-    next.tasks.extend(added.into_iter().filter_map(resolve));
-    next
+    kept.extend(added.into_iter().filter_map(resolve));
+    snapshot.tasks = kept;
 }
 
-/// Replaces, removes and appends objects by key; returns the new list and
-/// each key's new position.
-fn merge<T: Clone>(
-    previous: &[T],
-    mut updates: HashMap<String, Option<T>>,
+/// Replaces, removes and appends objects by key, in place; returns where
+/// each old position went (`None`: removed).
+fn merge<T>(
+    items: &mut Vec<T>,
+    updates: Vec<(String, Option<T>)>,
     key: impl Fn(&T) -> &String,
-) -> (Vec<T>, HashMap<String, usize>) {
-    let mut merged = Vec::with_capacity(previous.len());
-    for item in previous {
-        match updates.remove(key(item)) {
-            Some(None) => {}
-            Some(Some(updated)) => merged.push(updated),
-            None => merged.push(item.clone()),
+) -> Vec<Option<usize>> {
+    let mut updates: HashMap<String, Option<T>> = updates.into_iter().collect();
+    let mut moved = Vec::with_capacity(items.len());
+    let mut next = 0;
+    let mut kept = Vec::with_capacity(items.len());
+    for item in std::mem::take(items) {
+        let item = match updates.remove(key(&item)) {
+            Some(update) => update,
+            None => Some(item),
+        };
+        match item {
+            Some(item) => {
+                moved.push(Some(next));
+                next += 1;
+                kept.push(item);
+            }
+            None => moved.push(None),
         }
     }
     let mut added: Vec<T> = updates.into_values().flatten().collect();
     added.sort_by(|a, b| key(a).cmp(key(b)));
-    merged.extend(added);
-    let index = merged
-        .iter()
-        .enumerate()
-        .map(|(i, item)| (key(item).clone(), i))
-        .collect();
-    (merged, index)
+    kept.extend(added);
+    *items = kept;
+    moved
 }
 
 #[cfg(test)]
@@ -336,8 +333,9 @@ mod tests {
     #[test]
     fn an_empty_delta_changes_nothing_but_the_time() {
         let before = snapshot();
-        let after = apply(
-            &before,
+        let mut after = before.clone();
+        apply(
+            &mut after,
             Delta {
                 taken_at: 20,
                 ..Delta::default()
@@ -356,8 +354,9 @@ mod tests {
     #[test]
     fn new_objects_are_added_and_tasks_point_at_them() {
         let before = snapshot();
-        let after = apply(
-            &before,
+        let mut after = before.clone();
+        apply(
+            &mut after,
             Delta {
                 taken_at: 20,
                 services: vec![("batch".into(), Some(service("batch", 1)))],
@@ -375,8 +374,9 @@ mod tests {
     fn gone_objects_are_removed_with_their_tasks() {
         let before = snapshot();
         // h1 deregistered: t1 goes with it; the api service deleted: t3 goes too.
-        let after = apply(
-            &before,
+        let mut after = before.clone();
+        apply(
+            &mut after,
             Delta {
                 taken_at: 20,
                 services: vec![("api".into(), None)],
@@ -393,8 +393,9 @@ mod tests {
         let before = snapshot();
         let mut moved = record("t1", "web", "h2");
         moved.status = TaskStatus::Stopping;
-        let after = apply(
-            &before,
+        let mut after = before.clone();
+        apply(
+            &mut after,
             Delta {
                 taken_at: 20,
                 tasks: vec![("t1".into(), Some(moved.clone())), ("t3".into(), None)],
@@ -420,12 +421,13 @@ mod tests {
             EventKind::ServiceAction,
             "arn:aws:ecs:us-east-1:1:service/prod/api",
         ));
-        let touched = touched.with_owners(&[record("t1", "web", "h1")]);
+        // t1 was on h1 (web); it is on h2 now (read again).
+        let touched = touched.with_owners(&[record("t1", "web", "h2")], &snapshot());
         assert_eq!(
             touched,
             Touched {
                 tasks: ["t1".to_owned()].into(),
-                instances: ["h1".to_owned(), "h9".to_owned()].into(),
+                instances: ["h1".to_owned(), "h2".to_owned(), "h9".to_owned()].into(),
                 services: ["api".to_owned(), "web".to_owned()].into(),
             }
         );

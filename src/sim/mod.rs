@@ -26,7 +26,7 @@ use crate::backend::{self, Backend};
 use crate::model::{ClusterSnapshot, Instance, InstanceStatus, Millis, Service, Task, TaskStatus};
 use crate::pacing::TokenBucket;
 use crate::plan::placement::PlacementView;
-use crate::refresh::{self, Delta, Touched};
+use crate::refresh::{self, Delta, TaskRecord, Touched};
 
 /// How long things take, in virtual milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -509,28 +509,22 @@ impl Simulator {
 
     /// The state as a snapshot, with the service counts ECS reports.
     pub fn state(&self) -> ClusterSnapshot {
-        let mut services = self.services.clone();
-        for s in &mut services {
-            s.running = 0;
-            s.pending = 0;
-        }
-        let mut tasks = Vec::with_capacity(self.tasks.len());
-        for t in &self.tasks {
-            match t.task.status {
-                TaskStatus::Running => services[t.task.service].running += 1,
-                TaskStatus::Pending | TaskStatus::Provisioning => {
-                    services[t.task.service].pending += 1
-                }
-                TaskStatus::Stopping => {}
-            }
-            tasks.push(t.task.clone());
-        }
+        let services = self
+            .services
+            .iter()
+            .zip(self.task_counts())
+            .map(|(s, (running, pending))| Service {
+                running,
+                pending,
+                ..s.clone()
+            })
+            .collect();
         ClusterSnapshot {
             cluster: self.cluster.clone(),
             taken_at: self.now,
             instances: self.instances.clone(),
             services,
-            tasks,
+            tasks: self.tasks.iter().map(|t| t.task.clone()).collect(),
         }
     }
 
@@ -555,6 +549,58 @@ impl Simulator {
             ("ListTasks", pages(t, limits::LIST_PAGE)),
             ("DescribeTasks", t.div_ceil(limits::DESCRIBE_TASKS) as u64),
         ]
+    }
+
+    /// What Describe calls of `touched`, and of the services and hosts of
+    /// its tasks, return now; without copying the whole state.
+    fn read_touched(&self, previous: &ClusterSnapshot, touched: &Touched) -> (Touched, Delta) {
+        let read: Vec<TaskRecord> = self
+            .tasks
+            .iter()
+            .filter(|t| touched.tasks.contains(&t.task.id))
+            .map(|t| TaskRecord {
+                id: t.task.id.clone(),
+                service: self.services[t.task.service].name.clone(),
+                instance: t.task.instance.map(|i| self.instances[i].id.clone()),
+                status: t.task.status,
+                started_at: t.task.started_at,
+                protected: false,
+            })
+            .collect();
+        let touched = touched.clone().with_owners(&read, previous);
+        let services = self
+            .services
+            .iter()
+            .zip(self.task_counts())
+            .filter(|(s, _)| touched.services.contains(&s.name))
+            .map(|(s, (running, pending))| Service {
+                running,
+                pending,
+                ..s.clone()
+            })
+            .collect();
+        let instances = self
+            .instances
+            .iter()
+            .filter(|i| touched.instances.contains(&i.id))
+            .cloned()
+            .collect();
+        let delta = Delta::from_reads(&touched, self.now, services, instances, read);
+        (touched, delta)
+    }
+
+    /// Running and pending tasks per service, as ECS counts them.
+    fn task_counts(&self) -> Vec<(u32, u32)> {
+        let mut counts = vec![(0, 0); self.services.len()];
+        for t in &self.tasks {
+            let (running, pending) = &mut counts[t.task.service];
+            match t.task.status {
+                TaskStatus::Running => *running += 1,
+                TaskStatus::Pending | TaskStatus::Provisioning => *pending += 1,
+                TaskStatus::Stopping => {}
+            }
+        }
+        counts
     }
 
     /// The state as the Describe calls report it: scale-in protection is
@@ -752,15 +798,14 @@ impl Backend for SimBackend {
     async fn refresh(
         &self,
         cluster: &str,
-        previous: &ClusterSnapshot,
+        snapshot: &mut ClusterSnapshot,
         touched: &Touched,
-    ) -> backend::Result<ClusterSnapshot> {
+    ) -> backend::Result<()> {
         let mut sim = self.lock();
         if sim.cluster != cluster {
             return Err(backend::Error::ClusterNotFound(cluster.to_owned()));
         }
-        let current = sim.described();
-        let (read, delta) = Delta::read_from(&current, previous, touched);
+        let (read, delta) = sim.read_touched(snapshot, touched);
         // Tasks first (their owners are learnt from them), then services
         // and hosts, in ECS's batch sizes.
         let calls = [
@@ -780,7 +825,8 @@ impl Backend for SimBackend {
             ),
         ];
         sim.read_calls(&calls)?;
-        Ok(refresh::apply(previous, delta))
+        refresh::apply(snapshot, delta);
+        Ok(())
     }
 
     async fn protected_tasks(

@@ -471,7 +471,11 @@ async fn a_refresh_reads_only_what_events_touched_and_matches_a_full_read() {
         tasks: [old.clone(), new.clone()].into(),
         ..Default::default()
     };
-    let refreshed = backend.refresh("demo", &before, &touched).await.unwrap();
+    let mut refreshed = before.clone();
+    backend
+        .refresh("demo", &mut refreshed, &touched)
+        .await
+        .unwrap();
 
     // Three calls: the two tasks, then their service, then their hosts.
     let calls = backend.api_calls();
