@@ -94,7 +94,8 @@ pub enum Command {
         #[arg(long)]
         endpoint_url: Option<String>,
     },
-    /// Print the least-privilege IAM policy the controller needs for a cluster.
+    /// Print the least-privilege IAM policy the controller (or the
+    /// installer, with `--for installer`) needs for a cluster.
     IamPolicy {
         #[arg(long)]
         cluster: String,
@@ -107,6 +108,10 @@ pub enum Command {
         /// The SQS queue of the cluster's ECS events (default: stevedore-CLUSTER).
         #[arg(long)]
         queue_name: Option<String>,
+        /// Whose policy: the controller's task role, or the operator who
+        /// runs `install` and `uninstall`.
+        #[arg(long = "for", value_enum, default_value_t = IamRole::Controller)]
+        role: IamRole,
     },
     /// The controller: reconcile live ECS toward the policies, on a resync
     /// timer, until Ctrl-C or SIGTERM.
@@ -148,6 +153,16 @@ pub enum SchemaKind {
 /// The scenario `stevedore sim` runs by default.
 pub const DEMO_SCENARIO: &str =
     include_str!("../examples/scenarios/host-joins-after-scale-out.yaml");
+
+/// Whose IAM policy `iam-policy` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IamRole {
+    /// The controller's task role: read the cluster, stop tasks, update
+    /// services, read the event queue.
+    Controller,
+    /// Whoever runs `install` and `uninstall`: the queue and the rule.
+    Installer,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -236,6 +251,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             region,
             account,
             queue_name,
+            role,
         } => {
             let queue = queue_name.unwrap_or_else(|| crate::iam::default_queue(&cluster));
             let scope = crate::iam::Scope {
@@ -244,7 +260,11 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
                 account: account.as_deref(),
                 queue: &queue,
             };
-            serde_json::to_writer_pretty(&mut *out, &crate::iam::policy(&scope))
+            let policy = match role {
+                IamRole::Controller => crate::iam::policy(&scope),
+                IamRole::Installer => crate::iam::installer_policy(&scope),
+            };
+            serde_json::to_writer_pretty(&mut *out, &policy)
                 .map_err(std::io::Error::from)
                 .and_then(|()| writeln!(out))
                 .map_or(exit::USAGE, |()| exit::OK)

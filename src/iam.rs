@@ -1,5 +1,6 @@
-//! The least-privilege IAM policy the controller needs for one cluster:
-//! printed by `stevedore iam-policy`, for the controller's task role.
+//! The least-privilege IAM policies for one cluster, printed by `stevedore
+//! iam-policy`: the controller's (for its task role) and the installer's
+//! (for whoever runs `stevedore install` and `uninstall`).
 
 use serde_json::{Value, json};
 
@@ -68,6 +69,52 @@ pub fn policy(scope: &Scope<'_>) -> Value {
     })
 }
 
+/// The policy `stevedore install` and `uninstall` need: the cluster's ARN,
+/// the queue and its policy, the rule and its target. Nothing else: the
+/// controller's role is created by whoever deploys it, with [`policy`].
+pub fn installer_policy(scope: &Scope<'_>) -> Value {
+    let region = scope.region.unwrap_or("*");
+    let account = scope.account.unwrap_or("*");
+    let rule = crate::install::rule_name(scope.cluster);
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "FindCluster",
+                "Effect": "Allow",
+                "Action": ["ecs:DescribeClusters"],
+                "Resource": format!("arn:aws:ecs:{region}:{account}:cluster/{}", scope.cluster)
+            },
+            {
+                "Sid": "Queue",
+                "Effect": "Allow",
+                "Action": ["sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:SetQueueAttributes", "sqs:DeleteQueue"],
+                "Resource": format!("arn:aws:sqs:{region}:{account}:{}", scope.queue)
+            },
+            {
+                "Sid": "FindQueues",
+                "Effect": "Allow",
+                "Action": ["sqs:ListQueues"],
+                // ListQueues supports no resource-level permission.
+                "Resource": "*"
+            },
+            {
+                "Sid": "Rule",
+                "Effect": "Allow",
+                "Action": ["events:PutRule", "events:PutTargets", "events:RemoveTargets", "events:DeleteRule"],
+                "Resource": format!("arn:aws:events:{region}:{account}:rule/{rule}")
+            },
+            {
+                "Sid": "FindRules",
+                "Effect": "Allow",
+                "Action": ["events:ListRules"],
+                // ListRules supports no resource-level permission.
+                "Resource": "*"
+            }
+        ]
+    })
+}
+
 /// Whether the policy allows an action (such as `ecs:StopTask`).
 pub fn allows(policy: &Value, action: &str) -> bool {
     policy["Statement"]
@@ -95,13 +142,19 @@ mod tests {
 
     #[test]
     fn every_statement_is_scoped_to_the_cluster_or_says_why_not() {
-        let p = policy(&Scope {
+        let scope = Scope {
             cluster: "prod",
             region: Some("eu-west-1"),
             account: Some("123456789012"),
             queue: "stevedore-prod",
-        });
-        for s in p["Statement"].as_array().unwrap() {
+        };
+        let p = policy(&scope);
+        let installer = installer_policy(&scope);
+        let statements = p["Statement"].as_array().unwrap();
+        for s in statements
+            .iter()
+            .chain(installer["Statement"].as_array().unwrap())
+        {
             let resources: Vec<String> = match &s["Resource"] {
                 Value::String(r) => vec![r.clone()],
                 Value::Array(rs) => rs.iter().map(|r| r.as_str().unwrap().to_owned()).collect(),
@@ -109,7 +162,9 @@ mod tests {
             };
             for r in resources {
                 assert!(
-                    r == "*" && s["Sid"] == "ReadTaskDefinitions"
+                    r == "*"
+                        && ["ReadTaskDefinitions", "FindQueues", "FindRules"]
+                            .contains(&s["Sid"].as_str().unwrap())
                         || r.contains("prod")
                             && r.contains("eu-west-1")
                             && r.contains("123456789012"),
@@ -120,5 +175,14 @@ mod tests {
         assert!(allows(&p, "ecs:StopTask"));
         assert!(!allows(&p, "ecs:DeleteService"));
         assert!(!allows(&p, "ecs:RunTask"));
+        assert!(
+            !allows(&p, "sqs:CreateQueue"),
+            "the controller creates nothing"
+        );
+        assert!(allows(&installer, "events:PutRule"));
+        assert!(
+            !allows(&installer, "ecs:StopTask"),
+            "the installer acts on no task"
+        );
     }
 }

@@ -726,22 +726,72 @@ async fn run_refuses_invalid_policies_and_reports_unreachable_clusters() {
 }
 
 fn clients(moto: &Moto) -> stevedore::install::Clients {
+    recording_clients(moto, &Calls::default())
+}
+
+/// The operations a client sent, as IAM actions (`sqs:CreateQueue`).
+type Calls = std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>;
+
+/// Records each operation a client sends, from the SDK's own metadata.
+#[derive(Debug)]
+struct Recorder {
+    prefix: &'static str,
+    calls: Calls,
+}
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for Recorder {
+    fn name(&self) -> &'static str {
+        "Recorder"
+    }
+
+    fn read_before_serialization(
+        &self,
+        _context: &aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef<'_>,
+        _components: &aws_sdk_ecs::config::RuntimeComponents,
+        cfg: &mut aws_sdk_ecs::config::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        if let Some(metadata) = cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+        {
+            self.calls
+                .lock()
+                .unwrap()
+                .insert(format!("{}:{}", self.prefix, metadata.name()));
+        }
+        Ok(())
+    }
+}
+
+/// The installer's clients for moto, recording every operation into `calls`.
+fn recording_clients(moto: &Moto, calls: &Calls) -> stevedore::install::Clients {
     let region = Region::new("us-east-1");
     let credentials = Credentials::new("test", "test", None, None, "static");
+    let recorder = |prefix| Recorder {
+        prefix,
+        calls: std::sync::Arc::clone(calls),
+    };
+    let ecs = aws_sdk_ecs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(moto.url())
+        .region(region.clone())
+        .credentials_provider(credentials.clone())
+        .interceptor(recorder("ecs"))
+        .build();
     let sqs = aws_sdk_sqs::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(moto.url())
         .region(region.clone())
         .credentials_provider(credentials.clone())
+        .interceptor(recorder("sqs"))
         .build();
     let events = aws_sdk_eventbridge::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .endpoint_url(moto.url())
         .region(region)
         .credentials_provider(credentials)
+        .interceptor(recorder("events"))
         .build();
     stevedore::install::Clients {
-        ecs: moto.client(),
+        ecs: Client::from_conf(ecs),
         sqs: aws_sdk_sqs::Client::from_conf(sqs),
         events: aws_sdk_eventbridge::Client::from_conf(events),
     }
@@ -764,11 +814,14 @@ async fn install_twice_makes_one_rule_and_one_queue_that_receive_the_clusters_ev
         .unwrap()
         .to_owned();
     let mut log = vec![];
-    let first = stevedore::install::install(&c, "demo", "stevedore-demo", false, &mut log)
+    // The installer's calls are recorded, to check them against its IAM policy.
+    let calls = Calls::default();
+    let installer = recording_clients(&moto, &calls);
+    let first = stevedore::install::install(&installer, "demo", "stevedore-demo", false, &mut log)
         .await
         .unwrap()
         .unwrap();
-    let second = stevedore::install::install(&c, "demo", "stevedore-demo", false, &mut log)
+    let second = stevedore::install::install(&installer, "demo", "stevedore-demo", false, &mut log)
         .await
         .unwrap()
         .unwrap();
@@ -848,9 +901,27 @@ async fn install_twice_makes_one_rule_and_one_queue_that_receive_the_clusters_ev
         .unwrap();
     assert!(received.messages().is_empty(), "{received:?}");
 
-    stevedore::install::uninstall(&c, "demo", "stevedore-demo", &mut log)
+    stevedore::install::uninstall(&installer, "demo", "stevedore-demo", &mut log)
         .await
         .unwrap();
+    // `iam-policy --for installer` allows every call install and uninstall made.
+    let iam = stevedore::iam::installer_policy(&stevedore::iam::Scope {
+        cluster: "demo",
+        region: None,
+        account: None,
+        queue: "stevedore-demo",
+    });
+    let calls = calls.lock().unwrap().clone();
+    assert!(
+        calls.contains("sqs:CreateQueue") && calls.contains("events:DeleteRule"),
+        "{calls:?}"
+    );
+    for call in &calls {
+        assert!(
+            stevedore::iam::allows(&iam, call),
+            "{call} is not in the installer's policy"
+        );
+    }
     assert!(
         c.events
             .list_rules()

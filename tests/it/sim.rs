@@ -193,6 +193,32 @@ fn faults_are_retried_and_never_acted_on() {
 }
 
 #[test]
+fn a_host_joining_during_a_rebalance_with_events_lost_stays_within_budget_and_converges() {
+    let text = std::fs::read_to_string(repo("examples/scenarios/host-joins-after-scale-out.yaml"))
+        .unwrap();
+    // A second host joins zone c while the first moves are under way, and
+    // half the events are lost: partial reads see only what arrived, and
+    // the resync fills the gaps.
+    let text = text
+        .replace(
+            "  timeline:",
+            "  faults: {eventLossRate: 0.5}\n  timeline:",
+        )
+        .replace(
+            "      hostJoins: {name: c, zone: us-east-1c, count: 1}",
+            "      hostJoins: {name: c, zone: us-east-1c, count: 1}\n    - at: 85s\n      hostJoins: {name: d, zone: us-east-1c, count: 1}",
+        );
+    let s = scenario::from_text("joins.yaml", &text, &repo("examples/scenarios")).unwrap();
+    let report = run_report(s);
+    check_invariants(&report);
+    for (name, budget) in [("web", 1), ("api-orders", 2)] {
+        let s = service(&report, name);
+        assert_eq!(s.state, State::Satisfied, "{s:#?}");
+        assert!(s.peak_unavailable <= budget, "{s:#?}");
+    }
+}
+
+#[test]
 fn full_resync_calls_stay_within_5_percent_of_the_floor_at_full_scale() {
     // 5,000 hosts, 5,000 services, 100,000 tasks: one full read.
     let g = scenario::GenerateSpec {
