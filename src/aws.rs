@@ -1,9 +1,9 @@
 //! The AWS backend: the [`Backend`] over the ECS API (aws-sdk-ecs).
 //!
 //! A snapshot is read with paginated List calls (100 per page) and batched
-//! Describe calls (10 services, 100 container instances, 100 tasks per call)
-//! and is all or nothing: if any call fails, there is no snapshot, so the
-//! planner never works from a partial view. The SDK's standard retry
+//! Describe calls (10 services, 100 container instances, 100 tasks per call,
+//! at most four in flight), and is all or nothing: if any call fails, there
+//! is no snapshot, so the planner never works from a partial view. The SDK's standard retry
 //! (exponential backoff with jitter) handles throttling and 5xx; what is
 //! left is reported. Every call is counted per operation.
 //!
@@ -40,6 +40,9 @@ pub async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
 const PAGE: i32 = 100;
 const DESCRIBE_SERVICES: usize = 10;
 const DESCRIBE_BATCH: usize = 100;
+/// Describe calls in flight at once: enough to keep the read bucket's 20
+/// calls a second busy at 200 ms of latency, few enough to be polite.
+const DESCRIBE_CONCURRENCY: usize = 4;
 
 /// The ECS API as a [`Backend`].
 #[derive(Debug)]
@@ -112,6 +115,36 @@ impl AwsBackend {
         if wait > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
         }
+    }
+
+    /// One call per batch of `ids`, at most [`DESCRIBE_CONCURRENCY`] in
+    /// flight, each counted and paced; the outputs in order, or the first
+    /// error.
+    async fn batched<O, E, R, F, Fut>(
+        &self,
+        operation: &'static str,
+        ids: &[String],
+        size: usize,
+        send: F,
+    ) -> backend::Result<Vec<O>>
+    where
+        F: Fn(Vec<String>) -> Fut,
+        Fut: std::future::Future<Output = Result<O, aws_sdk_ecs::error::SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + 'static,
+        R: std::fmt::Debug,
+    {
+        use futures_util::{StreamExt, TryStreamExt};
+        futures_util::stream::iter(ids.chunks(size))
+            .map(|chunk| {
+                let call = send(chunk.to_vec());
+                async move {
+                    self.call(operation).await;
+                    call.await.map_err(|e| api_error(operation, e))
+                }
+            })
+            .buffered(DESCRIBE_CONCURRENCY)
+            .try_collect()
+            .await
     }
 
     /// Every page of a List call: `page(token)` fetches one page and
@@ -261,17 +294,17 @@ impl AwsBackend {
         arns: &[String],
     ) -> backend::Result<Vec<Service>> {
         let mut services = vec![];
-        for chunk in arns.chunks(DESCRIBE_SERVICES) {
-            self.call("DescribeServices").await;
-            let out = self
-                .ecs
-                .describe_services()
-                .cluster(cluster)
-                .set_services(Some(chunk.to_vec()))
-                .include(ServiceField::Tags)
-                .send()
-                .await
-                .map_err(|e| api_error("DescribeServices", e))?;
+        let pages = self
+            .batched("DescribeServices", arns, DESCRIBE_SERVICES, |chunk| {
+                self.ecs
+                    .describe_services()
+                    .cluster(cluster)
+                    .set_services(Some(chunk))
+                    .include(ServiceField::Tags)
+                    .send()
+            })
+            .await?;
+        for out in pages {
             for s in out
                 .services()
                 .iter()
@@ -333,16 +366,21 @@ impl AwsBackend {
         arns: &[String],
     ) -> backend::Result<Vec<Instance>> {
         let mut instances = vec![];
-        for chunk in arns.chunks(DESCRIBE_BATCH) {
-            self.call("DescribeContainerInstances").await;
-            let out = self
-                .ecs
-                .describe_container_instances()
-                .cluster(cluster)
-                .set_container_instances(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| api_error("DescribeContainerInstances", e))?;
+        let pages = self
+            .batched(
+                "DescribeContainerInstances",
+                arns,
+                DESCRIBE_BATCH,
+                |chunk| {
+                    self.ecs
+                        .describe_container_instances()
+                        .cluster(cluster)
+                        .set_container_instances(Some(chunk))
+                        .send()
+                },
+            )
+            .await?;
+        for out in pages {
             for ci in out
                 .container_instances()
                 .iter()
@@ -400,16 +438,16 @@ impl AwsBackend {
         arns: &[String],
     ) -> backend::Result<Vec<(TaskRecord, bool)>> {
         let mut tasks = vec![];
-        for chunk in arns.chunks(DESCRIBE_BATCH) {
-            self.call("DescribeTasks").await;
-            let out = self
-                .ecs
-                .describe_tasks()
-                .cluster(cluster)
-                .set_tasks(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| api_error("DescribeTasks", e))?;
+        let pages = self
+            .batched("DescribeTasks", arns, DESCRIBE_BATCH, |chunk| {
+                self.ecs
+                    .describe_tasks()
+                    .cluster(cluster)
+                    .set_tasks(Some(chunk))
+                    .send()
+            })
+            .await?;
+        for out in pages {
             for t in out.tasks() {
                 // Only service tasks matter; a service's tasks are in the group `service:NAME`.
                 let Some(service) = t.group().and_then(|g| g.strip_prefix("service:")) else {
@@ -544,16 +582,16 @@ impl Backend for AwsBackend {
         tasks: &[String],
     ) -> backend::Result<BTreeSet<String>> {
         let mut protected = BTreeSet::new();
-        for chunk in tasks.chunks(DESCRIBE_BATCH) {
-            self.call("GetTaskProtection").await;
-            let out = self
-                .ecs
-                .get_task_protection()
-                .cluster(cluster)
-                .set_tasks(Some(chunk.to_vec()))
-                .send()
-                .await
-                .map_err(|e| api_error("GetTaskProtection", e))?;
+        let pages = self
+            .batched("GetTaskProtection", tasks, DESCRIBE_BATCH, |chunk| {
+                self.ecs
+                    .get_task_protection()
+                    .cluster(cluster)
+                    .set_tasks(Some(chunk))
+                    .send()
+            })
+            .await?;
+        for out in pages {
             protected.extend(
                 out.protected_tasks()
                     .iter()

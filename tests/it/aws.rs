@@ -326,6 +326,20 @@ async fn the_snapshot_reads_services_hosts_zones_and_tasks() {
 }
 
 #[tokio::test]
+async fn describes_are_batched_by_100_and_none_is_lost_in_flight() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [42, 42, 42, 42, 41, 41]).await;
+    let backend = AwsBackend::new(client);
+    let snapshot = backend.snapshot("demo").await.unwrap();
+    assert_eq!(snapshot.tasks.len(), 250);
+    let ids: std::collections::BTreeSet<&str> =
+        snapshot.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids.len(), 250, "each task once");
+    assert_eq!(backend.api_calls().get("DescribeTasks"), Some(&3));
+}
+
+#[tokio::test]
 async fn one_reconcile_performs_exactly_the_optimal_stop_and_nothing_else() {
     let moto = Moto::start();
     let client = moto.client();
