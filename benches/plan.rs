@@ -44,7 +44,14 @@ fn bench(c: &mut Criterion) {
         });
         let index = Index::new(&snapshot);
         group.bench_with_input(BenchmarkId::new("plan", tasks), &index, |b, index| {
-            b.iter(|| black_box(plan::plan_with_index(&policies, index, 0)))
+            b.iter(|| {
+                black_box(plan::plan_with_index(
+                    &policies,
+                    index,
+                    0,
+                    &mut Default::default(),
+                ))
+            })
         });
     }
     group.finish();
@@ -54,14 +61,21 @@ fn bench(c: &mut Criterion) {
     for share in [0.0, 0.01, 0.1] {
         let (snapshot, policies) = cluster(100_000, share);
         let index = Index::new(&snapshot);
-        let skewed = plan::plan_with_index(&policies, &index, 0)
+        let skewed = plan::plan_with_index(&policies, &index, 0, &mut Default::default())
             .statuses
             .iter()
             .filter(|s| s.state != plan::State::Satisfied)
             .count();
         let name = format!("{}pct-{skewed}-services", (share * 100.0) as u32);
         group.bench_function(BenchmarkId::new("plan", name), |b| {
-            b.iter(|| black_box(plan::plan_with_index(&policies, &index, 0)))
+            b.iter(|| {
+                black_box(plan::plan_with_index(
+                    &policies,
+                    &index,
+                    0,
+                    &mut Default::default(),
+                ))
+            })
         });
     }
     group.finish();

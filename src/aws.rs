@@ -19,6 +19,7 @@ use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ecs::types::{DesiredStatus, ServiceField};
 
 use crate::backend::{self, Backend};
+use crate::metrics::MetricQuery;
 use crate::model::{
     BinpackField, ClusterSnapshot, Instance, InstanceStatus, MemberOf, PlacementConstraint,
     PlacementField, PlacementStrategy, Resources, Service, TaskStatus, ZONE_ATTRIBUTE,
@@ -40,6 +41,8 @@ pub async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
 const PAGE: i32 = 100;
 const DESCRIBE_SERVICES: usize = 10;
 const DESCRIBE_BATCH: usize = 100;
+/// Metric queries per GetMetricData call.
+const GET_METRIC_DATA: usize = 500;
 /// Describe calls in flight at once: enough to keep the read bucket's 20
 /// calls a second busy at 200 ms of latency, few enough to be polite.
 const DESCRIBE_CONCURRENCY: usize = 4;
@@ -55,6 +58,8 @@ pub struct AwsBackend {
     started: std::time::Instant,
     /// Task definitions never change, so each is described once.
     task_definitions: Mutex<HashMap<String, (Resources, Vec<u16>)>>,
+    /// Where scaling policies' metrics are read.
+    cloudwatch: Option<aws_sdk_cloudwatch::Client>,
 }
 
 /// Turns an SDK error into a backend error, keeping the operation's name.
@@ -79,7 +84,15 @@ fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt:
 impl AwsBackend {
     /// Connects with the standard configuration chain, optionally to another endpoint.
     pub async fn connect(endpoint_url: Option<&str>) -> AwsBackend {
-        AwsBackend::new(Client::new(&sdk_config(endpoint_url).await))
+        let config = sdk_config(endpoint_url).await;
+        AwsBackend::new(Client::new(&config))
+            .with_cloudwatch(aws_sdk_cloudwatch::Client::new(&config))
+    }
+
+    /// Reads scaling metrics from this CloudWatch client.
+    pub fn with_cloudwatch(mut self, cloudwatch: aws_sdk_cloudwatch::Client) -> AwsBackend {
+        self.cloudwatch = Some(cloudwatch);
+        self
     }
 
     pub fn new(ecs: Client) -> AwsBackend {
@@ -90,18 +103,21 @@ impl AwsBackend {
             writes: Mutex::new(TokenBucket::ecs_writes()),
             started: std::time::Instant::now(),
             task_definitions: Mutex::new(HashMap::new()),
+            cloudwatch: None,
         }
     }
 
-    /// Counts a call and waits for its turn in its action family's bucket.
+    fn count(&self, operation: &str) {
+        let mut calls = self
+            .calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *calls.entry(operation.to_owned()).or_default() += 1;
+    }
+
+    /// Counts an ECS call and waits for its turn in its action family's bucket.
     async fn call(&self, operation: &str) {
-        {
-            let mut calls = self
-                .calls
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            *calls.entry(operation.to_owned()).or_default() += 1;
-        }
+        self.count(operation);
         let bucket = if matches!(operation, "StopTask" | "UpdateService") {
             &self.writes
         } else {
@@ -631,6 +647,89 @@ impl Backend for AwsBackend {
             .await
             .map_err(|e| api_error("UpdateService", e))?;
         Ok(())
+    }
+
+    async fn metric_data(
+        &self,
+        queries: &[MetricQuery],
+        now: u64,
+    ) -> backend::Result<Vec<Option<f64>>> {
+        use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat, ScanBy};
+        let Some(cloudwatch) = &self.cloudwatch else {
+            return Err(backend::Error::Api {
+                operation: "GetMetricData",
+                message: "no CloudWatch client".into(),
+            });
+        };
+        let mut values = vec![None; queries.len()];
+        for (c, chunk) in queries.chunks(GET_METRIC_DATA).enumerate() {
+            let longest = chunk.iter().map(|q| q.period).max().unwrap_or(60) as u64;
+            let to = aws_sdk_cloudwatch::primitives::DateTime::from_millis(now as i64);
+            let from = aws_sdk_cloudwatch::primitives::DateTime::from_millis(
+                now.saturating_sub(3 * longest * 1000) as i64,
+            );
+            let data_queries: Vec<MetricDataQuery> = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, q)| {
+                    let metric = Metric::builder()
+                        .namespace(&q.namespace)
+                        .metric_name(&q.name)
+                        .set_dimensions(Some(
+                            q.dimensions
+                                .iter()
+                                .map(|(k, v)| Dimension::builder().name(k).value(v).build())
+                                .collect(),
+                        ))
+                        .build();
+                    MetricDataQuery::builder()
+                        .id(format!("m{i}"))
+                        .metric_stat(
+                            MetricStat::builder()
+                                .metric(metric)
+                                .period(q.period as i32)
+                                .stat(&q.statistic)
+                                .build(),
+                        )
+                        .return_data(true)
+                        .build()
+                })
+                .collect();
+            let mut token = None;
+            loop {
+                self.count("GetMetricData");
+                let out = cloudwatch
+                    .get_metric_data()
+                    .set_metric_data_queries(Some(data_queries.clone()))
+                    .start_time(from)
+                    .end_time(to)
+                    .scan_by(ScanBy::TimestampDescending)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| backend::Error::Api {
+                        operation: "GetMetricData",
+                        message: DisplayErrorContext(&e).to_string(),
+                    })?;
+                for result in out.metric_data_results() {
+                    let i = result
+                        .id()
+                        .and_then(|id| id.strip_prefix('m'))
+                        .and_then(|i| i.parse::<usize>().ok());
+                    // Newest first: the first value seen for a query is its latest.
+                    if let (Some(i), Some(value)) = (i, result.values().first())
+                        && let Some(slot) = values.get_mut(c * GET_METRIC_DATA + i)
+                    {
+                        slot.get_or_insert(*value);
+                    }
+                }
+                token = out.next_token().map(str::to_owned);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(values)
     }
 
     fn api_calls(&self) -> BTreeMap<String, u64> {

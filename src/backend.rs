@@ -7,7 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
-use crate::model::ClusterSnapshot;
+use crate::metrics::MetricQuery;
+use crate::model::{ClusterSnapshot, Millis};
 use crate::refresh::Touched;
 
 /// Why a backend call failed.
@@ -70,6 +71,13 @@ pub trait Backend {
         cluster: &str,
         tasks: &[String],
     ) -> impl Future<Output = Result<BTreeSet<String>>>;
+    /// The latest data point of each metric at `now` (within its last three
+    /// periods), in order; `None` where there is none.
+    fn metric_data(
+        &self,
+        queries: &[MetricQuery],
+        now: Millis,
+    ) -> impl Future<Output = Result<Vec<Option<f64>>>>;
     /// Calls made so far, per ECS operation.
     fn api_calls(&self) -> BTreeMap<String, u64>;
 }

@@ -636,8 +636,16 @@ fn plan_live(
         let verified = runtime.block_on(async {
             let mut snapshot = backend.snapshot(&name).await?;
             let now = snapshot.taken_at;
-            crate::controller::plan_verified(&backend, &name, &mut snapshot, true, &policies, now)
-                .await
+            crate::controller::plan_verified(
+                &backend,
+                &name,
+                &mut snapshot,
+                true,
+                &policies,
+                now,
+                &mut Default::default(),
+            )
+            .await
         });
         match verified {
             Ok(verified) => plans.push(verified.plan),

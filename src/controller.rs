@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use crate::backend::{self, Backend};
 use crate::events::EcsEvent;
 use crate::model::{ClusterSnapshot, Millis};
-use crate::plan::{self, Action, ActionKind, Plan};
+use crate::plan::{self, Action, ActionKind, Plan, ScalingInput};
 use crate::refresh::Touched;
 use crate::spec::Policy;
 
@@ -40,6 +40,17 @@ impl ClusterView {
             if let ActionKind::StopTask { task, .. } = &action.kind {
                 self.touched.tasks.insert(task.clone());
             }
+        }
+    }
+
+    /// Notes the services scaling policies act on, so their desired counts
+    /// are read again on the next read (nothing if nothing was read yet).
+    pub fn touch_scaled(&mut self, policies: &[Policy]) {
+        if let Some(snapshot) = &self.snapshot {
+            let scaled = crate::metrics::queries(policies, snapshot)
+                .into_iter()
+                .map(|((_, service), _)| service);
+            self.touched.services.extend(scaled);
         }
     }
 
@@ -75,6 +86,8 @@ pub struct Verified {
     pub plan: Plan,
     /// The services read again (only their stops may be executed).
     pub services: BTreeSet<String>,
+    /// Why scaling policies' metrics could not be read (they hold).
+    pub metric_error: Option<String>,
 }
 
 /// Plans, then verifies the stops: the services with planned stops are read
@@ -88,8 +101,21 @@ pub async fn plan_verified<B: Backend>(
     fresh: bool,
     policies: &[Policy],
     now: Millis,
+    scaling: &mut ScalingInput,
 ) -> backend::Result<Verified> {
-    let first = plan::plan(policies, snapshot, now);
+    // Metrics first: missing data is not zero, so a failed read holds
+    // every scaled service at its count (bounds still apply) and says why.
+    let mut metric_error = None;
+    if policies.iter().any(|p| p.scaling.is_some()) {
+        match crate::metrics::read(backend, policies, snapshot, now).await {
+            Ok(readings) => scaling.readings = readings,
+            Err(e) => {
+                scaling.readings.clear();
+                metric_error = Some(e.to_string());
+            }
+        }
+    }
+    let first = plan::plan_with(policies, snapshot, now, scaling);
     let services: BTreeSet<String> = first
         .executable()
         .filter(|a| matches!(a.kind, ActionKind::StopTask { .. }))
@@ -99,6 +125,7 @@ pub async fn plan_verified<B: Backend>(
         return Ok(Verified {
             plan: first,
             services,
+            metric_error,
         });
     }
     let tasks_of = |s: &ClusterSnapshot| -> BTreeSet<String> {
@@ -124,8 +151,9 @@ pub async fn plan_verified<B: Backend>(
         }
     }
     Ok(Verified {
-        plan: plan::plan(policies, snapshot, now),
+        plan: plan::plan_with(policies, snapshot, now, scaling),
         services,
+        metric_error,
     })
 }
 
@@ -135,6 +163,8 @@ pub struct Reconciled {
     pub plan: Plan,
     /// Each executable action with its outcome, in order.
     pub executed: Vec<(Action, backend::Result<()>)>,
+    /// Why scaling policies' metrics could not be read (they held).
+    pub metric_error: Option<String>,
 }
 
 /// One pass over a snapshot: plan, verify, execute. DryRun policies'
@@ -147,9 +177,13 @@ pub async fn reconcile<B: Backend>(
     fresh: bool,
     policies: &[Policy],
     now: Millis,
+    scaling: &mut ScalingInput,
 ) -> backend::Result<Reconciled> {
-    let Verified { plan, services } =
-        plan_verified(backend, cluster, snapshot, fresh, policies, now).await?;
+    let Verified {
+        plan,
+        services,
+        metric_error,
+    } = plan_verified(backend, cluster, snapshot, fresh, policies, now, scaling).await?;
     let mut executed = vec![];
     for action in plan.executable() {
         let result = match &action.kind {
@@ -169,7 +203,12 @@ pub async fn reconcile<B: Backend>(
         };
         executed.push((action.clone(), result));
     }
-    Ok(Reconciled { plan, executed })
+    scaling.executed(&executed, now);
+    Ok(Reconciled {
+        plan,
+        executed,
+        metric_error,
+    })
 }
 
 /// Reads a whole cluster and reconciles it once: `plan --once` style use
@@ -181,7 +220,17 @@ pub async fn reconcile_once<B: Backend>(
     now: Millis,
 ) -> backend::Result<Reconciled> {
     let mut snapshot = backend.snapshot(cluster).await?;
-    reconcile(backend, cluster, &mut snapshot, true, policies, now).await
+    let mut scaling = ScalingInput::default();
+    reconcile(
+        backend,
+        cluster,
+        &mut snapshot,
+        true,
+        policies,
+        now,
+        &mut scaling,
+    )
+    .await
 }
 
 /// How `stevedore run` behaves.
@@ -268,6 +317,7 @@ pub async fn run<B: Backend>(
         load_policies(specs, log).ok_or("the policies are invalid; nothing to run")?;
     let mut summary = RunSummary::default();
     let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
+    let mut scalings: std::collections::BTreeMap<String, ScalingInput> = Default::default();
     let mut next_full = tokio::time::Instant::now();
     let mut backoff = std::time::Duration::ZERO;
     let mut watcher = if options.once {
@@ -308,8 +358,13 @@ pub async fn run<B: Backend>(
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as Millis);
             let view = views.entry(cluster.clone()).or_default();
+            // Scaled services' desired counts are read again every pass.
+            view.touch_scaled(&effective);
+            let scaling = scalings.entry(cluster.clone()).or_default();
             let outcome = match view.read(backend, &cluster, full).await {
-                Ok(snapshot) => reconcile(backend, &cluster, snapshot, full, &effective, now).await,
+                Ok(snapshot) => {
+                    reconcile(backend, &cluster, snapshot, full, &effective, now, scaling).await
+                }
                 Err(e) => Err(e),
             };
             match outcome {
@@ -337,15 +392,20 @@ pub async fn run<B: Backend>(
                 next_full = tokio::time::Instant::now() + options.resync;
             }
         }
-        // Wait for the resync, or for news from the event queue (debounced:
-        // 2 s after the last event, at most 10 s after the first).
+        // Wait for the resync, the next metric period of scaling policies,
+        // or news from the event queue (debounced: 2 s after the last
+        // event, at most 10 s after the first).
         let mut news: Option<(tokio::time::Instant, tokio::time::Instant)> = None;
         let managed = clusters(&policies, options.cluster.as_deref());
+        let next_scaling = scaling_interval(&policies).map(|i| tokio::time::Instant::now() + i);
         loop {
             let now = tokio::time::Instant::now();
             let debounce_at =
                 news.map(|(first, last)| (last + DEBOUNCE_QUIET).min(first + DEBOUNCE_MAX));
-            let next = debounce_at.map_or(next_full, |d| d.min(next_full));
+            let next = [debounce_at, next_scaling]
+                .into_iter()
+                .flatten()
+                .fold(next_full, |a, b| a.min(b));
             if now >= next {
                 if news.is_some() && now < next_full {
                     let _ = writeln!(log, "events: reconciling what they touched");
@@ -436,6 +496,19 @@ pub async fn run<B: Backend>(
             }
         }
     }
+}
+
+/// How often scaling policies are evaluated: their shortest metric period
+/// (at least 10 s), or never when no policy scales.
+pub fn scaling_interval(policies: &[Policy]) -> Option<std::time::Duration> {
+    policies
+        .iter()
+        .filter_map(|p| p.scaling.as_ref())
+        .map(|s| match &s.metric {
+            crate::spec::policy::Metric::CloudWatch { period, .. } => *period,
+        })
+        .min()
+        .map(|d| d.max(std::time::Duration::from_secs(10)))
 }
 
 /// What ended a wait.

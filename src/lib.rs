@@ -52,6 +52,7 @@ pub mod diag;
 pub mod events;
 pub mod iam;
 pub mod install;
+pub mod metrics;
 pub mod model;
 pub mod pacing;
 pub mod plan;

@@ -12,6 +12,7 @@
 pub mod one_per_host;
 pub mod optimum;
 pub mod placement;
+pub mod scaling;
 pub mod spread;
 
 use std::collections::HashMap;
@@ -115,6 +116,10 @@ pub struct ServiceStatus {
     pub moves_planned: u32,
     /// Tasks a forced redeploy of the service would replace.
     pub forced_redeploy_tasks: u32,
+    /// Where scaling stands, when the policy scales: the metric, the
+    /// thresholds and the decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<String>,
     pub warnings: Vec<String>,
 }
 
@@ -193,13 +198,58 @@ impl<'a> Index<'a> {
     }
 }
 
-/// Plans every policy against one cluster's snapshot.
-pub fn plan(policies: &[Policy], snapshot: &ClusterSnapshot, now: Millis) -> Plan {
-    plan_with_index(policies, &Index::new(snapshot), now)
+/// What scaling needs beyond the snapshot, per (policy, service): the
+/// metric's latest value this pass, and what is remembered of earlier
+/// passes (kept by the controller, updated by the planner).
+#[derive(Debug, Clone, Default)]
+pub struct ScalingInput {
+    /// The latest value; absent or `None`: no data.
+    pub readings: HashMap<(String, String), Option<f64>>,
+    pub history: HashMap<(String, String), scaling::History>,
 }
 
-/// [`plan`] on an index built beforehand (the benchmark times both apart).
-pub fn plan_with_index(policies: &[Policy], index: &Index<'_>, _now: Millis) -> Plan {
+impl ScalingInput {
+    /// Notes the scalings that were carried out, for the cooldowns.
+    pub fn executed<E>(&mut self, executed: &[(Action, Result<(), E>)], now: Millis) {
+        for (action, result) in executed {
+            if let (ActionKind::SetDesiredCount { from, to }, Ok(())) = (&action.kind, result)
+                && action.rule == SCALING_RULE
+            {
+                self.history
+                    .entry((action.policy.clone(), action.service.clone()))
+                    .or_default()
+                    .scaled(*from, *to, now);
+            }
+        }
+    }
+}
+
+/// The rule name of scaling actions.
+pub const SCALING_RULE: &str = "scaling";
+
+/// Plans every policy against one cluster's snapshot, with no metric data
+/// (scaling policies hold their count, within their bounds).
+pub fn plan(policies: &[Policy], snapshot: &ClusterSnapshot, now: Millis) -> Plan {
+    plan_with(policies, snapshot, now, &mut ScalingInput::default())
+}
+
+/// Plans with the metric readings and scaling history of this pass.
+pub fn plan_with(
+    policies: &[Policy],
+    snapshot: &ClusterSnapshot,
+    now: Millis,
+    scaling: &mut ScalingInput,
+) -> Plan {
+    plan_with_index(policies, &Index::new(snapshot), now, scaling)
+}
+
+/// [`plan_with`] on an index built beforehand (the benchmark times both apart).
+pub fn plan_with_index(
+    policies: &[Policy],
+    index: &Index<'_>,
+    now: Millis,
+    scaling: &mut ScalingInput,
+) -> Plan {
     let snapshot = index.snapshot;
     let mut plan = Plan {
         cluster: snapshot.cluster.clone(),
@@ -234,6 +284,7 @@ pub fn plan_with_index(policies: &[Policy], index: &Index<'_>, _now: Millis) -> 
                 moves_remaining: 0,
                 moves_planned: 0,
                 forced_redeploy_tasks: index.running(s).count() as u32,
+                scaling: None,
                 warnings: vec![],
             };
             if !others.is_empty() {
@@ -247,7 +298,38 @@ pub fn plan_with_index(policies: &[Policy], index: &Index<'_>, _now: Millis) -> 
                 continue;
             }
             let mut actions = vec![];
-            plan_service(policy, index, &topologies, s, &mut status, &mut actions);
+            let key = (policy.name.clone(), service.name.clone());
+            if let Some(rule) = &policy.scaling {
+                if service.autoscaling_target {
+                    status.state = State::Paused;
+                    status.reason = "conflict: an Application Auto Scaling target also sets this service's desired count; remove it or the policy's scaling".into();
+                    plan.statuses.push(status);
+                    continue;
+                }
+                let reading = scaling.readings.get(&key).copied().flatten();
+                let history = scaling.history.entry(key).or_default();
+                let (decision, why) = scaling::decide(rule, service.desired, reading, now, history);
+                if let scaling::Decision::Scale { to } = decision {
+                    actions.push(Action {
+                        policy: policy.name.clone(),
+                        service: service.name.clone(),
+                        rule: SCALING_RULE.into(),
+                        kind: ActionKind::SetDesiredCount {
+                            from: service.desired,
+                            to,
+                        },
+                        reason: why.clone(),
+                        dry_run: false,
+                    });
+                    status.state = State::Converging;
+                    status.reason = format!("scaling: {why}");
+                }
+                status.scaling = Some(why);
+            }
+            if actions.is_empty() {
+                // Placement waits for a new count to take effect.
+                plan_service(policy, index, &topologies, s, &mut status, &mut actions);
+            }
             let dry_run = policy.mode == Mode::DryRun;
             for mut action in actions {
                 action.dry_run = dry_run;

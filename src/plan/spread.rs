@@ -1304,6 +1304,7 @@ mod tests {
                 moves_remaining: 0,
                 moves_planned: 0,
                 forced_redeploy_tasks: 0,
+                scaling: None,
                 warnings: vec![],
             };
             let mut actions = vec![];

@@ -23,6 +23,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use crate::backend::{self, Backend};
+use crate::metrics::MetricQuery;
 use crate::model::{ClusterSnapshot, Instance, InstanceStatus, Millis, Service, Task, TaskStatus};
 use crate::pacing::TokenBucket;
 use crate::plan::placement::PlacementView;
@@ -89,6 +90,47 @@ pub struct Simulator {
     writes: TokenBucket,
     /// Virtual time spent waiting for API tokens.
     pub paced_ms: Millis,
+    /// The metrics served to scaling policies, as CloudWatch would.
+    pub metrics: Vec<MetricModel>,
+    /// Seeds the metrics' noise, per metric and period.
+    seed: u64,
+}
+
+/// A metric in the simulator: a load over time, optionally divided among a
+/// service's running tasks (as CPU utilization is), with noise and gaps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MetricModel {
+    pub namespace: String,
+    pub name: String,
+    pub dimensions: BTreeMap<String, String>,
+    /// The service whose running tasks share the load, if any.
+    pub per_task_of: Option<String>,
+    /// The load at points in time, joined by straight lines, held after the last.
+    pub load: Vec<(Millis, f64)>,
+    /// Each data point is off by up to this much, either way.
+    pub noise: f64,
+    /// Spans with no data points.
+    pub gaps: Vec<(Millis, Millis)>,
+}
+
+impl MetricModel {
+    /// The load at `at`, without noise.
+    pub fn load_at(&self, at: Millis) -> f64 {
+        let Some(first) = self.load.first() else {
+            return 0.0;
+        };
+        if at <= first.0 {
+            return first.1;
+        }
+        for pair in self.load.windows(2) {
+            let ((t0, v0), (t1, v1)) = (pair[0], pair[1]);
+            if at <= t1 {
+                let f = (at - t0) as f64 / (t1 - t0).max(1) as f64;
+                return v0 + (v1 - v0) * f;
+            }
+        }
+        self.load.last().map_or(0.0, |l| l.1)
+    }
 }
 
 /// ECS's page and batch sizes.
@@ -98,6 +140,7 @@ pub mod limits {
     pub const DESCRIBE_TASKS: usize = 100;
     pub const DESCRIBE_CONTAINER_INSTANCES: usize = 100;
     pub const GET_TASK_PROTECTION: usize = 100;
+    pub const GET_METRIC_DATA: usize = 500;
 }
 
 impl Simulator {
@@ -122,6 +165,8 @@ impl Simulator {
             reads: TokenBucket::ecs_reads(),
             writes: TokenBucket::ecs_writes(),
             paced_ms: 0,
+            metrics: vec![],
+            seed,
         }
     }
 
@@ -528,6 +573,44 @@ impl Simulator {
         }
     }
 
+    /// A metric's latest value now, as CloudWatch would report it.
+    fn metric_value(&self, query: &MetricQuery) -> Option<f64> {
+        let m = self.metrics.iter().position(|m| {
+            m.namespace == query.namespace
+                && m.name == query.name
+                && m.dimensions == query.dimensions
+        })?;
+        let model = &self.metrics[m];
+        // The data point of the current period: reads within one period
+        // see the same value, as from CloudWatch.
+        let period = Millis::from(query.period.max(1)) * 1000;
+        let at = self.now - self.now % period;
+        if model
+            .gaps
+            .iter()
+            .any(|(from, to)| (*from..*to).contains(&at))
+        {
+            return None;
+        }
+        let mut value = model.load_at(at);
+        if let Some(service) = &model.per_task_of {
+            let s = self.services.iter().position(|x| &x.name == service)?;
+            let running = self
+                .tasks
+                .iter()
+                .filter(|t| t.task.service == s && t.task.status == TaskStatus::Running)
+                .count();
+            value /= running.max(1) as f64;
+        }
+        let noise = model.noise;
+        if noise > 0.0 {
+            let mut dice =
+                ChaCha8Rng::seed_from_u64(self.seed ^ (at / period).rotate_left(17) ^ m as u64);
+            value += dice.random_range(-noise..=noise);
+        }
+        Some(value)
+    }
+
     /// Calls one full read of the cluster costs, per operation, with ECS's
     /// page and batch sizes.
     pub fn snapshot_calls(&self) -> Vec<(&'static str, u64)> {
@@ -897,6 +980,19 @@ impl Backend for SimBackend {
             .ok_or_else(|| backend::Error::ServiceNotFound(service.to_owned()))?;
         sim.set_desired(s, desired);
         Ok(())
+    }
+
+    async fn metric_data(
+        &self,
+        queries: &[MetricQuery],
+        _now: Millis,
+    ) -> backend::Result<Vec<Option<f64>>> {
+        let mut sim = self.lock();
+        sim.read_calls(&[(
+            "GetMetricData",
+            queries.len().div_ceil(limits::GET_METRIC_DATA) as u64,
+        )])?;
+        Ok(queries.iter().map(|q| sim.metric_value(q)).collect())
     }
 
     fn api_calls(&self) -> BTreeMap<String, u64> {

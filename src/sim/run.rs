@@ -50,6 +50,22 @@ pub struct ServiceReport {
     /// When the policy was last found satisfied after being unsatisfied
     /// (virtual seconds from the start); `None` if it never converged.
     pub converged_at_s: Option<f64>,
+    /// Each change of the desired count stevedore made for a scaling policy.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scaling: Vec<ScalingStep>,
+}
+
+/// One scaling action carried out.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScalingStep {
+    pub at_s: f64,
+    pub from: u32,
+    pub to: u32,
+    pub reason: String,
+    /// How far the policy's spread constraints were beyond their maxSkew
+    /// when last seen before this step (0: within).
+    pub skew_excess_before: u32,
 }
 
 /// The outcome of a run.
@@ -85,6 +101,9 @@ struct Tracker {
     satisfied: bool,
     /// A timeline event happened since the optimum was last compared.
     disturbed: bool,
+    scaling: Vec<ScalingStep>,
+    /// The excess over maxSkew of the last status that had constraints.
+    last_skew: u32,
 }
 
 /// What to show while running.
@@ -149,6 +168,9 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
     let mut last_said: BTreeMap<(String, String), String> = BTreeMap::new();
     let mut dedupe = Dedupe::default();
     let mut view = controller::ClusterView::default();
+    let mut scaling = crate::plan::ScalingInput::default();
+    let scaling_every = controller::scaling_interval(&policies).map(|d| d.as_millis() as Millis);
+    let mut next_scaling = scaling_every.unwrap_or(Millis::MAX);
     let mut next_event = 0;
     let mut next_resync: Millis = 0;
     let mut debounce: Option<(Millis, Millis)> = None;
@@ -197,13 +219,28 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
         // A resync or a retry reads everything; events, what they touched.
         let full = now >= next_resync || retry_at.is_some_and(|t| now >= t);
 
-        if full || debounced {
+        let scaling_due = now >= next_scaling;
+
+        if full || debounced || scaling_due {
             debounce = None;
             retry_at = None;
+            if scaling_due {
+                next_scaling = now + scaling_every.unwrap_or(Millis::MAX - now);
+            }
             report.reconciles += 1;
+            view.touch_scaled(&policies);
             let outcome = match view.read(&backend, &cluster, full).await {
                 Ok(snapshot) => {
-                    controller::reconcile(&backend, &cluster, snapshot, full, &policies, now).await
+                    controller::reconcile(
+                        &backend,
+                        &cluster,
+                        snapshot,
+                        full,
+                        &policies,
+                        now,
+                        &mut scaling,
+                    )
+                    .await
                 }
                 Err(e) => Err(e),
             };
@@ -259,10 +296,25 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
                                     action.policy,
                                     action.service
                                 );
-                                if matches!(action.kind, ActionKind::StopTask { .. }) {
-                                    *moved
-                                        .entry((action.policy.clone(), action.service.clone()))
-                                        .or_default() += 1;
+                                let key = (action.policy.clone(), action.service.clone());
+                                match action.kind {
+                                    ActionKind::StopTask { .. } => {
+                                        *moved.entry(key).or_default() += 1;
+                                    }
+                                    ActionKind::SetDesiredCount { from, to }
+                                        if action.rule == crate::plan::SCALING_RULE =>
+                                    {
+                                        let t = trackers.entry(key).or_default();
+                                        let skew_excess_before = t.last_skew;
+                                        t.scaling.push(ScalingStep {
+                                            at_s: now as f64 / 1000.0,
+                                            from,
+                                            to,
+                                            reason: action.reason.clone(),
+                                            skew_excess_before,
+                                        });
+                                    }
+                                    ActionKind::SetDesiredCount { .. } => {}
                                 }
                             }
                             Err(e) => {
@@ -293,6 +345,15 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
                         t.forced.get_or_insert(status.forced_redeploy_tasks);
                         let n = moved.get(&key).copied().unwrap_or(0);
                         t.moved += n;
+                        if let Some(skew) = status
+                            .constraints
+                            .iter()
+                            .map(|c| c.skew.saturating_sub(c.max_skew))
+                            .max()
+                        {
+                            // Stored as the excess over maxSkew: 0 means within bounds.
+                            t.last_skew = skew;
+                        }
                         // The optimum is only comparable at steady state:
                         // mid-move, stopped tasks are gone and their
                         // replacements not yet running.
@@ -410,6 +471,7 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
             } else {
                 None
             },
+            scaling: t.scaling,
         });
     }
     let sim = backend.lock();

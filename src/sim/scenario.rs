@@ -114,6 +114,9 @@ pub struct ScenarioSpec {
     pub timeline: Vec<TimelineEntry>,
     #[serde(default)]
     pub faults: FaultSpec,
+    /// Metrics served to scaling policies, as CloudWatch would serve them.
+    #[serde(default)]
+    pub metrics: Vec<MetricSpec>,
     /// Generate a large cluster instead of (or besides) listing it.
     pub generate: Option<GenerateSpec>,
 }
@@ -229,6 +232,47 @@ pub struct TimelineEntry {
 pub struct SetDesiredCount {
     pub service: String,
     pub count: u32,
+}
+
+/// A metric: a load over time, optionally shared by a service's running
+/// tasks (as CPU utilization is: the same load on more tasks reads lower),
+/// with noise and gaps. A scaling policy reads it when its namespace, name
+/// and dimensions are the same.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MetricSpec {
+    pub namespace: String,
+    pub name: String,
+    #[serde(default)]
+    pub dimensions: BTreeMap<String, String>,
+    /// Divide the load by this service's running tasks.
+    pub per_task_of: Option<String>,
+    /// The load at points in time, joined by straight lines and held after
+    /// the last one.
+    pub load: Vec<LoadPoint>,
+    /// Each data point is off by up to this much, either way (seeded).
+    #[serde(default)]
+    pub noise: f64,
+    /// Spans with no data points.
+    #[serde(default)]
+    pub gaps: Vec<Gap>,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoadPoint {
+    #[schemars(with = "DurationSchema")]
+    pub at: String,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Gap {
+    #[schemars(with = "DurationSchema")]
+    pub from: String,
+    #[schemars(with = "DurationSchema")]
+    pub to: String,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -401,6 +445,42 @@ pub fn from_text(name: &str, text: &str, base: &Path) -> Result<Scenario> {
         event_duplication_rate: s.faults.event_duplication_rate,
         event_reordering: s.faults.event_reordering,
     };
+    for m in &s.metrics {
+        if let Some(service) = &m.per_task_of
+            && !sim.services.iter().any(|x| &x.name == service)
+        {
+            return Err(invalid(format!(
+                "metric {}: no service named `{service}`",
+                m.name
+            )));
+        }
+        let mut load = vec![];
+        for p in &m.load {
+            load.push((duration("metrics.load.at", Some(&p.at), 0)?, p.value));
+        }
+        if load.is_empty() || load.windows(2).any(|w| w[0].0 > w[1].0) {
+            return Err(invalid(format!(
+                "metric {}: `load` needs points in time order",
+                m.name
+            )));
+        }
+        let mut gaps = vec![];
+        for g in &m.gaps {
+            gaps.push((
+                duration("metrics.gaps.from", Some(&g.from), 0)?,
+                duration("metrics.gaps.to", Some(&g.to), 0)?,
+            ));
+        }
+        sim.metrics.push(super::MetricModel {
+            namespace: m.namespace.clone(),
+            name: m.name.clone(),
+            dimensions: m.dimensions.clone(),
+            per_task_of: m.per_task_of.clone(),
+            load,
+            noise: m.noise,
+            gaps,
+        });
+    }
 
     let mut policies = load_policies(name, &s.policies, base)?;
     if let Some(g) = s.generate {

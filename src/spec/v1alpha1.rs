@@ -259,7 +259,9 @@ pub struct CloudWatchMetric {
     /// The statistic; default `Average`.
     #[schemars(with = "Option<Statistic>")]
     pub statistic: Option<Spanned<String>>,
-    /// The metric's dimensions.
+    /// The metric's dimensions. In a value, `{service}` and `{cluster}`
+    /// stand for the name of the service and cluster the metric is read
+    /// for, so a policy with a service selector reads each service's own.
     #[serde(default)]
     pub dimensions: BTreeMap<String, String>,
     /// The period of each data point: 1s, 5s, 10s, 30s or a multiple of 60s.

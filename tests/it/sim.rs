@@ -578,3 +578,88 @@ fn calls_after_one_event_do_not_grow_with_the_cluster() {
     assert_eq!(small, (1, 3));
     assert_eq!(full, small);
 }
+
+/// Direction changes of a run's scaling steps, each with the seconds since
+/// the step before it.
+fn reversals(steps: &[run::ScalingStep]) -> Vec<f64> {
+    steps
+        .windows(2)
+        .filter(|w| (w[0].to > w[0].from) != (w[1].to > w[1].from))
+        .map(|w| w[1].at_s - w[0].at_s)
+        .collect()
+}
+
+#[test]
+fn a_load_ramp_is_followed_in_steps_within_the_bounds_and_stays_balanced() {
+    let report = run_file("load-ramp");
+    check_invariants(&report);
+    let web = service(&report, "web");
+    let steps = &web.scaling;
+    assert!(steps.len() >= 4, "{steps:#?}");
+    for s in steps {
+        assert!((2..=12).contains(&s.to), "{s:#?}");
+        if s.to > s.from {
+            // 50% of the count, rounded up, capped at maxTasks.
+            assert_eq!(s.to, (s.from + s.from.div_ceil(2)).min(12), "{s:#?}");
+        } else {
+            assert_eq!(s.to, s.from - 1, "{s:#?}");
+        }
+        assert_eq!(s.skew_excess_before, 0, "balanced before each step: {s:#?}");
+    }
+    // Out while the load rises (5m to 15m), in only after it fell (from 40m).
+    let first_in = steps.iter().find(|s| s.to < s.from).expect("a scale-in");
+    assert!(first_in.at_s >= 40.0 * 60.0, "{first_in:#?}");
+    assert!(
+        steps
+            .iter()
+            .filter(|s| s.to > s.from)
+            .all(|s| s.at_s <= 15.0 * 60.0)
+    );
+    assert_eq!(reversals(steps).len(), 1, "up, then down: {steps:#?}");
+    // Cooldowns: 1m between scale-outs, 2m after any step before a scale-in.
+    for w in steps.windows(2) {
+        let gap = w[1].at_s - w[0].at_s;
+        let cooldown = if w[1].to > w[1].from { 60.0 } else { 120.0 };
+        assert!(gap >= cooldown, "{gap}s between {w:#?}");
+    }
+    assert!(web.skew.values().all(|s| *s <= 1), "{web:#?}");
+}
+
+#[test]
+fn a_noisy_metric_with_a_gap_never_flaps() {
+    let report = run_file("noisy-metric");
+    let api = service(&report, "api");
+    let steps = &api.scaling;
+    assert!(!steps.is_empty());
+    for gap in reversals(steps) {
+        assert!(
+            gap >= 300.0,
+            "turned around {gap}s after a step: {steps:#?}"
+        );
+    }
+    // No data from 15m to 20m: the count holds.
+    assert!(
+        steps.iter().all(|s| !(900.0..1200.0).contains(&s.at_s)),
+        "{steps:#?}"
+    );
+    for s in steps {
+        assert!((3..=10).contains(&s.to), "{s:#?}");
+    }
+
+    // The same metric under a plain threshold rule (no window, no
+    // cooldowns) goes up and down: the window is what keeps it calm.
+    let text = std::fs::read_to_string(repo("examples/scenarios/noisy-metric.yaml")).unwrap();
+    let text = text.replace(
+        "            scaleInBelow: 40\n",
+        "            scaleInBelow: 40\n            scaleInStabilization: 0s\n            scaleOutCooldown: 0s\n            scaleInCooldown: 0s\n",
+    );
+    let plain =
+        run_report(scenario::from_text("plain.yaml", &text, &repo("examples/scenarios")).unwrap());
+    let plain = reversals(&service(&plain, "api").scaling);
+    assert!(
+        plain.len() >= 5 && reversals(steps).len() <= 1,
+        "plain threshold rule: {} reversals; the policy: {:?}",
+        plain.len(),
+        reversals(steps)
+    );
+}

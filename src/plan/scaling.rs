@@ -1,0 +1,357 @@
+//! Scale thresholds: the desired count a metric asks for, with steps,
+//! bounds, cooldowns and a scale-in stabilization window, as in the
+//! Kubernetes HPA `behavior` field.
+//!
+//! Pure: the metric's latest value comes in, and what the controller
+//! remembers between passes ([`History`]) is passed in and updated. Rules,
+//! in order:
+//!
+//! 1. A desired count outside `minTasks..=maxTasks` is brought back inside
+//!    at once, with or without a metric.
+//! 2. No data point is not zero: with no data, the count is held (and
+//!    holding is what the window remembers for that time).
+//! 3. Above `scaleOutAbove`, the recommendation is the count plus
+//!    `scaleOutStep`; below `scaleInBelow`, minus `scaleInStep` (percentages
+//!    of the count, rounded up, at least one task); within the bounds.
+//!    Every recommendation is remembered for the stabilization window.
+//! 4. Out: at once, unless the last scale-out is within `scaleOutCooldown`.
+//! 5. In: only to the highest recommendation of the stabilization window
+//!    (so one low reading among high ones changes nothing), and not within
+//!    `scaleInCooldown` of the last scaling either way.
+
+use std::collections::VecDeque;
+use std::fmt::Write;
+
+use crate::model::Millis;
+use crate::spec::policy::{Metric, Scaling};
+
+/// What the controller remembers of one scaled service between passes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// When the service was last scaled out by stevedore.
+    pub last_scale_out: Option<Millis>,
+    /// When it was last scaled either way (bounds included).
+    pub last_scaled: Option<Millis>,
+    /// Recommendations within the stabilization window, oldest first.
+    pub recommendations: VecDeque<(Millis, u32)>,
+}
+
+impl History {
+    /// Remembers a recommendation, and forgets those older than the window.
+    fn remember(&mut self, now: Millis, recommendation: u32, window: Millis) {
+        self.recommendations.push_back((now, recommendation));
+        while self
+            .recommendations
+            .front()
+            .is_some_and(|(at, _)| now.saturating_sub(*at) > window)
+        {
+            self.recommendations.pop_front();
+        }
+    }
+
+    /// Notes a scaling that was carried out.
+    pub fn scaled(&mut self, from: u32, to: u32, at: Millis) {
+        if to > from {
+            self.last_scale_out = Some(at);
+        }
+        self.last_scaled = Some(at);
+    }
+}
+
+/// What the metric says now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Decision {
+    /// Change the desired count.
+    Scale { to: u32 },
+    /// Keep it.
+    Hold,
+}
+
+/// The decision for one service, and why, in one line.
+pub fn decide(
+    scaling: &Scaling,
+    current: u32,
+    reading: Option<f64>,
+    now: Millis,
+    history: &mut History,
+) -> (Decision, String) {
+    let (min, max) = (scaling.min_tasks, scaling.max_tasks);
+    if current < min {
+        return (
+            Decision::Scale { to: min },
+            format!("desiredCount {current} is below minTasks {min}"),
+        );
+    }
+    if current > max {
+        return (
+            Decision::Scale { to: max },
+            format!("desiredCount {current} is above maxTasks {max}"),
+        );
+    }
+    let metric = metric_name(&scaling.metric);
+    let window = scaling.scale_in_stabilization.as_millis() as Millis;
+    let Some(value) = reading else {
+        // No data recommends holding: after a gap, scaling in again needs
+        // a whole window of low readings, not the first one.
+        history.remember(now, current, window);
+        return (
+            Decision::Hold,
+            format!("no data for {metric}: holding {current} (missing data is not zero)"),
+        );
+    };
+    let (out_above, in_below) = (scaling.scale_out_above, scaling.scale_in_below);
+    let recommendation = if value > out_above {
+        current
+            .saturating_add(scaling.scale_out_step.resolve(current, 1))
+            .min(max)
+    } else if value < in_below {
+        current
+            .saturating_sub(scaling.scale_in_step.resolve(current, 1))
+            .max(min)
+    } else {
+        current
+    };
+    history.remember(now, recommendation, window);
+    let seen = format!("{metric} = {}", number(value));
+    if recommendation > current {
+        let cooldown = scaling.scale_out_cooldown.as_millis() as Millis;
+        if let Some(last) = history.last_scale_out
+            && now.saturating_sub(last) < cooldown
+        {
+            return (
+                Decision::Hold,
+                format!(
+                    "{seen} > {}, but the last scale-out was {}s ago (scaleOutCooldown {}s): holding {current}",
+                    number(out_above),
+                    now.saturating_sub(last) / 1000,
+                    cooldown / 1000
+                ),
+            );
+        }
+        let mut reason = format!(
+            "{seen} > scaleOutAbove {}: {current} -> {recommendation}",
+            number(out_above)
+        );
+        if recommendation == max {
+            let _ = write!(reason, " (maxTasks)");
+        }
+        return (Decision::Scale { to: recommendation }, reason);
+    }
+    if recommendation < current {
+        // The highest recommendation of the window: one high reading in it
+        // keeps the count, so a noisy metric cannot make it go up and down.
+        let stabilized = history
+            .recommendations
+            .iter()
+            .map(|(_, r)| *r)
+            .max()
+            .unwrap_or(recommendation);
+        if stabilized >= current {
+            return (
+                Decision::Hold,
+                format!(
+                    "{seen} < scaleInBelow {}, but the highest recommendation of the last {}s is {stabilized}: holding {current}",
+                    number(in_below),
+                    window / 1000
+                ),
+            );
+        }
+        let cooldown = scaling.scale_in_cooldown.as_millis() as Millis;
+        if let Some(last) = history.last_scaled
+            && now.saturating_sub(last) < cooldown
+        {
+            return (
+                Decision::Hold,
+                format!(
+                    "{seen} < {}, but the last scaling was {}s ago (scaleInCooldown {}s): holding {current}",
+                    number(in_below),
+                    now.saturating_sub(last) / 1000,
+                    cooldown / 1000
+                ),
+            );
+        }
+        return (
+            Decision::Scale { to: stabilized },
+            format!(
+                "{seen} < scaleInBelow {}, the highest recommendation of the last {}s: {current} -> {stabilized}",
+                number(in_below),
+                window / 1000
+            ),
+        );
+    }
+    (
+        Decision::Hold,
+        format!(
+            "{seen} within [{}, {}]: holding {current}",
+            number(in_below),
+            number(out_above)
+        ),
+    )
+}
+
+/// A metric's name for reasons, such as `AWS/ECS CPUUtilization (Average)`.
+pub fn metric_name(metric: &Metric) -> String {
+    match metric {
+        Metric::CloudWatch {
+            namespace,
+            name,
+            statistic,
+            ..
+        } => format!("{namespace} {name} ({statistic:?})"),
+    }
+}
+
+/// A value without needless decimals: `70`, `72.5`.
+fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::time::Duration;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::spec::policy::{Statistic, TaskCount};
+
+    fn scaling() -> Scaling {
+        Scaling {
+            min_tasks: 2,
+            max_tasks: 10,
+            metric: Metric::CloudWatch {
+                namespace: "AWS/ECS".into(),
+                name: "CPUUtilization".into(),
+                statistic: Statistic::Average,
+                dimensions: BTreeMap::new(),
+                period: Duration::from_secs(60),
+            },
+            scale_out_above: 70.0,
+            scale_in_below: 30.0,
+            scale_out_step: TaskCount::Tasks(2),
+            scale_in_step: TaskCount::Tasks(1),
+            scale_out_cooldown: Duration::from_secs(60),
+            scale_in_cooldown: Duration::from_secs(300),
+            scale_in_stabilization: Duration::from_secs(300),
+        }
+    }
+
+    const S: Millis = 1000;
+
+    #[test]
+    fn bounds_are_restored_without_a_metric() {
+        let s = scaling();
+        let mut h = History::default();
+        assert_eq!(decide(&s, 1, None, 0, &mut h).0, Decision::Scale { to: 2 });
+        assert_eq!(
+            decide(&s, 12, None, 0, &mut h).0,
+            Decision::Scale { to: 10 }
+        );
+    }
+
+    #[test]
+    fn no_data_holds_and_says_so() {
+        let (d, why) = decide(&scaling(), 4, None, 0, &mut History::default());
+        assert_eq!(d, Decision::Hold);
+        assert!(why.contains("no data"), "{why}");
+    }
+
+    #[test]
+    fn scale_out_steps_are_capped_and_cooled_down() {
+        let s = scaling();
+        let mut h = History::default();
+        let (d, why) = decide(&s, 9, Some(90.0), 0, &mut h);
+        assert_eq!(d, Decision::Scale { to: 10 }, "9 + 2 capped at maxTasks");
+        assert!(why.contains("90 > scaleOutAbove 70"), "{why}");
+        h.scaled(9, 10, 0);
+        let mut s = s;
+        s.max_tasks = 20;
+        assert_eq!(decide(&s, 10, Some(90.0), 30 * S, &mut h).0, Decision::Hold);
+        assert_eq!(
+            decide(&s, 10, Some(90.0), 61 * S, &mut h).0,
+            Decision::Scale { to: 12 }
+        );
+    }
+
+    #[test]
+    fn percentage_steps_round_up() {
+        let mut s = scaling();
+        s.max_tasks = 100;
+        s.scale_out_step = TaskCount::Percent(10);
+        let (d, _) = decide(&s, 15, Some(80.0), 0, &mut History::default());
+        assert_eq!(
+            d,
+            Decision::Scale { to: 17 },
+            "10% of 15 is 1.5, rounded up"
+        );
+    }
+
+    #[test]
+    fn scale_in_waits_for_the_window_and_the_cooldown() {
+        let s = scaling();
+        let mut h = History::default();
+        // A scale-out at 0; the metric falls.
+        h.scaled(4, 6, 0);
+        h.recommendations.push_back((0, 6));
+        assert_eq!(decide(&s, 6, Some(10.0), 100 * S, &mut h).0, Decision::Hold);
+        // After the window, the recommendations are all 5; the cooldown (300 s) is over too.
+        for t in [200, 250, 301] {
+            let _ = decide(&s, 6, Some(10.0), t * S, &mut h);
+        }
+        let (d, why) = decide(&s, 6, Some(10.0), 310 * S, &mut h);
+        assert_eq!(d, Decision::Scale { to: 5 }, "{why}");
+    }
+
+    #[test]
+    fn one_high_reading_in_the_window_blocks_scale_in() {
+        let s = scaling();
+        let mut h = History::default();
+        let _ = decide(&s, 5, Some(50.0), 0, &mut h);
+        let (d, why) = decide(&s, 5, Some(10.0), 60 * S, &mut h);
+        assert_eq!(d, Decision::Hold);
+        assert!(why.contains("highest recommendation"), "{why}");
+    }
+
+    proptest! {
+        /// A metric that never leaves the band never scales; and whatever
+        /// the metric does, the count never leaves the bounds and never
+        /// goes down within the stabilization window of going up.
+        #[test]
+        fn noisy_metrics_never_flap(values in prop::collection::vec(0.0f64..100.0, 1..200)) {
+            let s = scaling();
+            let mut h = History::default();
+            let mut current = 4u32;
+            let mut last_up: Option<Millis> = None;
+            for (i, v) in values.iter().enumerate() {
+                let now = i as Millis * 15 * S;
+                if let (Decision::Scale { to }, _) = decide(&s, current, Some(*v), now, &mut h) {
+                    prop_assert!((s.min_tasks..=s.max_tasks).contains(&to));
+                    if to < current {
+                        prop_assert!(last_up.is_none_or(|t| now - t >= 300 * S), "down {}s after up", now - last_up.unwrap_or(0));
+                    } else {
+                        last_up = Some(now);
+                    }
+                    h.scaled(current, to, now);
+                    current = to;
+                }
+            }
+        }
+
+        #[test]
+        fn a_metric_inside_the_band_never_scales(values in prop::collection::vec(30.0f64..=70.0, 1..100)) {
+            let s = scaling();
+            let mut h = History::default();
+            for (i, v) in values.iter().enumerate() {
+                prop_assert_eq!(decide(&s, 4, Some(*v), i as Millis * 15 * S, &mut h).0, Decision::Hold);
+            }
+        }
+    }
+}
