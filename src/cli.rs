@@ -543,6 +543,9 @@ fn write_plan(plan: &crate::plan::Plan, out: &mut dyn Write) -> std::io::Result<
                 domains.join(" ")
             )?;
         }
+        if let Some(scaling) = &status.scaling {
+            writeln!(out, "    scaling: {scaling}")?;
+        }
         for w in &status.warnings {
             writeln!(out, "    warning: {w}")?;
         }

@@ -525,12 +525,25 @@ fn report(
     summary: &mut RunSummary,
     log: &mut dyn std::io::Write,
 ) {
+    if let Some(e) = &outcome.metric_error {
+        let _ = writeln!(
+            log,
+            "{cluster}: metrics: {e}; scaled services hold their count"
+        );
+    }
     for status in &outcome.plan.statuses {
         let _ = writeln!(
             log,
             "{cluster}/{}/{}: {:?}: {}",
             status.policy, status.service, status.state, status.reason
         );
+        if let Some(scaling) = &status.scaling {
+            let _ = writeln!(
+                log,
+                "{cluster}/{}/{}: scaling: {scaling}",
+                status.policy, status.service
+            );
+        }
     }
     for action in outcome.plan.actions.iter().filter(|a| a.dry_run) {
         let _ = writeln!(

@@ -60,6 +60,13 @@ pub fn policy(scope: &Scope<'_>) -> Value {
                 "Resource": [ecs(&format!("task/{cluster}/*")), ecs(&format!("service/{cluster}/*"))]
             },
             {
+                "Sid": "ReadScalingMetrics",
+                "Effect": "Allow",
+                "Action": ["cloudwatch:GetMetricData"],
+                // GetMetricData supports no resource-level permission.
+                "Resource": "*"
+            },
+            {
                 "Sid": "ReadEvents",
                 "Effect": "Allow",
                 "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
@@ -163,8 +170,13 @@ mod tests {
             for r in resources {
                 assert!(
                     r == "*"
-                        && ["ReadTaskDefinitions", "FindQueues", "FindRules"]
-                            .contains(&s["Sid"].as_str().unwrap())
+                        && [
+                            "ReadTaskDefinitions",
+                            "ReadScalingMetrics",
+                            "FindQueues",
+                            "FindRules"
+                        ]
+                        .contains(&s["Sid"].as_str().unwrap())
                         || r.contains("prod")
                             && r.contains("eu-west-1")
                             && r.contains("123456789012"),

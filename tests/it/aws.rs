@@ -528,6 +528,105 @@ async fn a_refresh_reads_only_what_events_touched_and_matches_a_full_read() {
     }
 }
 
+fn cloudwatch(moto: &Moto) -> aws_sdk_cloudwatch::Client {
+    let config = aws_sdk_cloudwatch::Config::builder()
+        .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
+        .endpoint_url(moto.url())
+        .region(aws_sdk_cloudwatch::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_cloudwatch::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
+        .build();
+    aws_sdk_cloudwatch::Client::from_conf(config)
+}
+
+#[tokio::test]
+async fn cloudwatch_data_drives_a_scale_out_and_missing_data_holds() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [1, 1, 1, 1, 0, 0]).await;
+    let cw = cloudwatch(&moto);
+    let backend = AwsBackend::new(client.clone()).with_cloudwatch(cw.clone());
+    let policies = policy(
+        "  scaling:\n    minTasks: 2\n    maxTasks: 10\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization, dimensions: {ClusterName: \"{cluster}\", ServiceName: \"{service}\"}}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n    scaleOutStep: \"50%\"\n",
+    );
+    let desired = |client: Client| async move {
+        client
+            .describe_services()
+            .cluster("demo")
+            .services("web")
+            .send()
+            .await
+            .unwrap()
+            .services()[0]
+            .desired_count()
+    };
+
+    // No data yet: the count holds, and the status says why.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let held = stevedore::controller::reconcile_once(&backend, "demo", &policies, now)
+        .await
+        .unwrap();
+    assert!(held.executed.is_empty(), "{held:#?}");
+    let why = held.plan.statuses[0].scaling.clone().unwrap();
+    assert!(why.contains("no data"), "{why}");
+    assert_eq!(desired(client.clone()).await, 4);
+
+    // 85% CPU for this service (another service's data must not count).
+    for (service, value) in [("web", 85.0), ("api", 5.0)] {
+        cw.put_metric_data()
+            .namespace("AWS/ECS")
+            .metric_data(
+                aws_sdk_cloudwatch::types::MetricDatum::builder()
+                    .metric_name("CPUUtilization")
+                    .dimensions(
+                        aws_sdk_cloudwatch::types::Dimension::builder()
+                            .name("ClusterName")
+                            .value("demo")
+                            .build(),
+                    )
+                    .dimensions(
+                        aws_sdk_cloudwatch::types::Dimension::builder()
+                            .name("ServiceName")
+                            .value(service)
+                            .build(),
+                    )
+                    .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_millis(
+                        now as i64 - 30_000,
+                    ))
+                    .value(value)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let scaled = stevedore::controller::reconcile_once(&backend, "demo", &policies, now)
+        .await
+        .unwrap();
+    assert_eq!(scaled.executed.len(), 1, "{scaled:#?}");
+    let (action, result) = &scaled.executed[0];
+    assert!(result.is_ok());
+    assert_eq!(action.kind, ActionKind::SetDesiredCount { from: 4, to: 6 });
+    assert!(
+        action.reason.contains("85 > scaleOutAbove 70"),
+        "{}",
+        action.reason
+    );
+    assert_eq!(desired(client).await, 6);
+    assert_eq!(backend.api_calls().get("GetMetricData"), Some(&2));
+    let iam = stevedore::iam::policy(&stevedore::iam::Scope {
+        cluster: "demo",
+        region: None,
+        account: None,
+        queue: "q",
+    });
+    assert!(stevedore::iam::allows(&iam, "cloudwatch:GetMetricData"));
+}
+
 #[tokio::test]
 async fn a_dry_run_policy_stops_nothing() {
     let moto = Moto::start();
