@@ -41,6 +41,8 @@ pub async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
 const PAGE: i32 = 100;
 const DESCRIBE_SERVICES: usize = 10;
 const DESCRIBE_BATCH: usize = 100;
+/// Resource ids per DescribeScalableTargets call.
+const DESCRIBE_SCALABLE_TARGETS: usize = 50;
 /// Metric queries per GetMetricData call.
 const GET_METRIC_DATA: usize = 500;
 /// Describe calls in flight at once: enough to keep the read bucket's 20
@@ -60,6 +62,8 @@ pub struct AwsBackend {
     task_definitions: Mutex<HashMap<String, (Resources, Vec<u16>)>>,
     /// Where scaling policies' metrics are read.
     cloudwatch: Option<aws_sdk_cloudwatch::Client>,
+    /// Where other controllers of the desired count are found.
+    autoscaling: Option<aws_sdk_applicationautoscaling::Client>,
 }
 
 /// Turns an SDK error into a backend error, keeping the operation's name.
@@ -87,6 +91,16 @@ impl AwsBackend {
         let config = sdk_config(endpoint_url).await;
         AwsBackend::new(Client::new(&config))
             .with_cloudwatch(aws_sdk_cloudwatch::Client::new(&config))
+            .with_autoscaling(aws_sdk_applicationautoscaling::Client::new(&config))
+    }
+
+    /// Looks for Application Auto Scaling targets with this client.
+    pub fn with_autoscaling(
+        mut self,
+        autoscaling: aws_sdk_applicationautoscaling::Client,
+    ) -> AwsBackend {
+        self.autoscaling = Some(autoscaling);
+        self
     }
 
     /// Reads scaling metrics from this CloudWatch client.
@@ -104,6 +118,7 @@ impl AwsBackend {
             started: std::time::Instant::now(),
             task_definitions: Mutex::new(HashMap::new()),
             cloudwatch: None,
+            autoscaling: None,
         }
     }
 
@@ -730,6 +745,54 @@ impl Backend for AwsBackend {
             }
         }
         Ok(values)
+    }
+
+    async fn scalable_targets(
+        &self,
+        cluster: &str,
+        services: &[String],
+    ) -> backend::Result<BTreeSet<String>> {
+        use aws_sdk_applicationautoscaling::types::{ScalableDimension, ServiceNamespace};
+        let Some(autoscaling) = &self.autoscaling else {
+            return Err(backend::Error::Api {
+                operation: "DescribeScalableTargets",
+                message: "no Application Auto Scaling client".into(),
+            });
+        };
+        let cluster = cluster.rsplit('/').next().unwrap_or(cluster);
+        let mut found = BTreeSet::new();
+        for chunk in services.chunks(DESCRIBE_SCALABLE_TARGETS) {
+            let ids: Vec<String> = chunk
+                .iter()
+                .map(|s| format!("service/{cluster}/{s}"))
+                .collect();
+            let mut token = None;
+            loop {
+                self.count("DescribeScalableTargets");
+                let out = autoscaling
+                    .describe_scalable_targets()
+                    .service_namespace(ServiceNamespace::Ecs)
+                    .scalable_dimension(ScalableDimension::EcsServiceDesiredCount)
+                    .set_resource_ids(Some(ids.clone()))
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| backend::Error::Api {
+                        operation: "DescribeScalableTargets",
+                        message: DisplayErrorContext(&e).to_string(),
+                    })?;
+                found.extend(
+                    out.scalable_targets()
+                        .iter()
+                        .filter_map(|t| t.resource_id().rsplit('/').next().map(str::to_owned)),
+                );
+                token = out.next_token().map(str::to_owned);
+                if token.is_none() {
+                    break;
+                }
+            }
+        }
+        Ok(found)
     }
 
     fn api_calls(&self) -> BTreeMap<String, u64> {

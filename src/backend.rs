@@ -78,6 +78,13 @@ pub trait Backend {
         queries: &[MetricQuery],
         now: Millis,
     ) -> impl Future<Output = Result<Vec<Option<f64>>>>;
+    /// The services among `services` (names) whose desired count an
+    /// Application Auto Scaling scalable target also manages.
+    fn scalable_targets(
+        &self,
+        cluster: &str,
+        services: &[String],
+    ) -> impl Future<Output = Result<BTreeSet<String>>>;
     /// Calls made so far, per ECS operation.
     fn api_calls(&self) -> BTreeMap<String, u64>;
 }

@@ -103,6 +103,18 @@ pub async fn plan_verified<B: Backend>(
     now: Millis,
     scaling: &mut ScalingInput,
 ) -> backend::Result<Verified> {
+    // Two controllers writing one desired count is a bug: the services
+    // whose count a policy sets are checked for Application Auto Scaling
+    // targets (no Describe call reports them), and the planner pauses those.
+    let owned = desired_count_owned(policies, snapshot);
+    if !owned.is_empty() {
+        let targets = backend.scalable_targets(cluster, &owned).await?;
+        for service in &mut snapshot.services {
+            if owned.contains(&service.name) {
+                service.autoscaling_target = targets.contains(&service.name);
+            }
+        }
+    }
     // Metrics first: missing data is not zero, so a failed read holds
     // every scaled service at its count (bounds still apply) and says why.
     let mut metric_error = None;
@@ -155,6 +167,20 @@ pub async fn plan_verified<B: Backend>(
         services,
         metric_error,
     })
+}
+
+/// The services whose desired count a policy sets (scaling, one task per host).
+fn desired_count_owned(policies: &[Policy], snapshot: &ClusterSnapshot) -> Vec<String> {
+    let index = plan::Index::new(snapshot);
+    let mut names: Vec<String> = policies
+        .iter()
+        .filter(|p| p.scaling.is_some() || p.placement.one_task_per_host.is_some())
+        .flat_map(|p| index.services_of(p))
+        .map(|s| snapshot.services[s].name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// What one reconcile did.

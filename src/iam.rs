@@ -67,6 +67,13 @@ pub fn policy(scope: &Scope<'_>) -> Value {
                 "Resource": "*"
             },
             {
+                "Sid": "FindOtherScalers",
+                "Effect": "Allow",
+                "Action": ["application-autoscaling:DescribeScalableTargets"],
+                // Describe calls of Application Auto Scaling support no resource-level permission.
+                "Resource": "*"
+            },
+            {
                 "Sid": "ReadEvents",
                 "Effect": "Allow",
                 "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
@@ -173,6 +180,7 @@ mod tests {
                         && [
                             "ReadTaskDefinitions",
                             "ReadScalingMetrics",
+                            "FindOtherScalers",
                             "FindQueues",
                             "FindRules"
                         ]

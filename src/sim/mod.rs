@@ -141,6 +141,7 @@ pub mod limits {
     pub const DESCRIBE_CONTAINER_INSTANCES: usize = 100;
     pub const GET_TASK_PROTECTION: usize = 100;
     pub const GET_METRIC_DATA: usize = 500;
+    pub const DESCRIBE_SCALABLE_TARGETS: usize = 50;
 }
 
 impl Simulator {
@@ -993,6 +994,24 @@ impl Backend for SimBackend {
             queries.len().div_ceil(limits::GET_METRIC_DATA) as u64,
         )])?;
         Ok(queries.iter().map(|q| sim.metric_value(q)).collect())
+    }
+
+    async fn scalable_targets(
+        &self,
+        _cluster: &str,
+        services: &[String],
+    ) -> backend::Result<BTreeSet<String>> {
+        let mut sim = self.lock();
+        sim.read_calls(&[(
+            "DescribeScalableTargets",
+            services.len().div_ceil(limits::DESCRIBE_SCALABLE_TARGETS) as u64,
+        )])?;
+        Ok(sim
+            .services
+            .iter()
+            .filter(|s| s.autoscaling_target && services.contains(&s.name))
+            .map(|s| s.name.clone())
+            .collect())
     }
 
     fn api_calls(&self) -> BTreeMap<String, u64> {

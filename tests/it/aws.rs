@@ -528,6 +528,27 @@ async fn a_refresh_reads_only_what_events_touched_and_matches_a_full_read() {
     }
 }
 
+fn autoscaling(moto: &Moto) -> aws_sdk_applicationautoscaling::Client {
+    let config = aws_sdk_applicationautoscaling::Config::builder()
+        .behavior_version(aws_sdk_applicationautoscaling::config::BehaviorVersion::latest())
+        .endpoint_url(moto.url())
+        .region(aws_sdk_applicationautoscaling::config::Region::new(
+            "us-east-1",
+        ))
+        .credentials_provider(aws_sdk_applicationautoscaling::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
+        .build();
+    aws_sdk_applicationautoscaling::Client::from_conf(config)
+}
+
+/// The backend with every client pointed at moto.
+fn backend(moto: &Moto, ecs: Client) -> AwsBackend {
+    AwsBackend::new(ecs)
+        .with_cloudwatch(cloudwatch(moto))
+        .with_autoscaling(autoscaling(moto))
+}
+
 fn cloudwatch(moto: &Moto) -> aws_sdk_cloudwatch::Client {
     let config = aws_sdk_cloudwatch::Config::builder()
         .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
@@ -546,7 +567,7 @@ async fn cloudwatch_data_drives_a_scale_out_and_missing_data_holds() {
     let client = moto.client();
     cluster(&moto, &client, [1, 1, 1, 1, 0, 0]).await;
     let cw = cloudwatch(&moto);
-    let backend = AwsBackend::new(client.clone()).with_cloudwatch(cw.clone());
+    let backend = backend(&moto, client.clone());
     let policies = policy(
         "  scaling:\n    minTasks: 2\n    maxTasks: 10\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization, dimensions: {ClusterName: \"{cluster}\", ServiceName: \"{service}\"}}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n    scaleOutStep: \"50%\"\n",
     );
@@ -628,6 +649,53 @@ async fn cloudwatch_data_drives_a_scale_out_and_missing_data_holds() {
 }
 
 #[tokio::test]
+async fn a_service_with_an_application_auto_scaling_target_is_not_scaled() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [1, 1, 1, 1, 0, 0]).await;
+    autoscaling(&moto)
+        .register_scalable_target()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .scalable_dimension(
+            aws_sdk_applicationautoscaling::types::ScalableDimension::EcsServiceDesiredCount,
+        )
+        .resource_id("service/demo/web")
+        .min_capacity(1)
+        .max_capacity(8)
+        .send()
+        .await
+        .unwrap();
+    let backend = backend(&moto, client);
+    // maxTasks 3 < 4 tasks: without the conflict, the count would be set to 3.
+    let policies = policy(
+        "  scaling:\n    minTasks: 1\n    maxTasks: 3\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n",
+    );
+    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
+        .await
+        .unwrap();
+    let status = &reconciled.plan.statuses[0];
+    assert_eq!(status.state, State::Paused, "{status:#?}");
+    assert!(
+        status.reason.contains("Application Auto Scaling"),
+        "{}",
+        status.reason
+    );
+    assert!(reconciled.executed.is_empty());
+    assert_eq!(backend.api_calls().get("UpdateService"), None);
+    assert_eq!(backend.api_calls().get("DescribeScalableTargets"), Some(&1));
+    let iam = stevedore::iam::policy(&stevedore::iam::Scope {
+        cluster: "demo",
+        region: None,
+        account: None,
+        queue: "q",
+    });
+    assert!(stevedore::iam::allows(
+        &iam,
+        "application-autoscaling:DescribeScalableTargets"
+    ));
+}
+
+#[tokio::test]
 async fn a_dry_run_policy_stops_nothing() {
     let moto = Moto::start();
     let client = moto.client();
@@ -655,7 +723,7 @@ async fn one_task_per_host_does_not_count_a_draining_host() {
         .send()
         .await
         .unwrap();
-    let backend = AwsBackend::new(client.clone());
+    let backend = backend(&moto, client.clone());
     let policies = policy("  placement: {oneTaskPerHost: {}}\n");
     let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
         .await
