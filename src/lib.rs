@@ -23,11 +23,14 @@
 //! - [`plan`]: the planner, pure: `(policies, snapshot, now) -> Plan`.
 //!   [`plan::optimum`] computes the fewest moves, [`plan::placement`] models
 //!   how ECS places and scales in tasks, [`plan::spread`] chooses the stops,
-//!   [`plan::one_per_host`] the desired count.
+//!   [`plan::one_per_host`] the desired count, [`plan::scaling`] the
+//!   desired count a metric asks for (steps, bounds, cooldowns, scale-in
+//!   stabilization).
 //! - [`backend`]: the narrow ECS interface the controller uses;
 //!   [`aws`] implements it over the ECS API, paced by [`pacing`];
 //!   [`refresh`]: reading again only what events touched, merged into the
-//!   last snapshot; [`controller`]: the cluster view, one reconcile (plan,
+//!   last snapshot; [`metrics`]: which metric each scaled service reads,
+//!   read in one batch; [`controller`]: the cluster view, one reconcile (plan,
 //!   verify, act) and the run loop; [`watch`]: watching the specs for
 //!   changes, git-sync's symlink swap included;
 //!   [`iam`]: the IAM policy the controller needs; [`install`]: the

@@ -1,5 +1,5 @@
-//! The planner: a pure function from (policies, cluster snapshot, now) to a
-//! [`Plan`]. No I/O, no clock reads, no randomness: the same input gives the
+//! The planner: a pure function from (policies, cluster snapshot, now, and
+//! for scaling policies their metric readings) to a [`Plan`]. No I/O, no clock reads, no randomness: the same input gives the
 //! same plan. Actions are data, each with its policy, rule and reason, and
 //! the disruption budget is spent while planning.
 //!
@@ -8,6 +8,10 @@
 //! - [`spread`]: which tasks to stop now, so that each stop is a step of an
 //!   optimal plan whatever instance ECS picks for the replacement.
 //! - [`one_per_host`]: desiredCount = eligible hosts.
+//! - [`scaling`]: desiredCount from a metric, with steps, bounds, cooldowns
+//!   and a scale-in stabilization window. Its inputs beyond the snapshot
+//!   (the metric readings, and what earlier passes decided) come in a
+//!   [`ScalingInput`].
 
 pub mod one_per_host;
 pub mod optimum;
