@@ -1,7 +1,8 @@
 //! The planner: a pure function from (policies, cluster snapshot, now, and
 //! for scaling policies their metric readings) to a [`Plan`]. No I/O, no
-//! clock reads, no randomness: the same input gives the same plan. Actions are data, each with its policy, rule and reason, and
-//! the disruption budget is spent while planning.
+//! clock reads, no randomness: the same input gives the same plan. Actions
+//! are data, each with its policy, rule and reason, and the disruption
+//! budget is spent while planning.
 //!
 //! - [`optimum`]: the fewest moves that satisfy a service's spread constraints.
 //! - [`placement`]: how ECS places and scales in tasks (shared with the simulator).
