@@ -497,8 +497,31 @@ fn plan(
             }
         }
     };
-    let snapshot = scenario.sim.state();
-    let plan = crate::plan::plan(&policies, &snapshot, snapshot.taken_at);
+    // The controller's own path (read, verify, metrics) on the simulator.
+    let cluster = scenario.sim.cluster.clone();
+    let backend = crate::sim::SimBackend::new(scenario.sim);
+    let verified = runtime().block_on(async {
+        use crate::backend::Backend;
+        let mut snapshot = backend.snapshot(&cluster).await?;
+        let now = snapshot.taken_at;
+        crate::controller::plan_verified(
+            &backend,
+            &cluster,
+            &mut snapshot,
+            true,
+            &policies,
+            now,
+            &mut Default::default(),
+        )
+        .await
+    });
+    let plan = match verified {
+        Ok(verified) => verified.plan,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return exit::INVALID;
+        }
+    };
     let written = match output {
         Output::Json => serde_json::to_writer_pretty(&mut *out, &plan)
             .map_err(std::io::Error::from)
@@ -543,7 +566,9 @@ fn write_plan(plan: &crate::plan::Plan, out: &mut dyn Write) -> std::io::Result<
                 domains.join(" ")
             )?;
         }
-        if let Some(scaling) = &status.scaling {
+        if let Some(scaling) = &status.scaling
+            && !status.reason.contains(scaling.as_str())
+        {
             writeln!(out, "    scaling: {scaling}")?;
         }
         for w in &status.warnings {
