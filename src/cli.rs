@@ -500,23 +500,9 @@ fn plan(
     // The controller's own path (read, verify, metrics) on the simulator.
     let cluster = scenario.sim.cluster.clone();
     let backend = crate::sim::SimBackend::new(scenario.sim);
-    let verified = runtime().block_on(async {
-        use crate::backend::Backend;
-        let mut snapshot = backend.snapshot(&cluster).await?;
-        let now = snapshot.taken_at;
-        crate::controller::plan_verified(
-            &backend,
-            &cluster,
-            &mut snapshot,
-            true,
-            &policies,
-            now,
-            &mut Default::default(),
-        )
-        .await
-    });
-    let plan = match verified {
-        Ok(verified) => verified.plan,
+    let plan = match runtime().block_on(crate::controller::plan_once(&backend, &cluster, &policies))
+    {
+        Ok(plan) => plan,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
             return exit::INVALID;
@@ -651,7 +637,6 @@ fn plan_live(
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    use crate::backend::Backend;
     let policies = match live_policies(specs, err) {
         Ok(p) => p,
         Err(code) => return code,
@@ -661,22 +646,8 @@ fn plan_live(
     let mut plans = vec![];
     for name in crate::controller::clusters(&policies, cluster) {
         // The plan `run --once` would carry out, its stops verified the same way.
-        let verified = runtime.block_on(async {
-            let mut snapshot = backend.snapshot(&name).await?;
-            let now = snapshot.taken_at;
-            crate::controller::plan_verified(
-                &backend,
-                &name,
-                &mut snapshot,
-                true,
-                &policies,
-                now,
-                &mut Default::default(),
-            )
-            .await
-        });
-        match verified {
-            Ok(verified) => plans.push(verified.plan),
+        match runtime.block_on(crate::controller::plan_once(&backend, &name, &policies)) {
+            Ok(plan) => plans.push(plan),
             Err(e) => {
                 let _ = writeln!(err, "error: {name}: {e}");
                 return exit::INVALID;

@@ -237,6 +237,28 @@ pub async fn reconcile<B: Backend>(
     })
 }
 
+/// Reads a whole cluster and plans it as `run --once` would, acting on
+/// nothing: `stevedore plan`.
+pub async fn plan_once<B: Backend>(
+    backend: &B,
+    cluster: &str,
+    policies: &[Policy],
+) -> backend::Result<Plan> {
+    let mut snapshot = backend.snapshot(cluster).await?;
+    let now = snapshot.taken_at;
+    let verified = plan_verified(
+        backend,
+        cluster,
+        &mut snapshot,
+        true,
+        policies,
+        now,
+        &mut ScalingInput::default(),
+    )
+    .await?;
+    Ok(verified.plan)
+}
+
 /// Reads a whole cluster and reconciles it once: `plan --once` style use
 /// and tests.
 pub async fn reconcile_once<B: Backend>(
