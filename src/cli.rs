@@ -94,6 +94,14 @@ pub enum Command {
         #[arg(long)]
         endpoint_url: Option<String>,
     },
+    /// Print a shell completion script (for example
+    /// `stevedore completions bash > /etc/bash_completion.d/stevedore`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), for `man -l -` or packaging.
+    Man,
     /// Print the least-privilege IAM policy the controller (or the
     /// installer, with `--for installer`) needs for a cluster.
     IamPolicy {
@@ -183,6 +191,18 @@ pub mod exit {
 pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
     let status = match cli.command {
         Command::Validate { paths, output } => validate(&paths, output, out, err),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "stevedore", out);
+            exit::OK
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            clap_mangen::Man::new(Cli::command())
+                .render(out)
+                .map(|()| exit::OK)
+                .unwrap_or(exit::USAGE)
+        }
         Command::Schema { kind } => {
             let text = match kind {
                 SchemaKind::Servicepolicy => crate::schema::servicepolicy_json(),

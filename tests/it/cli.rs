@@ -168,3 +168,49 @@ fn schema_command_prints_the_committed_schema() {
     let committed = std::fs::read_to_string(repo(stevedore::schema::SCHEMA_PATH)).unwrap();
     assert_eq!(stdout(&out), committed);
 }
+
+#[test]
+fn completions_and_the_man_page_cover_every_command() {
+    let commands = [
+        "validate",
+        "schema",
+        "sim",
+        "plan",
+        "run",
+        "install",
+        "uninstall",
+        "iam-policy",
+    ];
+    let bash = stevedore(&["completions", "bash"]);
+    assert_eq!(bash.status.code(), Some(0));
+    let script = String::from_utf8(bash.stdout).unwrap();
+    for c in commands {
+        assert!(script.contains(c), "completion lacks {c}");
+    }
+    // The script is valid bash.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("stevedore.bash");
+    std::fs::write(&file, &script).unwrap();
+    let check = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+
+    let man = stevedore(&["man"]);
+    assert_eq!(man.status.code(), Some(0));
+    // roff escapes hyphens.
+    let page = String::from_utf8(man.stdout).unwrap().replace("\\-", "-");
+    assert!(
+        page.starts_with(".ie") && page.contains(".SH NAME"),
+        "{page}"
+    );
+    for c in commands {
+        assert!(page.contains(c), "man page lacks {c}");
+    }
+}
