@@ -149,6 +149,19 @@ pub enum Command {
         /// Time between full resyncs.
         #[arg(long, default_value = "5m")]
         resync: String,
+        /// Serve /healthz, /readyz, /metrics and /status here (default
+        /// 127.0.0.1:9464; `off` serves nothing). Port 0 picks a free port;
+        /// the address is logged.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Print a running controller's /status as a table.
+    Status {
+        /// Where the controller serves its status.
+        #[arg(long, default_value = "http://127.0.0.1:9464")]
+        url: String,
+        #[arg(long, value_enum, default_value_t = Output::Human)]
+        output: Output,
     },
 }
 
@@ -297,17 +310,22 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             queue_url,
             dry_run,
             resync,
+            listen,
         } => run_controller(
             &specs,
             cluster,
             endpoint_url.as_deref(),
             queue_url.as_deref(),
-            once,
-            dry_run,
-            &resync,
+            RunFlags {
+                once,
+                dry_run,
+                resync: &resync,
+                listen: listen.as_deref(),
+            },
             out,
             err,
         ),
+        Command::Status { url, output } => status(&url, output, out, err),
     };
     ExitCode::from(status)
 }
@@ -690,17 +708,32 @@ fn plan_live(
 }
 
 #[allow(clippy::too_many_arguments)]
+/// `run`'s flags beyond where to connect.
+struct RunFlags<'a> {
+    once: bool,
+    dry_run: bool,
+    resync: &'a str,
+    listen: Option<&'a str>,
+}
+
+/// Where `run` serves its status by default.
+const DEFAULT_LISTEN: &str = "127.0.0.1:9464";
+
 fn run_controller(
     specs: &[PathBuf],
     cluster: Option<String>,
     endpoint_url: Option<&str>,
     queue_url: Option<&str>,
-    once: bool,
-    dry_run: bool,
-    resync: &str,
+    flags: RunFlags<'_>,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
+    let RunFlags {
+        once,
+        dry_run,
+        resync,
+        listen,
+    } = flags;
     let Ok(resync) = crate::spec::quantity::parse_duration(resync) else {
         let _ = writeln!(
             err,
@@ -732,14 +765,56 @@ fn run_controller(
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     };
-    match runtime.block_on(crate::controller::run(
+    let observer = std::sync::Arc::new(crate::observe::Observer::new());
+    // The status server runs with the controller and stops with it.
+    let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
+    match listen {
+        _ if once => {}
+        Some("off") => {}
+        address => {
+            let explicit = address.is_some();
+            let address = address.unwrap_or(DEFAULT_LISTEN);
+            match runtime.block_on(tokio::net::TcpListener::bind(address)) {
+                Ok(listener) => {
+                    let bound = listener
+                        .local_addr()
+                        .map_or(address.to_owned(), |a| a.to_string());
+                    let _ = writeln!(
+                        out,
+                        "listening on {bound} (/healthz /readyz /metrics /status)"
+                    );
+                    runtime.spawn(crate::observe::serve(
+                        listener,
+                        std::sync::Arc::clone(&observer),
+                        async {
+                            let _ = stopped.await;
+                        },
+                    ));
+                }
+                Err(e) if explicit => {
+                    let _ = writeln!(err, "error: --listen {address}: {e}");
+                    return exit::USAGE;
+                }
+                Err(e) => {
+                    let _ = writeln!(
+                        out,
+                        "status: cannot listen on {address} ({e}); serving no status (set --listen)"
+                    );
+                }
+            }
+        }
+    }
+    let result = runtime.block_on(crate::controller::run(
         &backend,
         specs,
         &options,
         events.as_ref(),
+        &observer,
         shutdown,
         out,
-    )) {
+    ));
+    let _ = stop_serving.send(());
+    match result {
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
             exit::USAGE
@@ -747,6 +822,97 @@ fn run_controller(
         Ok(summary) if summary.failed_reconciles + summary.actions_failed > 0 => exit::INVALID,
         Ok(_) => exit::OK,
     }
+}
+
+/// `stevedore status`: a running controller's /status as a table.
+fn status(url: &str, output: Output, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let address = format!("{}/status", url.trim_end_matches('/'));
+    let doc: crate::observe::StatusDoc = match ureq::get(&address)
+        .call()
+        .and_then(|mut r| r.body_mut().read_json())
+    {
+        Ok(doc) => doc,
+        Err(e) => {
+            let _ = writeln!(err, "error: {address}: {e}");
+            return exit::USAGE;
+        }
+    };
+    let written = match output {
+        Output::Json => serde_json::to_writer_pretty(&mut *out, &doc)
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out)),
+        Output::Human => write_status(&doc, out),
+    };
+    written.map_or(exit::USAGE, |()| exit::OK)
+}
+
+fn write_status(doc: &crate::observe::StatusDoc, out: &mut dyn Write) -> std::io::Result<()> {
+    writeln!(out, "ready: {}", doc.ready)?;
+    let rows: Vec<[String; 5]> = doc
+        .policies
+        .iter()
+        .map(|p| {
+            let since = p
+                .conditions
+                .iter()
+                .find(|c| c.kind == "Satisfied")
+                .map_or(String::new(), |c| c.last_transition_time.clone());
+            let message = p
+                .conditions
+                .first()
+                .map_or(String::new(), |c| c.message.clone());
+            [
+                p.cluster.clone(),
+                format!("{}/{}", p.policy, p.service),
+                p.state.clone(),
+                since,
+                message,
+            ]
+        })
+        .collect();
+    let header = ["CLUSTER", "POLICY/SERVICE", "STATE", "SINCE", "MESSAGE"];
+    let widths: Vec<usize> = (0..4)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 5]| {
+        format!(
+            "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        )
+    };
+    writeln!(out, "{}", line(header))?;
+    for r in &rows {
+        writeln!(
+            out,
+            "{}",
+            line([&r[0], &r[1], &r[2], &r[3], &r[4]]).trim_end()
+        )?;
+    }
+    if !doc.last_actions.is_empty() {
+        writeln!(out, "\nlast actions:")?;
+        for a in &doc.last_actions {
+            writeln!(
+                out,
+                "  {} {}/{}/{}: {} [{}]",
+                a.time, a.cluster, a.policy, a.service, a.action, a.result
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Runs `install` or `uninstall` with connected clients, reporting failure.

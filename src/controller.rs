@@ -357,12 +357,14 @@ pub async fn run<B: Backend>(
     specs: &[std::path::PathBuf],
     options: &RunOptions,
     events: Option<&crate::aws::SqsEvents>,
+    observer: &crate::observe::Observer,
     shutdown: impl std::future::Future<Output = ()>,
     log: &mut dyn std::io::Write,
 ) -> Result<RunSummary, String> {
     let mut dedupe = crate::events::Dedupe::default();
     let mut policies =
         load_policies(specs, log).ok_or("the policies are invalid; nothing to run")?;
+    observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
     let mut summary = RunSummary::default();
     let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
     let mut scalings: std::collections::BTreeMap<String, ScalingInput> = Default::default();
@@ -392,6 +394,7 @@ pub async fn run<B: Backend>(
             && let Some(newer) = load_policies(specs, log)
         {
             policies = newer;
+            observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
         }
         let mut effective = policies.clone();
         if options.dry_run {
@@ -419,13 +422,16 @@ pub async fn run<B: Backend>(
                 Err(e) => {
                     failed = true;
                     summary.failed_reconciles += 1;
+                    observer.failed(&cluster);
                     let _ = writeln!(log, "{cluster}: no snapshot, nothing done: {e}");
                 }
                 Ok(outcome) => {
                     view.note_executed(&outcome.executed);
+                    observer.reconciled(&cluster, full, &outcome);
                     report(&cluster, &outcome, &mut summary, log);
                 }
             }
+            observer.api_calls(&backend.api_calls());
         }
         if options.once {
             return Ok(summary);
@@ -498,6 +504,7 @@ pub async fn run<B: Backend>(
                             newer.len()
                         );
                         policies = newer;
+                        observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
                         break;
                     }
                     continue;
@@ -514,6 +521,7 @@ pub async fn run<B: Backend>(
             for message in &messages {
                 match crate::events::parse(&message.body) {
                     Err(why) => {
+                        observer.event("malformed");
                         let _ = writeln!(
                             log,
                             "events: malformed message {}: {why}; deleted",
@@ -523,6 +531,7 @@ pub async fn run<B: Backend>(
                     Ok(event) if !managed.contains(&event.cluster) => {}
                     Ok(event) => match dedupe.admit(&event) {
                         crate::events::Admission::New => {
+                            observer.event("new");
                             let _ = writeln!(
                                 log,
                                 "events: {:?} {} (cluster {})",
@@ -532,7 +541,8 @@ pub async fn run<B: Backend>(
                             let at = tokio::time::Instant::now();
                             news = Some(news.map_or((at, at), |(first, _)| (first, at)));
                         }
-                        crate::events::Admission::Duplicate | crate::events::Admission::Stale => {}
+                        crate::events::Admission::Duplicate => observer.event("duplicate"),
+                        crate::events::Admission::Stale => observer.event("stale"),
                     },
                 }
                 // Deleted once handled: a crash before this means redelivery, not loss.

@@ -57,6 +57,7 @@ pub mod iam;
 pub mod install;
 pub mod metrics;
 pub mod model;
+pub mod observe;
 pub mod pacing;
 pub mod plan;
 pub mod refresh;

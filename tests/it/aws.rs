@@ -1470,3 +1470,108 @@ fn protection_front(
     });
     port
 }
+
+#[tokio::test]
+async fn run_serves_health_readiness_metrics_and_status() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let specs = specs_dir("  placement: {azBalanced: true}\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .args([
+            "run",
+            "--specs",
+            specs.path().to_str().unwrap(),
+            "--resync",
+            "1h",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("AWS_ENDPOINT_URL", moto.url())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut child);
+    let mut seen = vec![];
+    wait_for(&lines, "listening on ", &mut seen);
+    let address = seen
+        .last()
+        .and_then(|l| l.strip_prefix("listening on "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
+    wait_for(&lines, "demo/web/web: done: stop task", &mut seen);
+
+    let get = |path: &str| {
+        let mut response = ureq::get(&format!("http://{address}{path}"))
+            .call()
+            .unwrap();
+        (
+            response.status().as_u16(),
+            response.body_mut().read_to_string().unwrap(),
+        )
+    };
+    assert_eq!(get("/healthz").0, 200);
+    assert_eq!(get("/readyz").0, 200, "ready after the first full read");
+    let (code, metrics) = get("/metrics");
+    assert_eq!(code, 200);
+    for expected in [
+        r#"stevedore_reconciles_total{cluster="demo",result="ok"} 1"#,
+        r#"stevedore_actions_total{kind="stop_task",result="ok"} 1"#,
+        r#"stevedore_api_calls_total{operation="StopTask"} 1"#,
+        r#"stevedore_api_calls_total{operation="DescribeTasks"}"#,
+        r#"stevedore_skew{policy="web",service="web",topology="zone"} 5"#,
+        r#"stevedore_policies{state="Converging"} 1"#,
+    ] {
+        assert!(metrics.contains(expected), "{expected} not in:\n{metrics}");
+    }
+    let (code, status) = get("/status");
+    assert_eq!(code, 200);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let web = &status["policies"][0];
+    assert_eq!(
+        (web["policy"].as_str(), web["state"].as_str()),
+        (Some("web"), Some("Converging"))
+    );
+    let conditions = web["conditions"].as_array().unwrap();
+    let satisfied = conditions
+        .iter()
+        .find(|c| c["type"] == "Satisfied")
+        .unwrap();
+    assert_eq!(satisfied["status"], "False");
+    assert!(
+        satisfied["lastTransitionTime"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    assert_eq!(status["lastActions"].as_array().unwrap().len(), 1);
+
+    // `stevedore status` prints it as a table.
+    let table = Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .args(["status", "--url", &format!("http://{address}")])
+        .output()
+        .unwrap();
+    assert_eq!(table.status.code(), Some(0));
+    let table = String::from_utf8(table.stdout).unwrap();
+    assert!(table.contains("POLICY/SERVICE"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("demo") && l.contains("web/web") && l.contains("Converging")),
+        "{table}"
+    );
+    assert!(table.contains("stop task"), "{table}");
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    wait_for(&lines, "shutting down", &mut seen);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

@@ -1,0 +1,509 @@
+//! What an operator sees of the running controller, served by `stevedore
+//! run --listen ADDR`:
+//!
+//! - `/healthz`: the process is alive;
+//! - `/readyz`: the policies are loaded and every cluster has been read in
+//!   full once (503 until then);
+//! - `/metrics`: Prometheus text (prometheus-client): reconciles, actions by
+//!   kind and result, API calls by operation, events by outcome, policies by
+//!   state, skew per policy and constraint;
+//! - `/status`: JSON, per policy and service its conditions in the
+//!   Kubernetes style (type, status, reason, message, lastTransitionTime)
+//!   and the last actions. `stevedore status` prints it as a table.
+//!
+//! The run loop reports to an [`Observer`]; the server only reads it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+
+use crate::controller::Reconciled;
+use crate::plan::{ActionKind, State};
+
+/// How many recent actions `/status` lists.
+const LAST_ACTIONS: usize = 50;
+
+/// A condition of a policy on a service, as Kubernetes writes them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True` or `False`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    pub last_transition_time: String,
+}
+
+/// One policy on one service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyStatus {
+    pub cluster: String,
+    pub policy: String,
+    pub service: String,
+    pub state: String,
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaling: Option<String>,
+}
+
+/// An action carried out (or attempted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionRecord {
+    pub time: String,
+    pub cluster: String,
+    pub policy: String,
+    pub service: String,
+    pub rule: String,
+    pub action: String,
+    /// `ok`, or the error.
+    pub result: String,
+}
+
+/// The document `/status` serves.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusDoc {
+    pub ready: bool,
+    pub policies: Vec<PolicyStatus>,
+    pub last_actions: Vec<ActionRecord>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterResult {
+    cluster: String,
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ActionLabels {
+    kind: String,
+    result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Operation {
+    operation: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SkewLabels {
+    policy: String,
+    service: String,
+    topology: String,
+}
+
+#[derive(Debug, Default)]
+struct Board {
+    policies_loaded: bool,
+    /// Clusters to read, and whether each was read in full once.
+    clusters: BTreeMap<String, bool>,
+    statuses: BTreeMap<(String, String, String), PolicyStatus>,
+    last_actions: VecDeque<ActionRecord>,
+    /// API calls already counted, per operation (the backend's are totals).
+    api_seen: BTreeMap<String, u64>,
+}
+
+/// The run loop's reports, for the HTTP server.
+#[derive(Debug)]
+pub struct Observer {
+    board: Mutex<Board>,
+    registry: Registry,
+    reconciles: Family<ClusterResult, Counter>,
+    actions: Family<ActionLabels, Counter>,
+    api_calls: Family<Operation, Counter>,
+    events: Family<EventLabels, Counter>,
+    policies: Family<StateLabels, Gauge>,
+    skew: Family<SkewLabels, Gauge>,
+}
+
+impl Default for Observer {
+    fn default() -> Observer {
+        Observer::new()
+    }
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+impl Observer {
+    pub fn new() -> Observer {
+        let mut registry = Registry::with_prefix("stevedore");
+        let reconciles = Family::<ClusterResult, Counter>::default();
+        let actions = Family::<ActionLabels, Counter>::default();
+        let api_calls = Family::<Operation, Counter>::default();
+        let events = Family::<EventLabels, Counter>::default();
+        let policies = Family::<StateLabels, Gauge>::default();
+        let skew = Family::<SkewLabels, Gauge>::default();
+        registry.register(
+            "reconciles",
+            "Reconcile passes, per cluster and result",
+            reconciles.clone(),
+        );
+        registry.register(
+            "actions",
+            "Actions carried out, per kind and result",
+            actions.clone(),
+        );
+        registry.register(
+            "api_calls",
+            "AWS API calls, per operation",
+            api_calls.clone(),
+        );
+        registry.register(
+            "events",
+            "ECS events received, per outcome (new, duplicate, stale, malformed)",
+            events.clone(),
+        );
+        registry.register(
+            "policies",
+            "Policy-service pairs, per state",
+            policies.clone(),
+        );
+        registry.register(
+            "skew",
+            "Skew of each spread constraint, per policy and service",
+            skew.clone(),
+        );
+        Observer {
+            board: Mutex::new(Board::default()),
+            registry,
+            reconciles,
+            actions,
+            api_calls,
+            events,
+            policies,
+            skew,
+        }
+    }
+
+    fn board(&self) -> std::sync::MutexGuard<'_, Board> {
+        self.board
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The policies were loaded, naming these clusters.
+    pub fn policies_loaded(&self, clusters: &[String]) {
+        let mut board = self.board();
+        board.policies_loaded = true;
+        let read: BTreeMap<String, bool> = clusters
+            .iter()
+            .map(|c| (c.clone(), board.clusters.get(c).copied().unwrap_or(false)))
+            .collect();
+        // A cluster no policy names any more is no longer reported.
+        board.statuses.retain(|(c, _, _), _| read.contains_key(c));
+        board.clusters = read;
+    }
+
+    /// An ECS event was received, with what became of it.
+    pub fn event(&self, outcome: &str) {
+        self.events
+            .get_or_create(&EventLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The backend's call totals, per operation.
+    pub fn api_calls(&self, totals: &BTreeMap<String, u64>) {
+        let mut board = self.board();
+        for (operation, total) in totals {
+            let seen = board.api_seen.entry(operation.clone()).or_default();
+            let new = total.saturating_sub(*seen);
+            *seen = *total;
+            if new > 0 {
+                self.api_calls
+                    .get_or_create(&Operation {
+                        operation: operation.clone(),
+                    })
+                    .inc_by(new);
+            }
+        }
+    }
+
+    /// A reconcile could not read its cluster.
+    pub fn failed(&self, cluster: &str) {
+        self.reconciles
+            .get_or_create(&ClusterResult {
+                cluster: cluster.to_owned(),
+                result: "failed".into(),
+            })
+            .inc();
+    }
+
+    /// A reconcile's outcome; `full` when the cluster was read in full.
+    pub fn reconciled(&self, cluster: &str, full: bool, outcome: &Reconciled) {
+        self.reconciles
+            .get_or_create(&ClusterResult {
+                cluster: cluster.to_owned(),
+                result: "ok".into(),
+            })
+            .inc();
+        let now = now_rfc3339();
+        let mut board = self.board();
+        if full {
+            board.clusters.insert(cluster.to_owned(), true);
+        }
+        for (action, result) in &outcome.executed {
+            let kind = match action.kind {
+                ActionKind::StopTask { .. } => "stop_task",
+                ActionKind::SetDesiredCount { .. } => "set_desired_count",
+            };
+            self.actions
+                .get_or_create(&ActionLabels {
+                    kind: kind.into(),
+                    result: if result.is_ok() { "ok" } else { "failed" }.into(),
+                })
+                .inc();
+            board.last_actions.push_back(ActionRecord {
+                time: now.clone(),
+                cluster: cluster.to_owned(),
+                policy: action.policy.clone(),
+                service: action.service.clone(),
+                rule: action.rule.clone(),
+                action: action.to_string(),
+                result: match result {
+                    Ok(()) => "ok".into(),
+                    Err(e) => e.to_string(),
+                },
+            });
+            while board.last_actions.len() > LAST_ACTIONS {
+                board.last_actions.pop_front();
+            }
+        }
+        // Policies removed since are no longer reported.
+        let present: std::collections::BTreeSet<(&str, &str)> = outcome
+            .plan
+            .statuses
+            .iter()
+            .map(|s| (s.policy.as_str(), s.service.as_str()))
+            .collect();
+        board
+            .statuses
+            .retain(|(c, p, s), _| c != cluster || present.contains(&(p.as_str(), s.as_str())));
+        for status in &outcome.plan.statuses {
+            let key = (
+                cluster.to_owned(),
+                status.policy.clone(),
+                status.service.clone(),
+            );
+            let previous = board.statuses.get(&key);
+            let condition = |kind: &str, holds: bool| {
+                let status_text = if holds { "True" } else { "False" };
+                let reason = format!("{:?}", status.state);
+                // The transition time moves only when the status changes.
+                let since = previous
+                    .and_then(|p| p.conditions.iter().find(|c| c.kind == kind))
+                    .filter(|c| c.status == status_text)
+                    .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+                Condition {
+                    kind: kind.into(),
+                    status: status_text.into(),
+                    reason,
+                    message: status.reason.clone(),
+                    last_transition_time: since,
+                }
+            };
+            let conditions = vec![
+                condition("Satisfied", status.state == State::Satisfied),
+                condition("Progressing", status.state == State::Converging),
+            ];
+            for c in &status.constraints {
+                self.skew
+                    .get_or_create(&SkewLabels {
+                        policy: status.policy.clone(),
+                        service: status.service.clone(),
+                        topology: c.topology.clone(),
+                    })
+                    .set(i64::from(c.skew));
+            }
+            board.statuses.insert(
+                key,
+                PolicyStatus {
+                    cluster: cluster.to_owned(),
+                    policy: status.policy.clone(),
+                    service: status.service.clone(),
+                    state: format!("{:?}", status.state),
+                    conditions,
+                    scaling: status.scaling.clone(),
+                },
+            );
+        }
+        let mut by_state: BTreeMap<String, i64> =
+            ["Satisfied", "Converging", "Unsatisfiable", "Paused"]
+                .iter()
+                .map(|s| ((*s).to_owned(), 0))
+                .collect();
+        for s in board.statuses.values() {
+            *by_state.entry(s.state.clone()).or_default() += 1;
+        }
+        for (state, n) in by_state {
+            self.policies.get_or_create(&StateLabels { state }).set(n);
+        }
+    }
+
+    /// Policies loaded and every cluster read in full once.
+    pub fn ready(&self) -> bool {
+        let board = self.board();
+        board.policies_loaded && !board.clusters.is_empty() && board.clusters.values().all(|r| *r)
+    }
+
+    pub fn status(&self) -> StatusDoc {
+        let ready = self.ready();
+        let board = self.board();
+        StatusDoc {
+            ready,
+            policies: board.statuses.values().cloned().collect(),
+            last_actions: board.last_actions.iter().cloned().collect(),
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn metrics(&self) -> String {
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+/// Serves `/healthz`, `/readyz`, `/metrics` and `/status` until `shutdown`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    observer: Arc<Observer>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::http::{StatusCode, header};
+    use axum::routing::get;
+    let ready = Arc::clone(&observer);
+    let metrics = Arc::clone(&observer);
+    let status = Arc::clone(&observer);
+    let app = axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || async move {
+                if ready.ready() {
+                    (StatusCode::OK, "ready\n")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || async move {
+                (
+                    [(
+                        header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    metrics.metrics(),
+                )
+            }),
+        )
+        .route(
+            "/status",
+            get(move || async move { axum::Json(status.status()) }),
+        );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::{Plan, ServiceStatus};
+
+    fn outcome(state: State) -> Reconciled {
+        Reconciled {
+            plan: Plan {
+                cluster: "prod".into(),
+                actions: vec![],
+                statuses: vec![ServiceStatus {
+                    policy: "web".into(),
+                    service: "web".into(),
+                    state,
+                    reason: format!("{state:?}"),
+                    constraints: vec![],
+                    moves_remaining: 0,
+                    moves_planned: 0,
+                    forced_redeploy_tasks: 0,
+                    scaling: None,
+                    warnings: vec![],
+                }],
+            },
+            executed: vec![],
+            metric_error: None,
+        }
+    }
+
+    #[test]
+    fn ready_only_after_every_cluster_was_read_in_full() {
+        let o = Observer::new();
+        assert!(!o.ready(), "no policies yet");
+        o.policies_loaded(&["prod".into(), "staging".into()]);
+        o.reconciled("prod", true, &outcome(State::Satisfied));
+        assert!(!o.ready(), "staging not read yet");
+        o.reconciled("staging", false, &outcome(State::Satisfied));
+        assert!(!o.ready(), "a partial read does not count");
+        o.reconciled("staging", true, &outcome(State::Satisfied));
+        assert!(o.ready());
+    }
+
+    #[test]
+    fn a_condition_keeps_its_transition_time_until_its_status_changes() {
+        let o = Observer::new();
+        o.policies_loaded(&["prod".into()]);
+        o.reconciled("prod", true, &outcome(State::Converging));
+        let time = |o: &Observer, kind: &str| {
+            o.status().policies[0]
+                .conditions
+                .iter()
+                .find(|c| c.kind == kind)
+                .map(|c| (c.status.clone(), c.last_transition_time.clone()))
+                .unwrap()
+        };
+        let first = time(&o, "Satisfied");
+        // Marked so a later write with the same status is seen to keep it.
+        o.board().statuses.values_mut().for_each(|p| {
+            p.conditions
+                .iter_mut()
+                .for_each(|c| c.last_transition_time = "then".into())
+        });
+        o.reconciled("prod", false, &outcome(State::Converging));
+        assert_eq!(time(&o, "Satisfied"), (first.0.clone(), "then".into()));
+        o.reconciled("prod", false, &outcome(State::Satisfied));
+        let (status, at) = time(&o, "Satisfied");
+        assert_eq!(status, "True");
+        assert_ne!(at, "then");
+        // A policy that is gone is no longer reported.
+        let mut gone = outcome(State::Satisfied);
+        gone.plan.statuses.clear();
+        o.reconciled("prod", false, &gone);
+        assert!(o.status().policies.is_empty());
+    }
+}
