@@ -149,6 +149,10 @@ pub enum Command {
         /// Time between full resyncs.
         #[arg(long, default_value = "5m")]
         resync: String,
+        /// Publish every action and status change to this EventBridge bus
+        /// (`default` for the account's default bus), source `stevedore`.
+        #[arg(long)]
+        audit_bus: Option<String>,
         /// Serve /healthz, /readyz, /metrics and /status here (default
         /// 127.0.0.1:9464; `off` serves nothing). Port 0 picks a free port;
         /// the address is logged.
@@ -311,6 +315,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             dry_run,
             resync,
             listen,
+            audit_bus,
         } => run_controller(
             &specs,
             cluster,
@@ -321,6 +326,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
                 dry_run,
                 resync: &resync,
                 listen: listen.as_deref(),
+                audit_bus: audit_bus.as_deref(),
             },
             out,
             err,
@@ -714,6 +720,7 @@ struct RunFlags<'a> {
     dry_run: bool,
     resync: &'a str,
     listen: Option<&'a str>,
+    audit_bus: Option<&'a str>,
 }
 
 /// Where `run` serves its status by default.
@@ -733,6 +740,7 @@ fn run_controller(
         dry_run,
         resync,
         listen,
+        audit_bus,
     } = flags;
     let Ok(resync) = crate::spec::quantity::parse_duration(resync) else {
         let _ = writeln!(
@@ -741,13 +749,18 @@ fn run_controller(
         );
         return exit::USAGE;
     };
+    let runtime = runtime();
+    let audit = audit_bus.map(|bus| {
+        let config = runtime.block_on(crate::aws::sdk_config(endpoint_url));
+        crate::audit::Audit::new(aws_sdk_eventbridge::Client::new(&config), bus)
+    });
     let options = crate::controller::RunOptions {
         cluster,
         once,
         dry_run,
         resync,
+        audit,
     };
-    let runtime = runtime();
     let backend = runtime.block_on(crate::aws::AwsBackend::connect(endpoint_url));
     let events =
         queue_url.map(|url| runtime.block_on(crate::aws::SqsEvents::connect(endpoint_url, url)));

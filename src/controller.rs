@@ -292,6 +292,8 @@ pub struct RunOptions {
     pub dry_run: bool,
     /// Time between full resyncs.
     pub resync: std::time::Duration,
+    /// Where actions and status changes are published, if anywhere.
+    pub audit: Option<crate::audit::Audit>,
 }
 
 /// What a run did, for the exit status.
@@ -427,8 +429,16 @@ pub async fn run<B: Backend>(
                 }
                 Ok(outcome) => {
                     view.note_executed(&outcome.executed);
-                    observer.reconciled(&cluster, full, &outcome);
+                    let changes = observer.reconciled(&cluster, full, &outcome);
                     report(&cluster, &outcome, &mut summary, log);
+                    if let Some(audit) = &options.audit {
+                        let entries = crate::audit::entries(&cluster, &outcome, &changes);
+                        if !entries.is_empty()
+                            && let Err(e) = audit.publish(&entries).await
+                        {
+                            let _ = writeln!(log, "audit: {e}; {} events dropped", entries.len());
+                        }
+                    }
                 }
             }
             observer.api_calls(&backend.api_calls());

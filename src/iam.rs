@@ -74,6 +74,12 @@ pub fn policy(scope: &Scope<'_>) -> Value {
                 "Resource": "*"
             },
             {
+                "Sid": "PublishAudit",
+                "Effect": "Allow",
+                "Action": ["events:PutEvents"],
+                "Resource": format!("arn:aws:events:{region}:{account}:event-bus/*")
+            },
+            {
                 "Sid": "ReadEvents",
                 "Effect": "Allow",
                 "Action": ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"],
@@ -185,6 +191,7 @@ mod tests {
                             "FindRules"
                         ]
                         .contains(&s["Sid"].as_str().unwrap())
+                        || r.contains("event-bus/*") && s["Sid"] == "PublishAudit"
                         || r.contains("prod")
                             && r.contains("eu-west-1")
                             && r.contains("123456789012"),

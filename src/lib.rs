@@ -47,6 +47,7 @@
 //! binary, `tests/it/`), `benches/` the planner benchmarks, and
 //! `scripts/test.sh` the whole test suite as CI runs it.
 
+pub mod audit;
 pub mod aws;
 pub mod backend;
 pub mod cli;

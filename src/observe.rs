@@ -56,6 +56,17 @@ pub struct PolicyStatus {
     pub scaling: Option<String>,
 }
 
+/// A policy's state on a service changed (or was first seen: `from` is None).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    pub cluster: String,
+    pub policy: String,
+    pub service: String,
+    pub from: Option<String>,
+    pub to: String,
+    pub reason: String,
+}
+
 /// An action carried out (or attempted).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -254,7 +265,9 @@ impl Observer {
     }
 
     /// A reconcile's outcome; `full` when the cluster was read in full.
-    pub fn reconciled(&self, cluster: &str, full: bool, outcome: &Reconciled) {
+    /// Returns the state changes it brought.
+    pub fn reconciled(&self, cluster: &str, full: bool, outcome: &Reconciled) -> Vec<Transition> {
+        let mut transitions = vec![];
         self.reconciles
             .get_or_create(&ClusterResult {
                 cluster: cluster.to_owned(),
@@ -310,6 +323,17 @@ impl Observer {
                 status.service.clone(),
             );
             let previous = board.statuses.get(&key);
+            let state = format!("{:?}", status.state);
+            if previous.is_none_or(|p| p.state != state) {
+                transitions.push(Transition {
+                    cluster: cluster.to_owned(),
+                    policy: status.policy.clone(),
+                    service: status.service.clone(),
+                    from: previous.map(|p| p.state.clone()),
+                    to: state.clone(),
+                    reason: status.reason.clone(),
+                });
+            }
             let condition = |kind: &str, holds: bool| {
                 let status_text = if holds { "True" } else { "False" };
                 let reason = format!("{:?}", status.state);
@@ -362,6 +386,7 @@ impl Observer {
         for (state, n) in by_state {
             self.policies.get_or_create(&StateLabels { state }).set(n);
         }
+        transitions
     }
 
     /// Policies loaded and every cluster read in full once.

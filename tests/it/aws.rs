@@ -1575,3 +1575,91 @@ async fn run_serves_health_readiness_metrics_and_status() {
     wait_for(&lines, "shutting down", &mut seen);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+#[tokio::test]
+async fn actions_and_status_changes_are_published_to_eventbridge() {
+    let moto = Moto::start();
+    let c = clients(&moto);
+    cluster(&moto, &c.ecs, [3, 2, 1, 0, 0, 0]).await;
+    // An ordinary rule routes stevedore's events to a queue.
+    let queue_url = c
+        .sqs
+        .create_queue()
+        .queue_name("audit")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_owned();
+    c.events
+        .put_rule()
+        .name("stevedore-audit")
+        .event_pattern(r#"{"source": ["stevedore"]}"#)
+        .send()
+        .await
+        .unwrap();
+    c.events
+        .put_targets()
+        .rule("stevedore-audit")
+        .targets(
+            aws_sdk_eventbridge::types::Target::builder()
+                .id("q")
+                .arn("arn:aws:sqs:us-east-1:123456789012:audit")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let specs = specs_dir("  placement: {azBalanced: true}\n");
+    let out = stevedore(
+        &moto,
+        &[
+            "run",
+            "--specs",
+            specs.path().to_str().unwrap(),
+            "--once",
+            "--audit-bus",
+            "default",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let mut events = vec![];
+    for _ in 0..3 {
+        let received = c
+            .sqs
+            .receive_message()
+            .queue_url(&queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        events.extend(
+            received
+                .messages()
+                .iter()
+                .map(|m| serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap()),
+        );
+    }
+    let of = |kind: &str| -> Vec<&serde_json::Value> {
+        events.iter().filter(|e| e["detail-type"] == kind).collect()
+    };
+    let actions = of("stevedore Action");
+    assert_eq!(actions.len(), 1, "{events:#?}");
+    let action = &actions[0]["detail"];
+    assert_eq!(
+        (
+            action["policy"].as_str(),
+            action["service"].as_str(),
+            action["result"].as_str()
+        ),
+        (Some("web"), Some("web"), Some("ok"))
+    );
+    assert_eq!(action["action"]["action"], "stopTask");
+    let changes = of("stevedore Status Change");
+    assert_eq!(changes.len(), 1, "{events:#?}");
+    assert_eq!(changes[0]["detail"]["to"], "Converging");
+    assert!(events.iter().all(|e| e["source"] == "stevedore"));
+}
