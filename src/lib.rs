@@ -33,7 +33,9 @@
 //!   read in one batch; [`controller`]: the cluster view, one reconcile (plan,
 //!   verify, act) and the run loop; [`watch`]: watching the specs for
 //!   changes, git-sync's symlink swap included;
-//!   [`iam`]: the IAM policy the controller needs; [`install`]: the
+//!   [`observe`]: what `run --listen` serves (health, readiness,
+//!   Prometheus metrics, status); [`audit`]: actions and status changes
+//!   published to EventBridge; [`iam`]: the IAM policies; [`install`]: the
 //!   EventBridge rule and SQS queue; [`events`]: parsing and deduplicating
 //!   the ECS events they deliver.
 //! - [`sim`]: the ECS simulator (a [`backend::Backend`]), scenario files
