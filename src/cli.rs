@@ -149,6 +149,10 @@ pub enum Command {
         /// Time between full resyncs.
         #[arg(long, default_value = "5m")]
         resync: String,
+        /// Log lines for people (`human`), or one JSON object per line with
+        /// each action's cluster, policy, service, rule and reason as fields.
+        #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
         /// Publish every action and status change to this EventBridge bus
         /// (`default` for the account's default bus), source `stevedore`.
         #[arg(long)]
@@ -316,6 +320,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             resync,
             listen,
             audit_bus,
+            log_format,
         } => run_controller(
             &specs,
             cluster,
@@ -327,8 +332,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
                 resync: &resync,
                 listen: listen.as_deref(),
                 audit_bus: audit_bus.as_deref(),
+                log_format,
             },
-            out,
             err,
         ),
         Command::Status { url, output } => status(&url, output, out, err),
@@ -721,6 +726,28 @@ struct RunFlags<'a> {
     resync: &'a str,
     listen: Option<&'a str>,
     audit_bus: Option<&'a str>,
+    log_format: LogFormat,
+}
+
+/// How `run` logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Logs to standard output, in the chosen format.
+fn init_logging(format: LogFormat) {
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stdout)
+        .with_target(false);
+    // A second call (tests run commands in one process) keeps the first.
+    let _ = match format {
+        LogFormat::Human => builder
+            .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 /// Where `run` serves its status by default.
@@ -732,7 +759,6 @@ fn run_controller(
     endpoint_url: Option<&str>,
     queue_url: Option<&str>,
     flags: RunFlags<'_>,
-    out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
     let RunFlags {
@@ -741,7 +767,9 @@ fn run_controller(
         resync,
         listen,
         audit_bus,
+        log_format,
     } = flags;
+    init_logging(log_format);
     let Ok(resync) = crate::spec::quantity::parse_duration(resync) else {
         let _ = writeln!(
             err,
@@ -792,10 +820,7 @@ fn run_controller(
                     let bound = listener
                         .local_addr()
                         .map_or(address.to_owned(), |a| a.to_string());
-                    let _ = writeln!(
-                        out,
-                        "listening on {bound} (/healthz /readyz /metrics /status)"
-                    );
+                    tracing::info!(address = %bound, "listening on {bound} (/healthz /readyz /metrics /status)");
                     runtime.spawn(crate::observe::serve(
                         listener,
                         std::sync::Arc::clone(&observer),
@@ -809,8 +834,7 @@ fn run_controller(
                     return exit::USAGE;
                 }
                 Err(e) => {
-                    let _ = writeln!(
-                        out,
+                    tracing::warn!(
                         "status: cannot listen on {address} ({e}); serving no status (set --listen)"
                     );
                 }
@@ -824,7 +848,6 @@ fn run_controller(
         events.as_ref(),
         &observer,
         shutdown,
-        out,
     ));
     let _ = stop_serving.send(());
     match result {

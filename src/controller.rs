@@ -322,26 +322,22 @@ pub fn clusters(policies: &[Policy], only: Option<&str>) -> Vec<String> {
 
 /// Loads the policies; on errors, reports them and returns `None` (the
 /// caller keeps the last good set).
-fn load_policies(
-    specs: &[std::path::PathBuf],
-    log: &mut dyn std::io::Write,
-) -> Option<Vec<Policy>> {
+fn load_policies(specs: &[std::path::PathBuf]) -> Option<Vec<Policy>> {
     match crate::spec::load_paths(specs) {
         Ok(loaded) if !loaded.has_errors() => Some(loaded.policies),
         Ok(loaded) => {
             let renderer = annotate_snippets::Renderer::plain();
             for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
-                let _ = writeln!(log, "{}\n", d.render(&renderer));
+                tracing::warn!("{}", d.render(&renderer));
             }
-            let _ = writeln!(
-                log,
+            tracing::warn!(
                 "policies: {} errors; keeping the last good policies",
                 loaded.error_count()
             );
             None
         }
         Err(e) => {
-            let _ = writeln!(log, "policies: {e}; keeping the last good policies");
+            tracing::warn!("policies: {e}; keeping the last good policies");
             None
         }
     }
@@ -361,11 +357,9 @@ pub async fn run<B: Backend>(
     events: Option<&crate::aws::SqsEvents>,
     observer: &crate::observe::Observer,
     shutdown: impl std::future::Future<Output = ()>,
-    log: &mut dyn std::io::Write,
 ) -> Result<RunSummary, String> {
     let mut dedupe = crate::events::Dedupe::default();
-    let mut policies =
-        load_policies(specs, log).ok_or("the policies are invalid; nothing to run")?;
+    let mut policies = load_policies(specs).ok_or("the policies are invalid; nothing to run")?;
     observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
     let mut summary = RunSummary::default();
     let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
@@ -378,10 +372,7 @@ pub async fn run<B: Backend>(
         match crate::watch::SpecWatcher::new(specs) {
             Ok(w) => Some(w),
             Err(e) => {
-                let _ = writeln!(
-                    log,
-                    "specs: cannot watch ({e}); reading them again at each resync"
-                );
+                tracing::info!("specs: cannot watch ({e}); reading them again at each resync");
                 None
             }
         }
@@ -393,7 +384,7 @@ pub async fn run<B: Backend>(
         // At each resync too, in case the file system sends no notifications.
         if full
             && !std::mem::take(&mut first)
-            && let Some(newer) = load_policies(specs, log)
+            && let Some(newer) = load_policies(specs)
         {
             policies = newer;
             observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
@@ -425,18 +416,18 @@ pub async fn run<B: Backend>(
                     failed = true;
                     summary.failed_reconciles += 1;
                     observer.failed(&cluster);
-                    let _ = writeln!(log, "{cluster}: no snapshot, nothing done: {e}");
+                    tracing::warn!("{cluster}: no snapshot, nothing done: {e}");
                 }
                 Ok(outcome) => {
                     view.note_executed(&outcome.executed);
                     let changes = observer.reconciled(&cluster, full, &outcome);
-                    report(&cluster, &outcome, &mut summary, log);
+                    report(&cluster, &outcome, &mut summary);
                     if let Some(audit) = &options.audit {
                         let entries = crate::audit::entries(&cluster, &outcome, &changes);
                         if !entries.is_empty()
                             && let Err(e) = audit.publish(&entries).await
                         {
-                            let _ = writeln!(log, "audit: {e}; {} events dropped", entries.len());
+                            tracing::warn!("audit: {e}; {} events dropped", entries.len());
                         }
                     }
                 }
@@ -472,7 +463,7 @@ pub async fn run<B: Backend>(
                 .fold(next_full, |a, b| a.min(b));
             if now >= next {
                 if news.is_some() && now < next_full {
-                    let _ = writeln!(log, "events: reconciling what they touched");
+                    tracing::info!("events: reconciling what they touched");
                 }
                 break;
             }
@@ -502,14 +493,13 @@ pub async fn run<B: Backend>(
             let received = match received {
                 Wake::Received(received) => received,
                 Wake::Shutdown => {
-                    let _ = writeln!(log, "shutting down after {} reconciles", summary.reconciles);
+                    tracing::info!("shutting down after {} reconciles", summary.reconciles);
                     return Ok(summary);
                 }
                 Wake::SpecsChanged => {
                     // An invalid change was reported; the last good policies stay.
-                    if let Some(newer) = load_policies(specs, log) {
-                        let _ = writeln!(
-                            log,
+                    if let Some(newer) = load_policies(specs) {
+                        tracing::info!(
                             "specs: changed; {} policies loaded, reconciling",
                             newer.len()
                         );
@@ -523,7 +513,7 @@ pub async fn run<B: Backend>(
             let messages = match received {
                 Ok(m) => m,
                 Err(e) => {
-                    let _ = writeln!(log, "events: {e}; retrying in 1s");
+                    tracing::warn!("events: {e}; retrying in 1s");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     continue;
                 }
@@ -532,20 +522,17 @@ pub async fn run<B: Backend>(
                 match crate::events::parse(&message.body) {
                     Err(why) => {
                         observer.event("malformed");
-                        let _ = writeln!(
-                            log,
-                            "events: malformed message {}: {why}; deleted",
-                            message.id
-                        );
+                        tracing::warn!("events: malformed message {}: {why}; deleted", message.id);
                     }
                     Ok(event) if !managed.contains(&event.cluster) => {}
                     Ok(event) => match dedupe.admit(&event) {
                         crate::events::Admission::New => {
                             observer.event("new");
-                            let _ = writeln!(
-                                log,
+                            tracing::info!(
                                 "events: {:?} {} (cluster {})",
-                                event.kind, event.resource, event.cluster
+                                event.kind,
+                                event.resource,
+                                event.cluster
                             );
                             views.entry(event.cluster.clone()).or_default().note(&event);
                             let at = tokio::time::Instant::now();
@@ -559,7 +546,7 @@ pub async fn run<B: Backend>(
                 if let Some(queue) = events
                     && let Err(e) = queue.delete(message).await
                 {
-                    let _ = writeln!(log, "events: {e}");
+                    tracing::warn!("events: {e}");
                 }
             }
         }
@@ -586,60 +573,75 @@ enum Wake {
     Shutdown,
 }
 
-/// Logs a reconcile's statuses and actions, and counts its actions.
-fn report(
-    cluster: &str,
-    outcome: &Reconciled,
-    summary: &mut RunSummary,
-    log: &mut dyn std::io::Write,
-) {
+/// Logs a reconcile's statuses and actions, and counts its actions. Each
+/// line carries its cluster, policy and service as fields (and an action's
+/// rule, reason and result), for `--log-format json`.
+fn report(cluster: &str, outcome: &Reconciled, summary: &mut RunSummary) {
     if let Some(e) = &outcome.metric_error {
-        let _ = writeln!(
-            log,
+        tracing::warn!(
+            cluster,
             "{cluster}: metrics: {e}; scaled services hold their count"
         );
     }
     for status in &outcome.plan.statuses {
-        let _ = writeln!(
-            log,
-            "{cluster}/{}/{}: {:?}: {}",
-            status.policy, status.service, status.state, status.reason
+        let (policy, service) = (status.policy.as_str(), status.service.as_str());
+        tracing::info!(
+            cluster,
+            policy,
+            service,
+            state = ?status.state,
+            "{cluster}/{policy}/{service}: {:?}: {}",
+            status.state,
+            status.reason
         );
         if let Some(scaling) = &status.scaling {
-            let _ = writeln!(
-                log,
-                "{cluster}/{}/{}: scaling: {scaling}",
-                status.policy, status.service
+            tracing::info!(
+                cluster,
+                policy,
+                service,
+                "{cluster}/{policy}/{service}: scaling: {scaling}"
             );
         }
     }
+
     for action in outcome.plan.actions.iter().filter(|a| a.dry_run) {
-        let _ = writeln!(
-            log,
-            "{cluster}/{}/{}: {action}",
-            action.policy, action.service
+        let (policy, service, rule, reason) = action_fields(action);
+        tracing::info!(
+            cluster,
+            policy,
+            service,
+            rule,
+            reason,
+            result = "dry run",
+            "{cluster}/{policy}/{service}: {action}"
         );
     }
     for (action, result) in &outcome.executed {
+        let (policy, service, rule, reason) = action_fields(action);
         match result {
             Ok(()) => {
                 summary.actions_done += 1;
-                let _ = writeln!(
-                    log,
-                    "{cluster}/{}/{}: done: {action}",
-                    action.policy, action.service
+                tracing::info!(
+                    cluster,
+                    policy,
+                    service,
+                    rule,
+                    reason,
+                    result = "done",
+                    "{cluster}/{policy}/{service}: done: {action}"
                 );
             }
             Err(e) => {
                 summary.actions_failed += 1;
-                let _ = writeln!(
-                    log,
-                    "{cluster}/{}/{}: FAILED: {action}: {e}",
-                    action.policy, action.service
-                );
+                tracing::warn!(cluster, policy, service, rule, reason, result = %e, "{cluster}/{policy}/{service}: FAILED: {action}: {e}");
             }
         }
     }
+}
+
+/// An action's policy, service, rule and reason, as log fields.
+fn action_fields(a: &Action) -> (&str, &str, &str, &str) {
+    (&a.policy, &a.service, &a.rule, &a.reason)
 }
 
 /// After a failed pass, the next full read waits this long, doubling up to the maximum.

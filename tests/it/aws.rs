@@ -1501,7 +1501,7 @@ async fn run_serves_health_readiness_metrics_and_status() {
     wait_for(&lines, "listening on ", &mut seen);
     let address = seen
         .last()
-        .and_then(|l| l.strip_prefix("listening on "))
+        .and_then(|l| l.split("listening on ").nth(1))
         .and_then(|l| l.split_whitespace().next())
         .unwrap()
         .to_owned();
@@ -1662,4 +1662,52 @@ async fn actions_and_status_changes_are_published_to_eventbridge() {
     assert_eq!(changes.len(), 1, "{events:#?}");
     assert_eq!(changes[0]["detail"]["to"], "Converging");
     assert!(events.iter().all(|e| e["source"] == "stevedore"));
+}
+
+#[tokio::test]
+async fn json_logs_carry_each_actions_policy_service_rule_and_reason() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let specs = specs_dir("  placement: {azBalanced: true}\n");
+    let out = stevedore(
+        &moto,
+        &[
+            "run",
+            "--specs",
+            specs.path().to_str().unwrap(),
+            "--once",
+            "--log-format",
+            "json",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let done: Vec<&serde_json::Value> = lines.iter().filter(|l| l["result"] == "done").collect();
+    assert_eq!(done.len(), 1, "{lines:#?}");
+    let action = done[0];
+    assert_eq!(
+        (
+            action["cluster"].as_str(),
+            action["policy"].as_str(),
+            action["service"].as_str(),
+            action["rule"].as_str(),
+            action["level"].as_str(),
+        ),
+        (
+            Some("demo"),
+            Some("web"),
+            Some("web"),
+            Some("spread(zone, maxSkew 1)"),
+            Some("INFO")
+        )
+    );
+    assert!(
+        action["reason"].as_str().unwrap().contains("zone skew"),
+        "{action}"
+    );
 }
