@@ -58,6 +58,7 @@ pub mod diag;
 pub mod events;
 pub mod iam;
 pub mod install;
+pub mod lease;
 pub mod metrics;
 pub mod model;
 pub mod observe;

@@ -1711,3 +1711,97 @@ async fn json_logs_carry_each_actions_policy_service_rule_and_reason() {
         "{action}"
     );
 }
+
+fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .endpoint_url(moto.url())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test", "test", None, None, "static",
+        ))
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+async fn lease_table(client: &aws_sdk_dynamodb::Client) {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    client
+        .create_table()
+        .table_name("stevedore-leases")
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("name")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("name")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .billing_mode(BillingMode::PayPerRequest)
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn one_replica_leads_and_a_stalled_leader_stops_before_another_starts() {
+    use stevedore::lease::{Lease, Standing};
+    let moto = Moto::start();
+    let client = dynamodb(&moto);
+    lease_table(&client).await;
+    let duration = Duration::from_secs(3);
+    let mut a = Lease::new(
+        client.clone(),
+        "stevedore-leases",
+        "demo",
+        "replica-a",
+        duration,
+    );
+    let mut b = Lease::new(client, "stevedore-leases", "demo", "replica-b", duration);
+    assert_eq!(a.margin, 1_000);
+
+    // Times are passed in, so the test controls both clocks.
+    assert_eq!(
+        a.tick(0).await.unwrap(),
+        &Standing::Leader {
+            token: 1,
+            until: 2_000
+        }
+    );
+    assert_eq!(b.tick(0).await.unwrap(), &Standing::Follower);
+    // A renews; its term (token) stays.
+    assert_eq!(
+        a.tick(1_000).await.unwrap(),
+        &Standing::Leader {
+            token: 1,
+            until: 3_000
+        }
+    );
+    // Then A stalls. It stops counting itself leader at 3,000 by its clock...
+    assert!(a.leads(2_999) && !a.leads(3_000));
+    // ...while B cannot take over before 4,000, a full margin later.
+    assert_eq!(b.tick(3_500).await.unwrap(), &Standing::Follower);
+    assert_eq!(
+        b.tick(4_001).await.unwrap(),
+        &Standing::Leader {
+            token: 2,
+            until: 6_001
+        }
+    );
+    // A wakes up: it leads no more and cannot take the lease back.
+    assert_eq!(a.tick(4_100).await.unwrap(), &Standing::Follower);
+    assert!(!a.leads(4_100) && b.leads(4_100));
+    assert_eq!(
+        b.token(4_100),
+        Some(2),
+        "a new term, a higher fencing token"
+    );
+}

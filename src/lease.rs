@@ -1,0 +1,166 @@
+//! Leader election: several replicas may run, one acts. The leader holds a
+//! lease, an item in a DynamoDB table written with conditional writes:
+//!
+//! - acquire: only when no one holds it or the holder's lease has expired
+//!   (by the acquirer's clock); each acquisition raises the fencing token;
+//! - renew: only while this replica still holds it, with the same token;
+//! - a holder counts itself leader only until `duration - margin` after
+//!   it *sent* its last successful write, while others may take over only
+//!   after `duration` from that moment by their clocks: with clocks that
+//!   disagree by less than `margin`, a replica that loses the lease (a
+//!   stall, a partition) stops acting before another can start.
+//!
+//! The table has one string partition key, `name`. Times are milliseconds
+//! since the Unix epoch, passed in (the controller passes the wall clock,
+//! the tests their own).
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+/// Why the lease could not be read or written (losing a race is not an error).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("lease {table}/{name}: {message}")]
+pub struct Error {
+    pub table: String,
+    pub name: String,
+    pub message: String,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// This replica's view of the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// This replica leads until `until` (its own clock), with this token.
+    Leader { token: u64, until: u64 },
+    /// Another replica holds it (as far as the last write attempt knows).
+    Follower,
+}
+
+/// One replica's handle on the lease.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    dynamodb: aws_sdk_dynamodb::Client,
+    table: String,
+    name: String,
+    /// Who this replica is (host and process, or any unique string).
+    pub holder: String,
+    /// How long a write holds the lease, in ms.
+    pub duration: u64,
+    /// Clock disagreement tolerated, in ms.
+    pub margin: u64,
+    standing: Standing,
+}
+
+impl Lease {
+    pub fn new(
+        dynamodb: aws_sdk_dynamodb::Client,
+        table: &str,
+        name: &str,
+        holder: &str,
+        duration: std::time::Duration,
+    ) -> Lease {
+        let duration = duration.as_millis() as u64;
+        Lease {
+            dynamodb,
+            table: table.to_owned(),
+            name: name.to_owned(),
+            holder: holder.to_owned(),
+            duration,
+            margin: duration / 3,
+            standing: Standing::Follower,
+        }
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error {
+            table: self.table.clone(),
+            name: self.name.clone(),
+            message,
+        }
+    }
+
+    /// Whether this replica may act at `now`.
+    pub fn leads(&self, now: u64) -> bool {
+        matches!(self.standing, Standing::Leader { until, .. } if now < until)
+    }
+
+    /// The fencing token of the current term, while leading.
+    pub fn token(&self, now: u64) -> Option<u64> {
+        match self.standing {
+            Standing::Leader { token, until } if now < until => Some(token),
+            _ => None,
+        }
+    }
+
+    /// How often to call [`Lease::tick`]: a third of the margin, so a
+    /// renewal has two more chances before the leader's own deadline.
+    pub fn tick_every(&self) -> std::time::Duration {
+        std::time::Duration::from_millis((self.margin / 3).max(100))
+    }
+
+    /// Renews the lease if this replica holds it, else tries to acquire it.
+    /// `now` is the time the write is sent. A lost race is not an error; a
+    /// failed call is, and leaves the standing as it was (it lapses by
+    /// itself at its deadline).
+    pub async fn tick(&mut self, now: u64) -> Result<&Standing> {
+        let expires = now + self.duration;
+        let until = now + self.duration - self.margin;
+        let key = AttributeValue::S(self.name.clone());
+        let me = AttributeValue::S(self.holder.clone());
+        let attempt = match self.standing {
+            Standing::Leader { token, until: held } if now < held => self
+                .dynamodb
+                .update_item()
+                .table_name(&self.table)
+                .key("name", key)
+                .update_expression("SET expires_at = :exp")
+                .condition_expression("holder = :me AND #t = :token")
+                .expression_attribute_names("#t", "token")
+                .expression_attribute_values(":exp", AttributeValue::N(expires.to_string()))
+                .expression_attribute_values(":me", me)
+                .expression_attribute_values(":token", AttributeValue::N(token.to_string()))
+                .send()
+                .await
+                .map(|_| Some(token)),
+            _ => self
+                .dynamodb
+                .update_item()
+                .table_name(&self.table)
+                .key("name", key)
+                .update_expression("SET holder = :me, expires_at = :exp ADD #t :one")
+                .condition_expression("attribute_not_exists(holder) OR expires_at < :now")
+                .expression_attribute_names("#t", "token")
+                .expression_attribute_values(":exp", AttributeValue::N(expires.to_string()))
+                .expression_attribute_values(":me", me)
+                .expression_attribute_values(":one", AttributeValue::N("1".into()))
+                .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+                .return_values(aws_sdk_dynamodb::types::ReturnValue::UpdatedNew)
+                .send()
+                .await
+                .map(|out| {
+                    out.attributes()
+                        .and_then(|a| a.get("token"))
+                        .and_then(|t| t.as_n().ok())
+                        .and_then(|t| t.parse().ok())
+                }),
+        };
+        match attempt {
+            Ok(Some(token)) => {
+                self.standing = Standing::Leader { token, until };
+            }
+            Ok(None) => return Err(self.error("the lease item has no token".into())),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                self.standing = Standing::Follower;
+            }
+            Err(e) => {
+                return Err(
+                    self.error(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
+                );
+            }
+        }
+        Ok(&self.standing)
+    }
+}
