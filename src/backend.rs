@@ -29,6 +29,9 @@ pub enum Error {
     TaskNotFound(String),
     #[error("service `{0}` not found")]
     ServiceNotFound(String),
+    /// Another replica holds the lease: this one writes nothing.
+    #[error("{operation}: not done, this replica does not hold the lease")]
+    NotLeader { operation: &'static str },
 }
 
 impl Error {

@@ -116,6 +116,9 @@ pub enum Command {
         /// The SQS queue of the cluster's ECS events (default: stevedore-CLUSTER).
         #[arg(long)]
         queue_name: Option<String>,
+        /// With leader election (`run --lease-table`): the lease's table.
+        #[arg(long)]
+        lease_table: Option<String>,
         /// Whose policy: the controller's task role, or the operator who
         /// runs `install` and `uninstall`.
         #[arg(long = "for", value_enum, default_value_t = IamRole::Controller)]
@@ -153,6 +156,18 @@ pub enum Command {
         /// each action's cluster, policy, service, rule and reason as fields.
         #[arg(long, value_enum, default_value_t = LogFormat::Human)]
         log_format: LogFormat,
+        /// Leader election: the DynamoDB table (partition key `name`, a
+        /// string) holding the lease. Replicas with the same table and
+        /// lease name elect one to act; the others plan and report.
+        #[arg(long)]
+        lease_table: Option<String>,
+        /// The lease's name in the table.
+        #[arg(long, default_value = "stevedore")]
+        lease_name: String,
+        /// How long a write holds the lease; a stalled leader stops acting
+        /// a third of it before another replica may start.
+        #[arg(long, default_value = "15s")]
+        lease_duration: String,
         /// Publish every action and status change to this EventBridge bus
         /// (`default` for the account's default bus), source `stevedore`.
         #[arg(long)]
@@ -293,6 +308,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             account,
             queue_name,
             role,
+            lease_table,
         } => {
             let queue = queue_name.unwrap_or_else(|| crate::iam::default_queue(&cluster));
             let scope = crate::iam::Scope {
@@ -301,9 +317,12 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
                 account: account.as_deref(),
                 queue: &queue,
             };
-            let policy = match role {
-                IamRole::Controller => crate::iam::policy(&scope),
-                IamRole::Installer => crate::iam::installer_policy(&scope),
+            let policy = match (role, lease_table) {
+                (IamRole::Controller, Some(table)) => {
+                    crate::iam::with_lease(crate::iam::policy(&scope), &scope, &table)
+                }
+                (IamRole::Controller, None) => crate::iam::policy(&scope),
+                (IamRole::Installer, _) => crate::iam::installer_policy(&scope),
             };
             serde_json::to_writer_pretty(&mut *out, &policy)
                 .map_err(std::io::Error::from)
@@ -321,6 +340,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             listen,
             audit_bus,
             log_format,
+            lease_table,
+            lease_name,
+            lease_duration,
         } => run_controller(
             &specs,
             cluster,
@@ -333,6 +355,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
                 listen: listen.as_deref(),
                 audit_bus: audit_bus.as_deref(),
                 log_format,
+                lease: lease_table
+                    .as_deref()
+                    .map(|table| (table, lease_name.as_str(), lease_duration.as_str())),
             },
             err,
         ),
@@ -727,6 +752,8 @@ struct RunFlags<'a> {
     listen: Option<&'a str>,
     audit_bus: Option<&'a str>,
     log_format: LogFormat,
+    /// Table, name and duration of the lease, with leader election.
+    lease: Option<(&'a str, &'a str, &'a str)>,
 }
 
 /// How `run` logs.
@@ -768,6 +795,7 @@ fn run_controller(
         listen,
         audit_bus,
         log_format,
+        lease,
     } = flags;
     init_logging(log_format);
     let Ok(resync) = crate::spec::quantity::parse_duration(resync) else {
@@ -782,14 +810,54 @@ fn run_controller(
         let config = runtime.block_on(crate::aws::sdk_config(endpoint_url));
         crate::audit::Audit::new(aws_sdk_eventbridge::Client::new(&config), bus)
     });
+    let backend = runtime.block_on(crate::aws::AwsBackend::connect(endpoint_url));
+    // Leader election: the lease is kept by a task of its own, so a long
+    // pass does not let it lapse; writes are fenced by it.
+    let (leader, stop_keeping) = match lease {
+        None => (None, None),
+        Some((table, name, duration)) => {
+            let Ok(duration) = crate::spec::quantity::parse_duration(duration) else {
+                let _ = writeln!(
+                    err,
+                    "error: --lease-duration: `{duration}` is not a duration such as 15s"
+                );
+                return exit::USAGE;
+            };
+            let config = runtime.block_on(crate::aws::sdk_config(endpoint_url));
+            let holder = format!(
+                "{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "stevedore".into()),
+                std::process::id()
+            );
+            let mut lease = crate::lease::Lease::new(
+                aws_sdk_dynamodb::Client::new(&config),
+                table,
+                name,
+                &holder,
+                duration,
+            );
+            // The first pass knows its standing.
+            let first = match runtime.block_on(lease.tick(crate::lease::wall_clock())) {
+                Ok(standing) => standing.clone(),
+                Err(e) => {
+                    tracing::warn!("{e}");
+                    crate::lease::Standing::Follower
+                }
+            };
+            let (send, receive) = tokio::sync::watch::channel(first);
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            runtime.spawn(crate::lease::keep(lease, send, stopped));
+            (Some(receive), Some(stop))
+        }
+    };
     let options = crate::controller::RunOptions {
         cluster,
         once,
         dry_run,
         resync,
         audit,
+        leader: leader.clone(),
     };
-    let backend = runtime.block_on(crate::aws::AwsBackend::connect(endpoint_url));
     let events =
         queue_url.map(|url| runtime.block_on(crate::aws::SqsEvents::connect(endpoint_url, url)));
     let shutdown = async {
@@ -841,15 +909,31 @@ fn run_controller(
             }
         }
     }
-    let result = runtime.block_on(crate::controller::run(
-        &backend,
-        specs,
-        &options,
-        events.as_ref(),
-        &observer,
-        shutdown,
-    ));
+    let result = match leader {
+        Some(standing) => {
+            let fenced = crate::lease::Fenced::new(&backend, standing);
+            runtime.block_on(crate::controller::run(
+                &fenced,
+                specs,
+                &options,
+                events.as_ref(),
+                &observer,
+                shutdown,
+            ))
+        }
+        None => runtime.block_on(crate::controller::run(
+            &backend,
+            specs,
+            &options,
+            events.as_ref(),
+            &observer,
+            shutdown,
+        )),
+    };
     let _ = stop_serving.send(());
+    if let Some(stop) = stop_keeping {
+        let _ = stop.send(());
+    }
     match result {
         Err(e) => {
             let _ = writeln!(err, "error: {e}");

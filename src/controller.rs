@@ -294,6 +294,36 @@ pub struct RunOptions {
     pub resync: std::time::Duration,
     /// Where actions and status changes are published, if anywhere.
     pub audit: Option<crate::audit::Audit>,
+    /// With leader election: this replica's standing, kept by
+    /// [`crate::lease::keep`]. A follower plans and reports, and acts on
+    /// nothing (its backend is also [`crate::lease::Fenced`]).
+    pub leader: Option<tokio::sync::watch::Receiver<crate::lease::Standing>>,
+}
+
+/// Whether this replica may act now (always, without leader election).
+fn leading(options: &RunOptions) -> bool {
+    options.leader.as_ref().is_none_or(|standing| {
+        matches!(*standing.borrow(), crate::lease::Standing::Leader { until, .. } if crate::lease::wall_clock() < until)
+    })
+}
+
+/// Resolves when this replica becomes leader; never without leader election.
+async fn leadership_gained(
+    standing: Option<&mut tokio::sync::watch::Receiver<crate::lease::Standing>>,
+) {
+    let Some(standing) = standing else {
+        return std::future::pending().await;
+    };
+    loop {
+        if standing.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let now = crate::lease::wall_clock();
+        if matches!(*standing.borrow_and_update(), crate::lease::Standing::Leader { until, .. } if now < until)
+        {
+            return;
+        }
+    }
 }
 
 /// What a run did, for the exit status.
@@ -378,6 +408,7 @@ pub async fn run<B: Backend>(
         }
     };
     let mut first = true;
+    let mut standing = options.leader.clone();
     tokio::pin!(shutdown);
     loop {
         let full = tokio::time::Instant::now() >= next_full;
@@ -390,7 +421,19 @@ pub async fn run<B: Backend>(
             observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
         }
         let mut effective = policies.clone();
-        if options.dry_run {
+        let leader = leading(options);
+        if options.leader.is_some() {
+            tracing::info!(
+                leader,
+                "{}",
+                if leader {
+                    "leader: acting"
+                } else {
+                    "not the leader: planning and reporting only"
+                }
+            );
+        }
+        if options.dry_run || !leader {
             effective
                 .iter_mut()
                 .for_each(|p| p.mode = crate::spec::policy::Mode::DryRun);
@@ -468,6 +511,11 @@ pub async fn run<B: Backend>(
                 break;
             }
             let wait = next - now;
+            let gained = leadership_gained(if leading(options) {
+                None
+            } else {
+                standing.as_mut()
+            });
             let specs_changed = async {
                 match watcher.as_mut() {
                     Some(w) => w.changed().await,
@@ -479,6 +527,7 @@ pub async fn run<B: Backend>(
                     tokio::select! {
                         received = queue.receive(wait) => Wake::Received(received),
                         () = specs_changed => Wake::SpecsChanged,
+                        () = gained => Wake::Leader,
                         () = &mut shutdown => Wake::Shutdown,
                     }
                 }
@@ -486,12 +535,17 @@ pub async fn run<B: Backend>(
                     tokio::select! {
                         () = tokio::time::sleep(wait) => Wake::Received(Ok(vec![])),
                         () = specs_changed => Wake::SpecsChanged,
+                        () = gained => Wake::Leader,
                         () = &mut shutdown => Wake::Shutdown,
                     }
                 }
             };
             let received = match received {
                 Wake::Received(received) => received,
+                Wake::Leader => {
+                    tracing::info!("leader: took the lease, reconciling");
+                    break;
+                }
                 Wake::Shutdown => {
                     tracing::info!("shutting down after {} reconciles", summary.reconciles);
                     return Ok(summary);
@@ -570,6 +624,7 @@ pub fn scaling_interval(policies: &[Policy]) -> Option<std::time::Duration> {
 enum Wake {
     Received(Result<Vec<crate::aws::Message>, String>),
     SpecsChanged,
+    Leader,
     Shutdown,
 }
 

@@ -135,6 +135,22 @@ pub fn installer_policy(scope: &Scope<'_>) -> Value {
     })
 }
 
+/// Adds what leader election needs: conditional writes to the lease item's
+/// table.
+pub fn with_lease(mut policy: Value, scope: &Scope<'_>, table: &str) -> Value {
+    let region = scope.region.unwrap_or("*");
+    let account = scope.account.unwrap_or("*");
+    if let Some(statements) = policy["Statement"].as_array_mut() {
+        statements.push(json!({
+            "Sid": "LeaderLease",
+            "Effect": "Allow",
+            "Action": ["dynamodb:UpdateItem"],
+            "Resource": format!("arn:aws:dynamodb:{region}:{account}:table/{table}")
+        }));
+    }
+    policy
+}
+
 /// Whether the policy allows an action (such as `ecs:StopTask`).
 pub fn allows(policy: &Value, action: &str) -> bool {
     policy["Statement"]
@@ -207,6 +223,8 @@ mod tests {
             "the controller creates nothing"
         );
         assert!(allows(&installer, "events:PutRule"));
+        let leased = with_lease(p.clone(), &scope, "leases");
+        assert!(allows(&leased, "dynamodb:UpdateItem") && !allows(&p, "dynamodb:UpdateItem"));
         assert!(
             !allows(&installer, "ecs:StopTask"),
             "the installer acts on no task"

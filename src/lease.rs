@@ -164,3 +164,134 @@ impl Lease {
         Ok(&self.standing)
     }
 }
+
+/// A backend whose writes go through only while this replica holds the
+/// lease, checked at the moment of each write: fencing at the edge, so a
+/// pass that began as leader and outlived the lease acts on nothing more.
+#[derive(Debug)]
+pub struct Fenced<'a, B> {
+    inner: &'a B,
+    standing: tokio::sync::watch::Receiver<Standing>,
+}
+
+impl<'a, B: crate::backend::Backend> Fenced<'a, B> {
+    pub fn new(inner: &'a B, standing: tokio::sync::watch::Receiver<Standing>) -> Fenced<'a, B> {
+        Fenced { inner, standing }
+    }
+
+    /// Whether this replica leads now.
+    pub fn leads(&self) -> bool {
+        let now = wall_clock();
+        matches!(*self.standing.borrow(), Standing::Leader { until, .. } if now < until)
+    }
+
+    fn check(&self, operation: &'static str) -> crate::backend::Result<()> {
+        if self.leads() {
+            Ok(())
+        } else {
+            Err(crate::backend::Error::NotLeader { operation })
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn wall_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl<B: crate::backend::Backend> crate::backend::Backend for Fenced<'_, B> {
+    async fn snapshot(
+        &self,
+        cluster: &str,
+    ) -> crate::backend::Result<crate::model::ClusterSnapshot> {
+        self.inner.snapshot(cluster).await
+    }
+
+    async fn refresh(
+        &self,
+        cluster: &str,
+        snapshot: &mut crate::model::ClusterSnapshot,
+        touched: &crate::refresh::Touched,
+    ) -> crate::backend::Result<()> {
+        self.inner.refresh(cluster, snapshot, touched).await
+    }
+
+    async fn protected_tasks(
+        &self,
+        cluster: &str,
+        tasks: &[String],
+    ) -> crate::backend::Result<std::collections::BTreeSet<String>> {
+        self.inner.protected_tasks(cluster, tasks).await
+    }
+
+    async fn stop_task(
+        &self,
+        cluster: &str,
+        task: &str,
+        reason: &str,
+    ) -> crate::backend::Result<()> {
+        self.check("StopTask")?;
+        self.inner.stop_task(cluster, task, reason).await
+    }
+
+    async fn set_desired_count(
+        &self,
+        cluster: &str,
+        service: &str,
+        desired: u32,
+    ) -> crate::backend::Result<()> {
+        self.check("UpdateService")?;
+        self.inner
+            .set_desired_count(cluster, service, desired)
+            .await
+    }
+
+    async fn metric_data(
+        &self,
+        queries: &[crate::metrics::MetricQuery],
+        now: u64,
+    ) -> crate::backend::Result<Vec<Option<f64>>> {
+        self.inner.metric_data(queries, now).await
+    }
+
+    async fn scalable_targets(
+        &self,
+        cluster: &str,
+        services: &[String],
+    ) -> crate::backend::Result<std::collections::BTreeSet<String>> {
+        self.inner.scalable_targets(cluster, services).await
+    }
+
+    fn api_calls(&self) -> std::collections::BTreeMap<String, u64> {
+        self.inner.api_calls()
+    }
+}
+
+/// Keeps the lease: ticks every [`Lease::tick_every`] until `stop`,
+/// publishing this replica's standing. A failed write is logged; the
+/// standing then lapses by itself at its deadline.
+pub async fn keep(
+    mut lease: Lease,
+    standing: tokio::sync::watch::Sender<Standing>,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    loop {
+        match lease.tick(wall_clock()).await {
+            Ok(now) => {
+                let now = now.clone();
+                standing.send_if_modified(|s| {
+                    let changed = *s != now;
+                    *s = now;
+                    changed
+                });
+            }
+            Err(e) => tracing::warn!("{e}"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(lease.tick_every()) => {}
+            _ = &mut stop => return,
+        }
+    }
+}

@@ -1805,3 +1805,62 @@ async fn one_replica_leads_and_a_stalled_leader_stops_before_another_starts() {
         "a new term, a higher fencing token"
     );
 }
+
+#[tokio::test]
+async fn of_two_replicas_with_one_lease_only_the_leader_acts() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    lease_table(&dynamodb(&moto)).await;
+    let specs = specs_dir("  placement: {azBalanced: true}\n");
+    let dir = specs.path().to_str().unwrap().to_owned();
+    let args = |extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "run",
+            "--specs",
+            &dir,
+            "--lease-table",
+            "stevedore-leases",
+            "--listen",
+            "off",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let mut leader = Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .args(args(&["--resync", "1h"]))
+        .env("AWS_ENDPOINT_URL", moto.url())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("HOSTNAME", "replica-a")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut leader);
+    let mut seen = vec![];
+    wait_for(&lines, "leader: acting", &mut seen);
+    wait_for(&lines, "done: stop task", &mut seen);
+
+    // A second replica plans and reports, and acts on nothing.
+    let extra = args(&["--once"]);
+    let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+    let follower = stevedore(&moto, &extra);
+    let text = String::from_utf8_lossy(&follower.stdout);
+    assert_eq!(follower.status.code(), Some(0), "{text}");
+    assert!(text.contains("not the leader"), "{text}");
+    assert!(!text.contains("done:"), "{text}");
+    assert_eq!(stopped(&client).await, 1, "only the leader's stop");
+
+    Command::new("kill")
+        .args(["-TERM", &leader.id().to_string()])
+        .status()
+        .unwrap();
+    wait_for(&lines, "shutting down", &mut seen);
+    assert_eq!(leader.wait().unwrap().code(), Some(0));
+}
