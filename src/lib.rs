@@ -35,7 +35,8 @@
 //!   changes, git-sync's symlink swap included;
 //!   [`observe`]: what `run --listen` serves (health, readiness,
 //!   Prometheus metrics, status); [`audit`]: actions and status changes
-//!   published to EventBridge; [`iam`]: the IAM policies; [`install`]: the
+//!   published to EventBridge; [`lease`]: leader election through a
+//!   DynamoDB lease, with writes fenced by it; [`iam`]: the IAM policies; [`install`]: the
 //!   EventBridge rule and SQS queue; [`events`]: parsing and deduplicating
 //!   the ECS events they deliver.
 //! - [`sim`]: the ECS simulator (a [`backend::Backend`]), scenario files
