@@ -1218,8 +1218,9 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
         .unwrap();
     let specs = specs_dir("  placement: {azBalanced: true}\n");
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stevedore"))
-        .args([
+    let mut child = controller(
+        &moto,
+        &[
             "run",
             "--specs",
             specs.path().to_str().unwrap(),
@@ -1227,16 +1228,9 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
             &installed.queue_url,
             "--resync",
             "1h",
-        ])
-        .env("AWS_ENDPOINT_URL", moto.url())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        &[],
+    );
     let lines = lines_of(&mut child);
     let mut seen = vec![];
     wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
@@ -1477,8 +1471,9 @@ async fn run_serves_health_readiness_metrics_and_status() {
     let client = moto.client();
     cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
     let specs = specs_dir("  placement: {azBalanced: true}\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_stevedore"))
-        .args([
+    let mut child = controller(
+        &moto,
+        &[
             "run",
             "--specs",
             specs.path().to_str().unwrap(),
@@ -1486,16 +1481,9 @@ async fn run_serves_health_readiness_metrics_and_status() {
             "1h",
             "--listen",
             "127.0.0.1:0",
-        ])
-        .env("AWS_ENDPOINT_URL", moto.url())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        &[],
+    );
     let lines = lines_of(&mut child);
     let mut seen = vec![];
     wait_for(&lines, "listening on ", &mut seen);
@@ -1830,18 +1818,14 @@ async fn of_two_replicas_with_one_lease_only_the_leader_acts() {
         a.extend(extra.iter().map(|s| s.to_string()));
         a
     };
-    let mut leader = Command::new(env!("CARGO_BIN_EXE_stevedore"))
-        .args(args(&["--resync", "1h"]))
-        .env("AWS_ENDPOINT_URL", moto.url())
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "test")
-        .env("AWS_SECRET_ACCESS_KEY", "test")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("HOSTNAME", "replica-a")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut leader = controller(
+        &moto,
+        &args(&["--resync", "1h"])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        &[("HOSTNAME", "replica-a")],
+    );
     let lines = lines_of(&mut leader);
     let mut seen = vec![];
     wait_for(&lines, "leader: acting", &mut seen);
@@ -1863,4 +1847,20 @@ async fn of_two_replicas_with_one_lease_only_the_leader_acts() {
         .unwrap();
     wait_for(&lines, "shutting down", &mut seen);
     assert_eq!(leader.wait().unwrap().code(), Some(0));
+}
+
+/// The binary running as a controller against moto, its output piped.
+fn controller(moto: &Moto, args: &[&str], env: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .args(args)
+        .env("AWS_ENDPOINT_URL", moto.url())
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
