@@ -582,6 +582,9 @@ pub async fn run<B: Backend>(
                     Ok(event) => match dedupe.admit(&event) {
                         crate::events::Admission::New => {
                             observer.event("new");
+                            if let Some(happened) = event.time {
+                                observer.event_lag(happened);
+                            }
                             tracing::info!(
                                 "events: {:?} {} (cluster {})",
                                 event.kind,

@@ -42,6 +42,8 @@ pub struct EcsEvent {
     pub resource: String,
     /// `detail.version`, where the event type has one.
     pub version: Option<u64>,
+    /// When the event happened (the envelope's `time`), if it says so.
+    pub time: Option<std::time::SystemTime>,
 }
 
 /// Why a message is not an event the controller can use.
@@ -113,6 +115,9 @@ pub fn parse(body: &str) -> Result<EcsEvent, Malformed> {
         cluster,
         resource,
         version: detail["version"].as_u64(),
+        time: v["time"]
+            .as_str()
+            .and_then(|t| humantime::parse_rfc3339_weak(t).ok()),
     })
 }
 
@@ -188,6 +193,10 @@ mod tests {
         assert_eq!(
             (task.kind, task.cluster.as_str(), task.version),
             (EventKind::TaskStateChange, "prod", Some(3))
+        );
+        assert_eq!(
+            task.time,
+            humantime::parse_rfc3339("2026-11-23T10:00:00Z").ok()
         );
 
         let instance = serde_json::json!({

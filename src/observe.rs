@@ -146,6 +146,7 @@ pub struct Observer {
     events: Family<EventLabels, Counter>,
     policies: Family<StateLabels, Gauge>,
     skew: Family<SkewLabels, Gauge>,
+    event_lag: prometheus_client::metrics::histogram::Histogram,
 }
 
 impl Default for Observer {
@@ -167,6 +168,9 @@ impl Observer {
         let events = Family::<EventLabels, Counter>::default();
         let policies = Family::<StateLabels, Gauge>::default();
         let skew = Family::<SkewLabels, Gauge>::default();
+        let event_lag = prometheus_client::metrics::histogram::Histogram::new([
+            0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0,
+        ]);
         registry.register(
             "reconciles",
             "Reconcile passes, per cluster and result",
@@ -197,7 +201,13 @@ impl Observer {
             "Skew of each spread constraint, per policy and service",
             skew.clone(),
         );
+        registry.register(
+            "event_lag_seconds",
+            "Time from an ECS event to its receipt by stevedore",
+            event_lag.clone(),
+        );
         Observer {
+            event_lag,
             board: Mutex::new(Board::default()),
             registry,
             reconciles,
@@ -235,6 +245,13 @@ impl Observer {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// How long an event took to arrive (from its envelope's time).
+    pub fn event_lag(&self, happened: SystemTime) {
+        if let Ok(lag) = SystemTime::now().duration_since(happened) {
+            self.event_lag.observe(lag.as_secs_f64());
+        }
     }
 
     /// The backend's call totals, per operation.

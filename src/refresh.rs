@@ -413,6 +413,7 @@ mod tests {
             cluster: "prod".into(),
             resource: resource.into(),
             version: None,
+            time: None,
         };
         let mut touched = Touched::default();
         touched.note(&event(EventKind::TaskStateChange, "t1"));

@@ -1228,11 +1228,20 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
             &installed.queue_url,
             "--resync",
             "1h",
+            "--listen",
+            "127.0.0.1:0",
         ],
         &[],
     );
     let lines = lines_of(&mut child);
     let mut seen = vec![];
+    wait_for(&lines, "listening on ", &mut seen);
+    let address = seen
+        .last()
+        .and_then(|l| l.split("listening on ").nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned();
     wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
 
     // A malformed message is reported and deleted, and wakes nothing.
@@ -1288,6 +1297,20 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
         .await
         .unwrap();
     assert!(left.messages().is_empty(), "{left:?}");
+    // The events are counted by outcome, and their lag measured.
+    let metrics = ureq::get(&format!("http://{address}/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    for expected in [
+        r#"stevedore_events_total{outcome="malformed"} 1"#,
+        r#"stevedore_events_total{outcome="new"} 1"#,
+        "stevedore_event_lag_seconds_count 1",
+    ] {
+        assert!(metrics.contains(expected), "{expected} not in:\n{metrics}");
+    }
 
     // The specs are watched: a broken edit is reported, with its position,
     // and the last good policies stay; a good one is applied at once.
