@@ -1235,13 +1235,7 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
     );
     let lines = lines_of(&mut child);
     let mut seen = vec![];
-    wait_for(&lines, "listening on ", &mut seen);
-    let address = seen
-        .last()
-        .and_then(|l| l.split("listening on ").nth(1))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let address = status_address(&lines, &mut seen);
     wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
 
     // A malformed message is reported and deleted, and wakes nothing.
@@ -1509,13 +1503,7 @@ async fn run_serves_health_readiness_metrics_and_status() {
     );
     let lines = lines_of(&mut child);
     let mut seen = vec![];
-    wait_for(&lines, "listening on ", &mut seen);
-    let address = seen
-        .last()
-        .and_then(|l| l.split("listening on ").nth(1))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let address = status_address(&lines, &mut seen);
     wait_for(&lines, "demo/web/web: done: stop task", &mut seen);
 
     let get = |path: &str| {
@@ -1886,4 +1874,15 @@ fn controller(moto: &Moto, args: &[&str], env: &[(&str, &str)]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// Waits for the controller to log where it serves its status, and returns
+/// that address.
+fn status_address(lines: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>) -> String {
+    wait_for(lines, "listening on ", seen);
+    seen.last()
+        .and_then(|l| l.split("listening on ").nth(1))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_owned()
 }
