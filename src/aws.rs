@@ -509,13 +509,6 @@ impl AwsBackend {
     }
 }
 
-/// Milliseconds since the Unix epoch.
-fn wall_clock() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 fn strategy(s: &aws_sdk_ecs::types::PlacementStrategy) -> Option<PlacementStrategy> {
     match (s.r#type().map(|t| t.as_str()), s.field()) {
         (Some("random"), _) => Some(PlacementStrategy::Random),
@@ -548,7 +541,7 @@ fn constraint(c: &aws_sdk_ecs::types::PlacementConstraint) -> Option<PlacementCo
 
 impl Backend for AwsBackend {
     async fn snapshot(&self, cluster: &str) -> backend::Result<ClusterSnapshot> {
-        let taken_at = wall_clock();
+        let taken_at = crate::model::wall_clock();
         let arns = self.service_arns(cluster).await?;
         let services = self.describe_services(cluster, &arns).await?;
         let arns = self.instance_arns(cluster).await?;
@@ -587,7 +580,7 @@ impl Backend for AwsBackend {
         snapshot: &mut ClusterSnapshot,
         touched: &Touched,
     ) -> backend::Result<()> {
-        let taken_at = wall_clock();
+        let taken_at = crate::model::wall_clock();
         let ids: Vec<String> = touched.tasks.iter().cloned().collect();
         let read = self.describe_tasks(cluster, &ids).await?;
         // Their services and hosts changed too: read those, as of now.

@@ -837,7 +837,7 @@ fn run_controller(
                 duration,
             );
             // The first pass knows its standing.
-            let first = match runtime.block_on(lease.tick(crate::lease::wall_clock())) {
+            let first = match runtime.block_on(lease.tick(crate::model::wall_clock())) {
                 Ok(standing) => standing.clone(),
                 Err(e) => {
                     tracing::warn!("{e}");

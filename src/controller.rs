@@ -303,7 +303,7 @@ pub struct RunOptions {
 /// Whether this replica may act now (always, without leader election).
 fn leading(options: &RunOptions) -> bool {
     options.leader.as_ref().is_none_or(|standing| {
-        matches!(*standing.borrow(), crate::lease::Standing::Leader { until, .. } if crate::lease::wall_clock() < until)
+        matches!(*standing.borrow(), crate::lease::Standing::Leader { until, .. } if crate::model::wall_clock() < until)
     })
 }
 
@@ -318,7 +318,7 @@ async fn leadership_gained(
         if standing.changed().await.is_err() {
             return std::future::pending().await;
         }
-        let now = crate::lease::wall_clock();
+        let now = crate::model::wall_clock();
         if matches!(*standing.borrow_and_update(), crate::lease::Standing::Leader { until, .. } if now < until)
         {
             return;
@@ -441,9 +441,7 @@ pub async fn run<B: Backend>(
         let mut failed = false;
         for cluster in clusters(&effective, options.cluster.as_deref()) {
             summary.reconciles += 1;
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as Millis);
+            let now = crate::model::wall_clock();
             let view = views.entry(cluster.clone()).or_default();
             // Scaled services' desired counts are read again every pass.
             view.touch_scaled(&effective);

@@ -181,7 +181,7 @@ impl<'a, B: crate::backend::Backend> Fenced<'a, B> {
 
     /// Whether this replica leads now.
     pub fn leads(&self) -> bool {
-        let now = wall_clock();
+        let now = crate::model::wall_clock();
         matches!(*self.standing.borrow(), Standing::Leader { until, .. } if now < until)
     }
 
@@ -192,13 +192,6 @@ impl<'a, B: crate::backend::Backend> Fenced<'a, B> {
             Err(crate::backend::Error::NotLeader { operation })
         }
     }
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn wall_clock() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 impl<B: crate::backend::Backend> crate::backend::Backend for Fenced<'_, B> {
@@ -278,7 +271,7 @@ pub async fn keep(
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     loop {
-        match lease.tick(wall_clock()).await {
+        match lease.tick(crate::model::wall_clock()).await {
             Ok(now) => {
                 let now = now.clone();
                 standing.send_if_modified(|s| {

@@ -13,6 +13,14 @@ use serde::{Deserialize, Serialize};
 /// Milliseconds since an epoch; virtual in the simulator, wall clock on AWS.
 pub type Millis = u64;
 
+/// Now, in milliseconds since the Unix epoch: the clock of the live
+/// controller (the simulator keeps its own).
+pub fn wall_clock() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
 /// CPU units (1024 per vCPU) and MiB of memory.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Resources {

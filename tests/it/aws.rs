@@ -584,10 +584,7 @@ async fn cloudwatch_data_drives_a_scale_out_and_missing_data_holds() {
     };
 
     // No data yet: the count holds, and the status says why.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64;
+    let now = stevedore::model::wall_clock();
     let held = stevedore::controller::reconcile_once(&backend, "demo", &policies, now)
         .await
         .unwrap();
