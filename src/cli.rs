@@ -130,9 +130,21 @@ pub enum Command {
     /// Exit status with --once: 0 when every read and action succeeded, 1
     /// otherwise, 2 when the policies cannot be loaded.
     Run {
-        /// Policy files or directories, read again before every pass.
+        /// Policy files or directories (watched for changes), or one git
+        /// repository URL (`https://`, `ssh://`, `file://`, `git@host:path`),
+        /// fetched every `--git-poll`.
         #[arg(long, required = true)]
         specs: Vec<PathBuf>,
+        /// With a git repository: the branch or tag to follow.
+        #[arg(long, default_value = "main")]
+        git_ref: String,
+        /// With a git repository: how often to fetch.
+        #[arg(long, default_value = "30s")]
+        git_poll: String,
+        /// With a git repository: where to keep its clone (default: a
+        /// directory under the system's temporary directory).
+        #[arg(long)]
+        git_cache: Option<PathBuf>,
         /// Only this cluster (by default every cluster the policies name).
         #[arg(long)]
         cluster: Option<String>,
@@ -343,6 +355,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             lease_table,
             lease_name,
             lease_duration,
+            git_ref,
+            git_poll,
+            git_cache,
         } => run_controller(
             &specs,
             cluster,
@@ -358,6 +373,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
                 lease: lease_table
                     .as_deref()
                     .map(|table| (table, lease_name.as_str(), lease_duration.as_str())),
+                git: (&git_ref, &git_poll, git_cache.as_deref()),
             },
             err,
         ),
@@ -754,6 +770,8 @@ struct RunFlags<'a> {
     log_format: LogFormat,
     /// Table, name and duration of the lease, with leader election.
     lease: Option<(&'a str, &'a str, &'a str)>,
+    /// Ref, poll interval and cache directory, when the specs are a git URL.
+    git: (&'a str, &'a str, Option<&'a std::path::Path>),
 }
 
 /// How `run` logs.
@@ -796,7 +814,37 @@ fn run_controller(
         audit_bus,
         log_format,
         lease,
+        git,
     } = flags;
+    let git = match specs {
+        [url] if crate::gitsource::is_url(url) => {
+            let (reference, poll, cache) = git;
+            let Ok(poll) = crate::spec::quantity::parse_duration(poll) else {
+                let _ = writeln!(
+                    err,
+                    "error: --git-poll: `{poll}` is not a duration such as 30s"
+                );
+                return exit::USAGE;
+            };
+            let url = url.to_string_lossy().into_owned();
+            let cache = cache.map(std::path::Path::to_path_buf).unwrap_or_else(|| {
+                // One clone per URL and ref.
+                use std::hash::{Hash, Hasher};
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (&url, reference).hash(&mut h);
+                std::env::temp_dir().join(format!("stevedore-git-{:016x}", h.finish()))
+            });
+            Some(crate::controller::GitSpecs {
+                source: crate::gitsource::GitSource {
+                    url,
+                    reference: reference.to_owned(),
+                    cache,
+                },
+                poll,
+            })
+        }
+        _ => None,
+    };
     init_logging(log_format);
     let Ok(resync) = crate::spec::quantity::parse_duration(resync) else {
         let _ = writeln!(
@@ -857,6 +905,7 @@ fn run_controller(
         resync,
         audit,
         leader: leader.clone(),
+        git,
     };
     let events =
         queue_url.map(|url| runtime.block_on(crate::aws::SqsEvents::connect(endpoint_url, url)));

@@ -298,6 +298,8 @@ pub struct RunOptions {
     /// [`crate::lease::keep`]. A follower plans and reports, and acts on
     /// nothing (its backend is also [`crate::lease::Fenced`]).
     pub leader: Option<tokio::sync::watch::Receiver<crate::lease::Standing>>,
+    /// The policies come from a git repository instead of `specs`.
+    pub git: Option<GitSpecs>,
 }
 
 /// Whether this replica may act now (always, without leader election).
@@ -353,7 +355,12 @@ pub fn clusters(policies: &[Policy], only: Option<&str>) -> Vec<String> {
 /// Loads the policies; on errors, reports them and returns `None` (the
 /// caller keeps the last good set).
 fn load_policies(specs: &[std::path::PathBuf]) -> Option<Vec<Policy>> {
-    match crate::spec::load_paths(specs) {
+    checked(crate::spec::load_paths(specs))
+}
+
+/// The policies of a load, or `None` after reporting why not.
+fn checked(loaded: Result<crate::spec::Loaded, crate::spec::Error>) -> Option<Vec<Policy>> {
+    match loaded {
         Ok(loaded) if !loaded.has_errors() => Some(loaded.policies),
         Ok(loaded) => {
             let renderer = annotate_snippets::Renderer::plain();
@@ -373,6 +380,39 @@ fn load_policies(specs: &[std::path::PathBuf]) -> Option<Vec<Policy>> {
     }
 }
 
+/// Where the policies come from when they come from git.
+#[derive(Debug, Clone)]
+pub struct GitSpecs {
+    pub source: crate::gitsource::GitSource,
+    /// How often to fetch.
+    pub poll: std::time::Duration,
+}
+
+/// Fetches the repository; returns the commit and its policies when the
+/// commit is new and all of it is valid. An invalid commit is reported once
+/// and the last good policies stay.
+async fn poll_git(git: &GitSpecs, seen: &mut Option<String>) -> Option<(String, Vec<Policy>)> {
+    let source = git.source.clone();
+    let fetched = tokio::task::spawn_blocking(move || source.fetch()).await;
+    let commit = match fetched {
+        Ok(Ok(commit)) => commit,
+        Ok(Err(e)) => {
+            tracing::warn!("specs: {e}; keeping the last good policies");
+            return None;
+        }
+        Err(e) => {
+            tracing::warn!("specs: fetch failed: {e}");
+            return None;
+        }
+    };
+    if seen.as_deref() == Some(commit.id.as_str()) {
+        return None;
+    }
+    *seen = Some(commit.id.clone());
+    tracing::info!(commit = %commit.id, "specs: commit {}: {} files", commit.id, commit.files.len());
+    checked(Ok(crate::spec::load_sources(commit.files))).map(|p| (commit.id, p))
+}
+
 /// The controller: reconcile every cluster the policies name, then wait
 /// for events, the next resync, a change of the specs or `shutdown`. A
 /// resync reads each cluster in full; events (debounced) make a pass that
@@ -389,14 +429,28 @@ pub async fn run<B: Backend>(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunSummary, String> {
     let mut dedupe = crate::events::Dedupe::default();
-    let mut policies = load_policies(specs).ok_or("the policies are invalid; nothing to run")?;
+    let mut seen_commit = None;
+    let mut policies = match &options.git {
+        None => load_policies(specs).ok_or("the policies are invalid; nothing to run")?,
+        Some(git) => {
+            let (commit, policies) = poll_git(git, &mut seen_commit)
+                .await
+                .ok_or("the repository's policies cannot be read or are invalid; nothing to run")?;
+            observer.commit(&commit);
+            policies
+        }
+    };
+    let mut next_poll = options
+        .git
+        .as_ref()
+        .map(|g| tokio::time::Instant::now() + g.poll);
     observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
     let mut summary = RunSummary::default();
     let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
     let mut scalings: std::collections::BTreeMap<String, ScalingInput> = Default::default();
     let mut next_full = tokio::time::Instant::now();
     let mut backoff = std::time::Duration::ZERO;
-    let mut watcher = if options.once {
+    let mut watcher = if options.once || options.git.is_some() {
         None
     } else {
         match crate::watch::SpecWatcher::new(specs) {
@@ -415,6 +469,7 @@ pub async fn run<B: Backend>(
         // At each resync too, in case the file system sends no notifications.
         if full
             && !std::mem::take(&mut first)
+            && options.git.is_none()
             && let Some(newer) = load_policies(specs)
         {
             policies = newer;
@@ -498,7 +553,20 @@ pub async fn run<B: Backend>(
             let now = tokio::time::Instant::now();
             let debounce_at =
                 news.map(|(first, last)| (last + DEBOUNCE_QUIET).min(first + DEBOUNCE_MAX));
-            let next = [debounce_at, next_scaling]
+            if let (Some(git), Some(at)) = (&options.git, next_poll)
+                && now >= at
+            {
+                next_poll = Some(now + git.poll);
+                if let Some((commit, newer)) = poll_git(git, &mut seen_commit).await {
+                    tracing::info!(commit = %commit, "specs: commit {commit}: {} policies loaded, reconciling", newer.len());
+                    observer.commit(&commit);
+                    policies = newer;
+                    observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
+                    break;
+                }
+                continue;
+            }
+            let next = [debounce_at, next_scaling, next_poll]
                 .into_iter()
                 .flatten()
                 .fold(next_full, |a, b| a.min(b));

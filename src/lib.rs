@@ -57,6 +57,7 @@ pub mod cli;
 pub mod controller;
 pub mod diag;
 pub mod events;
+pub mod gitsource;
 pub mod iam;
 pub mod install;
 pub mod lease;

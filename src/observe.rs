@@ -86,6 +86,9 @@ pub struct ActionRecord {
 #[serde(rename_all = "camelCase")]
 pub struct StatusDoc {
     pub ready: bool,
+    /// The commit the policies come from, with a git source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
     pub policies: Vec<PolicyStatus>,
     pub last_actions: Vec<ActionRecord>,
 }
@@ -127,6 +130,7 @@ struct SkewLabels {
 #[derive(Debug, Default)]
 struct Board {
     policies_loaded: bool,
+    commit: Option<String>,
     /// Clusters to read, and whether each was read in full once.
     clusters: BTreeMap<String, bool>,
     statuses: BTreeMap<(String, String, String), PolicyStatus>,
@@ -236,6 +240,11 @@ impl Observer {
         // A cluster no policy names any more is no longer reported.
         board.statuses.retain(|(c, _, _), _| read.contains_key(c));
         board.clusters = read;
+    }
+
+    /// The policies now come from this commit.
+    pub fn commit(&self, id: &str) {
+        self.board().commit = Some(id.to_owned());
     }
 
     /// An ECS event was received, with what became of it.
@@ -417,6 +426,7 @@ impl Observer {
         let board = self.board();
         StatusDoc {
             ready,
+            commit: board.commit.clone(),
             policies: board.statuses.values().cloned().collect(),
             last_actions: board.last_actions.iter().cloned().collect(),
         }

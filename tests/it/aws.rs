@@ -1883,3 +1883,89 @@ fn status_address(lines: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<Stri
         .unwrap()
         .to_owned()
 }
+
+#[tokio::test]
+async fn run_follows_a_git_repository_and_keeps_the_last_good_commit() {
+    use crate::cli::git;
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    let origin = tempfile::tempdir().unwrap();
+    git(origin.path(), &["init", "-q"]);
+    let policy = "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: web}\nspec:\n  target: {cluster: demo, service: web}\n  placement: {azBalanced: true}\n";
+    std::fs::write(origin.path().join("web.yaml"), policy).unwrap();
+    git(origin.path(), &["add", "."]);
+    git(origin.path(), &["commit", "-q", "-m", "first"]);
+    let cache = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", origin.path().display());
+    let cache_dir = cache.path().join("clone");
+    let mut child = controller(
+        &moto,
+        &[
+            "run",
+            "--specs",
+            &url,
+            "--git-poll",
+            "1s",
+            "--git-cache",
+            cache_dir.to_str().unwrap(),
+            "--resync",
+            "1h",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let lines = lines_of(&mut child);
+    let mut seen = vec![];
+    let address = status_address(&lines, &mut seen);
+    wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
+    let commit = |seen: &[String]| -> String {
+        seen.iter()
+            .rev()
+            .find_map(|l| l.split("specs: commit ").nth(1))
+            .and_then(|l| l.split(':').next())
+            .unwrap()
+            .to_owned()
+    };
+    let first = commit(&seen);
+    let status = || -> serde_json::Value {
+        let body = ureq::get(&format!("http://{address}/status"))
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        serde_json::from_str(&body).unwrap()
+    };
+    assert_eq!(status()["commit"], first.as_str());
+
+    // A broken commit is reported and the last good policies stay.
+    std::fs::write(
+        origin.path().join("web.yaml"),
+        policy.replace("azBalanced", "azBalancd"),
+    )
+    .unwrap();
+    git(origin.path(), &["commit", "-q", "-am", "broken"]);
+    wait_for(&lines, "keeping the last good policies", &mut seen);
+    assert_eq!(status()["commit"], first.as_str());
+
+    // A good one is applied.
+    std::fs::write(
+        origin.path().join("web.yaml"),
+        format!("{policy}  mode: DryRun\n"),
+    )
+    .unwrap();
+    git(origin.path(), &["commit", "-q", "-am", "dry run"]);
+    wait_for(&lines, "policies loaded, reconciling", &mut seen);
+    let third = commit(&seen);
+    assert_ne!(third, first);
+    assert_eq!(status()["commit"], third.as_str());
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    wait_for(&lines, "shutting down", &mut seen);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

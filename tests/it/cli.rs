@@ -214,3 +214,70 @@ fn completions_and_the_man_page_cover_every_command() {
         assert!(page.contains(c), "man page lacks {c}");
     }
 }
+
+/// Runs git in `dir`, failing the test on error.
+pub fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_git_source_reads_each_new_commits_policy_files() {
+    let origin = tempfile::tempdir().unwrap();
+    git(origin.path(), &["init", "-q"]);
+    std::fs::create_dir_all(origin.path().join("payments")).unwrap();
+    std::fs::write(origin.path().join("payments/web.yaml"), "one").unwrap();
+    std::fs::write(origin.path().join("README.md"), "not a policy").unwrap();
+    git(origin.path(), &["add", "."]);
+    git(origin.path(), &["commit", "-q", "-m", "first"]);
+
+    let cache = tempfile::tempdir().unwrap();
+    let source = stevedore::gitsource::GitSource {
+        url: format!("file://{}", origin.path().display()),
+        reference: "main".into(),
+        cache: cache.path().join("repo"),
+    };
+    let first = source.fetch().unwrap();
+    assert_eq!(
+        first.files,
+        vec![("payments/web.yaml".to_owned(), b"one".to_vec())]
+    );
+    assert_eq!(first.id.len(), 40);
+
+    std::fs::write(origin.path().join("payments/web.yaml"), "two").unwrap();
+    git(origin.path(), &["commit", "-q", "-am", "second"]);
+    let second = source.fetch().unwrap();
+    assert_ne!(second.id, first.id, "the new commit is fetched");
+    assert_eq!(
+        second.files,
+        vec![("payments/web.yaml".to_owned(), b"two".to_vec())]
+    );
+
+    let missing = stevedore::gitsource::GitSource {
+        reference: "nope".into(),
+        ..source
+    };
+    assert!(
+        missing
+            .fetch()
+            .unwrap_err()
+            .message
+            .contains("no ref `nope`")
+    );
+}
