@@ -32,7 +32,8 @@
 //!   last snapshot; [`metrics`]: which metric each scaled service reads,
 //!   read in one batch; [`controller`]: the cluster view, one reconcile (plan,
 //!   verify, act) and the run loop; [`watch`]: watching the specs for
-//!   changes, git-sync's symlink swap included;
+//!   changes, git-sync's symlink swap included; [`gitsource`]: the specs
+//!   from a git repository;
 //!   [`observe`]: what `run --listen` serves (health, readiness,
 //!   Prometheus metrics, status); [`audit`]: actions and status changes
 //!   published to EventBridge; [`lease`]: leader election through a
