@@ -55,9 +55,13 @@ pub enum Command {
     },
     /// Show what stevedore would do now, with the reason for every action.
     Plan {
-        /// Policy files or directories (with --sim, default: the scenario's own).
+        /// Policy files or directories, or one git repository URL (with
+        /// --sim, default: the scenario's own).
         #[arg(long)]
         specs: Vec<PathBuf>,
+        /// With a git repository: the branch or tag to plan.
+        #[arg(long, default_value = "main")]
+        git_ref: String,
         /// Plan against this scenario's initial state instead of live ECS.
         #[arg(long, value_name = "SCENARIO")]
         sim: Option<PathBuf>,
@@ -285,8 +289,10 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             cluster,
             endpoint_url,
             output,
+            git_ref,
         } => plan_live(
             &specs,
+            &git_ref,
             cluster.as_deref(),
             endpoint_url.as_deref(),
             output,
@@ -696,12 +702,43 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Loads policies for a live command, reporting problems.
-fn live_policies(specs: &[PathBuf], err: &mut dyn Write) -> Result<Vec<spec::Policy>, u8> {
+fn live_policies(
+    specs: &[PathBuf],
+    git_ref: &str,
+    err: &mut dyn Write,
+) -> Result<Vec<spec::Policy>, u8> {
     if specs.is_empty() {
         let _ = writeln!(err, "error: --specs is required (or --sim SCENARIO)");
         return Err(exit::USAGE);
     }
-    match spec::load_paths(specs) {
+    let loaded = match specs {
+        [url] if crate::gitsource::is_url(url) => {
+            // A throwaway clone: `plan` runs once.
+            let Ok(cache) = tempfile_dir() else {
+                let _ = writeln!(err, "error: no temporary directory for the clone");
+                return Err(exit::USAGE);
+            };
+            let source = crate::gitsource::GitSource {
+                url: url.to_string_lossy().into_owned(),
+                reference: git_ref.to_owned(),
+                cache: cache.join("clone"),
+            };
+            let fetched = source.fetch();
+            let _ = std::fs::remove_dir_all(&cache);
+            match fetched {
+                Ok(commit) => {
+                    let _ = writeln!(err, "specs: commit {}", commit.id);
+                    Ok(spec::load_sources(commit.files))
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "error: {e}");
+                    return Err(exit::USAGE);
+                }
+            }
+        }
+        _ => spec::load_paths(specs),
+    };
+    match loaded {
         Ok(loaded) if !loaded.has_errors() => Ok(loaded.policies),
         Ok(loaded) => {
             let renderer = renderer();
@@ -718,16 +755,28 @@ fn live_policies(specs: &[PathBuf], err: &mut dyn Write) -> Result<Vec<spec::Pol
     }
 }
 
+/// A new, empty directory under the system's temporary directory.
+fn tempfile_dir() -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "stevedore-plan-{}-{}",
+        std::process::id(),
+        crate::model::wall_clock()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
 /// `plan` against live ECS: one snapshot per cluster, planned and shown.
 fn plan_live(
     specs: &[PathBuf],
+    git_ref: &str,
     cluster: Option<&str>,
     endpoint_url: Option<&str>,
     output: Output,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> u8 {
-    let policies = match live_policies(specs, err) {
+    let policies = match live_policies(specs, git_ref, err) {
         Ok(p) => p,
         Err(code) => return code,
     };

@@ -1899,6 +1899,13 @@ async fn run_follows_a_git_repository_and_keeps_the_last_good_commit() {
     let cache = tempfile::tempdir().unwrap();
     let url = format!("file://{}", origin.path().display());
     let cache_dir = cache.path().join("clone");
+
+    // `plan` reads the same repository.
+    let planned = stevedore(&moto, &["plan", "--specs", &url, "--git-ref", "main"]);
+    assert_eq!(planned.status.code(), Some(0), "{planned:?}");
+    assert!(String::from_utf8_lossy(&planned.stdout).contains("web/web: Satisfied"));
+    assert!(String::from_utf8_lossy(&planned.stderr).contains("specs: commit "));
+
     let mut child = controller(
         &moto,
         &[
