@@ -304,9 +304,10 @@ pub struct RunOptions {
 
 /// Whether this replica may act now (always, without leader election).
 fn leading(options: &RunOptions) -> bool {
-    options.leader.as_ref().is_none_or(|standing| {
-        matches!(*standing.borrow(), crate::lease::Standing::Leader { until, .. } if crate::model::wall_clock() < until)
-    })
+    options
+        .leader
+        .as_ref()
+        .is_none_or(|standing| standing.borrow().leads(crate::model::wall_clock()))
 }
 
 /// Resolves when this replica becomes leader; never without leader election.
@@ -321,8 +322,7 @@ async fn leadership_gained(
             return std::future::pending().await;
         }
         let now = crate::model::wall_clock();
-        if matches!(*standing.borrow_and_update(), crate::lease::Standing::Leader { until, .. } if now < until)
-        {
+        if standing.borrow_and_update().leads(now) {
             return;
         }
     }

@@ -36,6 +36,13 @@ pub enum Standing {
     Follower,
 }
 
+impl Standing {
+    /// Whether this standing lets the replica act at `now`.
+    pub fn leads(&self, now: u64) -> bool {
+        matches!(self, Standing::Leader { until, .. } if now < *until)
+    }
+}
+
 /// One replica's handle on the lease.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -81,7 +88,7 @@ impl Lease {
 
     /// Whether this replica may act at `now`.
     pub fn leads(&self, now: u64) -> bool {
-        matches!(self.standing, Standing::Leader { until, .. } if now < until)
+        self.standing.leads(now)
     }
 
     /// The fencing token of the current term, while leading.
@@ -182,7 +189,7 @@ impl<'a, B: crate::backend::Backend> Fenced<'a, B> {
     /// Whether this replica leads now.
     pub fn leads(&self) -> bool {
         let now = crate::model::wall_clock();
-        matches!(*self.standing.borrow(), Standing::Leader { until, .. } if now < until)
+        self.standing.borrow().leads(now)
     }
 
     fn check(&self, operation: &'static str) -> crate::backend::Result<()> {
