@@ -26,6 +26,7 @@ use crate::model::{
 };
 use crate::pacing::TokenBucket;
 use crate::refresh::{self, Delta, TaskRecord, Touched};
+use crate::throttle::ThrottleCounter;
 
 /// The SDK's configuration from the standard chain (environment, profile,
 /// instance or task role), with another endpoint if given.
@@ -64,6 +65,8 @@ pub struct AwsBackend {
     cloudwatch: Option<aws_sdk_cloudwatch::Client>,
     /// Where other controllers of the desired count are found.
     autoscaling: Option<aws_sdk_applicationautoscaling::Client>,
+    /// Throttled attempts, counted by an interceptor on the clients.
+    throttles: ThrottleCounter,
 }
 
 /// Turns an SDK error into a backend error, keeping the operation's name.
@@ -87,11 +90,28 @@ fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt:
 
 impl AwsBackend {
     /// Connects with the standard configuration chain, optionally to another endpoint.
+    /// Throttled attempts are counted on every client.
     pub async fn connect(endpoint_url: Option<&str>) -> AwsBackend {
         let config = sdk_config(endpoint_url).await;
-        AwsBackend::new(Client::new(&config))
-            .with_cloudwatch(aws_sdk_cloudwatch::Client::new(&config))
-            .with_autoscaling(aws_sdk_applicationautoscaling::Client::new(&config))
+        let throttles = ThrottleCounter::default();
+        let ecs = aws_sdk_ecs::config::Builder::from(&config).interceptor(throttles.clone());
+        let cloudwatch =
+            aws_sdk_cloudwatch::config::Builder::from(&config).interceptor(throttles.clone());
+        let autoscaling = aws_sdk_applicationautoscaling::config::Builder::from(&config)
+            .interceptor(throttles.clone());
+        AwsBackend::new(Client::from_conf(ecs.build()))
+            .with_cloudwatch(aws_sdk_cloudwatch::Client::from_conf(cloudwatch.build()))
+            .with_autoscaling(aws_sdk_applicationautoscaling::Client::from_conf(
+                autoscaling.build(),
+            ))
+            .with_throttle_counter(throttles)
+    }
+
+    /// Reports the throttles this counter sees; the counter should be an
+    /// interceptor of the backend's clients.
+    pub fn with_throttle_counter(mut self, throttles: ThrottleCounter) -> AwsBackend {
+        self.throttles = throttles;
+        self
     }
 
     /// Looks for Application Auto Scaling targets with this client.
@@ -119,6 +139,7 @@ impl AwsBackend {
             task_definitions: Mutex::new(HashMap::new()),
             cloudwatch: None,
             autoscaling: None,
+            throttles: ThrottleCounter::default(),
         }
     }
 
@@ -793,6 +814,10 @@ impl Backend for AwsBackend {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    fn api_throttles(&self) -> BTreeMap<String, u64> {
+        self.throttles.totals()
     }
 }
 

@@ -90,4 +90,7 @@ pub trait Backend {
     ) -> impl Future<Output = Result<BTreeSet<String>>>;
     /// Calls made so far, per ECS operation.
     fn api_calls(&self) -> BTreeMap<String, u64>;
+    /// Attempts the API refused for their rate so far, per operation,
+    /// counting those retried within one call.
+    fn api_throttles(&self) -> BTreeMap<String, u64>;
 }

@@ -528,7 +528,7 @@ pub async fn run<B: Backend>(
                     }
                 }
             }
-            observer.api_calls(&backend.api_calls());
+            observer.api_calls(&backend.api_calls(), &backend.api_throttles());
         }
         if options.once {
             return Ok(summary);

@@ -267,6 +267,10 @@ impl<B: crate::backend::Backend> crate::backend::Backend for Fenced<'_, B> {
     fn api_calls(&self) -> std::collections::BTreeMap<String, u64> {
         self.inner.api_calls()
     }
+
+    fn api_throttles(&self) -> std::collections::BTreeMap<String, u64> {
+        self.inner.api_throttles()
+    }
 }
 
 /// Keeps the lease: ticks every [`Lease::tick_every`] until `stop`,

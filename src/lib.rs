@@ -71,4 +71,5 @@ pub mod refresh;
 pub mod schema;
 pub mod sim;
 pub mod spec;
+pub mod throttle;
 pub mod watch;

@@ -137,6 +137,7 @@ struct Board {
     last_actions: VecDeque<ActionRecord>,
     /// API calls already counted, per operation (the backend's are totals).
     api_seen: BTreeMap<String, u64>,
+    throttles_seen: BTreeMap<String, u64>,
 }
 
 /// The run loop's reports, for the HTTP server.
@@ -147,6 +148,7 @@ pub struct Observer {
     reconciles: Family<ClusterResult, Counter>,
     actions: Family<ActionLabels, Counter>,
     api_calls: Family<Operation, Counter>,
+    api_throttles: Family<Operation, Counter>,
     events: Family<EventLabels, Counter>,
     policies: Family<StateLabels, Gauge>,
     skew: Family<SkewLabels, Gauge>,
@@ -156,6 +158,27 @@ pub struct Observer {
 impl Default for Observer {
     fn default() -> Observer {
         Observer::new()
+    }
+}
+
+/// Adds to each operation's counter what its running total grew by since
+/// `seen`, the total last added.
+fn add_new(
+    family: &Family<Operation, Counter>,
+    seen: &mut BTreeMap<String, u64>,
+    totals: &BTreeMap<String, u64>,
+) {
+    for (operation, total) in totals {
+        let last = seen.entry(operation.clone()).or_default();
+        let new = total.saturating_sub(*last);
+        *last = *total;
+        if new > 0 {
+            family
+                .get_or_create(&Operation {
+                    operation: operation.clone(),
+                })
+                .inc_by(new);
+        }
     }
 }
 
@@ -169,6 +192,7 @@ impl Observer {
         let reconciles = Family::<ClusterResult, Counter>::default();
         let actions = Family::<ActionLabels, Counter>::default();
         let api_calls = Family::<Operation, Counter>::default();
+        let api_throttles = Family::<Operation, Counter>::default();
         let events = Family::<EventLabels, Counter>::default();
         let policies = Family::<StateLabels, Gauge>::default();
         let skew = Family::<SkewLabels, Gauge>::default();
@@ -189,6 +213,11 @@ impl Observer {
             "api_calls",
             "AWS API calls, per operation",
             api_calls.clone(),
+        );
+        registry.register(
+            "api_throttles",
+            "AWS API attempts refused for their rate, per operation, counting those the SDK retried",
+            api_throttles.clone(),
         );
         registry.register(
             "events",
@@ -217,6 +246,7 @@ impl Observer {
             reconciles,
             actions,
             api_calls,
+            api_throttles,
             events,
             policies,
             skew,
@@ -263,21 +293,13 @@ impl Observer {
         }
     }
 
-    /// The backend's call totals, per operation.
-    pub fn api_calls(&self, totals: &BTreeMap<String, u64>) {
+    /// The backend's totals of calls and of throttled attempts, per
+    /// operation.
+    pub fn api_calls(&self, calls: &BTreeMap<String, u64>, throttles: &BTreeMap<String, u64>) {
         let mut board = self.board();
-        for (operation, total) in totals {
-            let seen = board.api_seen.entry(operation.clone()).or_default();
-            let new = total.saturating_sub(*seen);
-            *seen = *total;
-            if new > 0 {
-                self.api_calls
-                    .get_or_create(&Operation {
-                        operation: operation.clone(),
-                    })
-                    .inc_by(new);
-            }
-        }
+        let board = &mut *board;
+        add_new(&self.api_calls, &mut board.api_seen, calls);
+        add_new(&self.api_throttles, &mut board.throttles_seen, throttles);
     }
 
     /// A reconcile could not read its cluster.

@@ -86,6 +86,8 @@ pub struct Simulator {
     /// Events not yet delivered, each with the time it is due.
     events: VecDeque<(Millis, Value)>,
     api_calls: BTreeMap<String, u64>,
+    /// Calls refused by an injected throttle, per operation.
+    throttles: BTreeMap<String, u64>,
     reads: TokenBucket,
     writes: TokenBucket,
     /// Virtual time spent waiting for API tokens.
@@ -161,6 +163,7 @@ impl Simulator {
             rng: ChaCha8Rng::seed_from_u64(seed),
             events: VecDeque::new(),
             api_calls: BTreeMap::new(),
+            throttles: BTreeMap::new(),
             // Reads: about 100 burst / 20 per second; writes (UpdateService,
             // StopTask): about 50 burst / 5 per second.
             reads: TokenBucket::ecs_reads(),
@@ -719,7 +722,7 @@ impl Simulator {
         if self.faults.throttle_rate > 0.0
             && self.rng.random_bool(self.faults.throttle_rate.min(1.0))
         {
-            *self.api_calls.entry("Throttled".to_owned()).or_default() += 1;
+            *self.throttles.entry(operation.to_owned()).or_default() += 1;
             return Some(backend::Error::Throttled { operation });
         }
         if self.faults.api_error_rate > 0.0
@@ -1016,5 +1019,9 @@ impl Backend for SimBackend {
 
     fn api_calls(&self) -> BTreeMap<String, u64> {
         self.lock().api_calls()
+    }
+
+    fn api_throttles(&self) -> BTreeMap<String, u64> {
+        self.lock().throttles.clone()
     }
 }

@@ -85,6 +85,8 @@ pub struct Report {
     pub events_malformed: u64,
     pub services: Vec<ServiceReport>,
     pub api_calls: BTreeMap<String, u64>,
+    /// Calls refused by an injected throttle, per operation.
+    pub api_throttles: BTreeMap<String, u64>,
     /// Virtual time spent waiting for API rate tokens.
     pub api_pacing_s: f64,
 }
@@ -144,6 +146,7 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
         events_malformed: 0,
         services: vec![],
         api_calls: BTreeMap::new(),
+        api_throttles: BTreeMap::new(),
         api_pacing_s: 0.0,
     };
     let progress = if display.progress {
@@ -476,6 +479,7 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
     }
     let sim = backend.lock();
     report.api_calls = sim.api_calls();
+    report.api_throttles = sim.throttles.clone();
     report.api_pacing_s = sim.paced_ms as f64 / 1000.0;
     report
 }
@@ -548,12 +552,14 @@ pub fn write_summary(report: &Report, out: &mut dyn Write) -> std::io::Result<()
             writeln!(out, "    MISPREDICTED moves: {}", s.mispredicted_moves)?;
         }
     }
-    let calls: Vec<String> = report
-        .api_calls
-        .iter()
-        .map(|(k, v)| format!("{k} {v}"))
-        .collect();
-    writeln!(out, "  API calls: {}", calls.join(", "))?;
+    let per_operation = |counts: &BTreeMap<String, u64>| {
+        let list: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        list.join(", ")
+    };
+    writeln!(out, "  API calls: {}", per_operation(&report.api_calls))?;
+    if !report.api_throttles.is_empty() {
+        writeln!(out, "  throttled: {}", per_operation(&report.api_throttles))?;
+    }
     if report.failed_snapshots + report.failed_actions > 0 {
         writeln!(
             out,

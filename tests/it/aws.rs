@@ -21,12 +21,22 @@ use crate::repo;
 struct Moto {
     child: Child,
     port: u16,
-    /// The front the SDK talks to (see [`protection_front`]).
+    /// The front the SDK talks to (see [`front`]).
     front: u16,
-    /// Tasks the front reports as protected from scale-in.
-    protected: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
-    /// GetTaskProtection calls the front answered.
-    protection_asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// What the front adds to moto.
+    front_state: std::sync::Arc<Front>,
+}
+
+/// What the front in front of moto answers itself.
+#[derive(Debug, Default)]
+struct Front {
+    /// Tasks reported as protected from scale-in.
+    protected: std::sync::Mutex<std::collections::BTreeSet<String>>,
+    /// GetTaskProtection calls answered.
+    protection_asked: std::sync::atomic::AtomicUsize,
+    /// How many of the next attempts of an ECS operation (lower case, such
+    /// as `describeservices`) to refuse with ThrottlingException.
+    throttle: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
 }
 
 impl Moto {
@@ -52,19 +62,12 @@ impl Moto {
             .stderr(Stdio::null())
             .spawn()
             .expect("moto_server starts");
-        let protected = std::sync::Arc::default();
-        let protection_asked = std::sync::Arc::default();
-        let front = protection_front(
-            port,
-            std::sync::Arc::clone(&protected),
-            std::sync::Arc::clone(&protection_asked),
-        );
+        let front_state = std::sync::Arc::<Front>::default();
         let moto = Moto {
             child,
             port,
-            front,
-            protected,
-            protection_asked,
+            front: front(port, std::sync::Arc::clone(&front_state)),
+            front_state,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -84,12 +87,26 @@ impl Moto {
     }
 
     fn protect(&self, task: &str) {
-        self.protected.lock().unwrap().insert(task.to_owned());
+        self.front_state
+            .protected
+            .lock()
+            .unwrap()
+            .insert(task.to_owned());
     }
 
     fn protection_asked(&self) -> usize {
-        self.protection_asked
+        self.front_state
+            .protection_asked
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The next `attempts` attempts of an ECS operation are throttled.
+    fn throttle(&self, operation: &str, attempts: usize) {
+        self.front_state
+            .throttle
+            .lock()
+            .unwrap()
+            .insert(operation.to_ascii_lowercase(), attempts);
     }
 
     fn post(&self, path: &str, body: &str) -> String {
@@ -1419,22 +1436,19 @@ fn closing(message: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A front for moto that answers GetTaskProtection, which moto 5.2.5 does
+/// A front for moto. It answers GetTaskProtection, which moto 5.2.5 does
 /// not implement (it answers HTTP 500), from the set of protected tasks the
-/// test sets, in the documented response shape; every other request goes
-/// to moto unchanged. Each connection carries one request.
-fn protection_front(
-    moto_port: u16,
-    protected: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
-    asked: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-) -> u16 {
+/// test sets, in the documented response shape; it throttles the ECS
+/// attempts the test asks it to, as ECS does (HTTP 400,
+/// ThrottlingException); every other request goes to moto unchanged. Each
+/// connection carries one request.
+fn front(moto_port: u16, state: std::sync::Arc<Front>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
-            let protected = std::sync::Arc::clone(&protected);
-            let asked = std::sync::Arc::clone(&asked);
+            let state = std::sync::Arc::clone(&state);
             std::thread::spawn(move || {
                 let request = read_request(&mut stream);
                 let head_end = request
@@ -1442,14 +1456,36 @@ fn protection_front(
                     .position(|w| w == b"\r\n\r\n")
                     .unwrap_or(request.len());
                 let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
-                if head
-                    .contains("x-amz-target: amazonec2containerservicev20141113.gettaskprotection")
-                {
-                    asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let operation = head
+                    .split("x-amz-target: amazonec2containerservicev20141113.")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .unwrap_or("");
+                let throttled = state
+                    .throttle
+                    .lock()
+                    .unwrap()
+                    .get_mut(operation)
+                    .filter(|left| **left > 0)
+                    .map(|left| *left -= 1)
+                    .is_some();
+                if throttled {
+                    let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    return;
+                }
+                if operation == "gettaskprotection" {
+                    state
+                        .protection_asked
+                        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                     let body: serde_json::Value =
                         serde_json::from_slice(&request[(head_end + 4).min(request.len())..])
                             .unwrap_or_default();
-                    let protected = protected.lock().unwrap();
+                    let protected = state.protected.lock().unwrap();
                     let tasks: Vec<serde_json::Value> = body["tasks"]
                         .as_array()
                         .into_iter()
@@ -1484,6 +1520,9 @@ async fn run_serves_health_readiness_metrics_and_status() {
     let moto = Moto::start();
     let client = moto.client();
     cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    // ECS refuses the first two attempts for their rate; the SDK's third
+    // succeeds, so the pass goes on, and the throttles are counted.
+    moto.throttle("DescribeServices", 2);
     let specs = specs_dir("  placement: {azBalanced: true}\n");
     let mut child = controller(
         &moto,
@@ -1521,6 +1560,8 @@ async fn run_serves_health_readiness_metrics_and_status() {
         r#"stevedore_actions_total{kind="stop_task",result="ok"} 1"#,
         r#"stevedore_api_calls_total{operation="StopTask"} 1"#,
         r#"stevedore_api_calls_total{operation="DescribeTasks"}"#,
+        r#"stevedore_api_calls_total{operation="DescribeServices"} 1"#,
+        r#"stevedore_api_throttles_total{operation="DescribeServices"} 2"#,
         r#"stevedore_skew{policy="web",service="web",topology="zone"} 5"#,
         r#"stevedore_policies{state="Converging"} 1"#,
     ] {
