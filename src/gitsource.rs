@@ -44,43 +44,81 @@ pub fn is_url(spec: &Path) -> bool {
         || (s.contains('@') && s.contains(':') && !s.starts_with('/'))
 }
 
+/// The URL as it may be shown in logs and errors: a password replaced by
+/// `***`, and over http(s) a lone user name too, since hosts such as GitHub
+/// take a token there (`https://TOKEN@github.com/org/repo.git`).
+pub fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned(); // `git@host:path`: a user name, never a secret
+    };
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let Some((userinfo, _)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let shown = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:***"),
+        None if scheme.starts_with("http") => "***".to_owned(),
+        None => return url.to_owned(),
+    };
+    format!("{scheme}://{shown}{}", &rest[userinfo.len()..])
+}
+
+/// An error with its causes, as `outer: inner: innermost` (gix reports
+/// the reason a handshake failed only in a source).
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
 impl GitSource {
     fn error(&self, message: impl std::fmt::Display) -> Error {
         Error {
-            url: self.url.clone(),
+            url: redacted(&self.url),
             message: message.to_string(),
         }
+    }
+
+    fn failed(&self, error: impl std::error::Error) -> Error {
+        self.error(with_causes(&error))
     }
 
     /// Fetches, and reads the policy files of the ref's commit.
     pub fn fetch(&self) -> Result<Commit> {
         let interrupt = AtomicBool::new(false);
         let repo = if self.cache.join("HEAD").exists() {
-            let repo = gix::open(&self.cache).map_err(|e| self.error(e))?;
+            let repo = gix::open(&self.cache).map_err(|e| self.failed(e))?;
             // Branches and tags land where the clone put them.
             let remote = repo
                 .remote_at(self.url.as_str())
-                .map_err(|e| self.error(e))?
+                .map_err(|e| self.failed(e))?
                 .with_refspecs(
                     ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
                     gix::remote::Direction::Fetch,
                 )
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| self.failed(e))?;
             remote
                 .connect(gix::remote::Direction::Fetch)
-                .map_err(|e| self.error(e))?
+                .map_err(|e| self.failed(e))?
                 .prepare_fetch(gix::progress::Discard, Default::default())
-                .map_err(|e| self.error(e))?
+                .map_err(|e| self.failed(e))?
                 .receive(gix::progress::Discard, &interrupt)
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| self.failed(e))?;
             repo
         } else {
-            std::fs::create_dir_all(&self.cache).map_err(|e| self.error(e))?;
+            std::fs::create_dir_all(&self.cache).map_err(|e| self.failed(e))?;
             let mut prepare = gix::prepare_clone_bare(self.url.as_str(), &self.cache)
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| self.failed(e))?;
             let (repo, _) = prepare
                 .fetch_only(gix::progress::Discard, &interrupt)
-                .map_err(|e| self.error(e))?;
+                .map_err(|e| self.failed(e))?;
             repo
         };
         let mut reference = [
@@ -91,19 +129,19 @@ impl GitSource {
         .iter()
         .find_map(|name| repo.find_reference(name.as_str()).ok())
         .ok_or_else(|| self.error(format!("no ref `{}`", self.reference)))?;
-        let commit = reference.peel_to_commit().map_err(|e| self.error(e))?;
-        let tree = commit.tree().map_err(|e| self.error(e))?;
+        let commit = reference.peel_to_commit().map_err(|e| self.failed(e))?;
+        let tree = commit.tree().map_err(|e| self.failed(e))?;
         let mut recorder = gix::traverse::tree::Recorder::default();
         tree.traverse()
             .breadthfirst(&mut recorder)
-            .map_err(|e| self.error(e))?;
+            .map_err(|e| self.failed(e))?;
         let mut files = vec![];
         for entry in recorder.records {
             let path = entry.filepath.to_string();
             if !entry.mode.is_blob() || !(path.ends_with(".yaml") || path.ends_with(".yml")) {
                 continue;
             }
-            let object = repo.find_object(entry.oid).map_err(|e| self.error(e))?;
+            let object = repo.find_object(entry.oid).map_err(|e| self.failed(e))?;
             files.push((path, object.data.clone()));
         }
         files.sort();
@@ -111,5 +149,43 @@ impl GitSource {
             id: commit.id.to_string(),
             files,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_and_tokens_are_never_shown() {
+        for (url, shown) in [
+            (
+                "https://x-access-token:ghp_s3cret@github.com/ops/policies.git",
+                "https://x-access-token:***@github.com/ops/policies.git",
+            ),
+            (
+                "https://ghp_s3cret@github.com/ops/policies.git",
+                "https://***@github.com/ops/policies.git",
+            ),
+            (
+                "https://github.com/ops/policies.git",
+                "https://github.com/ops/policies.git",
+            ),
+            (
+                "ssh://git@github.com/ops/policies.git",
+                "ssh://git@github.com/ops/policies.git",
+            ),
+            (
+                "git@github.com:ops/policies.git",
+                "git@github.com:ops/policies.git",
+            ),
+            // An `@` in the path is not a user.
+            (
+                "https://git.example.com/ops/a@b.git",
+                "https://git.example.com/ops/a@b.git",
+            ),
+        ] {
+            assert_eq!(redacted(url), shown);
+        }
     }
 }
