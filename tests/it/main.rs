@@ -2,6 +2,7 @@
 
 mod aws;
 mod cli;
+mod deploy;
 mod editor;
 mod hostile;
 mod rules;

@@ -1,0 +1,299 @@
+//! The packaging under `examples/deploy/` and the `Dockerfile` agree with
+//! the binary: the CloudFormation template's role is exactly what
+//! `stevedore iam-policy` prints, its queue and rule are what `stevedore
+//! install` makes, the task definition file is the template's, its command
+//! line parses, and the binary needs nothing the runtime image lacks.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use clap::Parser;
+use serde_json::{Value, json};
+
+use crate::repo;
+
+/// What the template's `Ref`, `Fn::GetAtt` (as `Resource.Attribute`) and
+/// `${...}` resolve to in `examples/deploy/task-definition.json`'s example.
+fn example_refs() -> BTreeMap<&'static str, &'static str> {
+    BTreeMap::from([
+        ("AWS::Region", "us-east-1"),
+        ("AWS::AccountId", "123456789012"),
+        ("ClusterName", "prod"),
+        (
+            "Image",
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com/stevedore:0.1.0",
+        ),
+        (
+            "SpecsRepository",
+            "https://github.com/example/ecs-policies.git",
+        ),
+        ("SpecsRef", "main"),
+        (
+            "EventQueue",
+            "https://sqs.us-east-1.amazonaws.com/123456789012/stevedore-prod",
+        ),
+        (
+            "EventQueue.Arn",
+            "arn:aws:sqs:us-east-1:123456789012:stevedore-prod",
+        ),
+        (
+            "EventRule.Arn",
+            "arn:aws:events:us-east-1:123456789012:rule/stevedore-prod",
+        ),
+        ("LeaseTable", "stevedore-prod-lease"),
+        ("Replicas", "2"),
+        ("Subnets", "subnet-aaa"),
+        ("SecurityGroup", "sg-ccc"),
+        ("AssignPublicIp", "DISABLED"),
+        (
+            "TaskDefinition",
+            "arn:aws:ecs:us-east-1:123456789012:task-definition/stevedore-prod:1",
+        ),
+        ("LogGroup", "/stevedore/prod"),
+        (
+            "TaskRole.Arn",
+            "arn:aws:iam::123456789012:role/stevedore-prod",
+        ),
+        (
+            "ExecutionRole.Arn",
+            "arn:aws:iam::123456789012:role/ecsTaskExecutionRole",
+        ),
+    ])
+}
+
+/// The CloudFormation template, as data.
+pub fn template() -> Value {
+    let text = std::fs::read_to_string(repo("examples/deploy/cloudformation.yaml")).unwrap();
+    serde_saphyr::from_str(&text).expect("the template is YAML")
+}
+
+/// `value` with every intrinsic function the template uses replaced by
+/// what `refs` says it resolves to; a name `refs` lacks fails the test.
+fn resolve(value: &Value, refs: &BTreeMap<&str, &str>) -> Value {
+    let lookup = |name: &str| -> String {
+        refs.get(name)
+            .unwrap_or_else(|| {
+                panic!("the template refers to `{name}`, which the test does not know")
+            })
+            .to_string()
+    };
+    match value {
+        Value::Object(map) if map.len() == 1 => {
+            let (function, argument) = map.iter().next().unwrap();
+            match (function.as_str(), argument) {
+                ("Ref", Value::String(name)) => Value::String(lookup(name)),
+                ("Fn::GetAtt", Value::Array(parts)) => {
+                    let parts: Vec<&str> = parts.iter().filter_map(Value::as_str).collect();
+                    Value::String(lookup(&parts.join(".")))
+                }
+                ("Fn::Sub", Value::String(text)) => {
+                    let mut out = String::new();
+                    let mut rest = text.as_str();
+                    while let Some(start) = rest.find("${") {
+                        let end = start + rest[start..].find('}').unwrap();
+                        out.push_str(&rest[..start]);
+                        out.push_str(&lookup(&rest[start + 2..end]));
+                        rest = &rest[end + 1..];
+                    }
+                    out.push_str(rest);
+                    Value::String(out)
+                }
+                _ => Value::Object(
+                    map.iter()
+                        .map(|(k, v)| (k.clone(), resolve(v, refs)))
+                        .collect(),
+                ),
+            }
+        }
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), resolve(v, refs)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| resolve(v, refs)).collect()),
+        other => other.clone(),
+    }
+}
+
+/// CloudFormation's property names (`ContainerPort`) as the ECS API's JSON
+/// spells them (`containerPort`).
+fn camel_case(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| {
+                    let mut chars = k.chars();
+                    let key = chars
+                        .next()
+                        .map(|c| c.to_ascii_lowercase().to_string() + chars.as_str())
+                        .unwrap_or_default();
+                    (key, camel_case(v))
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(camel_case).collect()),
+        other => other.clone(),
+    }
+}
+
+fn properties<'a>(template: &'a Value, resource: &str) -> &'a Value {
+    let properties = &template["Resources"][resource]["Properties"];
+    assert!(properties.is_object(), "no resource {resource}");
+    properties
+}
+
+#[test]
+fn the_templates_role_is_exactly_what_iam_policy_prints() {
+    let refs = example_refs();
+    let template = resolve(&template(), &refs);
+    let printed = Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .args([
+            "iam-policy",
+            "--cluster",
+            "prod",
+            "--region",
+            "us-east-1",
+            "--account",
+            "123456789012",
+            "--lease-table",
+            "stevedore-prod-lease",
+        ])
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    let printed: Value = serde_json::from_slice(&printed.stdout).unwrap();
+    let policies = properties(&template, "TaskRole")["Policies"]
+        .as_array()
+        .unwrap();
+    assert_eq!(policies.len(), 1, "the role has one policy: stevedore's");
+    assert_eq!(policies[0]["PolicyDocument"], printed);
+    // The names the policy is scoped to are the resources' names.
+    assert_eq!(
+        properties(&template, "EventQueue")["QueueName"],
+        stevedore::iam::default_queue("prod")
+    );
+    assert_eq!(
+        properties(&template, "LeaseTable")["TableName"],
+        "stevedore-prod-lease"
+    );
+}
+
+#[test]
+fn the_templates_queue_and_rule_are_what_install_makes() {
+    let refs = example_refs();
+    let template = resolve(&template(), &refs);
+    let rule = properties(&template, "EventRule");
+    assert_eq!(rule["Name"], stevedore::install::rule_name("prod"));
+    let pattern: Value = serde_json::from_str(&stevedore::install::event_pattern(
+        "arn:aws:ecs:us-east-1:123456789012:cluster/prod",
+    ))
+    .unwrap();
+    assert_eq!(rule["EventPattern"], pattern);
+    assert_eq!(
+        rule["Targets"],
+        json!([{"Id": stevedore::install::TARGET_ID, "Arn": refs["EventQueue.Arn"]}])
+    );
+    let queue_policy: Value = serde_json::from_str(&stevedore::install::queue_policy(
+        refs["EventQueue.Arn"],
+        refs["EventRule.Arn"],
+    ))
+    .unwrap();
+    assert_eq!(
+        properties(&template, "EventQueuePolicy")["PolicyDocument"],
+        queue_policy
+    );
+}
+
+#[test]
+fn the_task_definition_file_is_the_templates_and_its_command_parses() {
+    let template = resolve(&template(), &example_refs());
+    let file: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("examples/deploy/task-definition.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(camel_case(properties(&template, "TaskDefinition")), file);
+
+    let container = &file["containerDefinitions"][0];
+    let command: Vec<&str> = container["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let parsed = stevedore::cli::Cli::try_parse_from(std::iter::once("stevedore").chain(command));
+    assert!(parsed.is_ok(), "{}", parsed.unwrap_err());
+    // The health check runs the binary where the image puts it.
+    let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
+    let entrypoint = container["healthCheck"]["command"][1].as_str().unwrap();
+    assert!(
+        dockerfile.contains(&format!("ENTRYPOINT [\"{entrypoint}\"]")),
+        "the Dockerfile's entry point is not {entrypoint}"
+    );
+    let port = container["portMappings"][0]["containerPort"]
+        .as_u64()
+        .unwrap();
+    assert!(dockerfile.contains(&format!("EXPOSE {port}")));
+}
+
+/// The libraries the runtime image (`gcr.io/distroless/cc-debian12`)
+/// provides, and its glibc's version (Debian 12's).
+const RUNTIME_LIBRARIES: [&str; 5] = [
+    "libc.so.6",
+    "libm.so.6",
+    "libgcc_s.so.1",
+    "ld-linux-x86-64.so.2",
+    "ld-linux-aarch64.so.1",
+];
+const RUNTIME_GLIBC: (u32, u32) = (2, 36);
+
+#[test]
+fn the_binary_needs_only_what_the_runtime_image_has() {
+    let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
+    let stages: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(stages.len(), 2, "a build stage and a runtime stage");
+    assert!(stages[0].contains("-bookworm"), "built on Debian 12");
+    assert_eq!(stages[1], "FROM gcr.io/distroless/cc-debian12:nonroot");
+    let runtime = dockerfile.split(stages[1]).nth(1).unwrap();
+    assert!(
+        runtime.contains("\nUSER nonroot:nonroot\n"),
+        "runs as non-root"
+    );
+
+    let binary = env!("CARGO_BIN_EXE_stevedore");
+    let readelf = |flag: &str| {
+        let out = Command::new("readelf")
+            .args([flag, "--wide", binary])
+            .output()
+            .expect("readelf (binutils) runs");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let needed: Vec<String> = readelf("-d")
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next().map(str::to_owned))
+        .collect();
+    assert!(needed.iter().any(|l| l == "libc.so.6"), "{needed:?}");
+    for library in &needed {
+        assert!(
+            RUNTIME_LIBRARIES.contains(&library.as_str()),
+            "the binary needs {library}, which the runtime image does not have"
+        );
+    }
+    let newest = readelf("-V")
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("GLIBC_"))
+        .filter_map(|v| {
+            let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+            Some((parts.next()??, parts.next().flatten().unwrap_or(0)))
+        })
+        .max()
+        .unwrap();
+    assert!(
+        newest <= RUNTIME_GLIBC,
+        "the binary needs glibc {newest:?}; the runtime image has {RUNTIME_GLIBC:?}"
+    );
+}
