@@ -128,15 +128,51 @@ impl Moto {
         response
     }
 
-    /// An EC2 instance in a zone (moto registers only existing instances
-    /// with ECS), through EC2's query API: the credential scope tells moto
-    /// which service is meant; it does not check signatures.
-    fn ec2_instance(&self, zone: &str) -> String {
-        let body = format!(
-            "Action=RunInstances&Version=2016-11-15&ImageId=ami-12c6146b&MinCount=1&MaxCount=1&InstanceType=m5.xlarge&Placement.AvailabilityZone={zone}"
+    /// A call of a service's query API (EC2, IAM, CloudFormation), for
+    /// what the tests need and the crates they use have no client for. The
+    /// credential scope tells moto which service is meant; it does not check
+    /// signatures. `parameters` are form-encoded here.
+    fn query(&self, service: &str, parameters: &[(&str, &str)]) -> String {
+        let encode = |text: &str| -> String {
+            text.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect()
+        };
+        let body: Vec<String> = parameters
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        let auth = format!(
+            "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n"
         );
-        let auth = "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0\r\n";
-        let response = self.request("/", "application/x-www-form-urlencoded", auth, &body);
+        self.request(
+            "/",
+            "application/x-www-form-urlencoded",
+            &auth,
+            &body.join("&"),
+        )
+    }
+
+    /// An EC2 instance in a zone (moto registers only existing instances
+    /// with ECS).
+    fn ec2_instance(&self, zone: &str) -> String {
+        let response = self.query(
+            "ec2",
+            &[
+                ("Action", "RunInstances"),
+                ("Version", "2016-11-15"),
+                ("ImageId", "ami-12c6146b"),
+                ("MinCount", "1"),
+                ("MaxCount", "1"),
+                ("InstanceType", "m5.xlarge"),
+                ("Placement.AvailabilityZone", zone),
+            ],
+        );
         let start = response
             .find("<instanceId>")
             .expect("RunInstances returns an instance")
@@ -2016,4 +2052,183 @@ async fn run_follows_a_git_repository_and_keeps_the_last_good_commit() {
         .unwrap();
     wait_for(&lines, "shutting down", &mut seen);
     assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// The text of the first `<tag>` element in `xml` after `after`.
+fn xml_text<'a>(xml: &'a str, after: &str, tag: &str) -> &'a str {
+    let from = xml
+        .find(after)
+        .unwrap_or_else(|| panic!("{after} not in {xml}"))
+        + after.len();
+    let open = format!("<{tag}>");
+    let start = from + xml[from..].find(&open).unwrap() + open.len();
+    let end = start + xml[start..].find(&format!("</{tag}>")).unwrap();
+    &xml[start..end]
+}
+
+#[tokio::test]
+async fn the_cloudformation_template_deploys_and_its_command_runs() {
+    use crate::cli::git;
+    let moto = Moto::start();
+    let c = clients(&moto);
+    cluster(&moto, &c.ecs, [3, 2, 1, 0, 0, 0]).await;
+    let origin = tempfile::tempdir().unwrap();
+    git(origin.path(), &["init", "-q"]);
+    std::fs::write(
+        origin.path().join("web.yaml"),
+        "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: web}\nspec:\n  target: {cluster: demo, service: web}\n  placement: {azBalanced: true}\n",
+    )
+    .unwrap();
+    git(origin.path(), &["add", "."]);
+    git(origin.path(), &["commit", "-q", "-m", "policies"]);
+    let specs = format!("file://{}", origin.path().display());
+
+    // Deployed on moto's CloudFormation as an operator would deploy it.
+    let template = std::fs::read_to_string(repo("examples/deploy/cloudformation.yaml")).unwrap();
+    let parameters = [
+        ("ClusterName", "demo"),
+        ("Image", "stevedore:test"),
+        ("SpecsRepository", specs.as_str()),
+        ("Subnets", "subnet-1,subnet-2"),
+        ("SecurityGroup", "sg-1"),
+    ];
+    let mut create = vec![
+        ("Action".to_owned(), "CreateStack".to_owned()),
+        ("Version".to_owned(), "2010-05-15".to_owned()),
+        ("StackName".to_owned(), "stevedore-demo".to_owned()),
+        ("TemplateBody".to_owned(), template),
+        (
+            "Capabilities.member.1".to_owned(),
+            "CAPABILITY_NAMED_IAM".to_owned(),
+        ),
+    ];
+    for (i, (key, value)) in parameters.iter().enumerate() {
+        let member = format!("Parameters.member.{}", i + 1);
+        create.push((format!("{member}.ParameterKey"), key.to_string()));
+        create.push((format!("{member}.ParameterValue"), value.to_string()));
+    }
+    let create: Vec<(&str, &str)> = create
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    moto.query("cloudformation", &create);
+    let stack = moto.query(
+        "cloudformation",
+        &[
+            ("Action", "DescribeStacks"),
+            ("Version", "2010-05-15"),
+            ("StackName", "stevedore-demo"),
+        ],
+    );
+    assert_eq!(
+        xml_text(&stack, "<StackName>", "StackStatus"),
+        "CREATE_COMPLETE"
+    );
+    let queue_url = xml_text(&stack, "<OutputKey>QueueUrl</OutputKey>", "OutputValue");
+    let lease_table = xml_text(&stack, "<OutputKey>LeaseTable</OutputKey>", "OutputValue");
+
+    // The role CloudFormation made holds the policy `iam-policy` prints for
+    // this account and region. (moto 5.2.5 returns the document as a Python
+    // literal, with single quotes; the policy has no quote of its own.)
+    let role = moto.query(
+        "iam",
+        &[
+            ("Action", "GetRolePolicy"),
+            ("Version", "2010-05-08"),
+            ("RoleName", "stevedore-demo"),
+            ("PolicyName", "stevedore"),
+        ],
+    );
+    let document: serde_json::Value = serde_json::from_str(
+        &xml_text(&role, "<GetRolePolicyResult>", "PolicyDocument").replace('\'', "\""),
+    )
+    .unwrap();
+    let scope = stevedore::iam::Scope {
+        cluster: "demo",
+        region: Some("us-east-1"),
+        account: Some("123456789012"),
+        queue: "stevedore-demo",
+    };
+    assert_eq!(
+        document,
+        stevedore::iam::with_lease(stevedore::iam::policy(&scope), &scope, lease_table)
+    );
+
+    // The rule sends the cluster's events to the queue, as `install`'s does.
+    let rule = c
+        .events
+        .describe_rule()
+        .name("stevedore-demo")
+        .send()
+        .await
+        .unwrap();
+    let pattern: serde_json::Value = serde_json::from_str(rule.event_pattern().unwrap()).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(&stevedore::install::event_pattern(
+        "arn:aws:ecs:us-east-1:123456789012:cluster/demo",
+    ))
+    .unwrap();
+    assert_eq!(pattern, expected);
+    let targets = c
+        .events
+        .list_targets_by_rule()
+        .rule("stevedore-demo")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        targets.targets()[0].arn(),
+        "arn:aws:sqs:us-east-1:123456789012:stevedore-demo"
+    );
+
+    // The registered task definition's command, run as ECS would start the
+    // container (with a free port, and once): it reads the policies from
+    // git, takes the lease in the stack's table and acts.
+    let definition = c
+        .ecs
+        .describe_task_definition()
+        .task_definition("stevedore-demo")
+        .send()
+        .await
+        .unwrap();
+    let container = &definition
+        .task_definition()
+        .unwrap()
+        .container_definitions()[0];
+    let mut command: Vec<&str> = container.command().iter().map(String::as_str).collect();
+    assert_eq!(command[0], "run");
+    assert!(command.contains(&queue_url) && command.contains(&lease_table));
+    for arg in command.iter_mut() {
+        if *arg == "0.0.0.0:9464" {
+            *arg = "127.0.0.1:0";
+        }
+    }
+    command.push("--once");
+    let out = stevedore(&moto, &command);
+    let logs = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{logs}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One move within the budget (maxUnavailable 1), logged as JSON.
+    assert_eq!(stopped(&c.ecs).await, 1, "{logs}");
+    assert!(
+        logs.contains(r#""rule":"spread(zone, maxSkew 1)""#),
+        "{logs}"
+    );
+    let lease = dynamodb(&moto)
+        .get_item()
+        .table_name(lease_table)
+        .key(
+            "name",
+            aws_sdk_dynamodb::types::AttributeValue::S("stevedore".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        lease.item().is_some(),
+        "the lease was taken in the stack's table"
+    );
 }

@@ -3,6 +3,9 @@
 //! `stevedore iam-policy` prints, its queue and rule are what `stevedore
 //! install` makes, the task definition file is the template's, its command
 //! line parses, and the binary needs nothing the runtime image lacks.
+//! (`aws::the_cloudformation_template_deploys_and_its_command_runs`
+//! deploys the template on moto's CloudFormation and runs the deployed
+//! command line.)
 
 use std::collections::BTreeMap;
 use std::process::Command;
