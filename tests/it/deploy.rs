@@ -300,3 +300,62 @@ fn the_binary_needs_only_what_the_runtime_image_has() {
         "the binary needs glibc {newest:?}; the runtime image has {RUNTIME_GLIBC:?}"
     );
 }
+
+/// Runs cfn-lint (from `.venv`, see `scripts/requirements-test.txt`) on a
+/// template; its findings if any.
+fn cfn_lint(template: &std::path::Path) -> Result<(), String> {
+    let cfn_lint = repo(".venv/bin/cfn-lint");
+    assert!(
+        cfn_lint.exists(),
+        "{} not found: run `scripts/test.sh`, which installs it into .venv",
+        cfn_lint.display()
+    );
+    let out = Command::new(cfn_lint).arg(template).output().unwrap();
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+#[test]
+fn the_template_and_every_iam_action_pass_cfn_lint() {
+    cfn_lint(&repo("examples/deploy/cloudformation.yaml")).unwrap_or_else(|e| panic!("{e}"));
+
+    // Every action of every policy `iam-policy` prints exists (cfn-lint
+    // knows each service's actions), the installer's included.
+    let scope = stevedore::iam::Scope {
+        cluster: "prod",
+        region: Some("us-east-1"),
+        account: Some("123456789012"),
+        queue: "stevedore-prod",
+    };
+    let policies = [
+        stevedore::iam::with_lease(stevedore::iam::policy(&scope), &scope, "leases"),
+        stevedore::iam::installer_policy(&scope),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policies.json");
+    let write = |documents: &[Value]| {
+        let resources: serde_json::Map<String, Value> = documents
+            .iter()
+            .enumerate()
+            .map(|(i, document)| {
+                (
+                    format!("Policy{i}"),
+                    json!({"Type": "AWS::IAM::ManagedPolicy", "Properties": {"PolicyDocument": document}}),
+                )
+            })
+            .collect();
+        let template = json!({"AWSTemplateFormatVersion": "2010-09-09", "Resources": resources});
+        std::fs::write(&path, template.to_string()).unwrap();
+    };
+    write(&policies);
+    cfn_lint(&path).unwrap_or_else(|e| panic!("{e}"));
+
+    // And cfn-lint does find an action that does not exist.
+    let mut wrong = policies[0].clone();
+    wrong["Statement"][0]["Action"][0] = json!("ecs:ListServicez");
+    write(&[wrong]);
+    assert!(cfn_lint(&path).unwrap_err().contains("listservicez"));
+}
