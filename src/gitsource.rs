@@ -93,38 +93,44 @@ impl GitSource {
     /// Fetches, and reads the policy files of the ref's commit.
     pub fn fetch(&self) -> Result<Commit> {
         let interrupt = AtomicBool::new(false);
+        // A controller never asks for credentials on a terminal: they come
+        // in the URL or from a configured credential helper.
+        let options = gix::open::Options::default()
+            .config_overrides(["gitoxide.credentials.terminalPrompt=false"]);
         let repo = if self.cache.join("HEAD").exists() {
-            let repo = gix::open(&self.cache).map_err(|e| self.failed(e))?;
-            // Branches and tags land where the clone put them.
-            let remote = repo
-                .remote_at(self.url.as_str())
-                .map_err(|e| self.failed(e))?
-                .with_refspecs(
-                    ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
-                    gix::remote::Direction::Fetch,
-                )
-                .map_err(|e| self.failed(e))?;
-            remote
-                .connect(gix::remote::Direction::Fetch)
-                .map_err(|e| self.failed(e))?
-                .prepare_fetch(gix::progress::Discard, Default::default())
-                .map_err(|e| self.failed(e))?
-                .receive(gix::progress::Discard, &interrupt)
-                .map_err(|e| self.failed(e))?;
-            repo
+            gix::open_opts(&self.cache, options).map_err(|e| self.failed(e))?
         } else {
             std::fs::create_dir_all(&self.cache).map_err(|e| self.failed(e))?;
-            let mut prepare = gix::prepare_clone_bare(self.url.as_str(), &self.cache)
-                .map_err(|e| self.failed(e))?;
-            let (repo, _) = prepare
-                .fetch_only(gix::progress::Discard, &interrupt)
-                .map_err(|e| self.failed(e))?;
-            repo
+            gix::ThreadSafeRepository::init_opts(
+                &self.cache,
+                gix::create::Kind::Bare,
+                gix::create::Options::default(),
+                options,
+            )
+            .map_err(|e| self.failed(e))?
+            .to_thread_local()
         };
+        // An anonymous remote, so that the URL, which may hold a token, is
+        // never written to the clone's configuration. Branches and tags
+        // land under their own names, as in a bare clone.
+        let remote = repo
+            .remote_at(self.url.as_str())
+            .map_err(|e| self.failed(e))?
+            .with_refspecs(
+                ["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+                gix::remote::Direction::Fetch,
+            )
+            .map_err(|e| self.failed(e))?;
+        remote
+            .connect(gix::remote::Direction::Fetch)
+            .map_err(|e| self.failed(e))?
+            .prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(|e| self.failed(e))?
+            .receive(gix::progress::Discard, &interrupt)
+            .map_err(|e| self.failed(e))?;
         let mut reference = [
             format!("refs/heads/{}", self.reference),
             format!("refs/tags/{}", self.reference),
-            format!("refs/remotes/origin/{}", self.reference),
         ]
         .iter()
         .find_map(|name| repo.find_reference(name.as_str()).ok())

@@ -27,7 +27,8 @@
 //!   desired count a metric asks for (steps, bounds, cooldowns, scale-in
 //!   stabilization).
 //! - [`backend`]: the narrow ECS interface the controller uses;
-//!   [`aws`] implements it over the ECS API, paced by [`pacing`];
+//!   [`aws`] implements it over the ECS API, paced by [`pacing`], with
+//!   throttled attempts counted by [`throttle`];
 //!   [`refresh`]: reading again only what events touched, merged into the
 //!   last snapshot; [`metrics`]: which metric each scaled service reads,
 //!   read in one batch; [`controller`]: the cluster view, one reconcile (plan,
@@ -48,8 +49,10 @@
 //! Outside `src/`: `specs/` holds the demo cluster's policies as a GitOps
 //! directory, `examples/` more policies and the simulator scenarios,
 //! `schema/` the published schemas, `tests/` the integration tests (one
-//! binary, `tests/it/`), `benches/` the planner benchmarks, and
-//! `scripts/test.sh` the whole test suite as CI runs it.
+//! binary, `tests/it/`), `benches/` the planner benchmarks,
+//! `scripts/test.sh` the whole test suite as CI runs it, and `Dockerfile`
+//! and `examples/deploy/` the image and its deployment (CloudFormation, an
+//! ECS task definition).
 
 pub mod audit;
 pub mod aws;

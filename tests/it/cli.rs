@@ -282,99 +282,6 @@ fn a_git_source_reads_each_new_commits_policy_files() {
     );
 }
 
-/// A git smart-HTTP server on `127.0.0.1:0` serving the repositories under
-/// `root`: git's own `git http-backend`, run as CGI for each request, as a
-/// web server runs it in front of a real git host. Returns the base URL and
-/// a count of the requests served.
-fn smart_http_server(
-    root: &std::path::Path,
-) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    use axum::body::{Body, Bytes};
-    use axum::http::{HeaderMap, Method, Response, Uri};
-
-    let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&served);
-    let root = root.to_path_buf();
-    let handler = move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-        let root = root.clone();
-        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        async move {
-            let header = |name: &str| {
-                headers
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned()
-            };
-            let mut child = Command::new("git")
-                .arg("http-backend")
-                .env("GIT_PROJECT_ROOT", &root)
-                .env("GIT_HTTP_EXPORT_ALL", "1")
-                .env("REQUEST_METHOD", method.as_str())
-                .env("PATH_INFO", uri.path())
-                .env("QUERY_STRING", uri.query().unwrap_or(""))
-                .env("CONTENT_TYPE", header("content-type"))
-                .env("CONTENT_LENGTH", body.len().to_string())
-                .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
-                .env("GIT_PROTOCOL", header("git-protocol"))
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .spawn()
-                .expect("git http-backend runs");
-            let mut stdin = child.stdin.take().unwrap();
-            let writer = std::thread::spawn(move || {
-                use std::io::Write;
-                let _ = stdin.write_all(&body);
-            });
-            let out = child.wait_with_output().unwrap();
-            writer.join().unwrap();
-            // CGI output: header lines, a blank line, the body.
-            let split = out
-                .stdout
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map(|i| (i, i + 4))
-                .or_else(|| {
-                    out.stdout
-                        .windows(2)
-                        .position(|w| w == b"\n\n")
-                        .map(|i| (i, i + 2))
-                })
-                .unwrap_or((out.stdout.len(), out.stdout.len()));
-            let mut response = Response::builder();
-            for line in String::from_utf8_lossy(&out.stdout[..split.0]).lines() {
-                let Some((name, value)) = line.split_once(':') else {
-                    continue;
-                };
-                if name.eq_ignore_ascii_case("status") {
-                    let code = value.trim().split(' ').next().unwrap_or("200");
-                    response = response.status(code.parse::<u16>().unwrap_or(500));
-                } else {
-                    response = response.header(name.trim(), value.trim());
-                }
-            }
-            response
-                .body(Body::from(out.stdout[split.1..].to_vec()))
-                .unwrap()
-        }
-    };
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                let app = axum::Router::new().fallback(handler);
-                axum::serve(listener, app).await.unwrap();
-            });
-    });
-    (url, served)
-}
-
 #[test]
 fn a_git_source_fetches_over_http_and_never_shows_or_sends_a_password_in_clear() {
     let root = tempfile::tempdir().unwrap();
@@ -384,7 +291,8 @@ fn a_git_source_fetches_over_http_and_never_shows_or_sends_a_password_in_clear()
     std::fs::write(origin.join("web.yaml"), "one").unwrap();
     git(&origin, &["add", "."]);
     git(&origin, &["commit", "-q", "-m", "first"]);
-    let (base, served) = smart_http_server(root.path());
+    let host = crate::githost::serve(root.path(), false, None);
+    let (base, served) = (host.url, host.served);
     let cache = tempfile::tempdir().unwrap();
 
     // Credentials are sent over https only; over http the fetch is refused
@@ -412,4 +320,7 @@ fn a_git_source_fetches_over_http_and_never_shows_or_sends_a_password_in_clear()
     let second = source.fetch().unwrap();
     assert_ne!(second.id, first.id, "the new commit is fetched");
     assert_eq!(second.files, vec![("web.yaml".to_owned(), b"two".to_vec())]);
+    // The URL (which may hold a token) is not written into the clone.
+    let config = std::fs::read_to_string(cache.path().join("repo/config")).unwrap();
+    assert!(!config.contains("127.0.0.1"), "{config}");
 }

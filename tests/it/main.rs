@@ -4,6 +4,7 @@ mod aws;
 mod cli;
 mod deploy;
 mod editor;
+mod githost;
 mod hostile;
 mod rules;
 mod schema;
