@@ -38,6 +38,62 @@ pub async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
     loader.load().await
 }
 
+/// The SDK's configuration and one [`ThrottleCounter`], from which every
+/// client of the process is made, so that throttles are counted on each
+/// API stevedore calls (ECS, CloudWatch, Application Auto Scaling, SQS,
+/// EventBridge, DynamoDB).
+#[derive(Debug, Clone)]
+pub struct AwsClients {
+    config: aws_config::SdkConfig,
+    throttles: ThrottleCounter,
+}
+
+impl AwsClients {
+    /// With the standard configuration chain, optionally another endpoint.
+    pub async fn connect(endpoint_url: Option<&str>) -> AwsClients {
+        AwsClients {
+            config: sdk_config(endpoint_url).await,
+            throttles: ThrottleCounter::default(),
+        }
+    }
+
+    pub fn throttles(&self) -> &ThrottleCounter {
+        &self.throttles
+    }
+
+    pub fn ecs(&self) -> Client {
+        let config = aws_sdk_ecs::config::Builder::from(&self.config);
+        Client::from_conf(config.interceptor(self.throttles.clone()).build())
+    }
+
+    pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
+        let config = aws_sdk_cloudwatch::config::Builder::from(&self.config);
+        aws_sdk_cloudwatch::Client::from_conf(config.interceptor(self.throttles.clone()).build())
+    }
+
+    pub fn autoscaling(&self) -> aws_sdk_applicationautoscaling::Client {
+        let config = aws_sdk_applicationautoscaling::config::Builder::from(&self.config);
+        aws_sdk_applicationautoscaling::Client::from_conf(
+            config.interceptor(self.throttles.clone()).build(),
+        )
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        let config = aws_sdk_sqs::config::Builder::from(&self.config);
+        aws_sdk_sqs::Client::from_conf(config.interceptor(self.throttles.clone()).build())
+    }
+
+    pub fn eventbridge(&self) -> aws_sdk_eventbridge::Client {
+        let config = aws_sdk_eventbridge::config::Builder::from(&self.config);
+        aws_sdk_eventbridge::Client::from_conf(config.interceptor(self.throttles.clone()).build())
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        let config = aws_sdk_dynamodb::config::Builder::from(&self.config);
+        aws_sdk_dynamodb::Client::from_conf(config.interceptor(self.throttles.clone()).build())
+    }
+}
+
 /// ECS's page and batch sizes.
 const PAGE: i32 = 100;
 const DESCRIBE_SERVICES: usize = 10;
@@ -90,21 +146,17 @@ fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt:
 
 impl AwsBackend {
     /// Connects with the standard configuration chain, optionally to another endpoint.
-    /// Throttled attempts are counted on every client.
     pub async fn connect(endpoint_url: Option<&str>) -> AwsBackend {
-        let config = sdk_config(endpoint_url).await;
-        let throttles = ThrottleCounter::default();
-        let ecs = aws_sdk_ecs::config::Builder::from(&config).interceptor(throttles.clone());
-        let cloudwatch =
-            aws_sdk_cloudwatch::config::Builder::from(&config).interceptor(throttles.clone());
-        let autoscaling = aws_sdk_applicationautoscaling::config::Builder::from(&config)
-            .interceptor(throttles.clone());
-        AwsBackend::new(Client::from_conf(ecs.build()))
-            .with_cloudwatch(aws_sdk_cloudwatch::Client::from_conf(cloudwatch.build()))
-            .with_autoscaling(aws_sdk_applicationautoscaling::Client::from_conf(
-                autoscaling.build(),
-            ))
-            .with_throttle_counter(throttles)
+        AwsBackend::from_clients(&AwsClients::connect(endpoint_url).await)
+    }
+
+    /// ECS, CloudWatch and Application Auto Scaling clients from `clients`;
+    /// the throttles reported are those of every client made from it.
+    pub fn from_clients(clients: &AwsClients) -> AwsBackend {
+        AwsBackend::new(clients.ecs())
+            .with_cloudwatch(clients.cloudwatch())
+            .with_autoscaling(clients.autoscaling())
+            .with_throttle_counter(clients.throttles().clone())
     }
 
     /// Reports the throttles this counter sees; the counter should be an
@@ -842,13 +894,6 @@ impl SqsEvents {
             sqs,
             queue_url: queue_url.to_owned(),
         }
-    }
-
-    pub async fn connect(endpoint_url: Option<&str>, queue_url: &str) -> SqsEvents {
-        SqsEvents::new(
-            aws_sdk_sqs::Client::new(&sdk_config(endpoint_url).await),
-            queue_url,
-        )
     }
 
     /// Long-polls for up to 10 messages, waiting at most `wait` (SQS allows 20 s).

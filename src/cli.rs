@@ -903,11 +903,10 @@ fn run_controller(
         return exit::USAGE;
     };
     let runtime = runtime();
-    let audit = audit_bus.map(|bus| {
-        let config = runtime.block_on(crate::aws::sdk_config(endpoint_url));
-        crate::audit::Audit::new(aws_sdk_eventbridge::Client::new(&config), bus)
-    });
-    let backend = runtime.block_on(crate::aws::AwsBackend::connect(endpoint_url));
+    // One configuration, and one throttle count, for every client.
+    let clients = runtime.block_on(crate::aws::AwsClients::connect(endpoint_url));
+    let audit = audit_bus.map(|bus| crate::audit::Audit::new(clients.eventbridge(), bus));
+    let backend = crate::aws::AwsBackend::from_clients(&clients);
     // Leader election: the lease is kept by a task of its own, so a long
     // pass does not let it lapse; writes are fenced by it.
     let (leader, stop_keeping) = match lease {
@@ -920,19 +919,13 @@ fn run_controller(
                 );
                 return exit::USAGE;
             };
-            let config = runtime.block_on(crate::aws::sdk_config(endpoint_url));
             let holder = format!(
                 "{}-{}",
                 std::env::var("HOSTNAME").unwrap_or_else(|_| "stevedore".into()),
                 std::process::id()
             );
-            let mut lease = crate::lease::Lease::new(
-                aws_sdk_dynamodb::Client::new(&config),
-                table,
-                name,
-                &holder,
-                duration,
-            );
+            let mut lease =
+                crate::lease::Lease::new(clients.dynamodb(), table, name, &holder, duration);
             // The first pass knows its standing.
             let first = match runtime.block_on(lease.tick(crate::model::wall_clock())) {
                 Ok(standing) => standing.clone(),
@@ -956,8 +949,7 @@ fn run_controller(
         leader: leader.clone(),
         git,
     };
-    let events =
-        queue_url.map(|url| runtime.block_on(crate::aws::SqsEvents::connect(endpoint_url, url)));
+    let events = queue_url.map(|url| crate::aws::SqsEvents::new(clients.sqs(), url));
     let shutdown = async {
         #[cfg(unix)]
         {

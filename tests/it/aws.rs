@@ -34,8 +34,9 @@ struct Front {
     protected: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// GetTaskProtection calls answered.
     protection_asked: std::sync::atomic::AtomicUsize,
-    /// How many of the next attempts of an ECS operation (lower case, such
-    /// as `describeservices`) to refuse with ThrottlingException.
+    /// How many of the next attempts of an operation of a JSON-protocol
+    /// service (lower case, such as `describeservices`) to refuse with
+    /// ThrottlingException.
     throttle: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
 }
 
@@ -100,7 +101,8 @@ impl Moto {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// The next `attempts` attempts of an ECS operation are throttled.
+    /// The next `attempts` attempts of an operation (of ECS, DynamoDB, ...)
+    /// are throttled.
     fn throttle(&self, operation: &str, attempts: usize) {
         self.front_state
             .throttle
@@ -1511,10 +1513,13 @@ fn front(moto_port: u16, state: std::sync::Arc<Front>) -> u16 {
                     .position(|w| w == b"\r\n\r\n")
                     .unwrap_or(request.len());
                 let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
+                // The operation of a JSON-protocol service, such as
+                // `amazonec2containerservicev20141113.describeservices`.
                 let operation = head
-                    .split("x-amz-target: amazonec2containerservicev20141113.")
+                    .split("x-amz-target: ")
                     .nth(1)
                     .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|target| target.rsplit('.').next())
                     .unwrap_or("");
                 let throttled = state
                     .throttle
@@ -1575,9 +1580,12 @@ async fn run_serves_health_readiness_metrics_and_status() {
     let moto = Moto::start();
     let client = moto.client();
     cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
-    // ECS refuses the first two attempts for their rate; the SDK's third
-    // succeeds, so the pass goes on, and the throttles are counted.
+    // ECS refuses the first two attempts for their rate, and DynamoDB the
+    // first lease write; the SDK's next attempts succeed, so the pass goes
+    // on, and the throttles are counted.
+    lease_table(&dynamodb(&moto)).await;
     moto.throttle("DescribeServices", 2);
+    moto.throttle("UpdateItem", 1);
     let specs = specs_dir("  placement: {azBalanced: true}\n");
     let mut child = controller(
         &moto,
@@ -1589,6 +1597,8 @@ async fn run_serves_health_readiness_metrics_and_status() {
             "1h",
             "--listen",
             "127.0.0.1:0",
+            "--lease-table",
+            "stevedore-leases",
         ],
         &[],
     );
@@ -1617,6 +1627,7 @@ async fn run_serves_health_readiness_metrics_and_status() {
         r#"stevedore_api_calls_total{operation="DescribeTasks"}"#,
         r#"stevedore_api_calls_total{operation="DescribeServices"} 1"#,
         r#"stevedore_api_throttles_total{operation="DescribeServices"} 2"#,
+        r#"stevedore_api_throttles_total{operation="UpdateItem"} 1"#,
         r#"stevedore_skew{policy="web",service="web",topology="zone"} 5"#,
         r#"stevedore_policies{state="Converging"} 1"#,
     ] {
