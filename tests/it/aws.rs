@@ -1991,6 +1991,20 @@ fn status_address(lines: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<Stri
         .to_owned()
 }
 
+/// A git repository in `dir` whose one commit holds `web.yaml`, a policy
+/// balancing `demo/web` over zones.
+fn policies_repository(dir: &std::path::Path) {
+    use crate::cli::git;
+    git(dir, &["init", "-q"]);
+    std::fs::write(
+        dir.join("web.yaml"),
+        "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: web}\nspec:\n  target: {cluster: demo, service: web}\n  placement: {azBalanced: true}\n",
+    )
+    .unwrap();
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-q", "-m", "policies"]);
+}
+
 #[tokio::test]
 async fn run_follows_a_git_repository_and_keeps_the_last_good_commit() {
     use crate::cli::git;
@@ -1998,11 +2012,8 @@ async fn run_follows_a_git_repository_and_keeps_the_last_good_commit() {
     let client = moto.client();
     cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
     let origin = tempfile::tempdir().unwrap();
-    git(origin.path(), &["init", "-q"]);
-    let policy = "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: web}\nspec:\n  target: {cluster: demo, service: web}\n  placement: {azBalanced: true}\n";
-    std::fs::write(origin.path().join("web.yaml"), policy).unwrap();
-    git(origin.path(), &["add", "."]);
-    git(origin.path(), &["commit", "-q", "-m", "first"]);
+    policies_repository(origin.path());
+    let policy = std::fs::read_to_string(origin.path().join("web.yaml")).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let url = format!("file://{}", origin.path().display());
     let cache_dir = cache.path().join("clone");
@@ -2098,19 +2109,11 @@ fn xml_text<'a>(xml: &'a str, after: &str, tag: &str) -> &'a str {
 
 #[tokio::test]
 async fn the_cloudformation_template_deploys_and_its_command_runs() {
-    use crate::cli::git;
     let moto = Moto::start();
     let c = clients(&moto);
     cluster(&moto, &c.ecs, [3, 2, 1, 0, 0, 0]).await;
     let origin = tempfile::tempdir().unwrap();
-    git(origin.path(), &["init", "-q"]);
-    std::fs::write(
-        origin.path().join("web.yaml"),
-        "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: web}\nspec:\n  target: {cluster: demo, service: web}\n  placement: {azBalanced: true}\n",
-    )
-    .unwrap();
-    git(origin.path(), &["add", "."]);
-    git(origin.path(), &["commit", "-q", "-m", "policies"]);
+    policies_repository(origin.path());
     let specs = format!("file://{}", origin.path().display());
 
     // Deployed on moto's CloudFormation as an operator would deploy it.
@@ -2265,21 +2268,13 @@ async fn the_cloudformation_template_deploys_and_its_command_runs() {
 
 #[tokio::test]
 async fn plan_reads_a_private_repository_over_https_with_a_token_in_its_url() {
-    use crate::cli::git;
     let moto = Moto::start();
     let client = moto.client();
     cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
     let root = tempfile::tempdir().unwrap();
     let origin = root.path().join("policies.git");
     std::fs::create_dir_all(&origin).unwrap();
-    git(&origin, &["init", "-q"]);
-    std::fs::write(
-        origin.join("web.yaml"),
-        "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: web}\nspec:\n  target: {cluster: demo, service: web}\n  placement: {azBalanced: true}\n",
-    )
-    .unwrap();
-    git(&origin, &["add", "."]);
-    git(&origin, &["commit", "-q", "-m", "policies"]);
+    policies_repository(&origin);
     let host = crate::githost::serve(root.path(), true, Some(("x-access-token", "s3cret")));
     let ca = root.path().join("ca.pem");
     std::fs::write(&ca, host.ca_pem.as_deref().unwrap()).unwrap();
