@@ -447,6 +447,10 @@ impl AwsBackend {
                         .availability_zone_rebalancing()
                         .is_some_and(|r| r.as_str() == "ENABLED"),
                     autoscaling_target: false,
+                    fargate: s.launch_type().is_some_and(|l| l.as_str() == "FARGATE")
+                        || s.capacity_provider_strategy()
+                            .iter()
+                            .any(|p| p.capacity_provider().starts_with("FARGATE")),
                     minimum_healthy_percent: s
                         .deployment_configuration()
                         .and_then(|d| d.minimum_healthy_percent())

@@ -274,6 +274,11 @@ pub struct Service {
     pub az_rebalancing: bool,
     /// An Application Auto Scaling target manages `desiredCount`.
     pub autoscaling_target: bool,
+    /// The service runs on Fargate (its launch type or capacity providers):
+    /// its tasks have no container instance, so placement rules cannot
+    /// apply to it; scaling can.
+    #[serde(default)]
+    pub fargate: bool,
     /// The deployment configuration, which also governs replacing tasks
     /// on a DRAINING instance (ECS's defaults: 100 and 200).
     pub minimum_healthy_percent: u32,

@@ -283,6 +283,7 @@ mod tests {
             host_ports: vec![],
             az_rebalancing: false,
             autoscaling_target: false,
+            fargate: false,
             minimum_healthy_percent: 100,
             maximum_percent: 200,
         }

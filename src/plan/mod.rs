@@ -357,6 +357,16 @@ fn plan_service(
     actions: &mut Vec<Action>,
 ) {
     let service = &index.snapshot.services[s];
+    let places =
+        policy.placement.one_task_per_host.is_some() || !policy.placement.spread.is_empty();
+    if service.fargate && places {
+        // Without this, one task per host would set a Fargate service's
+        // count to the number of hosts, and a spread would count none of
+        // its tasks and call itself satisfied.
+        status.state = State::Unsatisfiable;
+        status.reason = "the service runs on Fargate: its tasks have no container instance, so placement rules do not apply to it (scaling does)".into();
+        return;
+    }
     if let Some(rule) = &policy.placement.one_task_per_host {
         one_per_host::plan(policy, rule, index, s, status, actions);
         if !actions.is_empty() {

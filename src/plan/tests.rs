@@ -59,6 +59,7 @@ impl Cluster {
             host_ports: vec![],
             az_rebalancing: false,
             autoscaling_target: false,
+            fargate: false,
             minimum_healthy_percent: 100,
             maximum_percent: 200,
         });
@@ -466,4 +467,39 @@ fn the_same_input_gives_the_same_plan() {
         &format!("{AZ}  disruption: {{maxUnavailable: 2}}\n"),
     ));
     assert_eq!(plan(&p, &c.snapshot, 0), plan(&p, &c.snapshot, 0));
+}
+
+#[test]
+fn placement_rules_leave_a_fargate_service_alone_and_say_why() {
+    let mut c = three_zones([1, 1, 1], spread_zone());
+    let controller = c.service("controller", vec![]);
+    for i in 0..2 {
+        c.snapshot.tasks.push(Task {
+            id: format!("controller-t{i}"),
+            service: controller,
+            instance: None, // a Fargate task has no container instance
+            status: TaskStatus::Running,
+            started_at: 1_000,
+            protected: false,
+        });
+    }
+    let rules = [AZ, "  placement: {oneTaskPerHost: {}}\n"];
+    // On hosts, one task per host sets the count to the number of hosts.
+    let on_hosts = plan(
+        &policies(&policy("p", "controller", rules[1])),
+        &c.snapshot,
+        100_000,
+    );
+    assert_eq!(on_hosts.actions.len(), 1);
+    c.snapshot.services[controller].fargate = true;
+    for rule in rules {
+        let p = plan(
+            &policies(&policy("p", "controller", rule)),
+            &c.snapshot,
+            100_000,
+        );
+        assert!(p.actions.is_empty(), "{rule}: {:?}", p.actions);
+        assert_eq!(p.statuses[0].state, State::Unsatisfiable, "{rule}");
+        assert!(p.statuses[0].reason.contains("Fargate"), "{rule}");
+    }
 }

@@ -657,6 +657,7 @@ fn service(spec: &ServiceSpec) -> Result<Service, String> {
         host_ports: spec.host_ports.clone(),
         az_rebalancing: spec.az_rebalancing,
         autoscaling_target: false,
+        fargate: false,
         minimum_healthy_percent: spec.minimum_healthy_percent,
         maximum_percent: spec.maximum_percent,
     })

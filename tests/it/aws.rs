@@ -2321,3 +2321,35 @@ async fn plan_reads_a_private_repository_over_https_with_a_token_in_its_url() {
     );
     eprintln!("without the CA: {stderr}");
 }
+
+#[tokio::test]
+async fn plan_leaves_a_fargate_service_alone_and_says_why() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    client
+        .create_service()
+        .cluster("demo")
+        .service_name("web-fargate")
+        .task_definition("web")
+        .desired_count(2)
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .send()
+        .await
+        .unwrap();
+    // One policy for every `web*` service: one task per host.
+    let specs = tempfile::tempdir().unwrap();
+    std::fs::write(
+        specs.path().join("web.yaml"),
+        "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: web}\nspec:\n  target: {cluster: demo, serviceSelector: {namePattern: \"web*\"}}\n  placement: {oneTaskPerHost: {}}\n",
+    )
+    .unwrap();
+    let out = stevedore(&moto, &["plan", "--specs", specs.path().to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("web/web-fargate: Unsatisfiable") && stdout.contains("runs on Fargate"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("web/web: Satisfied"), "{stdout}");
+    assert!(!stdout.contains("desiredCount 2 ->"), "{stdout}");
+}
