@@ -19,6 +19,48 @@ use crate::plan::{self, Action, ActionKind, Plan, ScalingInput};
 use crate::refresh::Touched;
 use crate::spec::Policy;
 
+/// When events make a pass: they are collected until [`Debounce::QUIET`]
+/// after the last one, or [`Debounce::MAX`] after the first, so ten hosts
+/// joining cause one reconcile. Times are milliseconds on any clock: the
+/// simulator's virtual one, or the run loop's since it started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Debounce {
+    /// The first and the last event since the last pass.
+    pending: Option<(Millis, Millis)>,
+}
+
+impl Debounce {
+    pub const QUIET: Millis = 2_000;
+    pub const MAX: Millis = 10_000;
+
+    /// An event arrived.
+    pub fn note(&mut self, at: Millis) {
+        self.pending = Some(match self.pending {
+            None => (at, at),
+            Some((first, _)) => (first, at),
+        });
+    }
+
+    /// When the pass for the events noted is due, if any were.
+    pub fn due_at(&self) -> Option<Millis> {
+        self.pending
+            .map(|(first, last)| (last + Debounce::QUIET).min(first + Debounce::MAX))
+    }
+
+    pub fn is_due(&self, now: Millis) -> bool {
+        self.due_at().is_some_and(|at| now >= at)
+    }
+
+    pub fn is_pending(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// A pass was made.
+    pub fn clear(&mut self) {
+        self.pending = None;
+    }
+}
+
 /// The last complete view of one cluster, and what events said changed since.
 #[derive(Debug, Default)]
 pub struct ClusterView {
@@ -429,6 +471,9 @@ pub async fn run<B: Backend>(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunSummary, String> {
     let mut dedupe = crate::events::Dedupe::default();
+    // The debounce's clock: milliseconds since the loop started.
+    let epoch = tokio::time::Instant::now();
+    let since_epoch = |at: tokio::time::Instant| at.duration_since(epoch).as_millis() as Millis;
     let mut seen_commit = None;
     let mut policies = match &options.git {
         None => load_policies(specs).ok_or("the policies are invalid; nothing to run")?,
@@ -544,15 +589,15 @@ pub async fn run<B: Backend>(
             }
         }
         // Wait for the resync, the next metric period of scaling policies,
-        // or news from the event queue (debounced: 2 s after the last
-        // event, at most 10 s after the first).
-        let mut news: Option<(tokio::time::Instant, tokio::time::Instant)> = None;
+        // or news from the event queue (debounced).
+        let mut news = Debounce::default();
         let managed = clusters(&policies, options.cluster.as_deref());
         let next_scaling = scaling_interval(&policies).map(|i| tokio::time::Instant::now() + i);
         loop {
             let now = tokio::time::Instant::now();
-            let debounce_at =
-                news.map(|(first, last)| (last + DEBOUNCE_QUIET).min(first + DEBOUNCE_MAX));
+            let debounce_at = news
+                .due_at()
+                .map(|at| epoch + std::time::Duration::from_millis(at));
             if let (Some(git), Some(at)) = (&options.git, next_poll)
                 && now >= at
             {
@@ -571,7 +616,7 @@ pub async fn run<B: Backend>(
                 .flatten()
                 .fold(next_full, |a, b| a.min(b));
             if now >= next {
-                if news.is_some() && now < next_full {
+                if news.is_pending() && now < next_full {
                     tracing::info!("events: reconciling what they touched");
                 }
                 break;
@@ -658,8 +703,7 @@ pub async fn run<B: Backend>(
                                 event.cluster
                             );
                             views.entry(event.cluster.clone()).or_default().note(&event);
-                            let at = tokio::time::Instant::now();
-                            news = Some(news.map_or((at, at), |(first, _)| (first, at)));
+                            news.note(since_epoch(tokio::time::Instant::now()));
                         }
                         crate::events::Admission::Duplicate => observer.event("duplicate"),
                         crate::events::Admission::Stale => observer.event("stale"),
@@ -771,7 +815,27 @@ fn action_fields(a: &Action) -> (&str, &str, &str, &str) {
 /// After a failed pass, the next full read waits this long, doubling up to the maximum.
 const BACKOFF_MIN: std::time::Duration = std::time::Duration::from_secs(1);
 const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(60);
-/// Events are collected until this long after the last one...
-const DEBOUNCE_QUIET: std::time::Duration = std::time::Duration::from_secs(2);
-/// ...or this long after the first, so ten hosts joining cause one reconcile.
-const DEBOUNCE_MAX: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[cfg(test)]
+mod tests {
+    use super::Debounce;
+
+    #[test]
+    fn events_make_a_pass_after_a_quiet_spell_or_at_most_the_maximum_after_the_first() {
+        let mut debounce = Debounce::default();
+        assert_eq!(debounce.due_at(), None);
+        debounce.note(1_000);
+        debounce.note(2_500);
+        assert_eq!(debounce.due_at(), Some(4_500), "2 s after the last");
+        assert!(!debounce.is_due(4_499) && debounce.is_due(4_500));
+        // An event every second never leaves 2 s of quiet: the pass comes
+        // 10 s after the first.
+        debounce.clear();
+        for at in (0..20_000).step_by(1_000) {
+            debounce.note(at);
+        }
+        assert_eq!(debounce.due_at(), Some(10_000));
+        debounce.clear();
+        assert!(!debounce.is_pending());
+    }
+}

@@ -19,8 +19,6 @@ use crate::events::{Admission, Dedupe};
 use crate::model::{Millis, TaskStatus};
 use crate::plan::{ActionKind, State};
 
-const DEBOUNCE_QUIET: Millis = 2_000;
-const DEBOUNCE_MAX: Millis = 10_000;
 const BACKOFF_MAX: Millis = 60_000;
 
 /// Per policy and service.
@@ -176,7 +174,7 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
     let mut next_scaling = scaling_every.unwrap_or(Millis::MAX);
     let mut next_event = 0;
     let mut next_resync: Millis = 0;
-    let mut debounce: Option<(Millis, Millis)> = None;
+    let mut debounce = controller::Debounce::default();
     let mut backoff: Millis = 0;
     let mut retry_at: Option<Millis> = None;
     let mut now: Millis = 0;
@@ -211,21 +209,16 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
             }
         }
         if news {
-            debounce = Some(match debounce {
-                None => (now, now),
-                Some((first, _)) => (first, now),
-            });
+            debounce.note(now);
         }
-        let debounced = debounce.is_some_and(|(first, last)| {
-            now >= last + DEBOUNCE_QUIET || now >= first + DEBOUNCE_MAX
-        });
+        let debounced = debounce.is_due(now);
         // A resync or a retry reads everything; events, what they touched.
         let full = now >= next_resync || retry_at.is_some_and(|t| now >= t);
 
         let scaling_due = now >= next_scaling;
 
         if full || debounced || scaling_due {
-            debounce = None;
+            debounce.clear();
             retry_at = None;
             if scaling_due {
                 next_scaling = now + scaling_every.unwrap_or(Millis::MAX - now);
