@@ -44,23 +44,33 @@ pub fn is_url(spec: &Path) -> bool {
         || (s.contains('@') && s.contains(':') && !s.starts_with('/'))
 }
 
-/// The URL as it may be shown in logs and errors: a password replaced by
-/// `***`, and over http(s) a lone user name too, since hosts such as GitHub
-/// take a token there (`https://TOKEN@github.com/org/repo.git`).
-pub fn redacted(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned(); // `git@host:path`: a user name, never a secret
-    };
+/// The secret a URL holds, if any: a password, or over http(s) a lone
+/// user name, since hosts such as GitHub take a token there
+/// (`https://TOKEN@github.com/org/repo.git`). `git@host:path` and
+/// `ssh://git@host/path` name a user, never a secret.
+fn secret(url: &str) -> Option<&str> {
+    let (scheme, rest) = url.split_once("://")?;
     let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-    let Some((userinfo, _)) = authority.rsplit_once('@') else {
-        return url.to_owned();
-    };
-    let shown = match userinfo.split_once(':') {
-        Some((user, _)) => format!("{user}:***"),
-        None if scheme.starts_with("http") => "***".to_owned(),
-        None => return url.to_owned(),
-    };
-    format!("{scheme}://{shown}{}", &rest[userinfo.len()..])
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    match userinfo.split_once(':') {
+        Some((_, password)) => Some(password),
+        None if scheme.starts_with("http") => Some(userinfo),
+        None => None,
+    }
+    .filter(|s| !s.is_empty())
+}
+
+/// The URL as it may be shown in logs and errors: its secret replaced by
+/// `***`.
+pub fn redacted(url: &str) -> String {
+    match secret(url) {
+        Some(secret) => {
+            // The secret's place in the URL (the same text may come earlier).
+            let start = secret.as_ptr() as usize - url.as_ptr() as usize;
+            format!("{}***{}", &url[..start], &url[start + secret.len()..])
+        }
+        None => url.to_owned(),
+    }
 }
 
 /// An error with its causes, as `outer: inner: innermost` (gix reports
@@ -80,9 +90,14 @@ fn with_causes(error: &dyn std::error::Error) -> String {
 
 impl GitSource {
     fn error(&self, message: impl std::fmt::Display) -> Error {
+        let mut message = message.to_string();
+        // gix's and reqwest's messages may quote the URL too.
+        if let Some(secret) = secret(&self.url) {
+            message = message.replace(secret, "***");
+        }
         Error {
             url: redacted(&self.url),
-            message: message.to_string(),
+            message,
         }
     }
 
@@ -184,6 +199,11 @@ mod tests {
             (
                 "git@github.com:ops/policies.git",
                 "git@github.com:ops/policies.git",
+            ),
+            // The same text as user and password: the password is hidden.
+            (
+                "https://token:token@github.com/ops/policies.git",
+                "https://token:***@github.com/ops/policies.git",
             ),
             // An `@` in the path is not a user.
             (
