@@ -136,7 +136,9 @@ pub enum Command {
     Run {
         /// Policy files or directories (watched for changes), or one git
         /// repository URL (`https://`, `ssh://`, `file://`, `git@host:path`),
-        /// fetched every `--git-poll`.
+        /// fetched every `--git-poll`. For a private https repository, the
+        /// token may come from STEVEDORE_GIT_TOKEN (user name:
+        /// STEVEDORE_GIT_USERNAME, default x-access-token).
         #[arg(long, required = true)]
         specs: Vec<PathBuf>,
         /// With a git repository: the branch or tag to follow.
@@ -701,6 +703,21 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a tokio runtime starts")
 }
 
+/// The repository URL `--specs` names, with the token of
+/// `STEVEDORE_GIT_TOKEN` if set (see [`crate::gitsource::with_token`]).
+fn git_url(url: &std::path::Path, err: &mut dyn Write) -> Result<String, u8> {
+    use crate::gitsource::{TOKEN_USERNAME, TOKEN_VARIABLE, USERNAME_VARIABLE};
+    let url = url.to_string_lossy().into_owned();
+    let Some(token) = std::env::var_os(TOKEN_VARIABLE) else {
+        return Ok(url);
+    };
+    let username = std::env::var(USERNAME_VARIABLE).unwrap_or_else(|_| TOKEN_USERNAME.to_owned());
+    crate::gitsource::with_token(&url, &username, &token.to_string_lossy()).map_err(|e| {
+        let _ = writeln!(err, "error: {e}");
+        exit::USAGE
+    })
+}
+
 /// Loads policies for a live command, reporting problems.
 fn live_policies(
     specs: &[PathBuf],
@@ -713,13 +730,14 @@ fn live_policies(
     }
     let loaded = match specs {
         [url] if crate::gitsource::is_url(url) => {
+            let url = git_url(url, err)?;
             // A throwaway clone: `plan` runs once.
             let Ok(cache) = tempfile_dir() else {
                 let _ = writeln!(err, "error: no temporary directory for the clone");
                 return Err(exit::USAGE);
             };
             let source = crate::gitsource::GitSource {
-                url: url.to_string_lossy().into_owned(),
+                url,
                 reference: git_ref.to_owned(),
                 cache: cache.join("clone"),
             };
@@ -875,14 +893,17 @@ fn run_controller(
                 );
                 return exit::USAGE;
             };
-            let url = url.to_string_lossy().into_owned();
             let cache = cache.map(std::path::Path::to_path_buf).unwrap_or_else(|| {
                 // One clone per URL and ref.
                 use std::hash::{Hash, Hasher};
                 let mut h = std::collections::hash_map::DefaultHasher::new();
-                (&url, reference).hash(&mut h);
+                (url, reference).hash(&mut h);
                 std::env::temp_dir().join(format!("stevedore-git-{:016x}", h.finish()))
             });
+            let url = match git_url(url, err) {
+                Ok(url) => url,
+                Err(code) => return code,
+            };
             Some(crate::controller::GitSpecs {
                 source: crate::gitsource::GitSource {
                     url,

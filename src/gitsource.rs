@@ -60,6 +60,41 @@ fn secret(url: &str) -> Option<&str> {
     .filter(|s| !s.is_empty())
 }
 
+/// The environment variable that gives a token for an https repository,
+/// so that the token need not be in the URL, nor in an ECS task
+/// definition's command: ECS can inject it from Secrets Manager.
+pub const TOKEN_VARIABLE: &str = "STEVEDORE_GIT_TOKEN";
+/// The user name sent with that token (default [`TOKEN_USERNAME`]).
+pub const USERNAME_VARIABLE: &str = "STEVEDORE_GIT_USERNAME";
+/// GitHub's user name for a token; GitLab takes any name with a personal
+/// access token.
+pub const TOKEN_USERNAME: &str = "x-access-token";
+
+/// `url` with `username:token` as its credentials. The URL must be https
+/// (a token is never sent in clear), have no credentials of its own, and
+/// the token no character that would end the credentials early.
+pub fn with_token(url: &str, username: &str, token: &str) -> Result<String, String> {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Err(format!(
+            "{TOKEN_VARIABLE} is set, but `{}` is not an https URL",
+            redacted(url)
+        ));
+    };
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    if authority.contains('@') {
+        return Err(format!(
+            "{TOKEN_VARIABLE} is set, but `{}` has credentials already",
+            redacted(url)
+        ));
+    }
+    if token.is_empty() || token.contains(['@', ':', '/', '?', '#', '%', ' ']) {
+        return Err(format!(
+            "{TOKEN_VARIABLE} is empty or holds a character not allowed in a URL's credentials"
+        ));
+    }
+    Ok(format!("https://{username}:{token}@{rest}"))
+}
+
 /// The URL as it may be shown in logs and errors: its secret replaced by
 /// `***`.
 pub fn redacted(url: &str) -> String {
@@ -175,7 +210,24 @@ impl GitSource {
 
 #[cfg(test)]
 mod tests {
-    use super::redacted;
+    use super::{redacted, with_token};
+
+    #[test]
+    fn a_token_from_the_environment_goes_into_an_https_url_only() {
+        assert_eq!(
+            with_token("https://github.com/ops/p.git", "x-access-token", "ghp_1").unwrap(),
+            "https://x-access-token:ghp_1@github.com/ops/p.git"
+        );
+        for url in [
+            "http://git.example.com/p.git",
+            "ssh://git@github.com/ops/p.git",
+            "https://me:pw@github.com/ops/p.git",
+        ] {
+            let error = with_token(url, "x-access-token", "ghp_1").unwrap_err();
+            assert!(!error.contains("pw"), "{error}");
+        }
+        assert!(with_token("https://github.com/p.git", "u", "a@b").is_err());
+    }
 
     #[test]
     fn passwords_and_tokens_are_never_shown() {

@@ -2267,7 +2267,7 @@ async fn the_cloudformation_template_deploys_and_its_command_runs() {
 }
 
 #[tokio::test]
-async fn plan_reads_a_private_repository_over_https_with_a_token_in_its_url() {
+async fn plan_reads_a_private_repository_over_https_with_a_token_in_its_url_or_the_environment() {
     let moto = Moto::start();
     let client = moto.client();
     cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
@@ -2304,6 +2304,20 @@ async fn plan_reads_a_private_repository_over_https_with_a_token_in_its_url() {
     assert!(stdout.contains("web/web: Satisfied"), "{stdout}");
     assert!(stderr.contains("specs: commit "), "{stderr}");
     assert!(host.served.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+
+    // The token from the environment, as ECS injects a secret, with the
+    // URL free of it.
+    let (code, stdout, stderr) = plan(
+        &format!("{}/policies.git", host.url),
+        &[
+            trust[0],
+            trust[1],
+            ("STEVEDORE_GIT_TOKEN", "s3cret"),
+            ("STEVEDORE_GIT_USERNAME", "x-access-token"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stdout.contains("web/web: Satisfied"), "{stdout}");
 
     // Without it, the host refuses, and the error says so.
     let (code, _, stderr) = plan(&format!("{}/policies.git", host.url), &trust);
