@@ -32,6 +32,10 @@ fn example_refs() -> BTreeMap<&'static str, &'static str> {
         ),
         ("SpecsRef", "main"),
         (
+            "SpecsTokenSecretArn",
+            "arn:aws:secretsmanager:us-east-1:123456789012:secret:ecs-policies-token-AbCdEf",
+        ),
+        (
             "EventQueue",
             "https://sqs.us-east-1.amazonaws.com/123456789012/stevedore-prod",
         ),
@@ -70,9 +74,24 @@ pub fn template() -> Value {
     serde_saphyr::from_str(&text).expect("the template is YAML")
 }
 
-/// `value` with every intrinsic function the template uses replaced by
-/// what `refs` says it resolves to; a name `refs` lacks fails the test.
-fn resolve(value: &Value, refs: &BTreeMap<&str, &str>) -> Value {
+/// The template with every intrinsic function it uses replaced by what
+/// `refs` says it resolves to (a name `refs` lacks fails the test), and
+/// its conditions evaluated.
+fn resolve_template(template: &Value, refs: &BTreeMap<&str, &str>) -> Value {
+    let mut conditions = BTreeMap::new();
+    for (name, expression) in template["Conditions"].as_object().into_iter().flatten() {
+        let value = resolve(expression, refs, &conditions).unwrap();
+        conditions.insert(name.clone(), value.as_bool().unwrap());
+    }
+    resolve(template, refs, &conditions).unwrap()
+}
+
+/// `value` resolved; `None` for `AWS::NoValue`, which drops the property.
+fn resolve(
+    value: &Value,
+    refs: &BTreeMap<&str, &str>,
+    conditions: &BTreeMap<String, bool>,
+) -> Option<Value> {
     let lookup = |name: &str| -> String {
         refs.get(name)
             .unwrap_or_else(|| {
@@ -80,42 +99,54 @@ fn resolve(value: &Value, refs: &BTreeMap<&str, &str>) -> Value {
             })
             .to_string()
     };
-    match value {
-        Value::Object(map) if map.len() == 1 => {
-            let (function, argument) = map.iter().next().unwrap();
-            match (function.as_str(), argument) {
-                ("Ref", Value::String(name)) => Value::String(lookup(name)),
-                ("Fn::GetAtt", Value::Array(parts)) => {
-                    let parts: Vec<&str> = parts.iter().filter_map(Value::as_str).collect();
-                    Value::String(lookup(&parts.join(".")))
-                }
-                ("Fn::Sub", Value::String(text)) => {
-                    let mut out = String::new();
-                    let mut rest = text.as_str();
-                    while let Some(start) = rest.find("${") {
-                        let end = start + rest[start..].find('}').unwrap();
-                        out.push_str(&rest[..start]);
-                        out.push_str(&lookup(&rest[start + 2..end]));
-                        rest = &rest[end + 1..];
-                    }
-                    out.push_str(rest);
-                    Value::String(out)
-                }
-                _ => Value::Object(
-                    map.iter()
-                        .map(|(k, v)| (k.clone(), resolve(v, refs)))
-                        .collect(),
-                ),
+    let resolved = |v: &Value| resolve(v, refs, conditions);
+    if let Value::Object(map) = value
+        && let [(function, argument)] = map.iter().collect::<Vec<_>>()[..]
+    {
+        match (function.as_str(), argument) {
+            ("Ref", Value::String(name)) if name == "AWS::NoValue" => return None,
+            ("Ref", Value::String(name)) => return Some(Value::String(lookup(name))),
+            ("Fn::GetAtt", Value::Array(parts)) => {
+                let parts: Vec<&str> = parts.iter().filter_map(Value::as_str).collect();
+                return Some(Value::String(lookup(&parts.join("."))));
             }
+            ("Fn::Sub", Value::String(text)) => {
+                let mut out = String::new();
+                let mut rest = text.as_str();
+                while let Some(start) = rest.find("${") {
+                    let end = start + rest[start..].find('}').unwrap();
+                    out.push_str(&rest[..start]);
+                    out.push_str(&lookup(&rest[start + 2..end]));
+                    rest = &rest[end + 1..];
+                }
+                out.push_str(rest);
+                return Some(Value::String(out));
+            }
+            ("Fn::Equals", Value::Array(pair)) => {
+                return Some(Value::Bool(resolved(&pair[0]) == resolved(&pair[1])));
+            }
+            ("Fn::Not", Value::Array(one)) => {
+                return Some(Value::Bool(!resolved(&one[0])?.as_bool().unwrap()));
+            }
+            ("Fn::If", Value::Array(branches)) => {
+                let name = branches[0].as_str().unwrap();
+                let holds = conditions
+                    .get(name)
+                    .unwrap_or_else(|| panic!("no condition {name}"));
+                return resolved(&branches[if *holds { 1 } else { 2 }]);
+            }
+            _ => {}
         }
+    }
+    Some(match value {
         Value::Object(map) => Value::Object(
             map.iter()
-                .map(|(k, v)| (k.clone(), resolve(v, refs)))
+                .filter_map(|(k, v)| Some((k.clone(), resolved(v)?)))
                 .collect(),
         ),
-        Value::Array(items) => Value::Array(items.iter().map(|v| resolve(v, refs)).collect()),
+        Value::Array(items) => Value::Array(items.iter().filter_map(resolved).collect()),
         other => other.clone(),
-    }
+    })
 }
 
 /// CloudFormation's property names (`ContainerPort`) as the ECS API's JSON
@@ -148,7 +179,7 @@ fn properties<'a>(template: &'a Value, resource: &str) -> &'a Value {
 #[test]
 fn the_templates_role_is_exactly_what_iam_policy_prints() {
     let refs = example_refs();
-    let template = resolve(&template(), &refs);
+    let template = resolve_template(&template(), &refs);
     let printed = Command::new(env!("CARGO_BIN_EXE_stevedore"))
         .args([
             "iam-policy",
@@ -184,7 +215,7 @@ fn the_templates_role_is_exactly_what_iam_policy_prints() {
 #[test]
 fn the_templates_queue_and_rule_are_what_install_makes() {
     let refs = example_refs();
-    let template = resolve(&template(), &refs);
+    let template = resolve_template(&template(), &refs);
     let rule = properties(&template, "EventRule");
     assert_eq!(rule["Name"], stevedore::install::rule_name("prod"));
     let pattern: Value = serde_json::from_str(&stevedore::install::event_pattern(
@@ -209,7 +240,7 @@ fn the_templates_queue_and_rule_are_what_install_makes() {
 
 #[test]
 fn the_task_definition_file_is_the_templates_and_its_command_parses() {
-    let template = resolve(&template(), &example_refs());
+    let template = resolve_template(&template(), &example_refs());
     let file: Value = serde_json::from_str(
         &std::fs::read_to_string(repo("examples/deploy/task-definition.json")).unwrap(),
     )
@@ -217,6 +248,25 @@ fn the_task_definition_file_is_the_templates_and_its_command_parses() {
     assert_eq!(camel_case(properties(&template, "TaskDefinition")), file);
 
     let container = &file["containerDefinitions"][0];
+    // The token reaches stevedore under the name it reads, and only ECS
+    // (the execution role) may read the secret.
+    let refs = example_refs();
+    assert_eq!(
+        container["secrets"],
+        json!([{"name": stevedore::gitsource::TOKEN_VARIABLE, "valueFrom": refs["SpecsTokenSecretArn"]}])
+    );
+    let execution = &properties(&template, "ExecutionRole")["Policies"][0]["PolicyDocument"];
+    assert_eq!(
+        execution["Statement"],
+        json!([{"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": refs["SpecsTokenSecretArn"]}])
+    );
+    assert!(
+        properties(&template, "TaskRole")["Policies"][0]["PolicyDocument"]["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| !s.to_string().contains("secretsmanager"))
+    );
     let command: Vec<&str> = container["command"]
         .as_array()
         .unwrap()
