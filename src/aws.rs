@@ -18,6 +18,7 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ecs::types::{DesiredStatus, ServiceField};
 
+use crate::api_counter::ApiCounter;
 use crate::backend::{self, Backend};
 use crate::metrics::MetricQuery;
 use crate::model::{
@@ -26,7 +27,6 @@ use crate::model::{
 };
 use crate::pacing::TokenBucket;
 use crate::refresh::{self, Delta, TaskRecord, Touched};
-use crate::throttle::ThrottleCounter;
 
 /// The SDK's configuration from the standard chain (environment, profile,
 /// instance or task role), with another endpoint if given.
@@ -38,14 +38,14 @@ pub async fn sdk_config(endpoint_url: Option<&str>) -> aws_config::SdkConfig {
     loader.load().await
 }
 
-/// The SDK's configuration and one [`ThrottleCounter`], from which every
-/// client of the process is made, so that throttles are counted on each
+/// The SDK's configuration and one [`ApiCounter`], from which every client
+/// of the process is made, so that calls and throttles are counted on each
 /// API stevedore calls (ECS, CloudWatch, Application Auto Scaling, SQS,
 /// EventBridge, DynamoDB).
 #[derive(Debug, Clone)]
 pub struct AwsClients {
     config: aws_config::SdkConfig,
-    throttles: ThrottleCounter,
+    counter: ApiCounter,
 }
 
 impl AwsClients {
@@ -53,44 +53,44 @@ impl AwsClients {
     pub async fn connect(endpoint_url: Option<&str>) -> AwsClients {
         AwsClients {
             config: sdk_config(endpoint_url).await,
-            throttles: ThrottleCounter::default(),
+            counter: ApiCounter::default(),
         }
     }
 
-    pub fn throttles(&self) -> &ThrottleCounter {
-        &self.throttles
+    pub fn counter(&self) -> &ApiCounter {
+        &self.counter
     }
 
     pub fn ecs(&self) -> Client {
         let config = aws_sdk_ecs::config::Builder::from(&self.config);
-        Client::from_conf(config.interceptor(self.throttles.clone()).build())
+        Client::from_conf(config.interceptor(self.counter.clone()).build())
     }
 
     pub fn cloudwatch(&self) -> aws_sdk_cloudwatch::Client {
         let config = aws_sdk_cloudwatch::config::Builder::from(&self.config);
-        aws_sdk_cloudwatch::Client::from_conf(config.interceptor(self.throttles.clone()).build())
+        aws_sdk_cloudwatch::Client::from_conf(config.interceptor(self.counter.clone()).build())
     }
 
     pub fn autoscaling(&self) -> aws_sdk_applicationautoscaling::Client {
         let config = aws_sdk_applicationautoscaling::config::Builder::from(&self.config);
         aws_sdk_applicationautoscaling::Client::from_conf(
-            config.interceptor(self.throttles.clone()).build(),
+            config.interceptor(self.counter.clone()).build(),
         )
     }
 
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         let config = aws_sdk_sqs::config::Builder::from(&self.config);
-        aws_sdk_sqs::Client::from_conf(config.interceptor(self.throttles.clone()).build())
+        aws_sdk_sqs::Client::from_conf(config.interceptor(self.counter.clone()).build())
     }
 
     pub fn eventbridge(&self) -> aws_sdk_eventbridge::Client {
         let config = aws_sdk_eventbridge::config::Builder::from(&self.config);
-        aws_sdk_eventbridge::Client::from_conf(config.interceptor(self.throttles.clone()).build())
+        aws_sdk_eventbridge::Client::from_conf(config.interceptor(self.counter.clone()).build())
     }
 
     pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
         let config = aws_sdk_dynamodb::config::Builder::from(&self.config);
-        aws_sdk_dynamodb::Client::from_conf(config.interceptor(self.throttles.clone()).build())
+        aws_sdk_dynamodb::Client::from_conf(config.interceptor(self.counter.clone()).build())
     }
 }
 
@@ -121,8 +121,10 @@ pub struct AwsBackend {
     cloudwatch: Option<aws_sdk_cloudwatch::Client>,
     /// Where other controllers of the desired count are found.
     autoscaling: Option<aws_sdk_applicationautoscaling::Client>,
-    /// Throttled attempts, counted by an interceptor on the clients.
-    throttles: ThrottleCounter,
+    /// Calls and throttled attempts, counted by an interceptor on every
+    /// client made from the same [`AwsClients`]; without it, only the calls
+    /// this backend makes, counted in `calls`.
+    counter: Option<ApiCounter>,
 }
 
 /// Turns an SDK error into a backend error, keeping the operation's name.
@@ -150,20 +152,16 @@ impl AwsBackend {
         AwsBackend::from_clients(&AwsClients::connect(endpoint_url).await)
     }
 
-    /// ECS, CloudWatch and Application Auto Scaling clients from `clients`;
-    /// the throttles reported are those of every client made from it.
+    /// ECS, CloudWatch and Application Auto Scaling clients from `clients`.
+    /// The calls and throttles reported are those of every client made
+    /// from it: the lease's, the audit's and the event queue's too.
     pub fn from_clients(clients: &AwsClients) -> AwsBackend {
-        AwsBackend::new(clients.ecs())
-            .with_cloudwatch(clients.cloudwatch())
-            .with_autoscaling(clients.autoscaling())
-            .with_throttle_counter(clients.throttles().clone())
-    }
-
-    /// Reports the throttles this counter sees; the counter should be an
-    /// interceptor of the backend's clients.
-    pub fn with_throttle_counter(mut self, throttles: ThrottleCounter) -> AwsBackend {
-        self.throttles = throttles;
-        self
+        AwsBackend {
+            counter: Some(clients.counter().clone()),
+            ..AwsBackend::new(clients.ecs())
+                .with_cloudwatch(clients.cloudwatch())
+                .with_autoscaling(clients.autoscaling())
+        }
     }
 
     /// Looks for Application Auto Scaling targets with this client.
@@ -191,7 +189,7 @@ impl AwsBackend {
             task_definitions: Mutex::new(HashMap::new()),
             cloudwatch: None,
             autoscaling: None,
-            throttles: ThrottleCounter::default(),
+            counter: None,
         }
     }
 
@@ -866,14 +864,21 @@ impl Backend for AwsBackend {
     }
 
     fn api_calls(&self) -> BTreeMap<String, u64> {
-        self.calls
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+        match &self.counter {
+            Some(counter) => counter.calls(),
+            None => self
+                .calls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone(),
+        }
     }
 
     fn api_throttles(&self) -> BTreeMap<String, u64> {
-        self.throttles.totals()
+        self.counter
+            .as_ref()
+            .map(ApiCounter::throttles)
+            .unwrap_or_default()
     }
 }
 

@@ -28,7 +28,7 @@
 //!   stabilization).
 //! - [`backend`]: the narrow ECS interface the controller uses;
 //!   [`aws`] implements it over the ECS API, paced by [`pacing`], with
-//!   throttled attempts counted by [`throttle`];
+//!   calls and throttled attempts counted by [`api_counter`];
 //!   [`refresh`]: reading again only what events touched, merged into the
 //!   last snapshot; [`metrics`]: which metric each scaled service reads,
 //!   read in one batch; [`controller`]: the cluster view, one reconcile (plan,
@@ -54,6 +54,7 @@
 //! and `examples/deploy/` the image and its deployment (CloudFormation, an
 //! ECS task definition).
 
+pub mod api_counter;
 pub mod audit;
 pub mod aws;
 pub mod backend;
@@ -74,5 +75,4 @@ pub mod refresh;
 pub mod schema;
 pub mod sim;
 pub mod spec;
-pub mod throttle;
 pub mod watch;

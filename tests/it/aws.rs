@@ -1626,6 +1626,8 @@ async fn run_serves_health_readiness_metrics_and_status() {
         r#"stevedore_api_calls_total{operation="StopTask"} 1"#,
         r#"stevedore_api_calls_total{operation="DescribeTasks"}"#,
         r#"stevedore_api_calls_total{operation="DescribeServices"} 1"#,
+        // The lease's calls are counted too.
+        r#"stevedore_api_calls_total{operation="UpdateItem"}"#,
         r#"stevedore_api_throttles_total{operation="DescribeServices"} 2"#,
         r#"stevedore_api_throttles_total{operation="UpdateItem"} 1"#,
         r#"stevedore_skew{policy="web",service="web",topology="zone"} 5"#,

@@ -1,15 +1,19 @@
-//! Counting throttled attempts. The SDK's standard retry absorbs a
-//! throttle inside one call (backing off and trying again), so the caller
-//! never sees it unless every attempt is throttled; yet an operator wants
-//! to know that the account's API budget is tight before calls start to
-//! fail. An interceptor sees every attempt: [`ThrottleCounter`] reads each
-//! attempt's response and counts, per operation, those the service refused
-//! for its rate, by the same error codes the SDK's retry classifier uses.
+//! Counting AWS API calls and throttled attempts, per operation, on every
+//! client of the process. The SDK's standard retry absorbs a throttle
+//! inside one call (backing off and trying again), so the caller never sees
+//! it unless every attempt is throttled; yet an operator wants to know that
+//! the account's API budget is tight before calls start to fail. An
+//! interceptor sees every call and every attempt: [`ApiCounter`] counts
+//! each call once, and reads each attempt's response to count those the
+//! service refused for its rate, by the same error codes the SDK's retry
+//! classifier uses.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use aws_sdk_ecs::config::interceptors::FinalizerInterceptorContextRef;
+use aws_sdk_ecs::config::interceptors::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_sdk_ecs::config::{ConfigBag, Intercept, RuntimeComponents};
 
 /// The error codes AWS services answer a throttled call with: those of
@@ -32,35 +36,61 @@ const THROTTLING_CODES: [&str; 14] = [
     "EC2ThrottledException",
 ];
 
-/// Counts throttled attempts per operation. Cloning shares the counts, so
-/// one counter serves every client of a process.
+/// Counts calls and throttled attempts per operation. Cloning shares the
+/// counts, so one counter serves every client of a process.
 #[derive(Debug, Clone, Default)]
-pub struct ThrottleCounter {
-    counts: Arc<Mutex<BTreeMap<String, u64>>>,
+pub struct ApiCounter {
+    counts: Arc<Mutex<Counts>>,
 }
 
-impl ThrottleCounter {
-    /// Throttled attempts so far, per operation (`DescribeTasks`).
-    pub fn totals(&self) -> BTreeMap<String, u64> {
+#[derive(Debug, Default)]
+struct Counts {
+    calls: BTreeMap<String, u64>,
+    throttles: BTreeMap<String, u64>,
+}
+
+impl ApiCounter {
+    /// Calls so far, per operation (`DescribeTasks`); a call retried
+    /// within the SDK counts once.
+    pub fn calls(&self) -> BTreeMap<String, u64> {
+        self.lock().calls.clone()
+    }
+
+    /// Throttled attempts so far, per operation.
+    pub fn throttles(&self) -> BTreeMap<String, u64> {
+        self.lock().throttles.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Counts> {
         self.counts
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    fn add(&self, operation: &str) {
-        *self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .entry(operation.to_owned())
-            .or_default() += 1;
     }
 }
 
-impl Intercept for ThrottleCounter {
+/// The operation a call is for, from the SDK's own metadata.
+fn operation(cfg: &ConfigBag) -> String {
+    cfg.load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
+        .map_or("unknown", |m| m.name())
+        .to_owned()
+}
+
+impl Intercept for ApiCounter {
     fn name(&self) -> &'static str {
-        "ThrottleCounter"
+        "ApiCounter"
+    }
+
+    // Serialization happens once per call, before the attempts (and the
+    // operation's metadata is known by then, unlike at
+    // `read_before_execution`).
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        *self.lock().calls.entry(operation(cfg)).or_default() += 1;
+        Ok(())
     }
 
     fn read_after_attempt(
@@ -79,10 +109,7 @@ impl Intercept for ThrottleCounter {
         let throttled = response.status().as_u16() == 429
             || code.is_some_and(|c| THROTTLING_CODES.contains(&c.as_str()));
         if throttled {
-            let operation = cfg
-                .load::<aws_smithy_runtime_api::client::orchestrator::Metadata>()
-                .map_or("unknown", |m| m.name());
-            self.add(operation);
+            *self.lock().throttles.entry(operation(cfg)).or_default() += 1;
         }
         Ok(())
     }
