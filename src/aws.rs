@@ -110,7 +110,6 @@ const DESCRIBE_CONCURRENCY: usize = 4;
 #[derive(Debug)]
 pub struct AwsBackend {
     ecs: Client,
-    calls: Mutex<BTreeMap<String, u64>>,
     /// Client-side pacing of reads and writes (see [`crate::pacing`]).
     reads: Mutex<TokenBucket>,
     writes: Mutex<TokenBucket>,
@@ -121,10 +120,10 @@ pub struct AwsBackend {
     cloudwatch: Option<aws_sdk_cloudwatch::Client>,
     /// Where other controllers of the desired count are found.
     autoscaling: Option<aws_sdk_applicationautoscaling::Client>,
-    /// Calls and throttled attempts, counted by an interceptor on every
-    /// client made from the same [`AwsClients`]; without it, only the calls
-    /// this backend makes, counted in `calls`.
-    counter: Option<ApiCounter>,
+    /// Calls and throttled attempts, counted by an interceptor on the
+    /// backend's clients (and, made from [`AwsClients`], on every client of
+    /// the process).
+    counter: ApiCounter,
 }
 
 /// Turns an SDK error into a backend error, keeping the operation's name.
@@ -156,11 +155,11 @@ impl AwsBackend {
     /// The calls and throttles reported are those of every client made
     /// from it: the lease's, the audit's and the event queue's too.
     pub fn from_clients(clients: &AwsClients) -> AwsBackend {
+        // The clients count into `clients.counter()` already.
         AwsBackend {
-            counter: Some(clients.counter().clone()),
-            ..AwsBackend::new(clients.ecs())
-                .with_cloudwatch(clients.cloudwatch())
-                .with_autoscaling(clients.autoscaling())
+            cloudwatch: Some(clients.cloudwatch()),
+            autoscaling: Some(clients.autoscaling()),
+            ..AwsBackend::counted(clients.ecs(), clients.counter().clone())
         }
     }
 
@@ -169,41 +168,46 @@ impl AwsBackend {
         mut self,
         autoscaling: aws_sdk_applicationautoscaling::Client,
     ) -> AwsBackend {
-        self.autoscaling = Some(autoscaling);
+        let config = autoscaling.config().to_builder();
+        self.autoscaling = Some(aws_sdk_applicationautoscaling::Client::from_conf(
+            config.interceptor(self.counter.clone()).build(),
+        ));
         self
     }
 
     /// Reads scaling metrics from this CloudWatch client.
     pub fn with_cloudwatch(mut self, cloudwatch: aws_sdk_cloudwatch::Client) -> AwsBackend {
-        self.cloudwatch = Some(cloudwatch);
+        let config = cloudwatch.config().to_builder();
+        self.cloudwatch = Some(aws_sdk_cloudwatch::Client::from_conf(
+            config.interceptor(self.counter.clone()).build(),
+        ));
         self
     }
 
+    /// Over this ECS client, its calls counted by a counter of the backend's own.
     pub fn new(ecs: Client) -> AwsBackend {
+        let counter = ApiCounter::default();
+        let config = ecs.config().to_builder().interceptor(counter.clone());
+        AwsBackend::counted(Client::from_conf(config.build()), counter)
+    }
+
+    /// Over an ECS client that already counts into `counter`.
+    fn counted(ecs: Client, counter: ApiCounter) -> AwsBackend {
         AwsBackend {
             ecs,
-            calls: Mutex::new(BTreeMap::new()),
             reads: Mutex::new(TokenBucket::ecs_reads()),
             writes: Mutex::new(TokenBucket::ecs_writes()),
             started: std::time::Instant::now(),
             task_definitions: Mutex::new(HashMap::new()),
             cloudwatch: None,
             autoscaling: None,
-            counter: None,
+            counter,
         }
     }
 
-    fn count(&self, operation: &str) {
-        let mut calls = self
-            .calls
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *calls.entry(operation.to_owned()).or_default() += 1;
-    }
-
-    /// Counts an ECS call and waits for its turn in its action family's bucket.
+    /// Waits for an ECS call's turn in its action family's bucket (the call
+    /// is counted by the client's interceptor).
     async fn call(&self, operation: &str) {
-        self.count(operation);
         let bucket = if matches!(operation, "StopTask" | "UpdateService") {
             &self.writes
         } else {
@@ -780,7 +784,6 @@ impl Backend for AwsBackend {
                 .collect();
             let mut token = None;
             loop {
-                self.count("GetMetricData");
                 let out = cloudwatch
                     .get_metric_data()
                     .set_metric_data_queries(Some(data_queries.clone()))
@@ -836,7 +839,6 @@ impl Backend for AwsBackend {
                 .collect();
             let mut token = None;
             loop {
-                self.count("DescribeScalableTargets");
                 let out = autoscaling
                     .describe_scalable_targets()
                     .service_namespace(ServiceNamespace::Ecs)
@@ -864,21 +866,11 @@ impl Backend for AwsBackend {
     }
 
     fn api_calls(&self) -> BTreeMap<String, u64> {
-        match &self.counter {
-            Some(counter) => counter.calls(),
-            None => self
-                .calls
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone(),
-        }
+        self.counter.calls()
     }
 
     fn api_throttles(&self) -> BTreeMap<String, u64> {
-        self.counter
-            .as_ref()
-            .map(ApiCounter::throttles)
-            .unwrap_or_default()
+        self.counter.throttles()
     }
 }
 
