@@ -10,15 +10,28 @@
 //! change it resolves the paths again and moves its watches to the new
 //! target. Events elsewhere in those directories are ignored.
 //!
+//! Only events that can change what the specs say count ([`may_change`]):
+//! reading the specs (open, read, close without writing, an access time)
+//! never does, or every reload would report the next one.
+//!
+//! Two rules keep the watcher from ever waiting on itself: notify's event
+//! handler locks nothing and never blocks (it filters by kind and hands the
+//! paths to an unbounded channel), and the calls that (un)register watches,
+//! which wait for notify's event-loop thread to answer, run on a blocking
+//! thread of their own, never on the async runtime's.
+//!
 //! The watcher only says *that* something changed; the caller reads and
-//! validates the specs again and keeps the last good policies when the
-//! change is invalid. The run loop also rereads the specs at each resync,
-//! in case a file system does not deliver notifications (NFS, some FUSE).
+//! validates the specs again, keeps the last good policies when the change
+//! is invalid, and compares what it loaded with what it has, so a spurious
+//! event costs one quiet re-read. The run loop also rereads the specs at
+//! each resync, in case a file system does not deliver notifications (NFS,
+//! some FUSE).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use notify::event::{AccessKind, AccessMode, EventKind, MetadataKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 
 /// Why the specs cannot be watched.
@@ -98,12 +111,36 @@ impl Plan {
     }
 }
 
+/// Whether an event of this kind can change what the specs say. Reading
+/// never does; anything notify cannot name (`Any`, `Other`) might.
+pub fn may_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        // Permissions and ownership decide whether a file can be read;
+        // an access time does not.
+        EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)) => false,
+        EventKind::Create(_)
+        | EventKind::Modify(_)
+        | EventKind::Remove(_)
+        | EventKind::Any
+        | EventKind::Other => true,
+    }
+}
+
+/// What notify's handler passes on: the paths of an event that may change
+/// the specs, or `None` for a watcher error (a queue overflow, say), which
+/// may hide a change.
+type News = Option<Vec<PathBuf>>;
+
 /// Tells when the specs changed.
 pub struct SpecWatcher {
     paths: Vec<PathBuf>,
-    watcher: notify::RecommendedWatcher,
-    plan: std::sync::Arc<std::sync::Mutex<Plan>>,
-    changes: tokio::sync::mpsc::UnboundedReceiver<()>,
+    /// Taken while a blocking thread (re)registers the watches.
+    watcher: Option<notify::RecommendedWatcher>,
+    /// Owned here, never shared with the handler: nothing to lock.
+    plan: Plan,
+    news: tokio::sync::mpsc::UnboundedReceiver<News>,
 }
 
 impl std::fmt::Debug for SpecWatcher {
@@ -114,91 +151,127 @@ impl std::fmt::Debug for SpecWatcher {
     }
 }
 
-impl SpecWatcher {
-    /// Starts watching. Must be called within a tokio runtime's context
-    /// only to await [`SpecWatcher::changed`]; the watch itself runs on
-    /// notify's thread.
-    pub fn new(paths: &[PathBuf]) -> Result<SpecWatcher> {
-        let plan = std::sync::Arc::new(std::sync::Mutex::new(Plan::default()));
-        let (send, changes) = tokio::sync::mpsc::unbounded_channel();
-        let seen = std::sync::Arc::clone(&plan);
-        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            // Errors (such as a queue overflow) may hide a change: say "changed".
-            let relevant = match event {
-                Ok(event) => {
-                    let plan = seen
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    event.paths.iter().any(|p| plan.matters(p))
-                }
-                Err(_) => true,
-            };
-            if relevant {
-                let _ = send.send(());
-            }
-        })
-        .map_err(|source| Error::Watch {
-            path: paths.first().cloned().unwrap_or_default(),
+/// Moves the watches from `old` to `next` (blocking: each call waits for
+/// notify's event-loop thread).
+fn register(watcher: &mut notify::RecommendedWatcher, old: &Plan, next: &Plan) -> Result<()> {
+    // Old targets may be gone already (git-sync removes old worktrees).
+    for path in old.targets.iter().chain(&old.parents) {
+        let _ = watcher.unwatch(path);
+    }
+    let watches = next
+        .targets
+        .iter()
+        .map(|t| (t, RecursiveMode::Recursive))
+        .chain(
+            next.parents
+                .iter()
+                .map(|p| (p, RecursiveMode::NonRecursive)),
+        );
+    for (path, mode) in watches {
+        watcher.watch(path, mode).map_err(|source| Error::Watch {
+            path: path.to_path_buf(),
             source,
         })?;
-        let mut watching = SpecWatcher {
-            paths: paths.to_vec(),
-            watcher,
-            plan,
-            changes,
-        };
-        watching.rearm()?;
-        Ok(watching)
     }
+    Ok(())
+}
 
-    /// Resolves the paths again and watches what they resolve to now. All
-    /// watches are renewed, not only those whose path changed: a watch
-    /// holds a directory, not a path, and a path through a swapped symlink
-    /// now names another directory.
-    fn rearm(&mut self) -> Result<()> {
-        let next = Plan::of(&self.paths)?;
-        let mut current = self
-            .plan
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        // Old targets may be gone already (git-sync removes old worktrees).
-        for old in current.targets.iter().chain(&current.parents) {
-            let _ = self.watcher.unwatch(old);
-        }
-        let watch = |w: &mut notify::RecommendedWatcher, path: &Path, mode| {
-            w.watch(path, mode).map_err(|source| Error::Watch {
-                path: path.to_path_buf(),
-                source,
+impl SpecWatcher {
+    /// Starts watching (blocking, briefly: call it before the runtime's
+    /// work starts, or from a blocking thread).
+    pub fn new(paths: &[PathBuf]) -> Result<SpecWatcher> {
+        let (send, news) = tokio::sync::mpsc::unbounded_channel::<News>();
+        let mut watcher =
+            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+                let news = match event {
+                    Ok(event) if may_change(&event.kind) => Some(event.paths),
+                    Ok(_) => return,
+                    Err(_) => None,
+                };
+                // Unbounded: the handler never waits. A closed channel
+                // means the controller is gone.
+                let _ = send.send(news);
             })
-        };
-        for target in &next.targets {
-            watch(&mut self.watcher, target, RecursiveMode::Recursive)?;
-        }
-        for parent in &next.parents {
-            watch(&mut self.watcher, parent, RecursiveMode::NonRecursive)?;
-        }
-        *current = next;
-        Ok(())
+            .map_err(|source| Error::Watch {
+                path: paths.first().cloned().unwrap_or_default(),
+                source,
+            })?;
+        let plan = Plan::of(paths)?;
+        register(&mut watcher, &Plan::default(), &plan)?;
+        Ok(SpecWatcher {
+            paths: paths.to_vec(),
+            watcher: Some(watcher),
+            plan,
+            news,
+        })
     }
 
-    /// Waits until the specs changed and then were quiet for a moment.
-    /// Watches follow a symlink that now points elsewhere; if the paths
-    /// cannot be resolved right now (mid-swap), the old watches stay and
-    /// the next change tries again.
-    pub async fn changed(&mut self) {
-        if self.changes.recv().await.is_none() {
-            // The watcher's thread is gone: nothing will ever change.
-            return std::future::pending().await;
+    /// Resolves the paths again and watches what they resolve to now, on a
+    /// blocking thread. All watches are renewed, not only those whose path
+    /// changed: a watch holds a directory, not a path, and a path through a
+    /// swapped symlink now names another directory. If the paths cannot be
+    /// resolved right now (mid-swap), the old watches stay and the next
+    /// change tries again.
+    async fn rearm(&mut self) {
+        let Some(mut watcher) = self.watcher.take() else {
+            return;
+        };
+        let (paths, old) = (self.paths.clone(), self.plan.clone());
+        let moved = tokio::task::spawn_blocking(move || {
+            let next = Plan::of(&paths).and_then(|next| {
+                register(&mut watcher, &old, &next)?;
+                Ok(next)
+            });
+            (watcher, next)
+        })
+        .await;
+        match moved {
+            Ok((watcher, next)) => {
+                self.watcher = Some(watcher);
+                match next {
+                    Ok(next) => self.plan = next,
+                    Err(e) => tracing::debug!("specs: cannot watch them yet ({e})"),
+                }
+            }
+            // The blocking thread panicked: the watcher is lost with it,
+            // and the resync's re-read is all that is left.
+            Err(e) => tracing::warn!(
+                "specs: the watcher failed ({e}); reading them again at each resync only"
+            ),
         }
+    }
+
+    /// Whether news is about the specs.
+    fn matters(&self, news: &News) -> bool {
+        news.as_ref()
+            .is_none_or(|paths| paths.iter().any(|p| self.plan.matters(p)))
+    }
+
+    /// Waits for the next news about the specs (forever once the watcher
+    /// is gone).
+    async fn next_change(&mut self) {
+        loop {
+            match self.news.recv().await {
+                Some(news) if self.matters(&news) => return,
+                Some(_) => {}
+                None => return std::future::pending().await,
+            }
+        }
+    }
+
+    /// Waits until the specs changed and then were quiet for a moment,
+    /// then moves the watches to where the paths resolve now.
+    pub async fn changed(&mut self) {
+        self.next_change().await;
         let deadline = tokio::time::Instant::now() + AT_MOST;
         loop {
             let wait = QUIET.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
-            match tokio::time::timeout(wait, self.changes.recv()).await {
-                Ok(Some(())) if tokio::time::Instant::now() < deadline => {}
-                _ => break,
+            let more = tokio::time::timeout(wait, self.next_change()).await.is_ok();
+            if !more || tokio::time::Instant::now() >= deadline {
+                break;
             }
         }
-        let _ = self.rearm();
+        self.rearm().await;
     }
 }
 
@@ -223,6 +296,146 @@ mod tests {
         assert!(plan.matters(&root.join("rev-1/specs/web.yaml")));
         assert!(!plan.matters(&root.join("rev-2/specs/web.yaml")));
         assert!(!plan.matters(&root.join("unrelated")));
+    }
+
+    #[test]
+    fn reading_the_specs_is_no_change_and_writing_them_is() {
+        use notify::event::{CreateKind, DataChange, RemoveKind, RenameMode};
+        let table = [
+            (EventKind::Access(AccessKind::Open(AccessMode::Read)), false),
+            (EventKind::Access(AccessKind::Read), false),
+            (
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                false,
+            ),
+            (EventKind::Access(AccessKind::Any), false),
+            (
+                EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+                false,
+            ),
+            (
+                EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                true,
+            ),
+            (EventKind::Create(CreateKind::File), true),
+            (
+                EventKind::Modify(ModifyKind::Data(DataChange::Content)),
+                true,
+            ),
+            (EventKind::Modify(ModifyKind::Name(RenameMode::Both)), true),
+            (
+                EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions)),
+                true,
+            ),
+            (
+                EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+                true,
+            ),
+            (EventKind::Remove(RemoveKind::File), true),
+            (EventKind::Any, true),
+            (EventKind::Other, true),
+        ];
+        for (kind, expected) in table {
+            assert_eq!(may_change(&kind), expected, "{kind:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn reading_the_specs_again_and_again_reports_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("web.yaml"), "one").unwrap();
+        let mut watcher = SpecWatcher::new(&[dir.path().to_path_buf()]).unwrap();
+        // What a reload does: list the directory, open and read each file.
+        for _ in 0..20 {
+            crate::spec::load_paths(&[dir.path().to_path_buf()]).unwrap();
+        }
+        assert!(!changes_within(&mut watcher, 1).await);
+    }
+
+    /// Many rearms while events pour in (a writer touching the files in a
+    /// tight loop and swapping the symlink): every rearm returns, and an
+    /// edit afterwards is still seen. The watcher runs on a thread of its
+    /// own, so a deadlock fails the test instead of hanging it.
+    #[test]
+    fn rearming_while_events_pour_in_never_waits_on_itself() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let root = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(root.path()).unwrap();
+        for rev in ["rev-1", "rev-2"] {
+            std::fs::create_dir_all(root.join(rev).join("specs")).unwrap();
+            std::fs::write(root.join(rev).join("specs/web.yaml"), "one").unwrap();
+        }
+        std::os::unix::fs::symlink(root.join("rev-1"), root.join("current")).unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let writer = {
+            let (root, stop) = (root.clone(), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut writes = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    for rev in ["rev-1", "rev-2"] {
+                        std::fs::write(root.join(rev).join("specs/web.yaml"), "two").unwrap();
+                    }
+                    writes += 1;
+                    if writes.is_multiple_of(50) {
+                        let rev = if writes.is_multiple_of(100) {
+                            "rev-1"
+                        } else {
+                            "rev-2"
+                        };
+                        let _ = std::fs::remove_file(root.join("next"));
+                        std::os::unix::fs::symlink(root.join(rev), root.join("next")).unwrap();
+                        std::fs::rename(root.join("next"), root.join("current")).unwrap();
+                    }
+                }
+                writes
+            })
+        };
+        let (done, finished) = std::sync::mpsc::channel();
+        let watched = root.join("current/specs");
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut watcher = SpecWatcher::new(&[watched]).unwrap();
+                let until = std::time::Instant::now() + Duration::from_secs(3);
+                let mut rearms = 0u32;
+                while std::time::Instant::now() < until {
+                    watcher.rearm().await;
+                    rearms += 1;
+                    while watcher.news.try_recv().is_ok() {}
+                }
+                let _ = done.send(rearms);
+            });
+        });
+        let rearms = finished.recv_timeout(Duration::from_secs(60));
+        stop.store(true, Ordering::Relaxed);
+        let writes = writer.join().unwrap();
+        let rearms = rearms.expect("the watcher stopped answering while rearming");
+        assert!(
+            rearms > 10 && writes > 100,
+            "{rearms} rearms, {writes} writes"
+        );
+    }
+
+    #[tokio::test]
+    async fn after_a_storm_of_events_an_edit_is_still_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("web.yaml");
+        std::fs::write(&file, "one").unwrap();
+        let mut watcher = SpecWatcher::new(&[dir.path().to_path_buf()]).unwrap();
+        for i in 0..2_000 {
+            std::fs::write(&file, format!("{i}")).unwrap();
+        }
+        assert!(changes_within(&mut watcher, 10).await);
+        // Whatever the storm left queued is drained by quiet waits.
+        while changes_within(&mut watcher, 1).await {}
+        std::fs::write(&file, "last").unwrap();
+        assert!(
+            changes_within(&mut watcher, 10).await,
+            "an edit after the storm is seen"
+        );
     }
 
     async fn changes_within(watcher: &mut SpecWatcher, seconds: u64) -> bool {
