@@ -44,6 +44,9 @@ pub struct EcsEvent {
     pub version: Option<u64>,
     /// When the event happened (the envelope's `time`), if it says so.
     pub time: Option<std::time::SystemTime>,
+    /// The resource's last event: a task STOPPED, a container instance
+    /// deregistered (INACTIVE). No later version can follow.
+    pub last: bool,
 }
 
 /// Why a message is not an event the controller can use.
@@ -109,11 +112,17 @@ pub fn parse(body: &str) -> Result<EcsEvent, Malformed> {
         .and_then(cluster_name)
         .or_else(|| cluster_name(&resource))
         .ok_or(Malformed::Missing("detail.clusterArn"))?;
+    let last = match kind {
+        EventKind::TaskStateChange => detail["lastStatus"] == "STOPPED",
+        EventKind::ContainerInstanceStateChange => detail["status"] == "INACTIVE",
+        EventKind::ServiceAction | EventKind::DeploymentStateChange => false,
+    };
     Ok(EcsEvent {
         id,
         kind,
         cluster,
         resource,
+        last,
         version: detail["version"].as_u64(),
         time: v["time"]
             .as_str()
@@ -132,16 +141,34 @@ pub enum Admission {
     Stale,
 }
 
-/// Remembers recent event ids and the highest version per resource.
+/// Remembers recent event ids and the highest version per resource, in
+/// bounded memory, so a controller that runs for weeks over a cluster that
+/// replaces thousands of tasks a day does not grow:
+///
+/// - ids: the last [`REMEMBERED_IDS`] (at-least-once delivery repeats
+///   within minutes);
+/// - versions: a resource is forgotten with its last event (a task
+///   STOPPED, an instance deregistered), and the map is bounded besides
+///   by two generations of at most [`REMEMBERED_VERSIONS`] resources each
+///   (a resource not heard of for a whole generation is forgotten).
+///
+/// Forgetting is safe: a stale event of a forgotten resource is admitted
+/// as news, which costs one needless re-read of what it names, never a
+/// wrong action (events are hints; the plan comes from what is read).
 #[derive(Debug, Default)]
 pub struct Dedupe {
     ids: HashSet<String>,
     order: VecDeque<String>,
+    /// Versions heard of in this generation...
     versions: HashMap<String, u64>,
+    /// ...and in the one before (looked up, moved forward when heard of).
+    older: HashMap<String, u64>,
 }
 
 /// How many event ids to remember; at least once delivery repeats within minutes.
 const REMEMBERED_IDS: usize = 10_000;
+/// How many resources' versions one generation holds.
+pub const REMEMBERED_VERSIONS: usize = 50_000;
 
 impl Dedupe {
     pub fn admit(&mut self, event: &EcsEvent) -> Admission {
@@ -155,14 +182,37 @@ impl Dedupe {
         {
             self.ids.remove(&old);
         }
-        if let Some(version) = event.version {
-            let seen = self.versions.entry(event.resource.clone()).or_insert(0);
-            if version <= *seen {
-                return Admission::Stale;
+        let Some(version) = event.version else {
+            return Admission::New;
+        };
+        let seen = self
+            .versions
+            .remove(&event.resource)
+            .or_else(|| self.older.remove(&event.resource));
+        if let Some(seen) = seen
+            && version <= seen
+        {
+            if !event.last {
+                self.remember(&event.resource, seen);
             }
-            *seen = version;
+            return Admission::Stale;
+        }
+        if !event.last {
+            self.remember(&event.resource, version);
         }
         Admission::New
+    }
+
+    fn remember(&mut self, resource: &str, version: u64) {
+        if self.versions.len() >= REMEMBERED_VERSIONS {
+            self.older = std::mem::take(&mut self.versions);
+        }
+        self.versions.insert(resource.to_owned(), version);
+    }
+
+    /// How many resources' versions are remembered.
+    pub fn resources(&self) -> usize {
+        self.versions.len() + self.older.len()
     }
 }
 
@@ -255,6 +305,101 @@ mod tests {
                 r#"{"source": "aws.ecs", "detail-type": "ECS Task State Change", "id": "x", "detail": {}}"#
             ),
             Err(Malformed::Missing("detail.taskArn"))
+        );
+    }
+
+    /// A task event for task `task` with event id `id`.
+    fn event_of(task: &str, id: &str, version: u64, status: &str) -> EcsEvent {
+        let arn = format!("arn:aws:ecs:us-east-1:123456789012:task/prod/{task}");
+        parse(
+            &serde_json::json!({
+                "id": id, "detail-type": "ECS Task State Change", "source": "aws.ecs",
+                "resources": [arn],
+                "detail": {
+                    "clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/prod",
+                    "taskArn": arn, "lastStatus": status, "version": version
+                }
+            })
+            .to_string(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn versions_are_compared_per_resource() {
+        let mut d = Dedupe::default();
+        assert_eq!(d.admit(&event_of("a", "1", 5, "RUNNING")), Admission::New);
+        // A lower version of another task is news: not one global maximum.
+        assert_eq!(d.admit(&event_of("b", "2", 2, "RUNNING")), Admission::New);
+        assert_eq!(
+            d.admit(&event_of("a", "3", 5, "RUNNING")),
+            Admission::Stale,
+            "equal is not newer"
+        );
+        assert_eq!(d.admit(&event_of("a", "4", 4, "RUNNING")), Admission::Stale);
+        assert_eq!(d.admit(&event_of("a", "5", 6, "RUNNING")), Admission::New);
+        assert_eq!(d.admit(&event_of("b", "6", 2, "RUNNING")), Admission::Stale);
+        assert_eq!(d.admit(&event_of("b", "7", 3, "RUNNING")), Admission::New);
+    }
+
+    #[test]
+    fn memory_stays_flat_over_100000_tasks_that_ran_and_stopped() {
+        let mut d = Dedupe::default();
+        for n in 0..100_000 {
+            let task = format!("t{n}");
+            assert_eq!(
+                d.admit(&event_of(&task, &format!("{n}-1"), 1, "PENDING")),
+                Admission::New
+            );
+            assert_eq!(
+                d.admit(&event_of(&task, &format!("{n}-2"), 2, "RUNNING")),
+                Admission::New
+            );
+            assert_eq!(
+                d.admit(&event_of(&task, &format!("{n}-3"), 3, "STOPPED")),
+                Admission::New
+            );
+        }
+        assert_eq!(d.resources(), 0, "a stopped task's version is forgotten");
+        assert!(d.ids.len() <= REMEMBERED_IDS && d.order.len() <= REMEMBERED_IDS);
+
+        // After the prune: a stale event of a stopped task, delivered late,
+        // is news again, which costs one re-read and nothing more; its
+        // version is remembered, and the one after it is stale again.
+        assert_eq!(
+            d.admit(&event_of("t7", "late-1", 2, "RUNNING")),
+            Admission::New
+        );
+        assert_eq!(
+            d.admit(&event_of("t7", "late-2", 1, "PENDING")),
+            Admission::Stale
+        );
+        // A late duplicate of the last event is still dropped by its id while remembered.
+        assert_eq!(
+            d.admit(&event_of("t99999", "99999-3", 3, "STOPPED")),
+            Admission::Duplicate
+        );
+    }
+
+    #[test]
+    fn resources_never_stopped_are_bounded_by_two_generations() {
+        let mut d = Dedupe::default();
+        let total = 3 * REMEMBERED_VERSIONS + 7;
+        for n in 0..total {
+            d.admit(&event_of(&format!("t{n}"), &format!("e{n}"), 1, "RUNNING"));
+            assert!(d.resources() <= 2 * REMEMBERED_VERSIONS);
+        }
+        // The latest generation is still known.
+        let recent = total - 1;
+        assert_eq!(
+            d.admit(&event_of(&format!("t{recent}"), "again", 1, "RUNNING")),
+            Admission::Stale
+        );
+        // One heard of in the older generation moves forward and stays known.
+        let older = total - REMEMBERED_VERSIONS - 1;
+        assert_eq!(
+            d.admit(&event_of(&format!("t{older}"), "again-older", 1, "RUNNING")),
+            Admission::Stale
         );
     }
 

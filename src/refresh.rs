@@ -415,6 +415,7 @@ mod tests {
             resource: resource.into(),
             version: None,
             time: None,
+            last: false,
         };
         let mut touched = Touched::default();
         touched.note(&event(EventKind::TaskStateChange, "t1"));
