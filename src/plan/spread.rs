@@ -1111,13 +1111,8 @@ fn plan_with(
     // and do not call it satisfied either: its layout is not settled.
     let pause = if service.deployment_in_progress {
         Some("a deployment is in progress".to_owned())
-    } else if service.running != service.desired || service.pending > 0 {
-        Some(format!(
-            "not at steady state: {} running, {} pending, {} desired",
-            service.running, service.pending, service.desired
-        ))
     } else {
-        None
+        steady_state_gap(index, s)
     };
     if pause.is_none()
         && let Some(reports) = topologies.satisfied(policy, index, s)
@@ -1149,6 +1144,45 @@ fn plan_with(
     }
     let problem = Problem::new(policy, index, topologies, s);
     plan_problem(problem, policy, service, pause.as_deref(), status, actions);
+}
+
+/// Why a service is not at steady state, if it is not. ECS's counts
+/// (`runningCount`, `pendingCount`) lag the task list, and the task list
+/// may lag them: a task counts as available only when both say it runs,
+/// so the lower of the two running counts is taken, and the higher of the
+/// two pending ones. Stops of earlier passes whose replacements have not
+/// yet started thus keep the service paused, and `maxUnavailable` is never
+/// spent twice.
+pub(crate) fn steady_state_gap(index: &Index<'_>, s: usize) -> Option<String> {
+    let service = &index.snapshot.services[s];
+    let tasks = &index.snapshot.tasks;
+    let listed_running = index.running(s).count() as u32;
+    let listed_pending = index.tasks_of[s]
+        .iter()
+        .filter(|t| {
+            matches!(
+                tasks[**t].status,
+                TaskStatus::Pending | TaskStatus::Provisioning
+            )
+        })
+        .count() as u32;
+    let available = service.running.min(listed_running);
+    let pending = service.pending.max(listed_pending);
+    if available == service.desired && pending == 0 && service.running == listed_running {
+        return None;
+    }
+    let counts = if service.running == listed_running {
+        format!("{available} running")
+    } else {
+        format!(
+            "{available} running (ECS counts {}, the task list holds {listed_running})",
+            service.running
+        )
+    };
+    Some(format!(
+        "not at steady state: {counts}, {pending} pending, {} desired",
+        service.desired
+    ))
 }
 
 /// Plans one service on a built problem: gates, optimum, budget, stops.

@@ -318,6 +318,61 @@ fn deployments_and_unsteady_services_are_paused() {
     );
 }
 
+/// ECS's `runningCount` lags the task list: after a pass stopped 4 of 9
+/// tasks, the service may still say 9 running. The budget must not be
+/// spent again on that word alone.
+#[test]
+fn the_budget_counts_the_lower_of_runningcount_and_the_running_tasks_listed() {
+    let four = "  placement: {azBalanced: true}\n  disruption: {maxUnavailable: 4}\n";
+    // 9 tasks in zone a, none elsewhere: 6 moves needed.
+    let c = three_zones([9, 0, 0], spread_zone());
+    let first = plan(&policies(&policy("web-az", "web", four)), &c.snapshot, 0);
+    assert_eq!(stops(&first).len(), 4, "{:?}", first.statuses[0].reason);
+
+    // Those 4 stopped (gone from the list); ECS still counts 9 running.
+    let mut after = c.snapshot.clone();
+    let stopped: Vec<String> = stops(&first).into_iter().map(|(t, _)| t).collect();
+    after.tasks.retain(|t| !stopped.contains(&t.id));
+    assert_eq!(after.services[0].running, 9);
+    let second = plan(&policies(&policy("web-az", "web", four)), &after, 0);
+    assert!(
+        stops(&second).is_empty(),
+        "no fifth stop: {:?}",
+        second.actions
+    );
+    assert_eq!(second.statuses[0].state, State::Paused);
+    assert!(
+        second.statuses[0]
+            .reason
+            .contains("5 running (ECS counts 9, the task list holds 5)"),
+        "{}",
+        second.statuses[0].reason
+    );
+
+    // Or still listed, but stopping: not available either.
+    let mut stopping = c.snapshot.clone();
+    for t in &mut stopping.tasks {
+        if stopped.contains(&t.id) {
+            t.status = TaskStatus::Stopping;
+        }
+    }
+    let third = plan(&policies(&policy("web-az", "web", four)), &stopping, 0);
+    assert!(stops(&third).is_empty(), "{:?}", third.actions);
+
+    // A replacement listed as PENDING while ECS counts none pending: paused.
+    let mut pending = c.snapshot.clone();
+    pending.tasks[0].status = TaskStatus::Pending;
+    pending.services[0].running = 8;
+    pending.services[0].desired = 9;
+    let fourth = plan(&policies(&policy("web-az", "web", four)), &pending, 0);
+    assert!(stops(&fourth).is_empty());
+    assert!(
+        fourth.statuses[0].reason.contains("1 pending"),
+        "{}",
+        fourth.statuses[0].reason
+    );
+}
+
 #[test]
 fn two_policies_on_one_service_pause_both() {
     let c = three_zones([5, 1, 0], spread_zone());
