@@ -928,6 +928,7 @@ fn run_controller(
     let clients = runtime.block_on(crate::aws::AwsClients::connect(endpoint_url));
     let audit = audit_bus.map(|bus| crate::audit::Audit::new(clients.eventbridge(), bus));
     let backend = crate::aws::AwsBackend::from_clients(&clients);
+    let observer = std::sync::Arc::new(crate::observe::Observer::new());
     // Leader election: the lease is kept by a task of its own, so a long
     // pass does not let it lapse; writes are fenced by it.
     let (leader, stop_keeping) = match lease {
@@ -947,17 +948,29 @@ fn run_controller(
             );
             let mut lease =
                 crate::lease::Lease::new(clients.dynamodb(), table, name, &holder, duration);
-            // The first pass knows its standing.
+            // The first pass knows its standing. A lease that cannot be
+            // written at all (no such table, access denied) is an error
+            // now: a replica that can neither lead nor follow would
+            // otherwise sit idle forever looking healthy.
             let first = match runtime.block_on(lease.tick(crate::model::wall_clock())) {
                 Ok(standing) => standing.clone(),
                 Err(e) => {
-                    tracing::warn!("{e}");
-                    crate::lease::Standing::Follower
+                    let _ = writeln!(
+                        err,
+                        "error: {e}\n(the table must exist, with the string partition key `name`, and the role must allow dynamodb:UpdateItem on it: see `stevedore iam-policy --lease-table`)"
+                    );
+                    return exit::USAGE;
                 }
             };
             let (send, receive) = tokio::sync::watch::channel(first);
             let (stop, stopped) = tokio::sync::oneshot::channel();
-            runtime.spawn(crate::lease::keep(lease, send, stopped));
+            let observer = std::sync::Arc::clone(&observer);
+            runtime.spawn(crate::lease::keep(
+                lease,
+                send,
+                move |answered| observer.lease_answered(answered),
+                stopped,
+            ));
             (Some(receive), Some(stop))
         }
     };
@@ -971,21 +984,29 @@ fn run_controller(
         git,
     };
     let events = queue_url.map(|url| crate::aws::SqsEvents::new(clients.sqs(), url));
-    let shutdown = async {
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("SIGTERM can be watched");
+    // The handlers are installed now, before the first pass: a signal that
+    // comes while it stops tasks waits for the batch instead of ending the
+    // process with it half done (a handler installed only when the loop
+    // first waits would leave the default action, death, until then).
+    #[cfg(unix)]
+    let shutdown = {
+        let _context = runtime.enter();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM can be watched");
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .expect("SIGINT can be watched");
+        async move {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
+                _ = interrupt.recv() => {}
                 _ = term.recv() => {}
             }
         }
-        #[cfg(not(unix))]
+    };
+    #[cfg(not(unix))]
+    let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let observer = std::sync::Arc::new(crate::observe::Observer::new());
     // The status server runs with the controller and stops with it.
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
     match listen {
@@ -1050,7 +1071,11 @@ fn run_controller(
             let _ = writeln!(err, "error: {e}");
             exit::USAGE
         }
-        Ok(summary) if summary.failed_reconciles + summary.actions_failed > 0 => exit::INVALID,
+        // A run that is not `--once` ends only when asked to: a clean
+        // shutdown, whatever earlier passes met.
+        Ok(summary) if once && summary.failed_reconciles + summary.actions_failed > 0 => {
+            exit::INVALID
+        }
         Ok(_) => exit::OK,
     }
 }

@@ -400,6 +400,40 @@ fn load_policies(specs: &[std::path::PathBuf]) -> Option<Vec<Policy>> {
     checked(crate::spec::load_paths(specs))
 }
 
+/// What a reload of the policies found, compared with those in force.
+#[derive(Debug, Clone, PartialEq)]
+enum Reload {
+    /// Valid and different: these replace the policies in force.
+    Changed(Vec<Policy>),
+    /// Valid and equal to what is in force (an event that changed nothing,
+    /// or a resync's re-read): nothing to do.
+    Unchanged,
+    /// Reported; the last good policies stay.
+    Invalid,
+}
+
+impl Reload {
+    /// Compares what was loaded with what is in force (not whether
+    /// something happened to the files), and counts the outcome.
+    fn of(
+        loaded: Option<Vec<Policy>>,
+        current: &[Policy],
+        observer: &crate::observe::Observer,
+    ) -> Reload {
+        let reload = match loaded {
+            None => Reload::Invalid,
+            Some(loaded) if loaded == current => Reload::Unchanged,
+            Some(loaded) => Reload::Changed(loaded),
+        };
+        observer.spec_reload(match reload {
+            Reload::Changed(_) => "changed",
+            Reload::Unchanged => "unchanged",
+            Reload::Invalid => "invalid",
+        });
+        reload
+    }
+}
+
 /// The policies of a load, or `None` after reporting why not.
 fn checked(loaded: Result<crate::spec::Loaded, crate::spec::Error>) -> Option<Vec<Policy>> {
     match loaded {
@@ -430,10 +464,12 @@ pub struct GitSpecs {
     pub poll: std::time::Duration,
 }
 
-/// Fetches the repository; returns the commit and its policies when the
-/// commit is new and all of it is valid. An invalid commit is reported once
-/// and the last good policies stay.
-async fn poll_git(git: &GitSpecs, seen: &mut Option<String>) -> Option<(String, Vec<Policy>)> {
+/// Fetches the repository; returns a new commit with its policies (`None`
+/// when any of it is invalid, reported once: the last good policies stay).
+async fn poll_git(
+    git: &GitSpecs,
+    seen: &mut Option<String>,
+) -> Option<(String, Option<Vec<Policy>>)> {
     let source = git.source.clone();
     let fetched = tokio::task::spawn_blocking(move || source.fetch()).await;
     let commit = match fetched {
@@ -452,7 +488,10 @@ async fn poll_git(git: &GitSpecs, seen: &mut Option<String>) -> Option<(String, 
     }
     *seen = Some(commit.id.clone());
     tracing::info!(commit = %commit.id, "specs: commit {}: {} files", commit.id, commit.files.len());
-    checked(Ok(crate::spec::load_sources(commit.files))).map(|p| (commit.id, p))
+    Some((
+        commit.id,
+        checked(Ok(crate::spec::load_sources(commit.files))),
+    ))
 }
 
 /// The controller: reconcile every cluster the policies name, then wait
@@ -461,7 +500,9 @@ async fn poll_git(git: &GitSpecs, seen: &mut Option<String>) -> Option<(String, 
 /// reads again only what they touched. The specs are watched
 /// ([`crate::watch`]) and read again at each resync; an invalid change is
 /// reported and the last good policies stay in force. Shutdown is honoured
-/// between passes, so a batch of actions is never left half done.
+/// between passes, so a batch of actions is never left half done: the
+/// caller installs its signal handlers before calling, so that a signal
+/// during the first pass waits for it too.
 pub async fn run<B: Backend>(
     backend: &B,
     specs: &[std::path::PathBuf],
@@ -480,6 +521,7 @@ pub async fn run<B: Backend>(
         Some(git) => {
             let (commit, policies) = poll_git(git, &mut seen_commit)
                 .await
+                .and_then(|(commit, policies)| Some((commit, policies?)))
                 .ok_or("the repository's policies cannot be read or are invalid; nothing to run")?;
             observer.commit(&commit);
             policies
@@ -498,10 +540,16 @@ pub async fn run<B: Backend>(
     let mut watcher = if options.once || options.git.is_some() {
         None
     } else {
-        match crate::watch::SpecWatcher::new(specs) {
-            Ok(w) => Some(w),
-            Err(e) => {
+        // Registering watches blocks on notify's thread: not on this one.
+        let paths = specs.to_vec();
+        match tokio::task::spawn_blocking(move || crate::watch::SpecWatcher::new(&paths)).await {
+            Ok(Ok(w)) => Some(w),
+            Ok(Err(e)) => {
                 tracing::info!("specs: cannot watch ({e}); reading them again at each resync");
+                None
+            }
+            Err(e) => {
+                tracing::warn!("specs: cannot watch ({e}); reading them again at each resync");
                 None
             }
         }
@@ -515,8 +563,12 @@ pub async fn run<B: Backend>(
         if full
             && !std::mem::take(&mut first)
             && options.git.is_none()
-            && let Some(newer) = load_policies(specs)
+            && let Reload::Changed(newer) = Reload::of(load_policies(specs), &policies, observer)
         {
+            tracing::info!(
+                "specs: changed (read at resync); {} policies loaded",
+                newer.len()
+            );
             policies = newer;
             observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
         }
@@ -602,12 +654,22 @@ pub async fn run<B: Backend>(
                 && now >= at
             {
                 next_poll = Some(now + git.poll);
-                if let Some((commit, newer)) = poll_git(git, &mut seen_commit).await {
-                    tracing::info!(commit = %commit, "specs: commit {commit}: {} policies loaded, reconciling", newer.len());
-                    observer.commit(&commit);
-                    policies = newer;
-                    observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
-                    break;
+                if let Some((commit, loaded)) = poll_git(git, &mut seen_commit).await {
+                    match Reload::of(loaded, &policies, observer) {
+                        Reload::Changed(newer) => {
+                            tracing::info!(commit = %commit, "specs: commit {commit}: {} policies loaded, reconciling", newer.len());
+                            observer.commit(&commit);
+                            policies = newer;
+                            observer
+                                .policies_loaded(&clusters(&policies, options.cluster.as_deref()));
+                            break;
+                        }
+                        Reload::Unchanged => {
+                            tracing::info!(commit = %commit, "specs: commit {commit}: the same policies");
+                            observer.commit(&commit);
+                        }
+                        Reload::Invalid => {}
+                    }
                 }
                 continue;
             }
@@ -616,6 +678,12 @@ pub async fn run<B: Backend>(
                 .flatten()
                 .fold(next_full, |a, b| a.min(b));
             if now >= next {
+                // A signal that came during the pass is honoured before
+                // the next one starts.
+                if futures_util::FutureExt::now_or_never(&mut shutdown).is_some() {
+                    tracing::info!("shutting down after {} reconciles", summary.reconciles);
+                    return Ok(summary);
+                }
                 if news.is_pending() && now < next_full {
                     tracing::info!("events: reconciling what they touched");
                 }
@@ -662,17 +730,25 @@ pub async fn run<B: Backend>(
                     return Ok(summary);
                 }
                 Wake::SpecsChanged => {
-                    // An invalid change was reported; the last good policies stay.
-                    if let Some(newer) = load_policies(specs) {
-                        tracing::info!(
-                            "specs: changed; {} policies loaded, reconciling",
-                            newer.len()
-                        );
-                        policies = newer;
-                        observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
-                        break;
+                    // An invalid change was reported; the last good policies
+                    // stay. The same policies again cost nothing more.
+                    match Reload::of(load_policies(specs), &policies, observer) {
+                        Reload::Changed(newer) => {
+                            tracing::info!(
+                                "specs: changed; {} policies loaded, reconciling",
+                                newer.len()
+                            );
+                            policies = newer;
+                            observer
+                                .policies_loaded(&clusters(&policies, options.cluster.as_deref()));
+                            break;
+                        }
+                        Reload::Unchanged => {
+                            tracing::debug!("specs: touched, the same policies");
+                            continue;
+                        }
+                        Reload::Invalid => continue,
                     }
-                    continue;
                 }
             };
             let messages = match received {

@@ -274,16 +274,20 @@ impl<B: crate::backend::Backend> crate::backend::Backend for Fenced<'_, B> {
 }
 
 /// Keeps the lease: ticks every [`Lease::tick_every`] until `stop`,
-/// publishing this replica's standing. A failed write is logged; the
-/// standing then lapses by itself at its deadline.
+/// publishing this replica's standing, and telling `answered` whether each
+/// write went through (won or lost; the status server's readiness). A
+/// failed write is logged; the standing then lapses by itself at its
+/// deadline.
 pub async fn keep(
     mut lease: Lease,
     standing: tokio::sync::watch::Sender<Standing>,
+    answered: impl Fn(bool),
     mut stop: tokio::sync::oneshot::Receiver<()>,
 ) {
     loop {
         match lease.tick(crate::model::wall_clock()).await {
             Ok(now) => {
+                answered(true);
                 let now = now.clone();
                 standing.send_if_modified(|s| {
                     let changed = *s != now;
@@ -291,7 +295,10 @@ pub async fn keep(
                     changed
                 });
             }
-            Err(e) => tracing::warn!("{e}"),
+            Err(e) => {
+                answered(false);
+                tracing::warn!("{e}");
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(lease.tick_every()) => {}

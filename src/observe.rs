@@ -130,6 +130,8 @@ struct SkewLabels {
 #[derive(Debug, Default)]
 struct Board {
     policies_loaded: bool,
+    /// The last lease write failed (leader election only).
+    lease_failing: bool,
     commit: Option<String>,
     /// Clusters to read, and whether each was read in full once.
     clusters: BTreeMap<String, bool>,
@@ -150,6 +152,7 @@ pub struct Observer {
     api_calls: Family<Operation, Counter>,
     api_throttles: Family<Operation, Counter>,
     events: Family<EventLabels, Counter>,
+    spec_reloads: Family<EventLabels, Counter>,
     policies: Family<StateLabels, Gauge>,
     skew: Family<SkewLabels, Gauge>,
     event_lag: prometheus_client::metrics::histogram::Histogram,
@@ -194,6 +197,7 @@ impl Observer {
         let api_calls = Family::<Operation, Counter>::default();
         let api_throttles = Family::<Operation, Counter>::default();
         let events = Family::<EventLabels, Counter>::default();
+        let spec_reloads = Family::<EventLabels, Counter>::default();
         let policies = Family::<StateLabels, Gauge>::default();
         let skew = Family::<SkewLabels, Gauge>::default();
         let event_lag = prometheus_client::metrics::histogram::Histogram::new([
@@ -225,6 +229,11 @@ impl Observer {
             events.clone(),
         );
         registry.register(
+            "spec_reloads",
+            "Re-reads of the policies (a change seen, a resync, a git commit), per outcome (changed, unchanged, invalid)",
+            spec_reloads.clone(),
+        );
+        registry.register(
             "policies",
             "Policy-service pairs, per state",
             policies.clone(),
@@ -248,6 +257,7 @@ impl Observer {
             api_calls,
             api_throttles,
             events,
+            spec_reloads,
             policies,
             skew,
         }
@@ -284,6 +294,22 @@ impl Observer {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// The policies were read again, with what that found.
+    pub fn spec_reload(&self, outcome: &str) {
+        self.spec_reloads
+            .get_or_create(&EventLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Whether the last write of the leader-election lease went through
+    /// (won or lost). While it fails, this replica can neither lead nor
+    /// know that another does, and is not ready.
+    pub fn lease_answered(&self, answered: bool) {
+        self.board().lease_failing = !answered;
     }
 
     /// How long an event took to arrive (from its envelope's time).
@@ -437,10 +463,14 @@ impl Observer {
         transitions
     }
 
-    /// Policies loaded and every cluster read in full once.
+    /// Policies loaded, every cluster read in full once, and (with leader
+    /// election) the lease answering.
     pub fn ready(&self) -> bool {
         let board = self.board();
-        board.policies_loaded && !board.clusters.is_empty() && board.clusters.values().all(|r| *r)
+        board.policies_loaded
+            && !board.lease_failing
+            && !board.clusters.is_empty()
+            && board.clusters.values().all(|r| *r)
     }
 
     pub fn status(&self) -> StatusDoc {
