@@ -18,7 +18,7 @@ use stevedore::plan::{ActionKind, State};
 use crate::repo;
 
 /// A moto server for one test; stopped when dropped.
-struct Moto {
+pub(crate) struct Moto {
     child: Child,
     port: u16,
     /// The front the SDK talks to (see [`front`]).
@@ -29,7 +29,7 @@ struct Moto {
 
 /// What the front in front of moto answers itself.
 #[derive(Debug, Default)]
-struct Front {
+pub(crate) struct Front {
     /// Tasks reported as protected from scale-in.
     protected: std::sync::Mutex<std::collections::BTreeSet<String>>,
     /// GetTaskProtection calls answered.
@@ -38,10 +38,14 @@ struct Front {
     /// service (lower case, such as `describeservices`) to refuse with
     /// ThrottlingException.
     throttle: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
+    /// How long to hold each request of an operation before passing it on.
+    delay: std::sync::Mutex<std::collections::BTreeMap<String, Duration>>,
+    /// Requests received, per operation of a JSON-protocol service.
+    calls: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
 }
 
 impl Moto {
-    fn start() -> Moto {
+    pub(crate) fn start() -> Moto {
         let server = std::env::var_os("STEVEDORE_MOTO_SERVER")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| repo(".venv/bin/moto_server"));
@@ -83,7 +87,7 @@ impl Moto {
         moto
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.front)
     }
 
@@ -109,6 +113,26 @@ impl Moto {
             .lock()
             .unwrap()
             .insert(operation.to_ascii_lowercase(), attempts);
+    }
+
+    /// Each request of an operation waits this long before it is answered.
+    pub(crate) fn delay(&self, operation: &str, by: Duration) {
+        self.front_state
+            .delay
+            .lock()
+            .unwrap()
+            .insert(operation.to_ascii_lowercase(), by);
+    }
+
+    /// Requests of an operation received so far.
+    pub(crate) fn calls(&self, operation: &str) -> usize {
+        self.front_state
+            .calls
+            .lock()
+            .unwrap()
+            .get(&operation.to_ascii_lowercase())
+            .copied()
+            .unwrap_or(0)
     }
 
     fn post(&self, path: &str, body: &str) -> String {
@@ -196,7 +220,7 @@ impl Moto {
         response[start..end].to_owned()
     }
 
-    fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         let config = aws_sdk_ecs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(self.url())
@@ -216,7 +240,7 @@ impl Drop for Moto {
 
 /// A cluster `demo` with two hosts per zone in three zones, service `web`
 /// with `layout[h]` tasks on host `h` (hosts a1, a2, b1, b2, c1, c2).
-async fn cluster(moto: &Moto, client: &Client, layout: [u32; 6]) -> Vec<String> {
+pub(crate) async fn cluster(moto: &Moto, client: &Client, layout: [u32; 6]) -> Vec<String> {
     client
         .create_cluster()
         .cluster_name("demo")
@@ -832,7 +856,7 @@ async fn a_failed_read_gives_no_snapshot_and_no_action() {
 }
 
 /// The binary, configured for moto through the standard AWS variables.
-fn stevedore(moto: &Moto, args: &[&str]) -> std::process::Output {
+pub(crate) fn stevedore(moto: &Moto, args: &[&str]) -> std::process::Output {
     stevedore_with_env(moto, args, &[])
 }
 
@@ -851,7 +875,7 @@ fn stevedore_with_env(moto: &Moto, args: &[&str], env: &[(&str, &str)]) -> std::
         .unwrap()
 }
 
-fn specs_dir(rest: &str) -> tempfile::TempDir {
+pub(crate) fn specs_dir(rest: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: web}}\nspec:\n  target: {{cluster: demo, service: web}}\n{rest}"
@@ -860,7 +884,7 @@ fn specs_dir(rest: &str) -> tempfile::TempDir {
     dir
 }
 
-async fn stopped(client: &Client) -> usize {
+pub(crate) async fn stopped(client: &Client) -> usize {
     let arns = client
         .list_tasks()
         .cluster("demo")
@@ -1243,7 +1267,7 @@ async fn install_dry_run_creates_nothing() {
 }
 
 /// Lines a child process prints, as they come.
-fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
+pub(crate) fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
     use std::io::BufRead;
     let stdout = child.stdout.take().unwrap();
     let (send, receive) = std::sync::mpsc::channel();
@@ -1261,7 +1285,11 @@ fn lines_of(child: &mut Child) -> std::sync::mpsc::Receiver<String> {
 }
 
 /// Waits for a line containing `text`, returning the lines seen.
-fn wait_for(lines: &std::sync::mpsc::Receiver<String>, text: &str, seen: &mut Vec<String>) {
+pub(crate) fn wait_for(
+    lines: &std::sync::mpsc::Receiver<String>,
+    text: &str,
+    seen: &mut Vec<String>,
+) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
@@ -1521,6 +1549,16 @@ fn front(moto_port: u16, state: std::sync::Arc<Front>) -> u16 {
                     .and_then(|rest| rest.split_whitespace().next())
                     .and_then(|target| target.rsplit('.').next())
                     .unwrap_or("");
+                *state
+                    .calls
+                    .lock()
+                    .unwrap()
+                    .entry(operation.to_owned())
+                    .or_default() += 1;
+                let delay = state.delay.lock().unwrap().get(operation).copied();
+                if let Some(delay) = delay {
+                    std::thread::sleep(delay);
+                }
                 let throttled = state
                     .throttle
                     .lock()
@@ -1817,7 +1855,7 @@ async fn json_logs_carry_each_actions_policy_service_rule_and_reason() {
     );
 }
 
-fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
+pub(crate) fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
     let config = aws_sdk_dynamodb::Config::builder()
         .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
         .endpoint_url(moto.url())
@@ -1829,7 +1867,7 @@ fn dynamodb(moto: &Moto) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::from_conf(config)
 }
 
-async fn lease_table(client: &aws_sdk_dynamodb::Client) {
+pub(crate) async fn lease_table(client: &aws_sdk_dynamodb::Client) {
     use aws_sdk_dynamodb::types::{
         AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
     };
@@ -1967,7 +2005,7 @@ async fn of_two_replicas_with_one_lease_only_the_leader_acts() {
 }
 
 /// The binary running as a controller against moto, its output piped.
-fn controller(moto: &Moto, args: &[&str], env: &[(&str, &str)]) -> Child {
+pub(crate) fn controller(moto: &Moto, args: &[&str], env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_stevedore"))
         .args(args)
         .env("AWS_ENDPOINT_URL", moto.url())
@@ -1984,7 +2022,10 @@ fn controller(moto: &Moto, args: &[&str], env: &[(&str, &str)]) -> Child {
 
 /// Waits for the controller to log where it serves its status, and returns
 /// that address.
-fn status_address(lines: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>) -> String {
+pub(crate) fn status_address(
+    lines: &std::sync::mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+) -> String {
     wait_for(lines, "listening on ", seen);
     seen.last()
         .and_then(|l| l.split("listening on ").nth(1))

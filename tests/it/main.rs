@@ -6,6 +6,7 @@ mod deploy;
 mod editor;
 mod githost;
 mod hostile;
+mod longrun;
 mod rules;
 mod schema;
 mod sim;
