@@ -160,4 +160,44 @@ fn main() {
     );
     drop(built);
     let _ = backend.api_calls();
+    dedupe_memory(if full { 300_000 } else { 30_000 });
+}
+
+/// The event dedupe's heap over a long life: tasks that start, run and
+/// stop (three events each), and tasks that only run. Stopped tasks are
+/// forgotten; the rest are bounded by two generations of versions.
+fn dedupe_memory(tasks: usize) {
+    let event = |task: usize, step: usize, status: &str| {
+        let arn = format!("arn:aws:ecs:us-east-1:123456789012:task/prod/{task:032x}");
+        serde_json::json!({
+            "id": format!("{task}-{step}"), "detail-type": "ECS Task State Change", "source": "aws.ecs",
+            "resources": [arn],
+            "detail": {"clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/prod", "taskArn": arn, "lastStatus": status, "version": step}
+        })
+        .to_string()
+    };
+    for stop in [true, false] {
+        let before = current();
+        let mut dedupe = stevedore::events::Dedupe::default();
+        let mut at = vec![];
+        for task in 0..tasks {
+            for (step, status) in ["PENDING", "RUNNING", "STOPPED"].iter().enumerate() {
+                if *status == "STOPPED" && !stop {
+                    continue;
+                }
+                let parsed =
+                    stevedore::events::parse(&event(task, step + 1, status)).expect("an event");
+                dedupe.admit(&parsed);
+            }
+            if (task + 1) % (tasks / 3) == 0 {
+                at.push(format!("{} after {}", mib(current() - before), task + 1));
+            }
+        }
+        println!(
+            "  event dedupe, tasks that {}: {} ({} versions kept)",
+            if stop { "run and stop" } else { "never stop" },
+            at.join(", "),
+            dedupe.resources()
+        );
+    }
 }
