@@ -400,6 +400,18 @@ fn load_policies(specs: &[std::path::PathBuf]) -> Option<Vec<Policy>> {
     checked(crate::spec::load_paths(specs))
 }
 
+/// Puts newly loaded policies in force and tells the observer which
+/// clusters they name.
+fn adopt(
+    policies: &mut Vec<Policy>,
+    newer: Vec<Policy>,
+    options: &RunOptions,
+    observer: &crate::observe::Observer,
+) {
+    *policies = newer;
+    observer.policies_loaded(&clusters(policies, options.cluster.as_deref()));
+}
+
 /// What a reload of the policies found, compared with those in force.
 #[derive(Debug, Clone, PartialEq)]
 enum Reload {
@@ -548,6 +560,7 @@ pub async fn run<B: Backend>(
                 tracing::info!("specs: cannot watch ({e}); reading them again at each resync");
                 None
             }
+            // The blocking thread panicked.
             Err(e) => {
                 tracing::warn!("specs: cannot watch ({e}); reading them again at each resync");
                 None
@@ -569,8 +582,7 @@ pub async fn run<B: Backend>(
                 "specs: changed (read at resync); {} policies loaded",
                 newer.len()
             );
-            policies = newer;
-            observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
+            adopt(&mut policies, newer, options, observer);
         }
         let mut effective = policies.clone();
         let leader = leading(options);
@@ -659,9 +671,7 @@ pub async fn run<B: Backend>(
                         Reload::Changed(newer) => {
                             tracing::info!(commit = %commit, "specs: commit {commit}: {} policies loaded, reconciling", newer.len());
                             observer.commit(&commit);
-                            policies = newer;
-                            observer
-                                .policies_loaded(&clusters(&policies, options.cluster.as_deref()));
+                            adopt(&mut policies, newer, options, observer);
                             break;
                         }
                         Reload::Unchanged => {
@@ -738,9 +748,7 @@ pub async fn run<B: Backend>(
                                 "specs: changed; {} policies loaded, reconciling",
                                 newer.len()
                             );
-                            policies = newer;
-                            observer
-                                .policies_loaded(&clusters(&policies, options.cluster.as_deref()));
+                            adopt(&mut policies, newer, options, observer);
                             break;
                         }
                         Reload::Unchanged => {
