@@ -419,10 +419,222 @@ mod tests {
         );
     }
 
+    /// One generated envelope: each field present and right, absent, or
+    /// of the wrong JSON type, so most cases are JSON objects near a real
+    /// event and every rule of the parser is reached.
+    #[derive(Debug, Clone)]
+    struct Envelope {
+        source: Field<&'static str>,
+        kind: Field<&'static str>,
+        id: Field<String>,
+        detail: bool,
+        cluster_in_detail: bool,
+        /// Whether the resource the kind needs is there.
+        resource: bool,
+        version: Option<u64>,
+        status: &'static str,
+        noise: Vec<(String, i64)>,
+    }
+
+    #[derive(Debug, Clone)]
+    enum Field<T> {
+        Right(T),
+        Absent,
+        Number,
+    }
+
+    fn field<T: std::fmt::Debug + Clone + 'static>(
+        right: impl Strategy<Value = T> + 'static,
+    ) -> impl Strategy<Value = Field<T>> {
+        prop_oneof![
+            6 => right.prop_map(Field::Right),
+            1 => Just(Field::Absent),
+            1 => Just(Field::Number),
+        ]
+    }
+
+    const TYPES: [&str; 5] = [
+        "ECS Task State Change",
+        "ECS Container Instance State Change",
+        "ECS Service Action",
+        "ECS Deployment State Change",
+        "ECS Something Else",
+    ];
+
+    fn envelope() -> impl Strategy<Value = Envelope> {
+        (
+            field(prop_oneof![4 => Just("aws.ecs"), 1 => Just("aws.ec2")]),
+            field(prop::sample::select(&TYPES[..])),
+            field("[a-z0-9-]{1,12}"),
+            prop::bool::weighted(0.9),
+            any::<bool>(),
+            prop::bool::weighted(0.9),
+            prop::option::of(any::<u64>()),
+            prop::sample::select(&["RUNNING", "STOPPED", "ACTIVE", "INACTIVE"][..]),
+            prop::collection::vec(("[a-z]{1,6}", any::<i64>()), 0..3),
+        )
+            .prop_map(
+                |(
+                    source,
+                    kind,
+                    id,
+                    detail,
+                    cluster_in_detail,
+                    resource,
+                    version,
+                    status,
+                    noise,
+                )| {
+                    Envelope {
+                        source,
+                        kind,
+                        id,
+                        detail,
+                        cluster_in_detail,
+                        resource,
+                        version,
+                        status,
+                        noise,
+                    }
+                },
+            )
+    }
+
+    const CLUSTER: &str = "arn:aws:ecs:eu-west-1:123456789012:cluster/blue";
+    const TASK: &str = "arn:aws:ecs:eu-west-1:123456789012:task/blue/0a1b";
+    const INSTANCE: &str = "arn:aws:ecs:eu-west-1:123456789012:container-instance/blue/9z";
+    const SERVICE: &str = "arn:aws:ecs:eu-west-1:123456789012:service/blue/web";
+
+    impl Envelope {
+        fn json(&self) -> String {
+            fn put<T: serde::Serialize>(
+                m: &mut serde_json::Map<String, Value>,
+                k: &str,
+                f: &Field<T>,
+            ) {
+                match f {
+                    Field::Right(v) => {
+                        m.insert(k.into(), serde_json::to_value(v).unwrap());
+                    }
+                    Field::Absent => {}
+                    Field::Number => {
+                        m.insert(k.into(), 7.into());
+                    }
+                }
+            }
+            let mut m = serde_json::Map::new();
+            for (k, v) in &self.noise {
+                m.insert(format!("x-{k}"), (*v).into());
+            }
+            put(&mut m, "source", &self.source);
+            put(&mut m, "detail-type", &self.kind);
+            put(&mut m, "id", &self.id);
+            let kind = match &self.kind {
+                Field::Right(k) => *k,
+                _ => "",
+            };
+            let mut detail = serde_json::Map::new();
+            if self.cluster_in_detail {
+                detail.insert("clusterArn".into(), CLUSTER.into());
+            }
+            if let Some(v) = self.version {
+                detail.insert("version".into(), v.into());
+            }
+            detail.insert("lastStatus".into(), self.status.into());
+            detail.insert("status".into(), self.status.into());
+            let mut resources = vec![];
+            if self.resource {
+                match kind {
+                    "ECS Task State Change" => {
+                        detail.insert("taskArn".into(), TASK.into());
+                    }
+                    "ECS Container Instance State Change" => {
+                        detail.insert("containerInstanceArn".into(), INSTANCE.into());
+                    }
+                    _ => resources.push(Value::from(SERVICE)),
+                }
+            }
+            m.insert("resources".into(), resources.into());
+            if self.detail {
+                m.insert("detail".into(), detail.into());
+            }
+            Value::Object(m).to_string()
+        }
+
+        /// What the parser must answer, from the choices alone.
+        fn expected(&self) -> Result<EcsEvent, Malformed> {
+            let source = match &self.source {
+                Field::Right(s) => *s,
+                _ => return Err(Malformed::Missing("source")),
+            };
+            if source != "aws.ecs" {
+                return Err(Malformed::NotEcs(source.into()));
+            }
+            let kind = match &self.kind {
+                Field::Right(k) => *k,
+                _ => return Err(Malformed::Missing("detail-type")),
+            };
+            let (kind, resource, last) = match kind {
+                "ECS Task State Change" => {
+                    (EventKind::TaskStateChange, TASK, self.status == "STOPPED")
+                }
+                "ECS Container Instance State Change" => (
+                    EventKind::ContainerInstanceStateChange,
+                    INSTANCE,
+                    self.status == "INACTIVE",
+                ),
+                "ECS Service Action" => (EventKind::ServiceAction, SERVICE, false),
+                "ECS Deployment State Change" => (EventKind::DeploymentStateChange, SERVICE, false),
+                other => return Err(Malformed::UnknownType(other.into())),
+            };
+            let Field::Right(id) = &self.id else {
+                return Err(Malformed::Missing("id"));
+            };
+            if !self.detail {
+                return Err(Malformed::Missing("detail"));
+            }
+            if !self.resource {
+                return Err(Malformed::Missing(match kind {
+                    EventKind::TaskStateChange => "detail.taskArn",
+                    EventKind::ContainerInstanceStateChange => "detail.containerInstanceArn",
+                    _ => "resources",
+                }));
+            }
+            // Task and instance ARNs do not name the cluster; a service ARN does.
+            if !self.cluster_in_detail && resource != SERVICE {
+                return Err(Malformed::Missing("detail.clusterArn"));
+            }
+            Ok(EcsEvent {
+                id: id.clone(),
+                kind,
+                cluster: "blue".into(),
+                resource: resource.into(),
+                version: self.version,
+                time: None,
+                last,
+            })
+        }
+    }
+
     proptest! {
         #[test]
         fn no_body_makes_the_parser_panic(body in ".{0,300}") {
             let _ = parse(&body);
+        }
+
+        /// Envelopes near real events: the parser answers exactly what the
+        /// generator's choices call for, event or reason.
+        #[test]
+        fn envelopes_parse_to_what_they_say(e in envelope()) {
+            prop_assert_eq!(parse(&e.json()), e.expected());
+        }
+
+        /// A well-formed event cut anywhere is not JSON, and says so.
+        #[test]
+        fn a_cut_message_is_not_json(cut in 1usize..400) {
+            let body = task_event("e1", 3);
+            let cut = cut.min(body.len() - 1);
+            prop_assert!(matches!(parse(&body[..cut]), Err(Malformed::NotJson(_))));
         }
     }
 }

@@ -78,4 +78,40 @@ mod tests {
             [0, 0, 1_000]
         );
     }
+
+    #[test]
+    fn refill_is_continuous_at_the_rate() {
+        let mut b = TokenBucket::new(4.0, 4.0);
+        assert_eq!(b.take(4.0, 0), 0);
+        // 250 ms at 4 per second is exactly one token...
+        assert_eq!(b.take(1.0, 250), 0);
+        // ...and the next one is 250 ms away, then 500 ms for two more.
+        assert_eq!(b.take(1.0, 250), 250);
+        assert_eq!(b.take(1.0, 250), 500);
+        // A wait is rounded up to the millisecond, never down.
+        let mut b = TokenBucket::new(1.0, 3.0);
+        b.take(1.0, 0);
+        assert_eq!(b.take(1.0, 0), 334);
+    }
+
+    #[test]
+    fn a_clock_that_steps_back_refills_nothing_twice() {
+        let mut b = TokenBucket::new(1.0, 1.0);
+        assert_eq!(b.take(1.0, 5_000), 0);
+        // An earlier time (two callers racing) refills nothing...
+        assert_eq!(b.take(1.0, 4_000), 1_000);
+        // ...and does not move the bucket's clock back: at 5 s again,
+        // nothing has refilled since.
+        assert_eq!(b.take(1.0, 5_000), 2_000);
+    }
+
+    #[test]
+    fn ecs_rates_are_the_published_ones() {
+        let mut reads = TokenBucket::ecs_reads();
+        let mut writes = TokenBucket::ecs_writes();
+        assert_eq!(reads.take(100.0, 0), 0);
+        assert_eq!(reads.take(1.0, 0), 50, "20 per second");
+        assert_eq!(writes.take(50.0, 0), 0);
+        assert_eq!(writes.take(1.0, 0), 200, "5 per second");
+    }
 }

@@ -392,4 +392,6 @@ fn plan_service(
 }
 
 #[cfg(test)]
+mod reference;
+#[cfg(test)]
 mod tests;

@@ -373,29 +373,88 @@ mod tests {
     use super::*;
     use crate::model::{InstanceStatus, PlacementConstraint};
 
+    /// A strategy's score of an instance, from the instances alone (no
+    /// view): spread counts the service's tasks in the instance's domain
+    /// (`missing` without the attribute), binpack the resource left.
+    fn plain_score(
+        strategy: &PlacementStrategy,
+        instances: &[Instance],
+        count: &[u32],
+        i: usize,
+        missing: u64,
+    ) -> Option<u64> {
+        match strategy {
+            PlacementStrategy::Spread(field) => {
+                let Some(value) = instances[i].field(field) else {
+                    return Some(missing);
+                };
+                let tasks: u32 = (0..instances.len())
+                    .filter(|j| instances[*j].field(field) == Some(value))
+                    .map(|j| count[j])
+                    .sum();
+                Some(u64::from(tasks))
+            }
+            PlacementStrategy::Binpack(BinpackField::Cpu) => {
+                Some(u64::from(instances[i].remaining.cpu))
+            }
+            PlacementStrategy::Binpack(BinpackField::Memory) => {
+                Some(u64::from(instances[i].remaining.memory))
+            }
+            PlacementStrategy::Random => None,
+        }
+    }
+
+    /// The strategies ECS applies: the service's, or spread over zones.
+    fn strategies_of(service: &Service) -> Vec<PlacementStrategy> {
+        if service.strategy.is_empty() {
+            vec![PlacementStrategy::Spread(PlacementField::zone())]
+        } else {
+            service.strategy.clone()
+        }
+    }
+
     /// ECS's documented procedure, written plainly: keep the instances that
-    /// fit, then apply each strategy in turn, keeping its best.
-    fn reference(view: &PlacementView<'_>) -> Vec<usize> {
-        let mut candidates: Vec<usize> = (0..view.instances.len())
-            .filter(|i| view.can_host(*i))
+    /// are active and connected, have the room and (with distinctInstance)
+    /// none of the service's tasks, then apply each strategy in turn,
+    /// keeping its best (least).
+    fn reference(instances: &[Instance], service: &Service, count: &[u32]) -> Vec<usize> {
+        let distinct = service
+            .constraints
+            .contains(&PlacementConstraint::DistinctInstance);
+        let mut candidates: Vec<usize> = (0..instances.len())
+            .filter(|i| {
+                let host = &instances[*i];
+                host.status == InstanceStatus::Active
+                    && host.agent_connected
+                    && host.remaining.cpu >= service.task_size.cpu
+                    && host.remaining.memory >= service.task_size.memory
+                    && !(distinct && count[*i] > 0)
+            })
             .collect();
-        for (strategy, spread) in view.strategy.iter().zip(&view.spreads) {
-            let score = |i: usize| -> Option<u64> {
-                match strategy {
-                    PlacementStrategy::Spread(_) => Some(
-                        spread.domains.domain_of[i]
-                            .map_or(u64::MAX, |d| u64::from(spread.tasks[d as usize])),
-                    ),
-                    PlacementStrategy::Binpack(BinpackField::Cpu) => {
-                        Some(u64::from(view.remaining[i].cpu))
-                    }
-                    PlacementStrategy::Binpack(BinpackField::Memory) => {
-                        Some(u64::from(view.remaining[i].memory))
-                    }
-                    PlacementStrategy::Random => None,
-                }
-            };
+        for strategy in strategies_of(service) {
+            let score = |i: usize| plain_score(&strategy, instances, count, i, u64::MAX);
             if let Some(best) = candidates.iter().filter_map(|i| score(*i)).min() {
+                candidates.retain(|i| score(*i) == Some(best));
+            }
+        }
+        candidates
+    }
+
+    /// Scale-in, written plainly: the eligible instances with a task of the
+    /// service, then each strategy in turn keeping its worst (most tasks in
+    /// the domain, most of the resource left); instances without a spread
+    /// attribute count as an empty domain.
+    fn scale_in_reference(
+        instances: &[Instance],
+        service: &Service,
+        count: &[u32],
+        eligible: &[usize],
+    ) -> Vec<usize> {
+        let mut candidates: Vec<usize> =
+            eligible.iter().copied().filter(|i| count[*i] > 0).collect();
+        for strategy in strategies_of(service) {
+            let score = |i: usize| plain_score(&strategy, instances, count, i, 0);
+            if let Some(best) = candidates.iter().filter_map(|i| score(*i)).max() {
                 candidates.retain(|i| score(*i) == Some(best));
             }
         }
@@ -421,6 +480,7 @@ mod tests {
             hosts in proptest::collection::vec((0u32..3, 0u32..3, 0u32..5, 0u32..6, any::<bool>(), any::<bool>()), 1..12),
             strategies in proptest::collection::vec(strategy(), 0..4),
             distinct in any::<bool>(),
+            eligible in any::<u16>(),
         ) {
             let instances: Vec<Instance> = hosts
                 .iter()
@@ -444,8 +504,13 @@ mod tests {
                 svc.constraints.push(PlacementConstraint::DistinctInstance);
             }
             let count: Vec<u32> = hosts.iter().map(|(_, _, cpu, _, _, _)| cpu % 3).collect();
-            let view = PlacementView::new(&instances, &svc, count);
-            prop_assert_eq!(view.candidates(), reference(&view));
+            let view = PlacementView::new(&instances, &svc, count.clone());
+            prop_assert_eq!(view.candidates(), reference(&instances, &svc, &count));
+            // Scale-in from any subset of the instances.
+            let eligible: Vec<usize> = (0..instances.len()).filter(|i| (eligible >> i) & 1 == 1).collect();
+            let mut chosen = view.scale_in_candidates(&eligible);
+            chosen.sort();
+            prop_assert_eq!(chosen, scale_in_reference(&instances, &svc, &count, &eligible));
         }
     }
 }

@@ -203,14 +203,8 @@ pub fn metric_name(metric: &Metric) -> String {
 
 /// A value without needless decimals: `70`, `72.5`.
 fn number(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_owned()
-    }
+    let text = format!("{v:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 #[cfg(test)]
@@ -320,13 +314,140 @@ mod tests {
         assert!(why.contains("highest recommendation"), "{why}");
     }
 
+    #[test]
+    fn a_reading_exactly_at_a_threshold_holds() {
+        // "Above" and "below" are strict, as the README says.
+        let s = scaling();
+        let mut h = History::default();
+        let (d, why) = decide(&s, 4, Some(70.0), 0, &mut h);
+        assert_eq!(d, Decision::Hold);
+        assert_eq!(
+            why,
+            "AWS/ECS CPUUtilization (Average) = 70 within [30, 70]: holding 4"
+        );
+        let (d, why) = decide(&s, 4, Some(30.0), 1, &mut h);
+        assert_eq!(
+            (d, why.as_str()),
+            (
+                Decision::Hold,
+                "AWS/ECS CPUUtilization (Average) = 30 within [30, 70]: holding 4"
+            )
+        );
+        let (d, why) = decide(&s, 4, Some(70.25), 2, &mut h);
+        assert_eq!(d, Decision::Scale { to: 6 });
+        assert_eq!(
+            why,
+            "AWS/ECS CPUUtilization (Average) = 70.25 > scaleOutAbove 70: 4 -> 6"
+        );
+    }
+
+    #[test]
+    fn a_reading_just_below_the_scale_in_threshold_scales_in() {
+        let s = scaling();
+        let (d, why) = decide(&s, 4, Some(29.5), 0, &mut History::default());
+        assert_eq!(d, Decision::Scale { to: 3 });
+        assert_eq!(
+            why,
+            "AWS/ECS CPUUtilization (Average) = 29.5 < scaleInBelow 30, the highest recommendation of the last 300s: 4 -> 3"
+        );
+    }
+
+    #[test]
+    fn scale_in_stops_at_min_tasks_and_scale_out_says_max_tasks() {
+        let mut s = scaling();
+        s.scale_in_step = TaskCount::Tasks(5);
+        let (d, _) = decide(&s, 4, Some(1.0), 0, &mut History::default());
+        assert_eq!(d, Decision::Scale { to: 2 }, "4 - 5 stops at minTasks 2");
+        let (_, why) = decide(&s, 9, Some(99.0), 0, &mut History::default());
+        assert!(why.ends_with("9 -> 10 (maxTasks)"), "{why}");
+        let (_, why) = decide(&s, 7, Some(99.0), 0, &mut History::default());
+        assert!(why.ends_with("7 -> 9"), "{why}");
+    }
+
+    #[test]
+    fn a_scale_out_cooldown_that_has_exactly_elapsed_lets_it_scale() {
+        let mut s = scaling();
+        s.max_tasks = 20;
+        let mut h = History::default();
+        h.scaled(4, 6, 0);
+        let (d, why) = decide(&s, 6, Some(90.0), 60 * S - 1, &mut h);
+        assert_eq!(d, Decision::Hold);
+        assert_eq!(
+            why,
+            "AWS/ECS CPUUtilization (Average) = 90 > 70, but the last scale-out was 59s ago (scaleOutCooldown 60s): holding 6"
+        );
+        assert_eq!(
+            decide(&s, 6, Some(90.0), 60 * S, &mut h).0,
+            Decision::Scale { to: 8 }
+        );
+    }
+
+    #[test]
+    fn a_scale_in_cooldown_that_has_exactly_elapsed_lets_it_scale() {
+        let mut s = scaling();
+        // A short window, so the cooldown alone decides.
+        s.scale_in_stabilization = Duration::from_secs(10);
+        let mut h = History::default();
+        h.scaled(6, 5, 0);
+        let (d, why) = decide(&s, 5, Some(10.0), 300 * S - 1, &mut h);
+        assert_eq!(d, Decision::Hold);
+        assert_eq!(
+            why,
+            "AWS/ECS CPUUtilization (Average) = 10 < 30, but the last scaling was 299s ago (scaleInCooldown 300s): holding 5"
+        );
+        assert_eq!(
+            decide(&s, 5, Some(10.0), 300 * S, &mut h).0,
+            Decision::Scale { to: 4 }
+        );
+    }
+
+    #[test]
+    fn a_recommendation_exactly_one_window_old_still_counts() {
+        let s = scaling();
+        let mut h = History::default();
+        let _ = decide(&s, 5, Some(50.0), 0, &mut h);
+        let (d, why) = decide(&s, 5, Some(10.0), 300 * S, &mut h);
+        assert_eq!(d, Decision::Hold);
+        assert_eq!(
+            why,
+            "AWS/ECS CPUUtilization (Average) = 10 < scaleInBelow 30, but the highest recommendation of the last 300s is 5: holding 5"
+        );
+        // One millisecond later the reading of 0 s has left the window.
+        let (d, _) = decide(&s, 5, Some(10.0), 300 * S + 1, &mut h);
+        assert_eq!(d, Decision::Scale { to: 4 });
+        assert_eq!(h.recommendations.len(), 2, "{:?}", h.recommendations);
+    }
+
+    #[test]
+    fn history_tells_a_scale_out_from_other_scalings() {
+        let mut h = History::default();
+        h.scaled(5, 5, 7);
+        assert_eq!((h.last_scale_out, h.last_scaled), (None, Some(7)));
+        h.scaled(5, 4, 8);
+        assert_eq!((h.last_scale_out, h.last_scaled), (None, Some(8)));
+        h.scaled(4, 6, 9);
+        assert_eq!((h.last_scale_out, h.last_scaled), (Some(9), Some(9)));
+    }
+
+    #[test]
+    fn numbers_in_reasons_drop_needless_decimals() {
+        assert_eq!(number(70.0), "70");
+        assert_eq!(number(100.0), "100");
+        assert_eq!(number(0.0), "0");
+        assert_eq!(number(72.5), "72.5");
+        assert_eq!(number(72.456), "72.46");
+        assert_eq!(number(0.05), "0.05");
+    }
+
     proptest! {
         /// A metric that never leaves the band never scales; and whatever
         /// the metric does, the count never leaves the bounds and never
-        /// goes down within the stabilization window of going up.
+        /// goes down within the stabilization window of going up. The
+        /// scale-in cooldown is 0 here, so the window alone must hold it.
         #[test]
         fn noisy_metrics_never_flap(values in prop::collection::vec(0.0f64..100.0, 1..200)) {
-            let s = scaling();
+            let mut s = scaling();
+            s.scale_in_cooldown = Duration::ZERO;
             let mut h = History::default();
             let mut current = 4u32;
             let mut last_up: Option<Millis> = None;
@@ -335,7 +456,7 @@ mod tests {
                 if let (Decision::Scale { to }, _) = decide(&s, current, Some(*v), now, &mut h) {
                     prop_assert!((s.min_tasks..=s.max_tasks).contains(&to));
                     if to < current {
-                        prop_assert!(last_up.is_none_or(|t| now - t >= 300 * S), "down {}s after up", now - last_up.unwrap_or(0));
+                        prop_assert!(last_up.is_none_or(|t| now - t > 300 * S), "down {}s after up", now - last_up.unwrap_or(0));
                     } else {
                         last_up = Some(now);
                     }

@@ -25,7 +25,7 @@ use crate::model::{
     ClusterSnapshot, PlacementField, PlacementStrategy, Resources, Service, TaskStatus,
 };
 use crate::spec::Policy;
-use crate::spec::policy::{SpreadConstraint, TopologyKey};
+use crate::spec::policy::{SpreadConstraint, TaskCount, TopologyKey};
 
 /// How many source hosts to try before declaring a service stuck.
 const MAX_SOURCES_TRIED: usize = 64;
@@ -1185,6 +1185,17 @@ fn steady_state_gap(index: &Index<'_>, s: usize) -> Option<String> {
     ))
 }
 
+/// The stops one pass may make for a service: `maxUnavailable` of its
+/// desired count (rounded up, at least one), and never its last running
+/// task. (With spread constraints alone the last task is never out of
+/// place, since one task is within any `maxSkew >= 1`; the cap keeps it so
+/// whatever constraint comes next.)
+fn disruption_budget(max_unavailable: TaskCount, desired: u32, running: u32) -> u32 {
+    max_unavailable
+        .resolve(desired, 1)
+        .min(running.saturating_sub(1))
+}
+
 /// Plans one service on a built problem: gates, optimum, budget, stops.
 fn plan_problem(
     mut problem: Problem<'_>,
@@ -1230,12 +1241,12 @@ fn plan_problem(
     };
     status.moves_remaining = optimum_now;
 
-    // The disruption budget, spent while planning; never the last task.
-    let running = problem.layout.total();
-    let budget = policy
-        .max_unavailable
-        .resolve(service.desired, 1)
-        .min(running.saturating_sub(1));
+    // The disruption budget, spent while planning.
+    let budget = disruption_budget(
+        policy.max_unavailable,
+        service.desired,
+        problem.layout.total(),
+    );
     if budget == 0 {
         status.state = State::Unsatisfiable;
         status.reason =
@@ -1315,6 +1326,21 @@ fn plan_problem(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_budget_never_reaches_the_last_running_task() {
+        use super::{TaskCount, disruption_budget};
+        // Everything may go, but one task runs: none.
+        assert_eq!(disruption_budget(TaskCount::Percent(100), 1, 1), 0);
+        assert_eq!(disruption_budget(TaskCount::Tasks(5), 5, 1), 0);
+        assert_eq!(disruption_budget(TaskCount::Tasks(5), 5, 0), 0);
+        // All but one of those running.
+        assert_eq!(disruption_budget(TaskCount::Percent(100), 4, 3), 2);
+        // Otherwise maxUnavailable of the desired count, rounded up, at least one.
+        assert_eq!(disruption_budget(TaskCount::Percent(25), 10, 10), 3);
+        assert_eq!(disruption_budget(TaskCount::Percent(1), 10, 10), 1);
+        assert_eq!(disruption_budget(TaskCount::Tasks(2), 10, 10), 2);
+    }
+
     use proptest::prelude::*;
 
     use super::*;
