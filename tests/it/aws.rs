@@ -40,8 +40,27 @@ pub(crate) struct Front {
     throttle: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
     /// How long to hold each request of an operation before passing it on.
     delay: std::sync::Mutex<std::collections::BTreeMap<String, Duration>>,
-    /// Requests received, per operation of a JSON-protocol service.
+    /// Requests received, per operation (of a JSON or query protocol).
     calls: std::sync::Mutex<std::collections::BTreeMap<String, usize>>,
+    /// Requests being answered now, and the most ever at once, per operation.
+    in_flight: std::sync::Mutex<std::collections::BTreeMap<String, (usize, usize)>>,
+    /// Calls of an operation to answer with an error instead of moto.
+    fail: std::sync::Mutex<std::collections::BTreeMap<String, Failure>>,
+    /// Requests past a documented limit (see `limits.rs`), refused as AWS
+    /// refuses them; a test that made one fails when its moto is dropped.
+    broken: std::sync::Mutex<Vec<String>>,
+}
+
+/// Which calls of an operation fail, and how.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    /// From this call (1 for the first one received)...
+    pub(crate) from: usize,
+    /// ...this many calls in a row.
+    pub(crate) times: usize,
+    /// The HTTP status and the error code, such as 500 `ServerException`.
+    pub(crate) status: u16,
+    pub(crate) code: &'static str,
 }
 
 impl Moto {
@@ -91,7 +110,7 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.front)
     }
 
-    fn protect(&self, task: &str) {
+    pub(crate) fn protect(&self, task: &str) {
         self.front_state
             .protected
             .lock()
@@ -107,7 +126,7 @@ impl Moto {
 
     /// The next `attempts` attempts of an operation (of ECS, DynamoDB, ...)
     /// are throttled.
-    fn throttle(&self, operation: &str, attempts: usize) {
+    pub(crate) fn throttle(&self, operation: &str, attempts: usize) {
         self.front_state
             .throttle
             .lock()
@@ -122,6 +141,32 @@ impl Moto {
             .lock()
             .unwrap()
             .insert(operation.to_ascii_lowercase(), by);
+    }
+
+    /// Calls `failure.from` to `failure.from + failure.times - 1` of an
+    /// operation (counted from the first request the front received) are
+    /// answered with the error, not by moto.
+    pub(crate) fn fail(&self, operation: &str, failure: Failure) {
+        self.front_state
+            .fail
+            .lock()
+            .unwrap()
+            .insert(operation.to_ascii_lowercase(), failure);
+    }
+
+    /// The most requests of an operation the front ever held at once.
+    pub(crate) fn most_in_flight(&self, operation: &str) -> usize {
+        self.front_state
+            .in_flight
+            .lock()
+            .unwrap()
+            .get(&operation.to_ascii_lowercase())
+            .map_or(0, |(_, most)| *most)
+    }
+
+    /// Requests received so far, per operation (lower case).
+    pub(crate) fn all_calls(&self) -> std::collections::BTreeMap<String, usize> {
+        self.front_state.calls.lock().unwrap().clone()
     }
 
     /// Requests of an operation received so far.
@@ -200,24 +245,31 @@ impl Moto {
     /// An EC2 instance in a zone (moto registers only existing instances
     /// with ECS).
     fn ec2_instance(&self, zone: &str) -> String {
+        self.ec2_instances(zone, 1).remove(0)
+    }
+
+    /// `count` EC2 instances in a zone, in one RunInstances call.
+    pub(crate) fn ec2_instances(&self, zone: &str, count: usize) -> Vec<String> {
+        let count = count.to_string();
         let response = self.query(
             "ec2",
             &[
                 ("Action", "RunInstances"),
                 ("Version", "2016-11-15"),
                 ("ImageId", "ami-12c6146b"),
-                ("MinCount", "1"),
-                ("MaxCount", "1"),
+                ("MinCount", &count),
+                ("MaxCount", &count),
                 ("InstanceType", "m5.xlarge"),
                 ("Placement.AvailabilityZone", zone),
             ],
         );
-        let start = response
-            .find("<instanceId>")
-            .expect("RunInstances returns an instance")
-            + "<instanceId>".len();
-        let end = response[start..].find('<').unwrap() + start;
-        response[start..end].to_owned()
+        let ids: Vec<String> = response
+            .split("<instanceId>")
+            .skip(1)
+            .filter_map(|rest| Some(rest[..rest.find('<')?].to_owned()))
+            .collect();
+        assert_eq!(ids.len().to_string(), count, "{response}");
+        ids
     }
 
     pub(crate) fn client(&self) -> Client {
@@ -235,6 +287,14 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let broken = self.front_state.broken.lock().unwrap();
+        if !std::thread::panicking() {
+            assert!(
+                broken.is_empty(),
+                "requests AWS would refuse:\n{}",
+                broken.join("\n")
+            );
+        }
     }
 }
 
@@ -336,7 +396,7 @@ pub(crate) async fn cluster(moto: &Moto, client: &Client, layout: [u32; 6]) -> V
     hosts
 }
 
-fn policy(rest: &str) -> Vec<stevedore::spec::Policy> {
+pub(crate) fn policy(rest: &str) -> Vec<stevedore::spec::Policy> {
     let text = format!(
         "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: web}}\nspec:\n  target: {{cluster: demo, service: web}}\n{rest}"
     );
@@ -833,8 +893,9 @@ async fn one_task_per_host_does_not_count_a_draining_host() {
 }
 
 #[tokio::test]
-async fn a_failed_read_gives_no_snapshot_and_no_action() {
+async fn an_unreachable_endpoint_gives_no_snapshot_and_no_action() {
     // Nothing listens on a closed port: the SDK retries, then reports.
+    // (A read that fails half-way, after calls were answered: `reads.rs`.)
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -1380,16 +1441,64 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
     wait_for(&lines, "events: reconciling", &mut seen);
     wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
 
-    // Every message was deleted once handled.
-    let left = c
+    // Straight into the queue: the same event twice (at-least-once
+    // delivery), then an older version of the instance (out of order).
+    let envelope = |id: &str, version: u64| {
+        serde_json::json!({
+            "version": "0", "id": id, "detail-type": "ECS Container Instance State Change",
+            "source": "aws.ecs", "account": "123456789012", "region": "us-east-1",
+            "resources": [instance],
+            "detail": {"clusterArn": cluster_arn, "containerInstanceArn": instance, "status": "ACTIVE", "version": version}
+        })
+        .to_string()
+    };
+    for body in [
+        envelope("twice", 10),
+        envelope("twice", 10),
+        envelope("older", 8),
+    ] {
+        c.sqs
+            .send_message()
+            .queue_url(&installed.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+        // One at a time, so the order is the one sent.
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The first is news and wakes a reconcile; the other two are dropped.
+    wait_for(&lines, "events: reconciling", &mut seen);
+    wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
+
+    // Every message was deleted once handled: five DeleteMessage calls on
+    // the wire, and nothing left in the queue, visible or in flight (a
+    // message received and not deleted stays in flight for the queue's
+    // visibility timeout, so an empty receive would not show it).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while moto.calls("DeleteMessage") < 5 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(moto.calls("DeleteMessage"), 5);
+    let attributes = c
         .sqs
-        .receive_message()
+        .get_queue_attributes()
         .queue_url(&installed.queue_url)
-        .wait_time_seconds(1)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
         .send()
         .await
         .unwrap();
-    assert!(left.messages().is_empty(), "{left:?}");
+    let count = |name: aws_sdk_sqs::types::QueueAttributeName| {
+        attributes.attributes().and_then(|a| a.get(&name)).cloned()
+    };
+    assert_eq!(
+        (
+            count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages),
+            count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        ),
+        (Some("0".to_owned()), Some("0".to_owned())),
+        "{attributes:?}"
+    );
     // The events are counted by outcome, and their lag measured.
     let metrics = ureq::get(&format!("http://{address}/metrics"))
         .call()
@@ -1399,7 +1508,10 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
         .unwrap();
     for expected in [
         r#"stevedore_events_total{outcome="malformed"} 1"#,
-        r#"stevedore_events_total{outcome="new"} 1"#,
+        r#"stevedore_events_total{outcome="new"} 2"#,
+        r#"stevedore_events_total{outcome="duplicate"} 1"#,
+        r#"stevedore_events_total{outcome="stale"} 1"#,
+        // Only the event through EventBridge has a time to measure from.
         "stevedore_event_lag_seconds_count 1",
     ] {
         assert!(metrics.contains(expected), "{expected} not in:\n{metrics}");
@@ -1421,60 +1533,8 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
-    wait_for(&lines, "shutting down after 3 reconciles", &mut seen);
+    wait_for(&lines, "shutting down after 4 reconciles", &mut seen);
     assert_eq!(child.wait().unwrap().code(), Some(0));
-}
-
-/// A local endpoint that throttles every request, counting them.
-fn throttling_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = std::sync::Arc::clone(&requests);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            read_request(&mut stream);
-            let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
-            let _ = write!(
-                stream,
-                "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-errortype: ThrottlingException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    (url, requests)
-}
-
-#[tokio::test]
-async fn a_throttled_api_is_retried_then_reported_and_nothing_is_done() {
-    let (url, requests) = throttling_endpoint();
-    let config = aws_sdk_ecs::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(url)
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .build();
-    let backend = AwsBackend::new(Client::from_conf(config));
-    let policies = policy("  placement: {azBalanced: true}\n");
-    let error = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
-        .await
-        .unwrap_err();
-    assert_eq!(
-        error,
-        stevedore::backend::Error::Throttled {
-            operation: "ListServices"
-        }
-    );
-    assert!(error.is_retryable());
-    // The SDK's standard retry tried more than once, with backoff.
-    assert!(
-        requests.load(std::sync::atomic::Ordering::SeqCst) >= 2,
-        "{} requests",
-        requests.load(std::sync::atomic::Ordering::SeqCst)
-    );
-    assert_eq!(backend.api_calls().get("StopTask"), None);
 }
 
 /// Reads one HTTP request (head and Content-Length body) from a stream.
@@ -1521,12 +1581,105 @@ fn closing(message: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A front for moto. It answers GetTaskProtection, which moto 5.2.5 does
-/// not implement (it answers HTTP 500), from the set of protected tasks the
-/// test sets, in the documented response shape; it throttles the ECS
-/// attempts the test asks it to, as ECS does (HTTP 400,
-/// ThrottlingException); every other request goes to moto unchanged. Each
-/// connection carries one request.
+/// Sends one request to moto and returns its whole response.
+fn exchange(moto_port: u16, request: &[u8]) -> Vec<u8> {
+    let mut response = vec![];
+    if let Ok(mut moto) = TcpStream::connect(("127.0.0.1", moto_port)) {
+        let _ = moto.write_all(&closing(request));
+        let _ = moto.read_to_end(&mut response);
+    }
+    response
+}
+
+/// An ECS List call, paged as ECS pages it: moto returns every ARN at
+/// once, whatever `maxResults` says, so the front asks moto for all of
+/// them and answers one page of `maxResults` (ECS's default when it is
+/// absent), with a `nextToken` of its own while more are left. `None` for
+/// other operations, or when moto fails (its answer is passed on as is).
+fn paged(operation: &str, moto_port: u16, request: &[u8], head_end: usize) -> Option<String> {
+    let (key, default_page) = match operation {
+        "listtasks" => ("taskArns", 100),
+        "listservices" => ("serviceArns", 10),
+        "listcontainerinstances" => ("containerInstanceArns", 100),
+        _ => return None,
+    };
+    let mut asked: serde_json::Value =
+        serde_json::from_slice(&request[(head_end + 4).min(request.len())..]).ok()?;
+    let page = asked["maxResults"]
+        .as_u64()
+        .map_or(default_page, |n| n as usize);
+    let from: usize = match asked["nextToken"].as_str() {
+        Some(token) => token.strip_prefix("front-")?.parse().ok()?,
+        None => 0,
+    };
+    let asked_of_moto = asked.as_object_mut()?;
+    asked_of_moto.remove("maxResults");
+    asked_of_moto.remove("nextToken");
+    let body = asked.to_string();
+    let head: String = String::from_utf8_lossy(&request[..head_end])
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let request = format!("{head}Content-Length: {}\r\n\r\n{body}", body.len());
+    let response = exchange(moto_port, request.as_bytes());
+    let response_head_end = response.windows(4).position(|w| w == b"\r\n\r\n")?;
+    if !response.starts_with(b"HTTP/1.1 200") && !response.starts_with(b"HTTP/1.0 200") {
+        return None;
+    }
+    let all: serde_json::Value = serde_json::from_slice(&response[response_head_end + 4..]).ok()?;
+    let arns = all[key].as_array()?;
+    let end = (from + page).min(arns.len());
+    let mut out = serde_json::json!({ key: arns[from.min(end)..end] });
+    if end < arns.len() {
+        out["nextToken"] = format!("front-{end}").into();
+    }
+    Some(out.to_string())
+}
+
+/// One request being answered, counted in [`Front::in_flight`] while it lives.
+struct InFlight<'a> {
+    front: &'a Front,
+    operation: String,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(front: &'a Front, operation: &str) -> InFlight<'a> {
+        let mut all = front.in_flight.lock().unwrap();
+        let (now, most) = all.entry(operation.to_owned()).or_default();
+        *now += 1;
+        *most = (*most).max(*now);
+        InFlight {
+            front,
+            operation: operation.to_owned(),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some((now, _)) = self
+            .front
+            .in_flight
+            .lock()
+            .unwrap()
+            .get_mut(&self.operation)
+        {
+            *now -= 1;
+        }
+    }
+}
+
+/// A front for moto. It refuses a request past a documented limit (see
+/// `limits.rs`) as AWS does; counts each operation's requests, and the most
+/// in flight at once; holds, fails (the Nth call, any status) or throttles
+/// (HTTP 400, ThrottlingException, as ECS does) the calls the test asks it
+/// to; pages ECS's List calls as ECS does (moto returns everything at
+/// once); answers GetTaskProtection, which moto 5.2.5 does not implement
+/// (it answers HTTP 500), from the set of protected tasks the test sets, in
+/// the documented response shape; every other request goes to moto
+/// unchanged.
+/// Each connection carries one request.
 fn front(moto_port: u16, state: std::sync::Arc<Front>) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -1541,23 +1694,64 @@ fn front(moto_port: u16, state: std::sync::Arc<Front>) -> u16 {
                     .position(|w| w == b"\r\n\r\n")
                     .unwrap_or(request.len());
                 let head = String::from_utf8_lossy(&request[..head_end]).to_ascii_lowercase();
-                // The operation of a JSON-protocol service, such as
-                // `amazonec2containerservicev20141113.describeservices`.
+                let body = &request[(head_end + 4).min(request.len())..];
+                // The operation: of a JSON-protocol service from its target,
+                // such as `amazonec2containerservicev20141113.describeservices`;
+                // of a query-protocol one from the form's `Action`.
+                let form = String::from_utf8_lossy(body).to_ascii_lowercase();
                 let operation = head
                     .split("x-amz-target: ")
                     .nth(1)
                     .and_then(|rest| rest.split_whitespace().next())
                     .and_then(|target| target.rsplit('.').next())
-                    .unwrap_or("");
-                *state
-                    .calls
-                    .lock()
-                    .unwrap()
-                    .entry(operation.to_owned())
-                    .or_default() += 1;
+                    .or_else(|| {
+                        form.split('&')
+                            .find_map(|pair| pair.strip_prefix("action="))
+                    })
+                    .unwrap_or("")
+                    .to_owned();
+                let operation = operation.as_str();
+                let nth = {
+                    let mut calls = state.calls.lock().unwrap();
+                    let n = calls.entry(operation.to_owned()).or_default();
+                    *n += 1;
+                    *n
+                };
+                let _in_flight = InFlight::enter(&state, operation);
+                let broken = crate::limits::broken(operation, body);
+                if !broken.is_empty() {
+                    let message = broken.join("; ");
+                    state.broken.lock().unwrap().extend(broken);
+                    let body =
+                        serde_json::json!({"__type": "ValidationException", "message": message})
+                            .to_string();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    return;
+                }
                 let delay = state.delay.lock().unwrap().get(operation).copied();
                 if let Some(delay) = delay {
                     std::thread::sleep(delay);
+                }
+                let failure = state
+                    .fail
+                    .lock()
+                    .unwrap()
+                    .get(operation)
+                    .filter(|f| (f.from..f.from + f.times).contains(&nth))
+                    .cloned();
+                if let Some(f) = failure {
+                    let body = serde_json::json!({"__type": f.code, "message": format!("the front failed call {nth}")}).to_string();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 {} Failed\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        f.status,
+                        body.len()
+                    );
+                    return;
                 }
                 let throttled = state
                     .throttle
@@ -1580,9 +1774,7 @@ fn front(moto_port: u16, state: std::sync::Arc<Front>) -> u16 {
                     state
                         .protection_asked
                         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let body: serde_json::Value =
-                        serde_json::from_slice(&request[(head_end + 4).min(request.len())..])
-                            .unwrap_or_default();
+                    let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
                     let protected = state.protected.lock().unwrap();
                     let tasks: Vec<serde_json::Value> = body["tasks"]
                         .as_array()
@@ -1600,12 +1792,15 @@ fn front(moto_port: u16, state: std::sync::Arc<Front>) -> u16 {
                     );
                     return;
                 }
-                let Ok(mut moto) = TcpStream::connect(("127.0.0.1", moto_port)) else {
+                if let Some(page) = paged(operation, moto_port, &request, head_end) {
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{page}",
+                        page.len()
+                    );
                     return;
-                };
-                let _ = moto.write_all(&closing(&request));
-                let mut response = vec![];
-                let _ = moto.read_to_end(&mut response);
+                }
+                let response = exchange(moto_port, &request);
                 let _ = stream.write_all(&closing(&response));
             });
         }

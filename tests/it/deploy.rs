@@ -273,11 +273,46 @@ fn the_task_definition_file_is_the_templates_and_its_command_parses() {
         .iter()
         .map(|a| a.as_str().unwrap())
         .collect();
-    let parsed = stevedore::cli::Cli::try_parse_from(std::iter::once("stevedore").chain(command));
-    assert!(parsed.is_ok(), "{}", parsed.unwrap_err());
-    // The health check runs the binary where the image puts it.
+    let parsed = stevedore::cli::Cli::try_parse_from(std::iter::once("stevedore").chain(command))
+        .unwrap_or_else(|e| panic!("{e}"));
+    // What the command runs: the controller on the cluster's queue, with
+    // leader election, serving on the container's port, logging JSON.
+    let stevedore::cli::Command::Run {
+        specs,
+        git_ref,
+        cluster,
+        queue_url,
+        lease_table,
+        listen,
+        log_format,
+        once,
+        dry_run,
+        endpoint_url,
+        ..
+    } = parsed.command
+    else {
+        panic!("not `run`: {:?}", parsed.command);
+    };
+    assert_eq!(
+        specs,
+        [std::path::PathBuf::from(
+            "https://github.com/example/ecs-policies.git"
+        )]
+    );
+    assert_eq!(git_ref, "main");
+    assert_eq!(cluster.as_deref(), Some("prod"));
+    assert_eq!(
+        queue_url.as_deref(),
+        Some("https://sqs.us-east-1.amazonaws.com/123456789012/stevedore-prod")
+    );
+    assert_eq!(lease_table.as_deref(), Some("stevedore-prod-lease"));
+    assert_eq!(log_format, stevedore::cli::LogFormat::Json);
+    assert_eq!((once, dry_run, endpoint_url), (false, false, None));
+    // The health check runs the binary where the image puts it, against
+    // the address the controller serves on, which the container exposes.
     let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
-    let entrypoint = container["healthCheck"]["command"][1].as_str().unwrap();
+    let health = &container["healthCheck"]["command"];
+    let entrypoint = health[1].as_str().unwrap();
     assert!(
         dockerfile.contains(&format!("ENTRYPOINT [\"{entrypoint}\"]")),
         "the Dockerfile's entry point is not {entrypoint}"
@@ -285,6 +320,15 @@ fn the_task_definition_file_is_the_templates_and_its_command_parses() {
     let port = container["portMappings"][0]["containerPort"]
         .as_u64()
         .unwrap();
+    assert_eq!(listen, Some(format!("0.0.0.0:{port}")));
+    assert_eq!(
+        health.as_array().unwrap()[2..],
+        [
+            json!("status"),
+            json!("--url"),
+            json!(format!("http://127.0.0.1:{port}"))
+        ]
+    );
     assert!(dockerfile.contains(&format!("EXPOSE {port}")));
 }
 
