@@ -137,7 +137,19 @@ impl GitSource {
     }
 
     fn failed(&self, error: impl std::error::Error) -> Error {
-        self.error(with_causes(&error))
+        let mut text = with_causes(&error);
+        // What an operator can do about the two failures a private
+        // repository meets first.
+        if text.contains("Failed to obtain credentials") {
+            text.push_str(&format!(
+                " (the repository asks for credentials: set {TOKEN_VARIABLE}, or put a token in the URL)"
+            ));
+        } else if text.contains("invalid peer certificate") {
+            text.push_str(
+                " (the server's certificate is not trusted: add its CA to SSL_CERT_FILE)",
+            );
+        }
+        self.error(text)
     }
 
     /// Fetches, and reads the policy files of the ref's commit.

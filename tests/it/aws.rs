@@ -2561,7 +2561,12 @@ async fn plan_reads_a_private_repository_over_https_with_a_token_in_its_url_or_t
     let (code, _, stderr) = plan(&format!("{}/policies.git", host.url), &trust);
     assert_eq!(code, Some(2), "{stderr}");
     assert!(host.refused.load(std::sync::atomic::Ordering::SeqCst) >= 1);
-    eprintln!("without the token: {stderr}");
+    assert!(
+        stderr.contains(&format!("error: git {}/policies.git: ", host.url))
+            && stderr.contains("Failed to obtain credentials")
+            && stderr.contains("set STEVEDORE_GIT_TOKEN"),
+        "{stderr}"
+    );
 
     // Without the CA, the certificate is not trusted, and nothing is sent.
     let served = host.served.load(std::sync::atomic::Ordering::SeqCst);
@@ -2571,7 +2576,12 @@ async fn plan_reads_a_private_repository_over_https_with_a_token_in_its_url_or_t
         host.served.load(std::sync::atomic::Ordering::SeqCst),
         served
     );
-    eprintln!("without the CA: {stderr}");
+    assert!(
+        stderr.contains("error: git https://x-access-token:***@")
+            && stderr.contains("invalid peer certificate: UnknownIssuer")
+            && stderr.contains("add its CA to SSL_CERT_FILE"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test]
