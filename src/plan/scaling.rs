@@ -419,6 +419,30 @@ mod tests {
     }
 
     #[test]
+    fn after_a_gap_a_scale_in_needs_a_whole_window_of_low_readings_again() {
+        let s = scaling();
+        let mut h = History::default();
+        // Low for a whole window: ready to scale in...
+        for t in [0, 100, 200, 300] {
+            let _ = decide(&s, 5, Some(10.0), t * S, &mut h);
+        }
+        // ...then no data at 310 s: holding, and the window remembers it.
+        let (d, why) = decide(&s, 5, None, 310 * S, &mut h);
+        assert_eq!(d, Decision::Hold);
+        assert_eq!(
+            why,
+            "no data for AWS/ECS CPUUtilization (Average): holding 5 (missing data is not zero)"
+        );
+        // Low again: held until the gap's "hold" has left the window.
+        for t in [320, 500, 610] {
+            let (d, why) = decide(&s, 5, Some(10.0), t * S, &mut h);
+            assert_eq!(d, Decision::Hold, "at {t} s: {why}");
+        }
+        let (d, _) = decide(&s, 5, Some(10.0), 611 * S, &mut h);
+        assert_eq!(d, Decision::Scale { to: 4 });
+    }
+
+    #[test]
     fn history_tells_a_scale_out_from_other_scalings() {
         let mut h = History::default();
         h.scaled(5, 5, 7);

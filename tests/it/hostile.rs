@@ -145,3 +145,37 @@ fn a_broken_document_does_not_hide_the_next_ones() {
     assert_eq!(loaded.policies.len(), 1);
     assert_eq!(loaded.policies[0].name, "web-balanced");
 }
+
+/// A policy file is read no further than the limit: a sparse file of
+/// 64 GiB (no disk behind it) is reported at once, where reading it whole
+/// would exhaust memory; a file of exactly 1 MiB is read, one byte more is not.
+#[test]
+fn files_over_1_mib_are_rejected_unread_and_1_mib_is_read() {
+    let limit = stevedore::spec::source::MAX_FILE_BYTES;
+    assert_eq!(limit, 1 << 20, "the README says 1 MiB");
+    let dir = tempfile::tempdir().unwrap();
+    let validate = |name: &str| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stevedore"))
+            .args(["validate", "--output", "json"])
+            .arg(dir.path().join(name))
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code(), stdout)
+    };
+    let huge = std::fs::File::create(dir.path().join("huge.yaml")).unwrap();
+    huge.set_len(64 << 30).unwrap();
+    let (code, stdout) = validate("huge.yaml");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("\"rule\": \"file-too-large\""), "{stdout}");
+
+    std::fs::write(dir.path().join("exact.yaml"), "#".repeat(limit)).unwrap();
+    let (code, stdout) = validate("exact.yaml");
+    assert_eq!(code, Some(0), "{stdout}");
+    assert!(stdout.contains("\"rule\": \"empty-file\""), "{stdout}");
+
+    std::fs::write(dir.path().join("over.yaml"), "#".repeat(limit + 1)).unwrap();
+    let (code, stdout) = validate("over.yaml");
+    assert_eq!(code, Some(1), "{stdout}");
+    assert!(stdout.contains("\"rule\": \"file-too-large\""), "{stdout}");
+}

@@ -690,3 +690,53 @@ fn defaults_are_applied_once_valid() {
         (&TopologyKey::Zone, 1)
     );
 }
+
+/// The edges the README gives are accepted, and read as written:
+/// `minTasks` 0, `maxTasks` 5000, a budget of 1%, every short CloudWatch
+/// period and a multiple of a minute.
+#[test]
+fn the_edges_of_each_range_are_accepted_as_written() {
+    use std::time::Duration;
+    use stevedore::spec::policy::{Metric, TaskCount};
+    let bounds = scaling("minTasks", "    minTasks: 0").replace("maxTasks: 10", "maxTasks: 5000");
+    let loaded = load(&[("w.yaml", &bounds)]);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    let s = loaded.policies[0].scaling.as_ref().unwrap();
+    assert_eq!((s.min_tasks, s.max_tasks), (0, 5000));
+
+    for (written, seconds) in [("1s", 1), ("5s", 5), ("10s", 10), ("30s", 30), ("2m", 120)] {
+        let text = scaling(
+            "metric",
+            &format!(
+                "    metric: {{cloudWatch: {{namespace: AWS/ECS, name: CPUUtilization, period: {written}}}}}"
+            ),
+        );
+        let loaded = load(&[("w.yaml", &text)]);
+        assert!(!loaded.has_errors(), "{written}: {:#?}", loaded.diagnostics);
+        let Metric::CloudWatch { period, .. } =
+            &loaded.policies[0].scaling.as_ref().unwrap().metric;
+        assert_eq!(*period, Duration::from_secs(seconds), "{written}");
+    }
+    for refused in ["2s", "15s", "59s", "61s"] {
+        let text = scaling(
+            "metric",
+            &format!(
+                "    metric: {{cloudWatch: {{namespace: AWS/ECS, name: CPUUtilization, period: {refused}}}}}"
+            ),
+        );
+        assert!(
+            load(&[("w.yaml", &text)]).has_errors(),
+            "{refused} is accepted"
+        );
+    }
+
+    let one_percent = policy(
+        "web",
+        &format!(
+            "{TARGET}  placement: {{azBalanced: true}}\n  disruption: {{maxUnavailable: \"1%\"}}\n"
+        ),
+    );
+    let loaded = load(&[("p.yaml", &one_percent)]);
+    assert!(!loaded.has_errors(), "{:#?}", loaded.diagnostics);
+    assert_eq!(loaded.policies[0].max_unavailable, TaskCount::Percent(1));
+}
