@@ -34,7 +34,7 @@ fn drain(lines: &std::sync::mpsc::Receiver<String>, seen: &mut Vec<String>) {
     }
 }
 
-fn sigterm(child: &std::process::Child) {
+pub(crate) fn sigterm(child: &std::process::Child) {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

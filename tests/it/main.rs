@@ -1,5 +1,6 @@
 //! The integration tests: one binary (as ripgrep does), one module per area.
 
+mod acting;
 mod aws;
 mod cli;
 mod deploy;

@@ -1,0 +1,330 @@
+//! What `run` does when the world does not go its way, on moto behind the
+//! tests' front: a stop refused, an audit bus that fails, a read that keeps
+//! failing, a policy taken away, a leader that stalls. Each test counts
+//! what reached the wire.
+
+use std::time::{Duration, Instant};
+
+use crate::aws::{
+    Failure, Moto, cluster, controller, dynamodb, lease_table, lines_of, specs_dir, stevedore,
+    stopped, wait_for,
+};
+
+const UNBALANCED: &str = "  placement: {azBalanced: true}\n";
+
+#[tokio::test]
+async fn run_once_exits_1_when_a_stop_fails_and_says_which() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let specs = specs_dir(UNBALANCED);
+    moto.fail(
+        "StopTask",
+        Failure {
+            from: 1,
+            times: 100,
+            status: 400,
+            code: "InvalidParameterException",
+        },
+    );
+    let out = stevedore(
+        &moto,
+        &["run", "--specs", specs.path().to_str().unwrap(), "--once"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("demo/web/web: FAILED: stop task") && text.contains("StopTask"),
+        "{text}"
+    );
+    assert!(!text.contains("done: stop task"), "{text}");
+    // One attempt: a refused stop is not a transient error to retry.
+    assert_eq!(moto.calls("StopTask"), 1);
+    assert_eq!(stopped(&client).await, 0);
+}
+
+#[tokio::test]
+async fn a_failing_audit_bus_never_holds_up_a_pass() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let specs = specs_dir(UNBALANCED);
+    moto.fail(
+        "PutEvents",
+        Failure {
+            from: 1,
+            times: 100,
+            status: 500,
+            code: "InternalException",
+        },
+    );
+    let out = stevedore(
+        &moto,
+        &[
+            "run",
+            "--specs",
+            specs.path().to_str().unwrap(),
+            "--once",
+            "--audit-bus",
+            "default",
+        ],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("done: stop task"), "{text}");
+    assert!(text.contains("events dropped"), "{text}");
+    assert_eq!(stopped(&client).await, 1);
+    assert!(moto.calls("PutEvents") >= 1, "the bus was tried");
+}
+
+/// A read that keeps failing is tried again as a full read after 1 s,
+/// then 2 s, then 4 s; once it succeeds the controller waits for the
+/// resync (an hour) and reads no more.
+#[tokio::test]
+async fn a_failed_read_is_retried_backing_off_1_2_4_seconds() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    let specs = specs_dir(UNBALANCED);
+    // Refused outright (no SDK retry): one ListServices per pass.
+    moto.fail(
+        "ListServices",
+        Failure {
+            from: 1,
+            times: 3,
+            status: 400,
+            code: "InvalidParameterException",
+        },
+    );
+    let mut child = controller(
+        &moto,
+        &[
+            "run",
+            "--specs",
+            specs.path().to_str().unwrap(),
+            "--resync",
+            "1h",
+            "--listen",
+            "off",
+        ],
+        &[],
+    );
+    let lines = lines_of(&mut child);
+    // When each pass began: its ListServices reaching the front.
+    let mut begun = vec![];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while begun.len() < 4 {
+        assert!(Instant::now() < deadline, "{} passes in 30 s", begun.len());
+        if moto.calls("ListServices") > begun.len() {
+            begun.push(Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut seen = vec![];
+    wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
+    let gaps: Vec<f64> = begun
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    for (gap, backoff) in gaps.iter().zip([1.0, 2.0, 4.0]) {
+        // Never sooner than the backoff; later only by a pass's own time.
+        assert!(
+            *gap >= backoff - 0.05 && *gap < backoff + 1.5,
+            "gaps {gaps:?}"
+        );
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(moto.calls("ListServices"), 4, "no read after the success");
+    let failures = seen
+        .iter()
+        .filter(|l| l.contains("demo: no snapshot, nothing done: ListServices"))
+        .count();
+    assert_eq!(failures, 3, "{}", seen.join("\n"));
+    crate::longrun::sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
+
+/// A policy file removed while `run` runs: its service is managed no more,
+/// and whatever it would have done is not done.
+#[tokio::test]
+async fn a_removed_policy_stops_managing_its_service_and_touches_nothing() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    let specs = specs_dir(UNBALANCED);
+    // A second policy, on a service the cluster does not have, keeps the
+    // specs valid once the first is gone.
+    std::fs::write(
+        specs.path().join("api.yaml"),
+        "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: api}\nspec:\n  target: {cluster: demo, service: api}\n  placement: {azBalanced: true}\n",
+    )
+    .unwrap();
+    let mut child = controller(
+        &moto,
+        &[
+            "run",
+            "--specs",
+            specs.path().to_str().unwrap(),
+            "--resync",
+            "2s",
+            "--listen",
+            "off",
+        ],
+        &[],
+    );
+    let lines = lines_of(&mut child);
+    let mut seen = vec![];
+    wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
+    std::fs::remove_file(specs.path().join("web.yaml")).unwrap();
+    wait_for(&lines, "specs: changed; 1 policies loaded", &mut seen);
+    let removed_at = seen.len();
+    // Web now leans on zone a: a policy in force would stop two tasks.
+    let hosts = client
+        .list_container_instances()
+        .cluster("demo")
+        .send()
+        .await
+        .unwrap()
+        .container_instance_arns()
+        .to_vec();
+    let mut a1 = None;
+    for arn in &hosts {
+        let described = client
+            .describe_container_instances()
+            .cluster("demo")
+            .container_instances(arn)
+            .send()
+            .await
+            .unwrap();
+        let zone = described.container_instances()[0]
+            .attributes()
+            .iter()
+            .find(|a| a.name() == "ecs.availability-zone")
+            .and_then(|a| a.value())
+            .map(str::to_owned);
+        if zone.as_deref() == Some("us-east-1a") {
+            a1 = Some(arn.clone());
+            break;
+        }
+    }
+    for _ in 0..4 {
+        client
+            .start_task()
+            .cluster("demo")
+            .task_definition("web")
+            .container_instances(a1.clone().unwrap())
+            .started_by("ecs-svc/web")
+            .group("service:web")
+            .send()
+            .await
+            .unwrap();
+    }
+    client
+        .update_service()
+        .cluster("demo")
+        .service("web")
+        .desired_count(10)
+        .send()
+        .await
+        .unwrap();
+    // Three resyncs later: nothing stopped, web not reported.
+    let reads = moto.calls("ListServices");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while moto.calls("ListServices") < reads + 3 {
+        assert!(Instant::now() < deadline, "no resync");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    crate::longrun::sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    while let Ok(line) = lines.recv_timeout(Duration::from_millis(500)) {
+        seen.push(line);
+    }
+    assert_eq!(moto.calls("StopTask"), 0, "{}", seen.join("\n"));
+    let after = &seen[removed_at..];
+    assert!(
+        after.iter().all(|l| !l.contains("/web/web")),
+        "{}",
+        after.join("\n")
+    );
+    // The passes went on meanwhile, with the remaining policy.
+    assert!(
+        after
+            .iter()
+            .any(|l| l.contains("shutting down after") && !l.contains("after 1 reconciles")),
+        "{}",
+        after.join("\n")
+    );
+}
+
+/// Two processes, one lease: the leader stalls (SIGSTOP), the other takes
+/// the lease once it has lapsed and leads; the old leader, resumed, knows
+/// it follows. (That a write is checked against the lease at the moment it
+/// is made: `lease::tests`.)
+#[tokio::test]
+async fn a_stalled_leader_is_taken_over_and_follows_once_resumed() {
+    let moto = Moto::start();
+    let client = moto.client();
+    // Balanced: the leader's first pass needs no stop.
+    cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    lease_table(&dynamodb(&moto)).await;
+    let specs = specs_dir(UNBALANCED);
+    let dir = specs.path().to_str().unwrap().to_owned();
+    let replica = |name: &str| {
+        controller(
+            &moto,
+            &[
+                "run",
+                "--specs",
+                &dir,
+                "--lease-table",
+                "stevedore-leases",
+                "--lease-duration",
+                "3s",
+                "--resync",
+                "2s",
+                "--listen",
+                "off",
+            ],
+            &[("HOSTNAME", name)],
+        )
+    };
+    let mut a = replica("replica-a");
+    let a_lines = lines_of(&mut a);
+    let mut a_seen = vec![];
+    wait_for(&a_lines, "leader: acting", &mut a_seen);
+    let mut b = replica("replica-b");
+    let b_lines = lines_of(&mut b);
+    let mut b_seen = vec![];
+    wait_for(&b_lines, "not the leader", &mut b_seen);
+
+    let signal = |child: &std::process::Child, sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+    };
+    signal(&a, "-STOP");
+    let stalled = Instant::now();
+    wait_for(&b_lines, "leader: took the lease", &mut b_seen);
+    let taken = stalled.elapsed();
+    // Not before A's lease has run out: 3 s from its last renewal, which
+    // was at most one tick (a third of the 1 s margin) before the stall.
+    assert!(
+        taken >= Duration::from_millis(3_000 - 334),
+        "taken over after {taken:?}"
+    );
+    wait_for(&b_lines, "leader: acting", &mut b_seen);
+
+    signal(&a, "-CONT");
+    // A's next pass: it knows it leads no more.
+    wait_for(
+        &a_lines,
+        "not the leader: planning and reporting only",
+        &mut a_seen,
+    );
+    for child in [&a, &b] {
+        crate::longrun::sigterm(child);
+    }
+    assert_eq!(a.wait().unwrap().code(), Some(0));
+    assert_eq!(b.wait().unwrap().code(), Some(0));
+}
