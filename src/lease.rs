@@ -306,3 +306,63 @@ pub async fn keep(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{Backend, Error};
+    use crate::sim::SimBackend;
+    use crate::sim::scenario::{GenerateSpec, generated};
+
+    /// Every write is checked against the standing at the moment it is
+    /// made: a pass that began as leader and outlived the lease writes no
+    /// more, and what it asked for never reaches the backend behind.
+    #[tokio::test]
+    async fn each_write_is_checked_against_the_lease_when_it_is_made() {
+        let g = GenerateSpec {
+            hosts: 3,
+            services: 1,
+            tasks: 3,
+            zones: 3,
+            skewed_share: 0.0,
+        };
+        let sim = SimBackend::new(generated(g, 1, 0).sim);
+        let snapshot = sim.snapshot("demo").await.unwrap();
+        let (task, service) = (
+            snapshot.tasks[0].id.clone(),
+            snapshot.services[0].name.clone(),
+        );
+        let now = crate::model::wall_clock();
+        let (send, standing) = tokio::sync::watch::channel(Standing::Leader {
+            token: 1,
+            until: now + 60_000,
+        });
+        let fenced = Fenced::new(&sim, standing);
+        assert!(fenced.leads());
+        fenced.set_desired_count("demo", &service, 4).await.unwrap();
+
+        // The lease lapses mid-pass: the next writes are refused here.
+        send.send_replace(Standing::Leader {
+            token: 1,
+            until: now.saturating_sub(1),
+        });
+        assert_eq!(
+            fenced.stop_task("demo", &task, "test").await,
+            Err(Error::NotLeader {
+                operation: "StopTask"
+            })
+        );
+        send.send_replace(Standing::Follower);
+        assert_eq!(
+            fenced.set_desired_count("demo", &service, 5).await,
+            Err(Error::NotLeader {
+                operation: "UpdateService"
+            })
+        );
+        // Reads still go through, so a follower plans and reports.
+        assert!(fenced.snapshot("demo").await.is_ok());
+        let calls = sim.api_calls();
+        assert_eq!(calls.get("UpdateService"), Some(&1));
+        assert_eq!(calls.get("StopTask"), None);
+    }
+}

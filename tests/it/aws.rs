@@ -695,13 +695,13 @@ fn autoscaling(moto: &Moto) -> aws_sdk_applicationautoscaling::Client {
 }
 
 /// The backend with every client pointed at moto.
-fn backend(moto: &Moto, ecs: Client) -> AwsBackend {
+pub(crate) fn backend(moto: &Moto, ecs: Client) -> AwsBackend {
     AwsBackend::new(ecs)
         .with_cloudwatch(cloudwatch(moto))
         .with_autoscaling(autoscaling(moto))
 }
 
-fn cloudwatch(moto: &Moto) -> aws_sdk_cloudwatch::Client {
+pub(crate) fn cloudwatch(moto: &Moto) -> aws_sdk_cloudwatch::Client {
     let config = aws_sdk_cloudwatch::Config::builder()
         .behavior_version(aws_sdk_cloudwatch::config::BehaviorVersion::latest())
         .endpoint_url(moto.url())

@@ -11,7 +11,7 @@ use aws_sdk_ecs::types::ContainerDefinition;
 use stevedore::aws::AwsBackend;
 use stevedore::backend::{self, Backend};
 
-use crate::aws::{Failure, Moto, cluster, policy};
+use crate::aws::{Failure, Moto, backend, cloudwatch, cluster, policy};
 
 /// A cluster `demo` of `hosts` hosts (in three zones) and `services`
 /// services `s0`, `s1`, ... of `per_service` tasks each, laid out ten
@@ -281,4 +281,80 @@ async fn a_read_throttled_half_way_is_retried_then_reported_and_nothing_is_done(
     );
     assert!(error.is_retryable());
     assert_eq!(moto.calls("DescribeTasks"), 3);
+}
+
+/// ECS's read rate (a burst of 100, then 20 a second) is kept by the
+/// backend itself: 130 GetTaskProtection calls take at least the 1.5 s the
+/// 30 beyond the burst need, however fast the endpoint answers.
+#[tokio::test]
+async fn the_backend_paces_its_calls_at_ecs_rates() {
+    let moto = Moto::start();
+    let ids: Vec<String> = (0..13_000)
+        .map(|n| format!("arn:aws:ecs:us-east-1:123456789012:task/demo/t{n}"))
+        .collect();
+    let backend = AwsBackend::new(moto.client());
+    let start = std::time::Instant::now();
+    backend.protected_tasks("demo", &ids).await.unwrap();
+    let took = start.elapsed();
+    assert_eq!(moto.calls("GetTaskProtection"), 130);
+    assert!(
+        took >= Duration::from_millis(1_450),
+        "130 calls in {took:?}"
+    );
+}
+
+/// Up to 500 metrics per GetMetricData call (the front refuses more), and
+/// each value comes back to the query that asked for it.
+#[tokio::test]
+async fn metrics_are_read_500_to_a_call_each_value_to_its_query() {
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    use stevedore::metrics::MetricQuery;
+    let moto = Moto::start();
+    let cw = cloudwatch(&moto);
+    let query = |n: usize| MetricQuery {
+        namespace: "AWS/ECS".into(),
+        name: "CPUUtilization".into(),
+        statistic: "Average".into(),
+        dimensions: [("ServiceName".to_owned(), format!("s{n}"))].into(),
+        period: 60,
+    };
+    let now = stevedore::model::wall_clock();
+    for (n, value) in [(0, 11.0), (499, 22.0), (500, 33.0), (1_100, 44.0)] {
+        cw.put_metric_data()
+            .namespace("AWS/ECS")
+            .metric_data(
+                MetricDatum::builder()
+                    .metric_name("CPUUtilization")
+                    .dimensions(
+                        Dimension::builder()
+                            .name("ServiceName")
+                            .value(format!("s{n}"))
+                            .build(),
+                    )
+                    .value(value)
+                    .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_millis(
+                        now as i64 - 30_000,
+                    ))
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let queries: Vec<MetricQuery> = (0..1_101).map(query).collect();
+    let values = backend(&moto, moto.client())
+        .metric_data(&queries, now)
+        .await
+        .unwrap();
+    assert_eq!(
+        moto.calls("GetMetricData"),
+        3,
+        "1,101 queries: 500 + 500 + 101"
+    );
+    let found: Vec<(usize, f64)> = values
+        .iter()
+        .enumerate()
+        .filter_map(|(n, v)| Some((n, (*v)?)))
+        .collect();
+    assert_eq!(found, [(0, 11.0), (499, 22.0), (500, 33.0), (1_100, 44.0)]);
 }
