@@ -566,6 +566,40 @@ mod tests {
     }
 
     #[test]
+    fn status_keeps_the_last_50_actions_newest_last() {
+        use crate::plan::{Action, ActionKind};
+        let o = Observer::new();
+        o.policies_loaded(&["prod".into()]);
+        for n in 0..60u32 {
+            let mut o_n = outcome(State::Converging);
+            let action = Action {
+                policy: "web".into(),
+                service: "web".into(),
+                rule: "spread(zone, maxSkew 1)".into(),
+                kind: ActionKind::SetDesiredCount { from: n, to: n + 1 },
+                reason: format!("step {n}"),
+                dry_run: false,
+            };
+            let result = if n % 2 == 0 {
+                Ok(())
+            } else {
+                Err(crate::backend::Error::Throttled {
+                    operation: "UpdateService",
+                })
+            };
+            o_n.executed.push((action, result));
+            o.reconciled("prod", false, &o_n);
+        }
+        let last = o.status().last_actions;
+        assert_eq!(last.len(), 50);
+        // The ten oldest went first; the newest is last, with its result.
+        assert_eq!(last[0].action, "set desiredCount 10 -> 11: step 10");
+        assert_eq!(last[49].action, "set desiredCount 59 -> 60: step 59");
+        assert_eq!(last[49].result, "UpdateService: throttled");
+        assert_eq!(last[48].result, "ok");
+    }
+
+    #[test]
     fn ready_only_after_every_cluster_was_read_in_full() {
         let o = Observer::new();
         assert!(!o.ready(), "no policies yet");

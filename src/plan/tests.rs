@@ -561,3 +561,27 @@ fn placement_rules_leave_a_fargate_service_alone_and_say_why() {
         assert!(p.statuses[0].reason.contains("Fargate"), "{rule}");
     }
 }
+
+#[test]
+fn a_fargate_service_is_scaled() {
+    let mut c = Cluster::new();
+    let api = c.service("api", vec![]);
+    c.snapshot.services[api].fargate = true;
+    c.snapshot.services[api].desired = 3;
+    c.snapshot.services[api].running = 3;
+    let p = policies(&policy(
+        "api",
+        "api",
+        "  scaling:\n    minTasks: 2\n    maxTasks: 10\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n",
+    ));
+    let mut input = ScalingInput::default();
+    input
+        .readings
+        .insert(("api".into(), "api".into()), Some(90.0));
+    let plan = plan_with(&p, &c.snapshot, 0, &mut input);
+    assert_eq!(
+        plan.actions.iter().map(|a| &a.kind).collect::<Vec<_>>(),
+        [&ActionKind::SetDesiredCount { from: 3, to: 4 }]
+    );
+    assert_eq!(plan.statuses[0].state, State::Converging);
+}
