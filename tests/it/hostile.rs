@@ -108,7 +108,7 @@ fn deep_nesting_is_an_error_not_a_stack_overflow() {
 }
 
 #[test]
-fn oversized_files_are_rejected_unread() {
+fn oversized_content_is_a_file_too_large_finding() {
     let mut bytes = b"# padding\n".repeat(stevedore::spec::source::MAX_FILE_BYTES / 10 + 1);
     bytes.extend_from_slice(b"apiVersion: x\n");
     let loaded = load_bytes(&bytes);

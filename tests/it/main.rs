@@ -9,6 +9,7 @@ mod githost;
 mod hostile;
 mod limits;
 mod longrun;
+mod readme;
 mod reads;
 mod rules;
 mod schema;
