@@ -328,3 +328,125 @@ async fn a_stalled_leader_is_taken_over_and_follows_once_resumed() {
     assert_eq!(a.wait().unwrap().code(), Some(0));
     assert_eq!(b.wait().unwrap().code(), Some(0));
 }
+
+/// On the event path (a partial read), the service about to be acted on is
+/// read again with its tasks' scale-in protection before any stop: a
+/// protection turned on since is honoured, and one turned off since is
+/// seen too, so no stop rests on an old read.
+#[tokio::test]
+async fn after_events_protection_is_read_again_before_any_stop() {
+    let moto = Moto::start();
+    let c = crate::aws::clients(&moto);
+    let hosts = cluster(&moto, &c.ecs, [1, 1, 1, 1, 1, 1]).await;
+    let installed = stevedore::install::install(&c, "demo", "stevedore-demo", false, &mut vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    let specs = specs_dir(UNBALANCED);
+    let mut child = controller(
+        &moto,
+        &[
+            "run",
+            "--specs",
+            specs.path().to_str().unwrap(),
+            "--queue-url",
+            &installed.queue_url,
+            "--resync",
+            "1h",
+            "--listen",
+            "off",
+        ],
+        &[],
+    );
+    let lines = lines_of(&mut child);
+    let mut seen = vec![];
+    wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
+
+    // Two more tasks on a1 (zone a: 4, b: 2, c: 2), each announced by its
+    // event, and every task in zone a protected meanwhile.
+    let mut new_tasks = vec![];
+    for _ in 0..2 {
+        let out = c
+            .ecs
+            .start_task()
+            .cluster("demo")
+            .task_definition("web")
+            .container_instances(&hosts[0])
+            .started_by("ecs-svc/web")
+            .group("service:web")
+            .send()
+            .await
+            .unwrap();
+        new_tasks.push(out.tasks()[0].task_arn().unwrap().to_owned());
+    }
+    c.ecs
+        .update_service()
+        .cluster("demo")
+        .service("web")
+        .desired_count(8)
+        .send()
+        .await
+        .unwrap();
+    let in_zone_a = c
+        .ecs
+        .list_tasks()
+        .cluster("demo")
+        .desired_status(aws_sdk_ecs::types::DesiredStatus::Running)
+        .send()
+        .await
+        .unwrap()
+        .task_arns()
+        .to_vec();
+    let described = c
+        .ecs
+        .describe_tasks()
+        .cluster("demo")
+        .set_tasks(Some(in_zone_a))
+        .send()
+        .await
+        .unwrap();
+    for task in described.tasks() {
+        if [&hosts[0], &hosts[1]].contains(&&task.container_instance_arn().unwrap().to_owned()) {
+            moto.protect(task.task_arn().unwrap());
+        }
+    }
+    let announce = |task: &str, id: &str| {
+        serde_json::json!({
+            "version": "0", "id": id, "detail-type": "ECS Task State Change", "source": "aws.ecs",
+            "resources": [task],
+            "detail": {"clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/demo", "taskArn": task,
+                       "lastStatus": "RUNNING", "desiredStatus": "RUNNING", "group": "service:web", "version": 2}
+        })
+        .to_string()
+    };
+    for (n, task) in new_tasks.iter().enumerate() {
+        c.sqs
+            .send_message()
+            .queue_url(&installed.queue_url)
+            .message_body(announce(task, &format!("start-{n}")))
+            .send()
+            .await
+            .unwrap();
+    }
+    wait_for(&lines, "events: reconciling", &mut seen);
+    wait_for(&lines, "demo/web/web: ", &mut seen);
+    assert!(moto.calls("GetTaskProtection") >= 1);
+    assert_eq!(moto.calls("StopTask"), 0, "{}", seen.join("\n"));
+    // Every task of zone a is protected: no stop can balance the zones.
+    let status = seen.last().unwrap();
+    assert!(status.contains("demo/web/web: Unsatisfiable"), "{status}");
+
+    // Protection lifted: the next event's pass reads it again, and stops.
+    moto.unprotect_all();
+    c.sqs
+        .send_message()
+        .queue_url(&installed.queue_url)
+        .message_body(announce(&new_tasks[0], "again").replace("\"version\":2", "\"version\":3"))
+        .send()
+        .await
+        .unwrap();
+    wait_for(&lines, "done: stop task", &mut seen);
+    assert_eq!(moto.calls("StopTask"), 1);
+    crate::longrun::sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

@@ -110,6 +110,11 @@ impl Moto {
         format!("http://127.0.0.1:{}", self.front)
     }
 
+    /// No task is protected any more.
+    pub(crate) fn unprotect_all(&self) {
+        self.front_state.protected.lock().unwrap().clear();
+    }
+
     pub(crate) fn protect(&self, task: &str) {
         self.front_state
             .protected
@@ -1062,7 +1067,7 @@ async fn run_refuses_invalid_policies_and_reports_unreachable_clusters() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("demo: no snapshot, nothing done"));
 }
 
-fn clients(moto: &Moto) -> stevedore::install::Clients {
+pub(crate) fn clients(moto: &Moto) -> stevedore::install::Clients {
     recording_clients(moto, &Calls::default())
 }
 
