@@ -382,6 +382,27 @@ mod tests {
     }
 
     #[test]
+    fn exactly_the_last_10000_ids_are_remembered() {
+        let mut d = Dedupe::default();
+        let event = |n: usize| EcsEvent {
+            id: format!("id-{n}"),
+            kind: EventKind::ServiceAction,
+            cluster: "prod".into(),
+            resource: "arn:aws:ecs:us-east-1:1:service/prod/web".into(),
+            version: None,
+            time: None,
+            last: false,
+        };
+        for n in 0..REMEMBERED_IDS + 5 {
+            assert_eq!(d.admit(&event(n)), Admission::New);
+        }
+        assert_eq!(d.ids.len(), REMEMBERED_IDS);
+        // The oldest of the last 10,000 is still known; the one before is not.
+        assert_eq!(d.admit(&event(5)), Admission::Duplicate);
+        assert_eq!(d.admit(&event(4)), Admission::New);
+    }
+
+    #[test]
     fn resources_never_stopped_are_bounded_by_two_generations() {
         let mut d = Dedupe::default();
         let total = 3 * REMEMBERED_VERSIONS + 7;

@@ -39,7 +39,12 @@ fn service<'a>(report: &'a Report, name: &str) -> &'a ServiceReport {
 
 /// What must hold for every scenario: moves made equal the optimum for
 /// every policy that acts, nothing went other than predicted, and a policy
-/// that cannot be satisfied moved nothing.
+/// that cannot be satisfied moved nothing. The simulated ECS places with
+/// the planner's own placement model and "optimal" is the planner's own
+/// count, so this checks the run loop's bookkeeping; the planner itself is
+/// held to references that share none of its code in `plan::reference`
+/// (an enumerated optimum, every tie ECS may break) and
+/// `plan::placement::tests` (placement and scale-in from the instances).
 fn check_invariants(report: &Report) {
     for s in &report.services {
         assert_eq!(s.mispredicted_moves, 0, "{}: {s:#?}", report.scenario);
