@@ -340,6 +340,10 @@ mod tests {
         assert_eq!(d.admit(&event_of("a", "5", 6, "RUNNING")), Admission::New);
         assert_eq!(d.admit(&event_of("b", "6", 2, "RUNNING")), Admission::Stale);
         assert_eq!(d.admit(&event_of("b", "7", 3, "RUNNING")), Admission::New);
+        assert_eq!(d.resources(), 2);
+        // A STOPPED task is forgotten with its last event.
+        assert_eq!(d.admit(&event_of("a", "8", 7, "STOPPED")), Admission::New);
+        assert_eq!(d.resources(), 1);
     }
 
     #[test]
