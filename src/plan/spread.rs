@@ -724,13 +724,25 @@ impl<'a> Problem<'a> {
     /// Source hosts, most over-full first: by their domains' task counts
     /// from the coarsest constraint to the finest, then their own count.
     fn sources(&self) -> Vec<usize> {
-        let per: Vec<Vec<u32>> = (0..self.partitions.len())
-            .map(|j| self.domain_counts(j))
-            .collect();
+        let key = self.fullness();
         let mut order: Vec<usize> = (0..self.hosts.len())
             .filter(|h| !self.stoppable[*h].is_empty())
             .collect();
-        let key = |h: usize| -> (Vec<u32>, u32) {
+        order.sort_by(|a, b| {
+            key(*b)
+                .cmp(&key(*a))
+                .then(self.hosts[*a].cmp(&self.hosts[*b]))
+        });
+        order
+    }
+
+    /// How full a host is, for choosing where stops start: the tasks of
+    /// its domains, coarsest constraint first, then its own.
+    fn fullness(&self) -> impl Fn(usize) -> (Vec<u32>, u32) + '_ {
+        let per: Vec<Vec<u32>> = (0..self.partitions.len())
+            .map(|j| self.domain_counts(j))
+            .collect();
+        move |h: usize| {
             let mut by_domain: Vec<(u32, u32)> = (0..self.partitions.len())
                 .map(|j| {
                     (
@@ -744,13 +756,24 @@ impl<'a> Problem<'a> {
                 by_domain.into_iter().map(|(_, c)| c).collect(),
                 self.host_count[h],
             )
-        };
-        order.sort_by(|a, b| {
-            key(*b)
-                .cmp(&key(*a))
-                .then(self.hosts[*a].cmp(&self.hosts[*b]))
-        });
-        order
+        }
+    }
+
+    /// When no stop qualifies: the fullest host, if every task on it is
+    /// protected from scale-in and it is fuller than every host that has
+    /// a task to stop (where stops would have started, but may not).
+    fn protected_fullest(&self) -> Option<usize> {
+        let key = self.fullness();
+        let fullest = (0..self.hosts.len())
+            .filter(|h| self.host_count[*h] > 0)
+            .max_by(|a, b| {
+                key(*a)
+                    .cmp(&key(*b))
+                    .then(self.hosts[*b].cmp(&self.hosts[*a]))
+            })?;
+        let stoppable_fuller_or_equal =
+            (0..self.hosts.len()).any(|h| !self.stoppable[h].is_empty() && key(h) >= key(fullest));
+        (self.stoppable[fullest].is_empty() && !stoppable_fuller_or_equal).then_some(fullest)
     }
 
     /// The next stop that is a step of an optimal plan whatever ECS does.
@@ -799,9 +822,16 @@ impl<'a> Problem<'a> {
                 }
             }
         }
-        Err(first_problem.unwrap_or_else(|| {
-            Blocked("every running task of the service is protected from scale-in".into())
-        }))
+        Err(match (first_problem, self.protected_fullest()) {
+            (None, _) => {
+                Blocked("every running task of the service is protected from scale-in".into())
+            }
+            (Some(Blocked(why)), Some(h)) => Blocked(format!(
+                "the tasks on {}, where stops would start, are protected from scale-in; elsewhere: {why}",
+                self.describe(Dest::Instance(self.hosts[h]))
+            )),
+            (Some(blocked), None) => blocked,
+        })
     }
 
     fn strategy_text(&self) -> String {

@@ -266,6 +266,27 @@ fn protected_tasks_are_never_stopped() {
 }
 
 #[test]
+fn when_the_fullest_hosts_tasks_are_all_protected_the_reason_says_so() {
+    let mut c = three_zones([5, 1, 0], spread_zone());
+    for t in &mut c.snapshot.tasks[..5] {
+        t.protected = true;
+    }
+    let plan = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.statuses[0].state, State::Unsatisfiable);
+    assert_eq!(
+        plan.statuses[0].reason,
+        "the tasks on a1 in zone us-east-1a, where stops would start, are protected from scale-in; \
+         elsewhere: ECS (spread(attribute:ecs.availability-zone)) could place the replacement of a \
+         task from us-east-1b on zone us-east-1b, which does not reduce the skew"
+    );
+    // With one unprotected task in zone a, that one is stopped.
+    c.snapshot.tasks[0].protected = false;
+    let again = super::plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert_eq!(stops(&again), [("web-t1".to_owned(), "a1".to_owned())]);
+}
+
+#[test]
 /// One task is within any `maxSkew >= 1`, even short of `minDomains`:
 /// nothing to do. (That the budget never reaches a service's last running
 /// task is `spread::tests::the_budget_never_reaches_the_last_running_task`.)

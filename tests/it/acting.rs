@@ -434,7 +434,13 @@ async fn after_events_protection_is_read_again_before_any_stop() {
     assert_eq!(moto.calls("StopTask"), 0, "{}", seen.join("\n"));
     // Every task of zone a is protected: no stop can balance the zones.
     let status = seen.last().unwrap();
-    assert!(status.contains("demo/web/web: Unsatisfiable"), "{status}");
+    assert!(
+        status.contains("demo/web/web: Unsatisfiable: the tasks on ")
+            && status.contains(
+                "in zone us-east-1a, where stops would start, are protected from scale-in"
+            ),
+        "{status}"
+    );
 
     // Protection lifted: the next event's pass reads it again, and stops.
     moto.unprotect_all();
