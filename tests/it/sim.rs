@@ -674,3 +674,49 @@ fn a_noisy_metric_with_a_gap_never_flaps() {
         reversals(steps)
     );
 }
+
+/// What every shipped scenario ends with: per service, its moves, the
+/// optimum, the peak unavailable, the final state and spread, and each
+/// scaling step's counts. Times are left out (how long the API takes is
+/// the simulator's to model); a change to any of the rest is a change of
+/// behaviour, reviewed in `tests/it/snapshots/`.
+#[test]
+fn every_shipped_scenario_ends_as_pinned() {
+    use std::fmt::Write;
+    let mut names: Vec<String> = std::fs::read_dir(repo("examples/scenarios"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".yaml"))
+        .collect();
+    names.sort();
+    let mut out = String::new();
+    for name in names {
+        let report = run_file(name.trim_end_matches(".yaml"));
+        writeln!(out, "{name}: {} failed actions", report.failed_actions).unwrap();
+        for s in &report.services {
+            writeln!(
+                out,
+                "  {}/{}: {:?}, moved {} (optimal {}, mispredicted {}), peak unavailable {}, zones {:?}, skew {:?}",
+                s.policy,
+                s.service,
+                s.state,
+                s.tasks_moved,
+                s.optimal_moves,
+                s.mispredicted_moves,
+                s.peak_unavailable,
+                s.tasks_per_zone,
+                s.skew
+            )
+            .unwrap();
+            let steps: Vec<String> = s
+                .scaling
+                .iter()
+                .map(|x| format!("{}->{}", x.from, x.to))
+                .collect();
+            if !steps.is_empty() {
+                writeln!(out, "    scaling {}", steps.join(" ")).unwrap();
+            }
+        }
+    }
+    insta::assert_snapshot!(out);
+}
