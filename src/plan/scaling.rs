@@ -179,14 +179,25 @@ pub fn decide(
             ),
         );
     }
-    (
-        Decision::Hold,
+    // The reading asks for more (or fewer) but the count is at its bound.
+    let why = if value > out_above {
+        format!(
+            "{seen} > scaleOutAbove {}, but {current} is maxTasks: holding {current}",
+            number(out_above)
+        )
+    } else if value < in_below {
+        format!(
+            "{seen} < scaleInBelow {}, but {current} is minTasks: holding {current}",
+            number(in_below)
+        )
+    } else {
         format!(
             "{seen} within [{}, {}]: holding {current}",
             number(in_below),
             number(out_above)
-        ),
-    )
+        )
+    };
+    (Decision::Hold, why)
 }
 
 /// A metric's name for reasons, such as `AWS/ECS CPUUtilization (Average)`.
@@ -362,6 +373,23 @@ mod tests {
         assert!(why.ends_with("9 -> 10 (maxTasks)"), "{why}");
         let (_, why) = decide(&s, 7, Some(99.0), 0, &mut History::default());
         assert!(why.ends_with("7 -> 9"), "{why}");
+    }
+
+    #[test]
+    fn at_a_bound_the_count_holds_and_says_why() {
+        let s = scaling();
+        let (d, why) = decide(&s, 10, Some(90.0), 0, &mut History::default());
+        assert_eq!(d, Decision::Hold);
+        assert_eq!(
+            why,
+            "AWS/ECS CPUUtilization (Average) = 90 > scaleOutAbove 70, but 10 is maxTasks: holding 10"
+        );
+        let (d, why) = decide(&s, 2, Some(10.0), 0, &mut History::default());
+        assert_eq!(d, Decision::Hold);
+        assert_eq!(
+            why,
+            "AWS/ECS CPUUtilization (Average) = 10 < scaleInBelow 30, but 2 is minTasks: holding 2"
+        );
     }
 
     #[test]
