@@ -1424,6 +1424,7 @@ mod tests {
             zone_skew in 1u32..3,
             min_domains in proptest::option::of(1u32..5),
             budget in 1u32..4,
+            racks in 0usize..3,
         ) {
             let mut c = Cluster::new();
             let ids: Vec<usize> = hosts
@@ -1431,7 +1432,21 @@ mod tests {
                 .enumerate()
                 .map(|(h, (zone, slots, _))| c.host_sized(&format!("h{h}"), ["us-east-1a", "us-east-1b", "us-east-1c"][*zone], crate::model::Resources { cpu: 512 * slots, memory: 1024 * slots }))
                 .collect();
+            // A second constraint over racks: two racks per zone (nested:
+            // the unit-level model maps each rack to its zone), or two
+            // racks across the zones (crossing: it steps aside).
+            for (h, (zone, _, _)) in hosts.iter().enumerate() {
+                let rack = match racks {
+                    1 => format!("r{zone}{}", h % 2),
+                    _ => format!("r{}", h % 2),
+                };
+                c.snapshot.instances[ids[h]].attributes.insert("rack".into(), rack);
+            }
+            let rack = crate::model::PlacementStrategy::Spread(PlacementField::Attribute("rack".into()));
             let mut strategy = vec![crate::model::PlacementStrategy::Spread(PlacementField::zone())];
+            if racks > 0 {
+                strategy.insert(0, rack);
+            }
             match second {
                 1 => strategy.push(crate::model::PlacementStrategy::Spread(PlacementField::Instance)),
                 2 => strategy.push(crate::model::PlacementStrategy::Binpack(crate::model::BinpackField::Cpu)),
@@ -1449,7 +1464,8 @@ mod tests {
                 }
             }
             let md = min_domains.map_or(String::new(), |m| format!(", minDomains: {m}"));
-            let p = policies(&policy("web", "web", &format!("  placement:\n    spread:\n      - {{topologyKey: zone, maxSkew: {zone_skew}{md}}}\n  disruption: {{maxUnavailable: {budget}}}\n")));
+            let rack_constraint = if racks > 0 { "      - {topologyKey: \"attribute:rack\", maxSkew: 1}\n" } else { "" };
+            let p = policies(&policy("web", "web", &format!("  placement:\n    spread:\n      - {{topologyKey: zone, maxSkew: {zone_skew}{md}}}\n{rack_constraint}  disruption: {{maxUnavailable: {budget}}}\n")));
             let [(fast, fast_actions), (full, full_actions)] = both_ways(&c, &p);
             prop_assert_eq!((fast.state, fast.moves_remaining, fast.moves_planned), (full.state, full.moves_remaining, full.moves_planned), "{:#?}\n{:#?}", fast, full);
             let stops = |a: &[Action]| a.iter().map(|a| a.kind.clone()).collect::<Vec<_>>();
