@@ -897,13 +897,14 @@ impl SqsEvents {
         }
     }
 
-    /// Long-polls for up to 10 messages, waiting at most `wait` (SQS allows 20 s).
+    /// Long-polls for up to [`RECEIVE_BATCH`] messages, waiting at most
+    /// `wait` in whole seconds (SQS allows 20 s; 0 answers at once).
     pub async fn receive(&self, wait: std::time::Duration) -> Result<Vec<Message>, String> {
         let out = self
             .sqs
             .receive_message()
             .queue_url(&self.queue_url)
-            .max_number_of_messages(10)
+            .max_number_of_messages(RECEIVE_BATCH as i32)
             .wait_time_seconds(wait.as_secs().min(20) as i32)
             .send()
             .await
@@ -919,15 +920,49 @@ impl SqsEvents {
             .collect())
     }
 
-    /// Deletes a handled message.
-    pub async fn delete(&self, message: &Message) -> Result<(), String> {
-        self.sqs
-            .delete_message()
-            .queue_url(&self.queue_url)
-            .receipt_handle(&message.receipt)
-            .send()
-            .await
-            .map_err(|e| format!("DeleteMessage: {}", DisplayErrorContext(&e)))?;
-        Ok(())
+    /// Deletes handled messages, ten to a DeleteMessageBatch call (SQS's
+    /// limit). A message not deleted comes back after the queue's
+    /// visibility timeout, and is dropped then as a duplicate.
+    pub async fn delete(&self, messages: &[Message]) -> Result<(), String> {
+        use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
+        let mut failed = vec![];
+        for chunk in messages.chunks(RECEIVE_BATCH) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(n, m)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(n.to_string())
+                        .receipt_handle(&m.receipt)
+                        .build()
+                        .map_err(|e| format!("DeleteMessageBatch: {e}"))
+                })
+                .collect::<Result<Vec<_>, String>>()?;
+            let out = self
+                .sqs
+                .delete_message_batch()
+                .queue_url(&self.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| format!("DeleteMessageBatch: {}", DisplayErrorContext(&e)))?;
+            failed.extend(
+                out.failed()
+                    .iter()
+                    .map(|f| format!("{}: {}", f.code(), f.message().unwrap_or_default())),
+            );
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!(
+                "DeleteMessageBatch: {} not deleted ({})",
+                failed.len(),
+                failed.join("; ")
+            ))
+        }
     }
 }
+
+/// Messages per ReceiveMessage and per DeleteMessageBatch: SQS's limit for both.
+pub const RECEIVE_BATCH: usize = 10;

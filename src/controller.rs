@@ -549,6 +549,8 @@ pub async fn run<B: Backend>(
     let mut scalings: std::collections::BTreeMap<String, ScalingInput> = Default::default();
     let mut next_full = tokio::time::Instant::now();
     let mut backoff = std::time::Duration::ZERO;
+    // The last receive brought a full batch: more are likely waiting.
+    let mut queue_full = false;
     let mut watcher = if options.once || options.git.is_some() {
         None
     } else {
@@ -655,6 +657,7 @@ pub async fn run<B: Backend>(
         // Wait for the resync, the next metric period of scaling policies,
         // or news from the event queue (debounced).
         let mut news = Debounce::default();
+        let mut intake = Intake::default();
         let managed = clusters(&policies, options.cluster.as_deref());
         let next_scaling = scaling_interval(&policies).map(|i| tokio::time::Instant::now() + i);
         loop {
@@ -695,7 +698,9 @@ pub async fn run<B: Backend>(
                     return Ok(summary);
                 }
                 if news.is_pending() && now < next_full {
-                    tracing::info!("events: reconciling what they touched");
+                    tracing::info!("events: reconciling what they touched: {intake}");
+                } else if !intake.is_empty() {
+                    tracing::info!("events: {intake}");
                 }
                 break;
             }
@@ -711,10 +716,17 @@ pub async fn run<B: Backend>(
                     None => std::future::pending().await,
                 }
             };
-            let received = match events {
-                Some(queue) if wait >= std::time::Duration::from_secs(1) => {
+            // Long polls in whole seconds; while messages come in full
+            // batches, short polls keep the queue drained between them.
+            let poll = if wait >= std::time::Duration::from_secs(1) {
+                Some(wait)
+            } else {
+                queue_full.then_some(std::time::Duration::ZERO)
+            };
+            let received = match (events, poll) {
+                (Some(queue), Some(poll)) => {
                     tokio::select! {
-                        received = queue.receive(wait) => Wake::Received(received),
+                        received = queue.receive(poll) => Wake::Received(received),
                         () = specs_changed => Wake::SpecsChanged,
                         () = gained => Wake::Leader,
                         () = &mut shutdown => Wake::Shutdown,
@@ -762,15 +774,18 @@ pub async fn run<B: Backend>(
             let messages = match received {
                 Ok(m) => m,
                 Err(e) => {
+                    queue_full = false;
                     tracing::warn!("events: {e}; retrying in 1s");
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                     continue;
                 }
             };
+            queue_full = messages.len() >= crate::aws::RECEIVE_BATCH;
             for message in &messages {
                 match crate::events::parse(&message.body) {
                     Err(why) => {
                         observer.event("malformed");
+                        intake.malformed += 1;
                         tracing::warn!("events: malformed message {}: {why}; deleted", message.id);
                     }
                     Ok(event) if !managed.contains(&event.cluster) => {}
@@ -780,25 +795,34 @@ pub async fn run<B: Backend>(
                             if let Some(happened) = event.time {
                                 observer.event_lag(happened);
                             }
-                            tracing::info!(
+                            tracing::debug!(
                                 "events: {:?} {} (cluster {})",
                                 event.kind,
                                 event.resource,
                                 event.cluster
                             );
+                            *intake.new.entry(format!("{:?}", event.kind)).or_default() += 1;
                             views.entry(event.cluster.clone()).or_default().note(&event);
                             news.note(since_epoch(tokio::time::Instant::now()));
                         }
-                        crate::events::Admission::Duplicate => observer.event("duplicate"),
-                        crate::events::Admission::Stale => observer.event("stale"),
+                        crate::events::Admission::Duplicate => {
+                            observer.event("duplicate");
+                            intake.duplicate += 1;
+                        }
+                        crate::events::Admission::Stale => {
+                            observer.event("stale");
+                            intake.stale += 1;
+                        }
                     },
                 }
-                // Deleted once handled: a crash before this means redelivery, not loss.
-                if let Some(queue) = events
-                    && let Err(e) = queue.delete(message).await
-                {
-                    tracing::warn!("events: {e}");
-                }
+            }
+            // Deleted once handled, ten to a call: a crash before this
+            // means redelivery, not loss.
+            if let Some(queue) = events
+                && !messages.is_empty()
+                && let Err(e) = queue.delete(&messages).await
+            {
+                tracing::warn!("events: {e}");
             }
         }
     }
@@ -815,6 +839,44 @@ pub fn scaling_interval(policies: &[Policy]) -> Option<std::time::Duration> {
         })
         .min()
         .map(|d| d.max(std::time::Duration::from_secs(10)))
+}
+
+/// The events taken in since the last pass, for one line when the next
+/// pass starts (each event is logged at DEBUG only: a deployment on a
+/// large cluster makes thousands a minute).
+#[derive(Debug, Default)]
+struct Intake {
+    new: std::collections::BTreeMap<String, u32>,
+    duplicate: u32,
+    stale: u32,
+    malformed: u32,
+}
+
+impl Intake {
+    fn is_empty(&self) -> bool {
+        self.new.is_empty() && self.duplicate + self.stale + self.malformed == 0
+    }
+}
+
+impl std::fmt::Display for Intake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let new: u32 = self.new.values().sum();
+        let kinds: Vec<String> = self.new.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        write!(f, "{new} new")?;
+        if !kinds.is_empty() {
+            write!(f, " ({})", kinds.join(", "))?;
+        }
+        for (n, what) in [
+            (self.duplicate, "duplicate"),
+            (self.stale, "stale"),
+            (self.malformed, "malformed"),
+        ] {
+            if n > 0 {
+                write!(f, ", {n} {what}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What ended a wait.

@@ -456,3 +456,105 @@ async fn after_events_protection_is_read_again_before_any_stop() {
     crate::longrun::sigterm(&child);
     assert_eq!(child.wait().unwrap().code(), Some(0));
 }
+
+/// A deployment on a large cluster makes thousands of task events a
+/// minute: 2,000 events in the queue are taken in ten at a time and
+/// deleted ten to a call (at most 0.25 SQS calls an event), and they make
+/// one pass per debounce window, not one per event.
+#[tokio::test]
+async fn two_thousand_events_are_drained_in_batches_with_one_pass_per_window() {
+    let moto = Moto::start();
+    let c = crate::aws::clients(&moto);
+    cluster(&moto, &c.ecs, [1, 1, 1, 1, 1, 1]).await;
+    let installed = stevedore::install::install(&c, "demo", "stevedore-demo", false, &mut vec![])
+        .await
+        .unwrap()
+        .unwrap();
+    let specs = specs_dir(UNBALANCED);
+    let mut child = controller(
+        &moto,
+        &[
+            "run",
+            "--specs",
+            specs.path().to_str().unwrap(),
+            "--queue-url",
+            &installed.queue_url,
+            "--resync",
+            "1h",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    let lines = lines_of(&mut child);
+    let mut seen = vec![];
+    let address = crate::aws::status_address(&lines, &mut seen);
+    wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
+    let metric = |name: &str, labels: &str| crate::longrun::metric(&address, name, labels);
+    let passes_before = metric("stevedore_reconciles_total", "");
+
+    let started = Instant::now();
+    for batch in 0..200 {
+        let entries = (0..10).map(|k| {
+            let n = batch * 10 + k;
+            let task = format!("arn:aws:ecs:us-east-1:123456789012:task/demo/gone{n}");
+            let body = serde_json::json!({
+                "version": "0", "id": format!("flood-{n}"), "detail-type": "ECS Task State Change",
+                "source": "aws.ecs", "resources": [task],
+                "detail": {"clusterArn": "arn:aws:ecs:us-east-1:123456789012:cluster/demo", "taskArn": task,
+                           "lastStatus": "RUNNING", "group": "service:web", "version": 1}
+            });
+            aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+                .id(k.to_string())
+                .message_body(body.to_string())
+                .build()
+                .unwrap()
+        });
+        c.sqs
+            .send_message_batch()
+            .queue_url(&installed.queue_url)
+            .set_entries(Some(entries.collect()))
+            .send()
+            .await
+            .unwrap();
+    }
+    // moto takes about a quarter of a second a call on a busy machine.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while metric("stevedore_events_total", r#"outcome="new""#) < 2_000
+        || crate::aws::queue_left(&c.sqs, &installed.queue_url).await != (0, 0)
+    {
+        if Instant::now() >= deadline {
+            while let Ok(line) = lines.try_recv() {
+                seen.push(line);
+            }
+            panic!(
+                "{} events taken in after 300 s, {} receives, {} batch deletes, {} passes:\n{}",
+                metric("stevedore_events_total", r#"outcome="new""#),
+                moto.calls("ReceiveMessage"),
+                moto.calls("DeleteMessageBatch"),
+                metric("stevedore_reconciles_total", "") - passes_before,
+                seen[seen.len().saturating_sub(30)..].join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let took = started.elapsed().as_secs_f64();
+    let sqs_calls = moto.calls("ReceiveMessage")
+        + moto.calls("DeleteMessageBatch")
+        + moto.calls("DeleteMessage");
+    let per_event = sqs_calls as f64 / 2_000.0;
+    let passes = metric("stevedore_reconciles_total", "") - passes_before;
+    eprintln!(
+        "2,000 events drained in {took:.1} s ({:.0} a second), {sqs_calls} SQS calls ({per_event:.3} an event), {passes} passes",
+        2_000.0 / took
+    );
+    assert!(per_event <= 0.25, "{per_event} SQS calls an event");
+    assert_eq!(moto.calls("DeleteMessage"), 0);
+    // One pass per debounce window: 2 s of quiet or 10 s at most.
+    assert!(
+        passes as f64 <= took / 2.0 + 2.0,
+        "{passes} passes in {took:.1} s"
+    );
+    crate::longrun::sigterm(&child);
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}

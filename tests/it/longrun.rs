@@ -13,7 +13,7 @@ use crate::aws::{
 
 /// The sum of a metric's samples whose line contains `labels` (all of
 /// them with ""), as the controller's `/metrics` serves them now.
-fn metric(address: &str, name: &str, labels: &str) -> u64 {
+pub(crate) fn metric(address: &str, name: &str, labels: &str) -> u64 {
     let text = ureq::get(&format!("http://{address}/metrics"))
         .call()
         .unwrap()
