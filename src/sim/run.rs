@@ -3,9 +3,10 @@
 //! against the optimum, what a forced redeploy would have replaced, the
 //! peak of unavailable tasks and the time to converge; and API calls.
 //!
-//! Triggers work as in production: ECS events (debounced: 2 s after the last,
-//! at most 10 s after the first) and a periodic resync. A failed snapshot is
-//! retried with exponential backoff and never planned on.
+//! Triggers are production's own [`controller::Schedule`]: ECS events
+//! (debounced: 2 s after the last, at most 10 s after the first), a periodic
+//! resync, the scaling tick, and a failed pass retried as a full read with
+//! the same backoff; a failed snapshot is never planned on.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,8 +19,6 @@ use crate::controller;
 use crate::events::{Admission, Dedupe};
 use crate::model::{Millis, TaskStatus};
 use crate::plan::{ActionKind, State};
-
-const BACKOFF_MAX: Millis = 60_000;
 
 /// Per policy and service.
 #[derive(Debug, Clone, Serialize)]
@@ -171,12 +170,8 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
     let mut view = controller::ClusterView::default();
     let mut scaling = crate::plan::ScalingInput::default();
     let scaling_every = controller::scaling_interval(&policies).map(|d| d.as_millis() as Millis);
-    let mut next_scaling = scaling_every.unwrap_or(Millis::MAX);
+    let mut schedule = controller::Schedule::new(0, resync, scaling_every);
     let mut next_event = 0;
-    let mut next_resync: Millis = 0;
-    let mut debounce = controller::Debounce::default();
-    let mut backoff: Millis = 0;
-    let mut retry_at: Option<Millis> = None;
     let mut now: Millis = 0;
     loop {
         // The timeline, then ECS itself.
@@ -209,20 +204,11 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
             }
         }
         if news {
-            debounce.note(now);
+            schedule.event(now);
         }
-        let debounced = debounce.is_due(now);
-        // A resync or a retry reads everything; events, what they touched.
-        let full = now >= next_resync || retry_at.is_some_and(|t| now >= t);
-
-        let scaling_due = now >= next_scaling;
-
-        if full || debounced || scaling_due {
-            debounce.clear();
-            retry_at = None;
-            if scaling_due {
-                next_scaling = now + scaling_every.unwrap_or(Millis::MAX - now);
-            }
+        if let Some(due) = schedule.due(now) {
+            // A resync or a retry reads everything; events, what they touched.
+            let full = due == controller::schedule::Due::Full;
             report.reconciles += 1;
             view.touch_scaled(&policies);
             let outcome = match view.read(&backend, &cluster, full).await {
@@ -243,19 +229,15 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
             match outcome {
                 Err(e) => {
                     report.failed_snapshots += 1;
-                    backoff = (backoff * 2).clamp(1_000, BACKOFF_MAX);
-                    retry_at = Some(now + backoff);
+                    schedule.passed(now, full, false);
                     say!(
                         "[{}] reconcile failed: {e}; retrying in {}s",
                         clock(now),
-                        backoff / 1000
+                        schedule.backoff() / 1000
                     );
                 }
                 Ok(outcome) => {
-                    backoff = 0;
-                    if full {
-                        next_resync = now + resync;
-                    }
+                    schedule.passed(now, full, true);
                     view.note_executed(&outcome.executed);
                     let acted: std::collections::BTreeSet<(String, String)> = outcome
                         .executed

@@ -197,6 +197,29 @@ fn faults_are_retried_and_never_acted_on() {
     }
 }
 
+/// The simulator runs production's schedule: a read that fails every time
+/// is retried after 1, 2, 4, ... s, up to a minute, not every second (the
+/// simulator's own loop once read again every second for 3 minutes).
+#[test]
+fn a_read_failing_again_and_again_is_retried_backing_off_to_a_minute() {
+    let text = std::fs::read_to_string(repo("examples/scenarios/host-joins-after-scale-out.yaml"))
+        .unwrap();
+    let duration = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("duration:"))
+        .unwrap()
+        .to_owned();
+    let text = text
+        .replace(&duration, "  duration: 3m")
+        .replace("  timeline:", "  faults: {throttleRate: 1.0}\n  timeline:");
+    let s = scenario::from_text("throttled.yaml", &text, &repo("examples/scenarios")).unwrap();
+    let report = run_report(s);
+    // Passes at 0, 1, 3, 7, 15, 31, 63 and 123 s; the next would be at 183 s.
+    assert_eq!(report.reconciles, 8, "{report:#?}");
+    assert_eq!(report.failed_snapshots, 8);
+    assert!(report.services.iter().all(|s| s.tasks_moved == 0));
+}
+
 #[test]
 fn a_host_joining_during_a_rebalance_with_events_lost_stays_within_budget_and_converges() {
     let text = std::fs::read_to_string(repo("examples/scenarios/host-joins-after-scale-out.yaml"))

@@ -17,49 +17,11 @@ use crate::events::EcsEvent;
 use crate::model::{ClusterSnapshot, Millis};
 use crate::plan::{self, Action, ActionKind, Plan, ScalingInput};
 use crate::refresh::Touched;
+
+pub mod schedule;
+
 use crate::spec::Policy;
-
-/// When events make a pass: they are collected until [`Debounce::QUIET`]
-/// after the last one, or [`Debounce::MAX`] after the first, so ten hosts
-/// joining cause one reconcile. Times are milliseconds on any clock: the
-/// simulator's virtual one, or the run loop's since it started.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Debounce {
-    /// The first and the last event since the last pass.
-    pending: Option<(Millis, Millis)>,
-}
-
-impl Debounce {
-    pub const QUIET: Millis = 2_000;
-    pub const MAX: Millis = 10_000;
-
-    /// An event arrived.
-    pub fn note(&mut self, at: Millis) {
-        self.pending = Some(match self.pending {
-            None => (at, at),
-            Some((first, _)) => (first, at),
-        });
-    }
-
-    /// When the pass for the events noted is due, if any were.
-    pub fn due_at(&self) -> Option<Millis> {
-        self.pending
-            .map(|(first, last)| (last + Debounce::QUIET).min(first + Debounce::MAX))
-    }
-
-    pub fn is_due(&self, now: Millis) -> bool {
-        self.due_at().is_some_and(|at| now >= at)
-    }
-
-    pub fn is_pending(&self) -> bool {
-        self.pending.is_some()
-    }
-
-    /// A pass was made.
-    pub fn clear(&mut self) {
-        self.pending = None;
-    }
-}
+pub use schedule::{Debounce, Schedule};
 
 /// The last complete view of one cluster, and what events said changed since.
 #[derive(Debug, Default)]
@@ -400,16 +362,22 @@ fn load_policies(specs: &[std::path::PathBuf]) -> Option<Vec<Policy>> {
     checked(crate::spec::load_paths(specs))
 }
 
-/// Puts newly loaded policies in force and tells the observer which
-/// clusters they name.
+/// Puts newly loaded policies in force, tells the observer which clusters
+/// they name, and sets the scaling tick to their period.
 fn adopt(
     policies: &mut Vec<Policy>,
     newer: Vec<Policy>,
     options: &RunOptions,
     observer: &crate::observe::Observer,
+    schedule: (&mut Schedule, Millis),
 ) {
     *policies = newer;
     observer.policies_loaded(&clusters(policies, options.cluster.as_deref()));
+    let (schedule, now) = schedule;
+    schedule.set_scaling_every(
+        now,
+        scaling_interval(policies).map(|d| d.as_millis() as Millis),
+    );
 }
 
 /// What a reload of the policies found, compared with those in force.
@@ -547,8 +515,12 @@ pub async fn run<B: Backend>(
     let mut summary = RunSummary::default();
     let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
     let mut scalings: std::collections::BTreeMap<String, ScalingInput> = Default::default();
-    let mut next_full = tokio::time::Instant::now();
-    let mut backoff = std::time::Duration::ZERO;
+    let millis = |d: std::time::Duration| d.as_millis() as Millis;
+    let mut schedule = Schedule::new(
+        0,
+        millis(options.resync),
+        scaling_interval(&policies).map(millis),
+    );
     // The last receive brought a full batch: more are likely waiting.
     let mut queue_full = false;
     let mut watcher = if options.once || options.git.is_some() {
@@ -573,7 +545,7 @@ pub async fn run<B: Backend>(
     let mut standing = options.leader.clone();
     tokio::pin!(shutdown);
     loop {
-        let full = tokio::time::Instant::now() >= next_full;
+        let full = schedule.full_due(since_epoch(tokio::time::Instant::now()));
         // At each resync too, in case the file system sends no notifications.
         if full
             && !std::mem::take(&mut first)
@@ -584,7 +556,14 @@ pub async fn run<B: Backend>(
                 "specs: changed (read at resync); {} policies loaded",
                 newer.len()
             );
-            adopt(&mut policies, newer, options, observer);
+            let now = since_epoch(tokio::time::Instant::now());
+            adopt(
+                &mut policies,
+                newer,
+                options,
+                observer,
+                (&mut schedule, now),
+            );
         }
         let mut effective = policies.clone();
         let leader = leading(options);
@@ -644,27 +623,15 @@ pub async fn run<B: Backend>(
         if options.once {
             return Ok(summary);
         }
-        if failed {
-            // Read everything again soon, backing off while it keeps failing.
-            backoff = (backoff * 2).clamp(BACKOFF_MIN, BACKOFF_MAX);
-            next_full = tokio::time::Instant::now() + backoff;
-        } else {
-            backoff = std::time::Duration::ZERO;
-            if full {
-                next_full = tokio::time::Instant::now() + options.resync;
-            }
-        }
+        // A failure makes the next pass a full read, backing off while it
+        // keeps failing.
+        schedule.passed(since_epoch(tokio::time::Instant::now()), full, !failed);
         // Wait for the resync, the next metric period of scaling policies,
         // or news from the event queue (debounced).
-        let mut news = Debounce::default();
         let mut intake = Intake::default();
         let managed = clusters(&policies, options.cluster.as_deref());
-        let next_scaling = scaling_interval(&policies).map(|i| tokio::time::Instant::now() + i);
         loop {
             let now = tokio::time::Instant::now();
-            let debounce_at = news
-                .due_at()
-                .map(|at| epoch + std::time::Duration::from_millis(at));
             if let (Some(git), Some(at)) = (&options.git, next_poll)
                 && now >= at
             {
@@ -674,7 +641,13 @@ pub async fn run<B: Backend>(
                         Reload::Changed(newer) => {
                             tracing::info!(commit = %commit, "specs: commit {commit}: {} policies loaded, reconciling", newer.len());
                             observer.commit(&commit);
-                            adopt(&mut policies, newer, options, observer);
+                            adopt(
+                                &mut policies,
+                                newer,
+                                options,
+                                observer,
+                                (&mut schedule, since_epoch(now)),
+                            );
                             break;
                         }
                         Reload::Unchanged => {
@@ -686,10 +659,10 @@ pub async fn run<B: Backend>(
                 }
                 continue;
             }
-            let next = [debounce_at, next_scaling, next_poll]
-                .into_iter()
-                .flatten()
-                .fold(next_full, |a, b| a.min(b));
+            let next = next_poll.into_iter().fold(
+                epoch + std::time::Duration::from_millis(schedule.next_wake()),
+                |a, b| a.min(b),
+            );
             if now >= next {
                 // A signal that came during the pass is honoured before
                 // the next one starts.
@@ -697,7 +670,7 @@ pub async fn run<B: Backend>(
                     tracing::info!("shutting down after {} reconciles", summary.reconciles);
                     return Ok(summary);
                 }
-                if news.is_pending() && now < next_full {
+                if schedule.events_pending() && !schedule.full_due(since_epoch(now)) {
                     tracing::info!("events: reconciling what they touched: {intake}");
                 } else if !intake.is_empty() {
                     tracing::info!("events: {intake}");
@@ -760,7 +733,13 @@ pub async fn run<B: Backend>(
                                 "specs: changed; {} policies loaded, reconciling",
                                 newer.len()
                             );
-                            adopt(&mut policies, newer, options, observer);
+                            adopt(
+                                &mut policies,
+                                newer,
+                                options,
+                                observer,
+                                (&mut schedule, since_epoch(tokio::time::Instant::now())),
+                            );
                             break;
                         }
                         Reload::Unchanged => {
@@ -803,7 +782,7 @@ pub async fn run<B: Backend>(
                             );
                             *intake.new.entry(format!("{:?}", event.kind)).or_default() += 1;
                             views.entry(event.cluster.clone()).or_default().note(&event);
-                            news.note(since_epoch(tokio::time::Instant::now()));
+                            schedule.event(since_epoch(tokio::time::Instant::now()));
                         }
                         crate::events::Admission::Duplicate => {
                             observer.event("duplicate");
@@ -956,32 +935,4 @@ fn report(cluster: &str, outcome: &Reconciled, summary: &mut RunSummary) {
 /// An action's policy, service, rule and reason, as log fields.
 fn action_fields(a: &Action) -> (&str, &str, &str, &str) {
     (&a.policy, &a.service, &a.rule, &a.reason)
-}
-
-/// After a failed pass, the next full read waits this long, doubling up to the maximum.
-const BACKOFF_MIN: std::time::Duration = std::time::Duration::from_secs(1);
-const BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(60);
-
-#[cfg(test)]
-mod tests {
-    use super::Debounce;
-
-    #[test]
-    fn events_make_a_pass_after_a_quiet_spell_or_at_most_the_maximum_after_the_first() {
-        let mut debounce = Debounce::default();
-        assert_eq!(debounce.due_at(), None);
-        debounce.note(1_000);
-        debounce.note(2_500);
-        assert_eq!(debounce.due_at(), Some(4_500), "2 s after the last");
-        assert!(!debounce.is_due(4_499) && debounce.is_due(4_500));
-        // An event every second never leaves 2 s of quiet: the pass comes
-        // 10 s after the first.
-        debounce.clear();
-        for at in (0..20_000).step_by(1_000) {
-            debounce.note(at);
-        }
-        assert_eq!(debounce.due_at(), Some(10_000));
-        debounce.clear();
-        assert!(!debounce.is_pending());
-    }
 }
