@@ -32,7 +32,8 @@
 //!   [`refresh`]: reading again only what events touched, merged into the
 //!   last snapshot; [`metrics`]: which metric each scaled service reads,
 //!   read in one batch; [`controller`]: the cluster view, one reconcile (plan,
-//!   verify, act) and the run loop; [`watch`]: watching the specs for
+//!   verify, act) and the run loop, with its [`controller::schedule`] (when
+//!   to look), which the simulator's loop uses too; [`watch`]: watching the specs for
 //!   changes, git-sync's symlink swap included; [`gitsource`]: the specs
 //!   from a git repository;
 //!   [`observe`]: what `run --listen` serves (health, readiness,

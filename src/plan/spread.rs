@@ -1425,6 +1425,10 @@ mod tests {
             min_domains in proptest::option::of(1u32..5),
             budget in 1u32..4,
             racks in 0usize..3,
+            // The unit-level model steps aside for these; the plans agree anyway.
+            service_constraint in 0usize..3,
+            host_port in proptest::bool::weighted(0.2),
+            binpack_first in proptest::bool::weighted(0.2),
         ) {
             let mut c = Cluster::new();
             let ids: Vec<usize> = hosts
@@ -1447,6 +1451,9 @@ mod tests {
             if racks > 0 {
                 strategy.insert(0, rack);
             }
+            if binpack_first {
+                strategy.insert(0, crate::model::PlacementStrategy::Binpack(crate::model::BinpackField::Memory));
+            }
             match second {
                 1 => strategy.push(crate::model::PlacementStrategy::Spread(PlacementField::Instance)),
                 2 => strategy.push(crate::model::PlacementStrategy::Binpack(crate::model::BinpackField::Cpu)),
@@ -1454,6 +1461,16 @@ mod tests {
                 _ => {}
             }
             let web = c.service("web", strategy);
+            match service_constraint {
+                1 => c.snapshot.services[web].constraints.push(crate::model::PlacementConstraint::DistinctInstance),
+                2 => c.snapshot.services[web].constraints.push(crate::model::PlacementConstraint::MemberOf(
+                    crate::model::MemberOf::parse("attribute:ecs.availability-zone != us-east-1c").unwrap(),
+                )),
+                _ => {}
+            }
+            if host_port {
+                c.snapshot.services[web].host_ports = vec![8080];
+            }
             for (h, n) in ids.iter().zip(&layout) {
                 let room = c.snapshot.instances[*h].remaining.count_of(c.snapshot.services[web].task_size);
                 c.tasks(web, *h, (*n).min(room));
