@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 
-use crate::controller::Reconciled;
 use crate::observe::Transition;
+use crate::outcome::Reconciled;
 
 /// The events' `source`.
 pub const SOURCE: &str = "stevedore";

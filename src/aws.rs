@@ -19,8 +19,8 @@ use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ecs::types::{DesiredStatus, ServiceField};
 
 use crate::api_counter::ApiCounter;
+use crate::backend::MetricQuery;
 use crate::backend::{self, Backend};
-use crate::metrics::MetricQuery;
 use crate::model::{
     BinpackField, ClusterSnapshot, Instance, InstanceStatus, MemberOf, PlacementConstraint,
     PlacementField, PlacementStrategy, Resources, Service, TaskStatus, ZONE_ATTRIBUTE,

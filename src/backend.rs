@@ -7,9 +7,22 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
-use crate::metrics::MetricQuery;
 use crate::model::{ClusterSnapshot, Millis};
 use crate::refresh::Touched;
+
+/// One metric as read for one service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MetricQuery {
+    pub namespace: String,
+    pub name: String,
+    pub statistic: StatisticName,
+    pub dimensions: BTreeMap<String, String>,
+    /// Seconds per data point.
+    pub period: u32,
+}
+
+/// A statistic by name (`Average`), so queries can be ordered and hashed.
+pub type StatisticName = String;
 
 /// Why a backend call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

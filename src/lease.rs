@@ -250,7 +250,7 @@ impl<B: crate::backend::Backend> crate::backend::Backend for Fenced<'_, B> {
 
     async fn metric_data(
         &self,
-        queries: &[crate::metrics::MetricQuery],
+        queries: &[crate::backend::MetricQuery],
         now: u64,
     ) -> crate::backend::Result<Vec<Option<f64>>> {
         self.inner.metric_data(queries, now).await

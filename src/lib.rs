@@ -30,10 +30,11 @@
 //!   [`aws`] implements it over the ECS API, paced by [`pacing`], with
 //!   calls and throttled attempts counted by [`api_counter`];
 //!   [`refresh`]: reading again only what events touched, merged into the
-//!   last snapshot; [`metrics`]: which metric each scaled service reads,
+//!   last snapshot; [`readings`]: which metric each scaled service reads,
 //!   read in one batch; [`controller`]: the cluster view, one reconcile (plan,
 //!   verify, act) and the run loop, with its [`controller::schedule`] (when
-//!   to look), which the simulator's loop uses too; [`watch`]: watching the specs for
+//!   to look), which the simulator's loop uses too; [`outcome`]: what one
+//!   reconcile did, for the status server and the audit events; [`watch`]: watching the specs for
 //!   changes, git-sync's symlink swap included; [`gitsource`]: the specs
 //!   from a git repository;
 //!   [`observe`]: what `run --listen` serves (health, readiness,
@@ -67,11 +68,12 @@ pub mod gitsource;
 pub mod iam;
 pub mod install;
 pub mod lease;
-pub mod metrics;
 pub mod model;
 pub mod observe;
+pub mod outcome;
 pub mod pacing;
 pub mod plan;
+pub mod readings;
 pub mod refresh;
 pub mod schema;
 pub mod sim;

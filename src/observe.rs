@@ -24,7 +24,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
-use crate::controller::Reconciled;
+use crate::outcome::Reconciled;
 use crate::plan::{ActionKind, State};
 
 /// How many recent actions `/status` lists.

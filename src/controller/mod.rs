@@ -20,6 +20,8 @@ use crate::refresh::Touched;
 
 pub mod schedule;
 
+pub use crate::outcome::Reconciled;
+
 use crate::spec::Policy;
 pub use schedule::{Debounce, Schedule};
 
@@ -51,7 +53,7 @@ impl ClusterView {
     /// are read again on the next read (nothing if nothing was read yet).
     pub fn touch_scaled(&mut self, policies: &[Policy]) {
         if let Some(snapshot) = &self.snapshot {
-            let scaled = crate::metrics::queries(policies, snapshot)
+            let scaled = crate::readings::queries(policies, snapshot)
                 .into_iter()
                 .map(|((_, service), _)| service);
             self.touched.services.extend(scaled);
@@ -123,7 +125,7 @@ pub async fn plan_verified<B: Backend>(
     // every scaled service at its count (bounds still apply) and says why.
     let mut metric_error = None;
     if policies.iter().any(|p| p.scaling.is_some()) {
-        match crate::metrics::read(backend, policies, snapshot, now).await {
+        match crate::readings::read(backend, policies, snapshot, now).await {
             Ok(readings) => scaling.readings = readings,
             Err(e) => {
                 scaling.readings.clear();
@@ -185,16 +187,6 @@ fn desired_count_owned(policies: &[Policy], snapshot: &ClusterSnapshot) -> Vec<S
     names.sort();
     names.dedup();
     names
-}
-
-/// What one reconcile did.
-#[derive(Debug)]
-pub struct Reconciled {
-    pub plan: Plan,
-    /// Each executable action with its outcome, in order.
-    pub executed: Vec<(Action, backend::Result<()>)>,
-    /// Why scaling policies' metrics could not be read (they held).
-    pub metric_error: Option<String>,
 }
 
 /// One pass over a snapshot: plan, verify, execute. DryRun policies'

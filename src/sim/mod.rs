@@ -22,8 +22,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
+use crate::backend::MetricQuery;
 use crate::backend::{self, Backend};
-use crate::metrics::MetricQuery;
 use crate::model::{ClusterSnapshot, Instance, InstanceStatus, Millis, Service, Task, TaskStatus};
 use crate::pacing::TokenBucket;
 use crate::plan::placement::PlacementView;

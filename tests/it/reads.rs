@@ -308,7 +308,7 @@ async fn the_backend_paces_its_calls_at_ecs_rates() {
 #[tokio::test]
 async fn metrics_are_read_500_to_a_call_each_value_to_its_query() {
     use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
-    use stevedore::metrics::MetricQuery;
+    use stevedore::backend::MetricQuery;
     let moto = Moto::start();
     let cw = cloudwatch(&moto);
     let query = |n: usize| MetricQuery {

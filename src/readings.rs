@@ -1,4 +1,4 @@
-//! Metrics for scaling policies: which metric each scaled service reads,
+//! Readings for scaling policies: which metric each scaled service reads,
 //! and reading them all in one batch through the backend (CloudWatch's
 //! GetMetricData on AWS, the scenario's load model in the simulator).
 //!
@@ -6,27 +6,13 @@
 //! read for with `{service}` and `{cluster}`, so one policy with a service
 //! selector reads each service's own metric.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, MetricQuery, StatisticName};
 use crate::model::{ClusterSnapshot, Millis};
 use crate::plan::Index;
 use crate::spec::Policy;
 use crate::spec::policy::{Metric, Statistic};
-
-/// One metric as read for one service.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct MetricQuery {
-    pub namespace: String,
-    pub name: String,
-    pub statistic: StatisticName,
-    pub dimensions: BTreeMap<String, String>,
-    /// Seconds per data point.
-    pub period: u32,
-}
-
-/// A statistic by name (`Average`), so queries can be ordered and hashed.
-pub type StatisticName = String;
 
 fn statistic_name(s: Statistic) -> StatisticName {
     format!("{s:?}")
