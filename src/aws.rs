@@ -20,7 +20,7 @@ use aws_sdk_ecs::types::{DesiredStatus, ServiceField};
 
 use crate::api_counter::ApiCounter;
 use crate::backend::MetricQuery;
-use crate::backend::{self, Backend};
+use crate::backend::{self, Backend, limits};
 use crate::model::{
     BinpackField, ClusterSnapshot, Instance, InstanceStatus, MemberOf, PlacementConstraint,
     PlacementField, PlacementStrategy, Resources, Service, TaskStatus, ZONE_ATTRIBUTE,
@@ -94,14 +94,8 @@ impl AwsClients {
     }
 }
 
-/// ECS's page and batch sizes.
-const PAGE: i32 = 100;
-const DESCRIBE_SERVICES: usize = 10;
-const DESCRIBE_BATCH: usize = 100;
-/// Resource ids per DescribeScalableTargets call.
-const DESCRIBE_SCALABLE_TARGETS: usize = 50;
-/// Metric queries per GetMetricData call.
-const GET_METRIC_DATA: usize = 500;
+/// ECS's page size, as the SDK takes it.
+const PAGE: i32 = limits::LIST_PAGE as i32;
 /// Describe calls in flight at once: enough to keep the read bucket's 20
 /// calls a second busy at 200 ms of latency, few enough to be polite.
 const DESCRIBE_CONCURRENCY: usize = 4;
@@ -401,14 +395,19 @@ impl AwsBackend {
     ) -> backend::Result<Vec<Service>> {
         let mut services = vec![];
         let pages = self
-            .batched("DescribeServices", arns, DESCRIBE_SERVICES, |chunk| {
-                self.ecs
-                    .describe_services()
-                    .cluster(cluster)
-                    .set_services(Some(chunk))
-                    .include(ServiceField::Tags)
-                    .send()
-            })
+            .batched(
+                "DescribeServices",
+                arns,
+                limits::DESCRIBE_SERVICES,
+                |chunk| {
+                    self.ecs
+                        .describe_services()
+                        .cluster(cluster)
+                        .set_services(Some(chunk))
+                        .include(ServiceField::Tags)
+                        .send()
+                },
+            )
             .await?;
         for out in pages {
             for s in out
@@ -480,7 +479,7 @@ impl AwsBackend {
             .batched(
                 "DescribeContainerInstances",
                 arns,
-                DESCRIBE_BATCH,
+                limits::DESCRIBE_CONTAINER_INSTANCES,
                 |chunk| {
                     self.ecs
                         .describe_container_instances()
@@ -549,7 +548,7 @@ impl AwsBackend {
     ) -> backend::Result<Vec<(TaskRecord, bool)>> {
         let mut tasks = vec![];
         let pages = self
-            .batched("DescribeTasks", arns, DESCRIBE_BATCH, |chunk| {
+            .batched("DescribeTasks", arns, limits::DESCRIBE_TASKS, |chunk| {
                 self.ecs
                     .describe_tasks()
                     .cluster(cluster)
@@ -686,13 +685,18 @@ impl Backend for AwsBackend {
     ) -> backend::Result<BTreeSet<String>> {
         let mut protected = BTreeSet::new();
         let pages = self
-            .batched("GetTaskProtection", tasks, DESCRIBE_BATCH, |chunk| {
-                self.ecs
-                    .get_task_protection()
-                    .cluster(cluster)
-                    .set_tasks(Some(chunk))
-                    .send()
-            })
+            .batched(
+                "GetTaskProtection",
+                tasks,
+                limits::GET_TASK_PROTECTION,
+                |chunk| {
+                    self.ecs
+                        .get_task_protection()
+                        .cluster(cluster)
+                        .set_tasks(Some(chunk))
+                        .send()
+                },
+            )
             .await?;
         for out in pages {
             protected.extend(
@@ -749,7 +753,7 @@ impl Backend for AwsBackend {
             });
         };
         let mut values = vec![None; queries.len()];
-        for (c, chunk) in queries.chunks(GET_METRIC_DATA).enumerate() {
+        for (c, chunk) in queries.chunks(limits::GET_METRIC_DATA).enumerate() {
             let longest = chunk.iter().map(|q| q.period).max().unwrap_or(60) as u64;
             let to = aws_sdk_cloudwatch::primitives::DateTime::from_millis(now as i64);
             let from = aws_sdk_cloudwatch::primitives::DateTime::from_millis(
@@ -804,7 +808,7 @@ impl Backend for AwsBackend {
                         .and_then(|i| i.parse::<usize>().ok());
                     // Newest first: the first value seen for a query is its latest.
                     if let (Some(i), Some(value)) = (i, result.values().first())
-                        && let Some(slot) = values.get_mut(c * GET_METRIC_DATA + i)
+                        && let Some(slot) = values.get_mut(c * limits::GET_METRIC_DATA + i)
                     {
                         slot.get_or_insert(*value);
                     }
@@ -832,7 +836,7 @@ impl Backend for AwsBackend {
         };
         let cluster = cluster.rsplit('/').next().unwrap_or(cluster);
         let mut found = BTreeSet::new();
-        for chunk in services.chunks(DESCRIBE_SCALABLE_TARGETS) {
+        for chunk in services.chunks(limits::DESCRIBE_SCALABLE_TARGETS) {
             let ids: Vec<String> = chunk
                 .iter()
                 .map(|s| format!("service/{cluster}/{s}"))
@@ -897,14 +901,14 @@ impl SqsEvents {
         }
     }
 
-    /// Long-polls for up to [`RECEIVE_BATCH`] messages, waiting at most
+    /// Long-polls for up to [`limits::SQS_BATCH`] messages, waiting at most
     /// `wait` in whole seconds (SQS allows 20 s; 0 answers at once).
     pub async fn receive(&self, wait: std::time::Duration) -> Result<Vec<Message>, String> {
         let out = self
             .sqs
             .receive_message()
             .queue_url(&self.queue_url)
-            .max_number_of_messages(RECEIVE_BATCH as i32)
+            .max_number_of_messages(limits::SQS_BATCH as i32)
             .wait_time_seconds(wait.as_secs().min(20) as i32)
             .send()
             .await
@@ -926,7 +930,7 @@ impl SqsEvents {
     pub async fn delete(&self, messages: &[Message]) -> Result<(), String> {
         use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
         let mut failed = vec![];
-        for chunk in messages.chunks(RECEIVE_BATCH) {
+        for chunk in messages.chunks(limits::SQS_BATCH) {
             let entries = chunk
                 .iter()
                 .enumerate()
@@ -963,6 +967,3 @@ impl SqsEvents {
         }
     }
 }
-
-/// Messages per ReceiveMessage and per DeleteMessageBatch: SQS's limit for both.
-pub const RECEIVE_BATCH: usize = 10;

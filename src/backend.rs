@@ -10,6 +10,23 @@ use std::future::Future;
 use crate::model::{ClusterSnapshot, Millis};
 use crate::refresh::Touched;
 
+/// The AWS APIs' documented page and batch sizes, in one place for both
+/// backends: the AWS backend sends no more in one call, and the simulator
+/// counts calls by them. The tests' front holds every request on the wire
+/// to the documentation (`tests/it/limits.rs`).
+pub mod limits {
+    /// ListServices, ListContainerInstances, ListTasks: `maxResults` 1 to 100.
+    pub const LIST_PAGE: usize = 100;
+    pub const DESCRIBE_SERVICES: usize = 10;
+    pub const DESCRIBE_TASKS: usize = 100;
+    pub const DESCRIBE_CONTAINER_INSTANCES: usize = 100;
+    pub const GET_TASK_PROTECTION: usize = 100;
+    pub const GET_METRIC_DATA: usize = 500;
+    pub const DESCRIBE_SCALABLE_TARGETS: usize = 50;
+    /// SQS ReceiveMessage and DeleteMessageBatch: 10 messages.
+    pub const SQS_BATCH: usize = 10;
+}
+
 /// One metric as read for one service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MetricQuery {

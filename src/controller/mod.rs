@@ -751,7 +751,7 @@ pub async fn run<B: Backend>(
                     continue;
                 }
             };
-            queue_full = messages.len() >= crate::aws::RECEIVE_BATCH;
+            queue_full = messages.len() >= crate::backend::limits::SQS_BATCH;
             for message in &messages {
                 match crate::events::parse(&message.body) {
                     Err(why) => {

@@ -135,16 +135,8 @@ impl MetricModel {
     }
 }
 
-/// ECS's page and batch sizes.
-pub mod limits {
-    pub const LIST_PAGE: usize = 100;
-    pub const DESCRIBE_SERVICES: usize = 10;
-    pub const DESCRIBE_TASKS: usize = 100;
-    pub const DESCRIBE_CONTAINER_INSTANCES: usize = 100;
-    pub const GET_TASK_PROTECTION: usize = 100;
-    pub const GET_METRIC_DATA: usize = 500;
-    pub const DESCRIBE_SCALABLE_TARGETS: usize = 50;
-}
+/// ECS's page and batch sizes, the same the AWS backend uses.
+pub use crate::backend::limits;
 
 impl Simulator {
     pub fn new(cluster: &str, seed: u64) -> Simulator {
