@@ -67,6 +67,17 @@ pub struct Audit {
     bus: String,
 }
 
+/// Why events were not published.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("PutEvents: {0}")]
+    Call(String),
+    #[error("PutEvents: {failed} of {sent} entries failed")]
+    Entries { failed: i32, sent: usize },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 impl Audit {
     pub fn new(events: aws_sdk_eventbridge::Client, bus: &str) -> Audit {
         Audit {
@@ -76,7 +87,7 @@ impl Audit {
     }
 
     /// Sends the entries, 10 per call; the first failure is returned.
-    pub async fn publish(&self, entries: &[Entry]) -> Result<(), String> {
+    pub async fn publish(&self, entries: &[Entry]) -> Result<()> {
         for chunk in entries.chunks(BATCH) {
             let batch: Vec<_> = chunk
                 .iter()
@@ -96,17 +107,13 @@ impl Audit {
                 .send()
                 .await
                 .map_err(|e| {
-                    format!(
-                        "PutEvents: {}",
-                        aws_sdk_eventbridge::error::DisplayErrorContext(&e)
-                    )
+                    Error::Call(aws_sdk_eventbridge::error::DisplayErrorContext(&e).to_string())
                 })?;
             if out.failed_entry_count() > 0 {
-                return Err(format!(
-                    "PutEvents: {} of {} entries failed",
-                    out.failed_entry_count(),
-                    chunk.len()
-                ));
+                return Err(Error::Entries {
+                    failed: out.failed_entry_count(),
+                    sent: chunk.len(),
+                });
             }
         }
         Ok(())

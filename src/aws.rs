@@ -886,6 +886,19 @@ pub struct Message {
     pub body: String,
 }
 
+/// Why the event queue could not be read or emptied.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("ReceiveMessage: {0}")]
+    Receive(String),
+    #[error("DeleteMessageBatch: {0}")]
+    Delete(String),
+    /// Some messages of a batch were not deleted; they come back after the
+    /// queue's visibility timeout and are dropped then as duplicates.
+    #[error("DeleteMessageBatch: {} not deleted ({})", .0.len(), .0.join("; "))]
+    NotDeleted(Vec<String>),
+}
+
 /// The SQS queue EventBridge delivers the cluster's ECS events to.
 #[derive(Debug, Clone)]
 pub struct SqsEvents {
@@ -903,7 +916,7 @@ impl SqsEvents {
 
     /// Long-polls for up to [`limits::SQS_BATCH`] messages, waiting at most
     /// `wait` in whole seconds (SQS allows 20 s; 0 answers at once).
-    pub async fn receive(&self, wait: std::time::Duration) -> Result<Vec<Message>, String> {
+    pub async fn receive(&self, wait: std::time::Duration) -> Result<Vec<Message>, QueueError> {
         let out = self
             .sqs
             .receive_message()
@@ -912,7 +925,7 @@ impl SqsEvents {
             .wait_time_seconds(wait.as_secs().min(20) as i32)
             .send()
             .await
-            .map_err(|e| format!("ReceiveMessage: {}", DisplayErrorContext(&e)))?;
+            .map_err(|e| QueueError::Receive(DisplayErrorContext(&e).to_string()))?;
         Ok(out
             .messages()
             .iter()
@@ -927,7 +940,7 @@ impl SqsEvents {
     /// Deletes handled messages, ten to a DeleteMessageBatch call (SQS's
     /// limit). A message not deleted comes back after the queue's
     /// visibility timeout, and is dropped then as a duplicate.
-    pub async fn delete(&self, messages: &[Message]) -> Result<(), String> {
+    pub async fn delete(&self, messages: &[Message]) -> Result<(), QueueError> {
         use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
         let mut failed = vec![];
         for chunk in messages.chunks(limits::SQS_BATCH) {
@@ -939,9 +952,9 @@ impl SqsEvents {
                         .id(n.to_string())
                         .receipt_handle(&m.receipt)
                         .build()
-                        .map_err(|e| format!("DeleteMessageBatch: {e}"))
+                        .map_err(|e| QueueError::Delete(e.to_string()))
                 })
-                .collect::<Result<Vec<_>, String>>()?;
+                .collect::<Result<Vec<_>, QueueError>>()?;
             let out = self
                 .sqs
                 .delete_message_batch()
@@ -949,7 +962,7 @@ impl SqsEvents {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| format!("DeleteMessageBatch: {}", DisplayErrorContext(&e)))?;
+                .map_err(|e| QueueError::Delete(DisplayErrorContext(&e).to_string()))?;
             failed.extend(
                 out.failed()
                     .iter()
@@ -959,11 +972,7 @@ impl SqsEvents {
         if failed.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "DeleteMessageBatch: {} not deleted ({})",
-                failed.len(),
-                failed.join("; ")
-            ))
+            Err(QueueError::NotDeleted(failed))
         }
     }
 }

@@ -22,6 +22,18 @@ pub mod schedule;
 
 pub use crate::outcome::Reconciled;
 
+/// Why `run` could not start (once running, failures are retried and
+/// reported, never returned).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    #[error("the policies are invalid; nothing to run")]
+    InvalidPolicies,
+    #[error("the repository's policies cannot be read or are invalid; nothing to run")]
+    UnreadableRepository,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 use crate::spec::Policy;
 pub use schedule::{Debounce, Schedule};
 
@@ -482,19 +494,19 @@ pub async fn run<B: Backend>(
     events: Option<&crate::aws::SqsEvents>,
     observer: &crate::observe::Observer,
     shutdown: impl std::future::Future<Output = ()>,
-) -> Result<RunSummary, String> {
+) -> Result<RunSummary> {
     let mut dedupe = crate::events::Dedupe::default();
     // The debounce's clock: milliseconds since the loop started.
     let epoch = tokio::time::Instant::now();
     let since_epoch = |at: tokio::time::Instant| at.duration_since(epoch).as_millis() as Millis;
     let mut seen_commit = None;
     let mut policies = match &options.git {
-        None => load_policies(specs).ok_or("the policies are invalid; nothing to run")?,
+        None => load_policies(specs).ok_or(Error::InvalidPolicies)?,
         Some(git) => {
             let (commit, policies) = poll_git(git, &mut seen_commit)
                 .await
                 .and_then(|(commit, policies)| Some((commit, policies?)))
-                .ok_or("the repository's policies cannot be read or are invalid; nothing to run")?;
+                .ok_or(Error::UnreadableRepository)?;
             observer.commit(&commit);
             policies
         }
@@ -852,7 +864,7 @@ impl std::fmt::Display for Intake {
 
 /// What ended a wait.
 enum Wake {
-    Received(Result<Vec<crate::aws::Message>, String>),
+    Received(Result<Vec<crate::aws::Message>, crate::aws::QueueError>),
     SpecsChanged,
     Leader,
     Shutdown,
