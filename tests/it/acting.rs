@@ -6,9 +6,9 @@
 use std::time::{Duration, Instant};
 
 use crate::aws::{
-    Failure, Moto, cluster, controller, dynamodb, lease_table, lines_of, specs_dir, stevedore,
-    stopped, wait_for,
+    cluster, controller, dynamodb, lease_table, lines_of, specs_dir, stevedore, stopped, wait_for,
 };
+use crate::moto::{Failure, Moto};
 
 const UNBALANCED: &str = "  placement: {azBalanced: true}\n";
 

@@ -7,9 +7,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::aws::{
-    Moto, cluster, controller, dynamodb, lease_table, lines_of, specs_dir, status_address,
-    stevedore, stopped, wait_for,
+    cluster, controller, dynamodb, lease_table, lines_of, specs_dir, status_address, stevedore,
+    stopped, wait_for,
 };
+use crate::moto::Moto;
 
 /// The sum of a metric's samples whose line contains `labels` (all of
 /// them with ""), as the controller's `/metrics` serves them now.

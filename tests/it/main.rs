@@ -9,6 +9,7 @@ mod githost;
 mod hostile;
 mod limits;
 mod longrun;
+mod moto;
 mod readme;
 mod reads;
 mod rules;

@@ -11,7 +11,8 @@ use aws_sdk_ecs::types::ContainerDefinition;
 use stevedore::aws::AwsBackend;
 use stevedore::backend::{self, Backend};
 
-use crate::aws::{Failure, Moto, backend, cloudwatch, cluster, policy};
+use crate::aws::{backend, cloudwatch, cluster, policy};
+use crate::moto::{Failure, Moto};
 
 /// A cluster `demo` of `hosts` hosts (in three zones) and `services`
 /// services `s0`, `s1`, ... of `per_service` tasks each, laid out ten
