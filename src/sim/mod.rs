@@ -66,6 +66,9 @@ struct SimTask {
     version: u64,
 }
 
+/// Attempts the AWS SDK's standard retry mode makes at one call.
+const SDK_ATTEMPTS: usize = 3;
+
 /// The simulated cluster.
 #[derive(Debug)]
 pub struct Simulator {
@@ -92,6 +95,9 @@ pub struct Simulator {
     writes: TokenBucket,
     /// Virtual time spent waiting for API tokens.
     pub paced_ms: Millis,
+    /// Services whose task definition the controller has described (once
+    /// each, as the AWS backend caches them; one family per service here).
+    described: std::collections::HashSet<String>,
     /// The metrics served to scaling policies, as CloudWatch would.
     pub metrics: Vec<MetricModel>,
     /// Seeds the metrics' noise, per metric and period.
@@ -161,6 +167,7 @@ impl Simulator {
             reads: TokenBucket::ecs_reads(),
             writes: TokenBucket::ecs_writes(),
             paced_ms: 0,
+            described: Default::default(),
             metrics: vec![],
             seed,
         }
@@ -607,8 +614,10 @@ impl Simulator {
         Some(value)
     }
 
-    /// Calls one full read of the cluster costs, per operation, with ECS's
-    /// page and batch sizes.
+    /// Calls one full read of the cluster costs now, per operation, with
+    /// ECS's page and batch sizes: the first read also describes each
+    /// service's task definition (there is no batch call for that), later
+    /// ones only those of services new since.
     pub fn snapshot_calls(&self) -> Vec<(&'static str, u64)> {
         let pages = |n: usize, size: usize| n.div_ceil(size).max(1) as u64;
         let s = self.services.len();
@@ -627,7 +636,23 @@ impl Simulator {
             ),
             ("ListTasks", pages(t, limits::LIST_PAGE)),
             ("DescribeTasks", t.div_ceil(limits::DESCRIBE_TASKS) as u64),
+            (
+                "DescribeTaskDefinition",
+                self.undescribed(self.services.iter().map(|s| s.name.as_str())),
+            ),
         ]
+    }
+
+    /// How many of these services' task definitions were never described.
+    fn undescribed<'a>(&self, services: impl Iterator<Item = &'a str>) -> u64 {
+        services.filter(|s| !self.described.contains(*s)).count() as u64
+    }
+
+    /// Notes these services' task definitions as described.
+    fn describe_task_definitions<'a>(&mut self, services: impl Iterator<Item = &'a str>) {
+        for s in services {
+            self.described.insert(s.to_owned());
+        }
     }
 
     /// What Describe calls of `touched`, and of the services and hosts of
@@ -709,23 +734,31 @@ impl Simulator {
         *self.api_calls.entry(operation.to_owned()).or_default() += n;
     }
 
-    /// An injected fault for one call, if the dice say so.
+    /// An injected fault for one call, if the dice say so for every
+    /// attempt: the AWS SDK's standard retry makes up to
+    /// [`SDK_ATTEMPTS`] attempts at a throttled or failed call, so only a
+    /// fault that lasts through all of them reaches the controller. Each
+    /// throttled attempt is counted, as the AWS backend's interceptor does.
     fn fault(&mut self, operation: &'static str) -> Option<backend::Error> {
-        if self.faults.throttle_rate > 0.0
-            && self.rng.random_bool(self.faults.throttle_rate.min(1.0))
-        {
-            *self.throttles.entry(operation.to_owned()).or_default() += 1;
-            return Some(backend::Error::Throttled { operation });
+        let mut last = None;
+        for _ in 0..SDK_ATTEMPTS {
+            last = if self.faults.throttle_rate > 0.0
+                && self.rng.random_bool(self.faults.throttle_rate.min(1.0))
+            {
+                *self.throttles.entry(operation.to_owned()).or_default() += 1;
+                Some(backend::Error::Throttled { operation })
+            } else if self.faults.api_error_rate > 0.0
+                && self.rng.random_bool(self.faults.api_error_rate.min(1.0))
+            {
+                Some(backend::Error::Api {
+                    operation,
+                    message: "injected fault: InternalServerError".into(),
+                })
+            } else {
+                return None;
+            };
         }
-        if self.faults.api_error_rate > 0.0
-            && self.rng.random_bool(self.faults.api_error_rate.min(1.0))
-        {
-            return Some(backend::Error::Api {
-                operation,
-                message: "injected fault: InternalServerError".into(),
-            });
-        }
-        None
+        last
     }
 
     pub fn api_calls(&self) -> BTreeMap<String, u64> {
@@ -871,6 +904,8 @@ impl Backend for SimBackend {
         }
         let calls = sim.snapshot_calls();
         sim.read_calls(&calls)?;
+        let names: Vec<String> = sim.services.iter().map(|s| s.name.clone()).collect();
+        sim.describe_task_definitions(names.iter().map(String::as_str));
         Ok(sim.described())
     }
 
@@ -885,8 +920,10 @@ impl Backend for SimBackend {
             return Err(backend::Error::ClusterNotFound(cluster.to_owned()));
         }
         let (read, delta) = sim.read_touched(snapshot, touched);
+        let new_services = sim.undescribed(read.services.iter().map(String::as_str));
         // Tasks first (their owners are learnt from them), then services
-        // and hosts, in ECS's batch sizes.
+        // (and the task definitions of new ones) and hosts, in ECS's batch
+        // sizes.
         let calls = [
             (
                 "DescribeTasks",
@@ -902,8 +939,10 @@ impl Backend for SimBackend {
                     .len()
                     .div_ceil(limits::DESCRIBE_CONTAINER_INSTANCES) as u64,
             ),
+            ("DescribeTaskDefinition", new_services),
         ];
         sim.read_calls(&calls)?;
+        sim.describe_task_definitions(read.services.iter().map(String::as_str));
         refresh::apply(snapshot, delta);
         Ok(())
     }
