@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use crate::aws::{
-    cluster, controller, dynamodb, lease_table, lines_of, specs_dir, stevedore, stopped, wait_for,
+    cluster, controller, dynamodb, lease_table, lines_of, run_controller, specs_dir, stevedore,
+    stopped, wait_for,
 };
 use crate::moto::{Failure, Moto};
 
@@ -96,18 +97,10 @@ async fn a_failed_read_is_retried_backing_off_1_2_4_seconds() {
             code: "InvalidParameterException",
         },
     );
-    let mut child = controller(
+    let mut child = run_controller(
         &moto,
-        &[
-            "run",
-            "--specs",
-            specs.path().to_str().unwrap(),
-            "--resync",
-            "1h",
-            "--listen",
-            "off",
-        ],
-        &[],
+        specs.path().to_str().unwrap(),
+        &["--resync", "1h", "--listen", "off"],
     );
     let lines = lines_of(&mut child);
     // When each pass began: its ListServices reaching the front.
@@ -159,18 +152,10 @@ async fn a_removed_policy_stops_managing_its_service_and_touches_nothing() {
         "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: api}\nspec:\n  target: {cluster: demo, service: api}\n  placement: {azBalanced: true}\n",
     )
     .unwrap();
-    let mut child = controller(
+    let mut child = run_controller(
         &moto,
-        &[
-            "run",
-            "--specs",
-            specs.path().to_str().unwrap(),
-            "--resync",
-            "2s",
-            "--listen",
-            "off",
-        ],
-        &[],
+        specs.path().to_str().unwrap(),
+        &["--resync", "2s", "--listen", "off"],
     );
     let lines = lines_of(&mut child);
     let mut seen = vec![];
@@ -343,12 +328,10 @@ async fn after_events_protection_is_read_again_before_any_stop() {
         .unwrap()
         .unwrap();
     let specs = specs_dir(UNBALANCED);
-    let mut child = controller(
+    let mut child = run_controller(
         &moto,
+        specs.path().to_str().unwrap(),
         &[
-            "run",
-            "--specs",
-            specs.path().to_str().unwrap(),
             "--queue-url",
             &installed.queue_url,
             "--resync",
@@ -356,7 +339,6 @@ async fn after_events_protection_is_read_again_before_any_stop() {
             "--listen",
             "off",
         ],
-        &[],
     );
     let lines = lines_of(&mut child);
     let mut seen = vec![];
@@ -471,12 +453,10 @@ async fn two_thousand_events_are_drained_in_batches_with_one_pass_per_window() {
         .unwrap()
         .unwrap();
     let specs = specs_dir(UNBALANCED);
-    let mut child = controller(
+    let mut child = run_controller(
         &moto,
+        specs.path().to_str().unwrap(),
         &[
-            "run",
-            "--specs",
-            specs.path().to_str().unwrap(),
             "--queue-url",
             &installed.queue_url,
             "--resync",
@@ -484,7 +464,6 @@ async fn two_thousand_events_are_drained_in_batches_with_one_pass_per_window() {
             "--listen",
             "127.0.0.1:0",
         ],
-        &[],
     );
     let lines = lines_of(&mut child);
     let mut seen = vec![];

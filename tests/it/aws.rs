@@ -1097,12 +1097,10 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
         .unwrap();
     let specs = specs_dir("  placement: {azBalanced: true}\n");
 
-    let mut child = controller(
+    let mut child = run_controller(
         &moto,
+        specs.path().to_str().unwrap(),
         &[
-            "run",
-            "--specs",
-            specs.path().to_str().unwrap(),
             "--queue-url",
             &installed.queue_url,
             "--resync",
@@ -1110,7 +1108,6 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
             "--listen",
             "127.0.0.1:0",
         ],
-        &[],
     );
     let lines = lines_of(&mut child);
     let mut seen = vec![];
@@ -1276,12 +1273,10 @@ async fn run_serves_health_readiness_metrics_and_status() {
     moto.throttle("DescribeServices", 2);
     moto.throttle("UpdateItem", 1);
     let specs = specs_dir("  placement: {azBalanced: true}\n");
-    let mut child = controller(
+    let mut child = run_controller(
         &moto,
+        specs.path().to_str().unwrap(),
         &[
-            "run",
-            "--specs",
-            specs.path().to_str().unwrap(),
             "--resync",
             "1h",
             "--listen",
@@ -1289,7 +1284,6 @@ async fn run_serves_health_readiness_metrics_and_status() {
             "--lease-table",
             "stevedore-leases",
         ],
-        &[],
     );
     let lines = lines_of(&mut child);
     let mut seen = vec![];
@@ -1655,6 +1649,13 @@ async fn of_two_replicas_with_one_lease_only_the_leader_acts() {
     assert_eq!(leader.wait().unwrap().code(), Some(0));
 }
 
+/// `stevedore run --specs SPECS ARGS...` against moto, its output piped.
+pub(crate) fn run_controller(moto: &Moto, specs: &str, args: &[&str]) -> Child {
+    let mut all = vec!["run", "--specs", specs];
+    all.extend_from_slice(args);
+    controller(moto, &all, &[])
+}
+
 /// The binary running as a controller against moto, its output piped.
 pub(crate) fn controller(moto: &Moto, args: &[&str], env: &[(&str, &str)]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_stevedore"))
@@ -1718,12 +1719,10 @@ async fn run_follows_a_git_repository_and_keeps_the_last_good_commit() {
     assert!(String::from_utf8_lossy(&planned.stdout).contains("web/web: Satisfied"));
     assert!(String::from_utf8_lossy(&planned.stderr).contains("specs: commit "));
 
-    let mut child = controller(
+    let mut child = run_controller(
         &moto,
+        &url,
         &[
-            "run",
-            "--specs",
-            &url,
             "--git-poll",
             "1s",
             "--git-cache",
@@ -1733,7 +1732,6 @@ async fn run_follows_a_git_repository_and_keeps_the_last_good_commit() {
             "--listen",
             "127.0.0.1:0",
         ],
-        &[],
     );
     let lines = lines_of(&mut child);
     let mut seen = vec![];

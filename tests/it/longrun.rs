@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::aws::{
-    cluster, controller, dynamodb, lease_table, lines_of, specs_dir, status_address, stevedore,
+    cluster, dynamodb, lease_table, lines_of, run_controller, specs_dir, status_address, stevedore,
     stopped, wait_for,
 };
 use crate::moto::Moto;
@@ -65,18 +65,10 @@ async fn over_several_resyncs_passes_follow_the_period_and_only_a_real_edit_relo
     std::os::unix::fs::symlink(root.join("rev-1"), root.join("current")).unwrap();
     let specs = root.join("current");
 
-    let mut child = controller(
+    let mut child = run_controller(
         &moto,
-        &[
-            "run",
-            "--specs",
-            specs.to_str().unwrap(),
-            "--resync",
-            "2s",
-            "--listen",
-            "127.0.0.1:0",
-        ],
-        &[],
+        specs.to_str().unwrap(),
+        &["--resync", "2s", "--listen", "127.0.0.1:0"],
     );
     let lines = lines_of(&mut child);
     let mut seen = vec![];
@@ -186,18 +178,10 @@ async fn sigterm_during_the_first_pass_lets_its_batch_finish_and_exits_0() {
     cluster(&moto, &client, [5, 4, 0, 0, 0, 0]).await;
     let specs = specs_dir("  placement: {azBalanced: true}\n  disruption: {maxUnavailable: 4}\n");
     moto.delay("StopTask", Duration::from_millis(400));
-    let mut child = controller(
+    let mut child = run_controller(
         &moto,
-        &[
-            "run",
-            "--specs",
-            specs.path().to_str().unwrap(),
-            "--resync",
-            "1h",
-            "--listen",
-            "off",
-        ],
-        &[],
+        specs.path().to_str().unwrap(),
+        &["--resync", "1h", "--listen", "off"],
     );
     let lines = lines_of(&mut child);
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -281,12 +265,10 @@ async fn a_lease_that_cannot_be_written_is_an_error_at_start_and_not_ready_later
 
     let dynamodb = dynamodb(&moto);
     lease_table(&dynamodb).await;
-    let mut child = controller(
+    let mut child = run_controller(
         &moto,
+        dir,
         &[
-            "run",
-            "--specs",
-            dir,
             "--resync",
             "1h",
             "--listen",
@@ -296,7 +278,6 @@ async fn a_lease_that_cannot_be_written_is_an_error_at_start_and_not_ready_later
             "--lease-duration",
             "3s",
         ],
-        &[],
     );
     let lines = lines_of(&mut child);
     let mut seen = vec![];
