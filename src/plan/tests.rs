@@ -222,7 +222,31 @@ fn no_room_in_the_deficit_zone_is_unsatisfiable_and_moves_nothing() {
     assert!(plan.actions.is_empty());
     let status = &plan.statuses[0];
     assert_eq!(status.state, State::Unsatisfiable);
-    assert!(status.reason.starts_with("no room in zone us-east-1c: it can hold 0 of the service's tasks (512 CPU units, 1024 MiB each)"), "{}", status.reason);
+    assert_eq!(
+        status.reason,
+        "no room in zone us-east-1c: it can hold 0 of the service's tasks (512 CPU units, 1024 MiB each), \
+         but spreading 6 tasks over 3 zone domains with maxSkew 1 needs at least 2 there"
+    );
+}
+
+#[test]
+fn min_domains_beyond_the_zones_there_are_says_what_each_needs() {
+    let mut c = three_zones([2, 2, 2], spread_zone());
+    c.snapshot.services[0].desired = 6;
+    let p = policies(&policy(
+        "web",
+        "web",
+        "  placement:\n    spread: [{topologyKey: zone, maxSkew: 1, minDomains: 5}]\n",
+    ));
+    let plan = plan(&p, &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+    let status = &plan.statuses[0];
+    assert_eq!(status.state, State::Unsatisfiable);
+    // N <= x + (k-1)(x+s): 6 <= x + 4(x+1), so x >= 1 in each of the 5.
+    assert_eq!(
+        status.reason,
+        "minDomains 5 but only 3 zone domains are eligible: with 6 tasks and maxSkew 1, each domain needs at least 1"
+    );
 }
 
 #[test]
