@@ -21,6 +21,15 @@ struct Case {
     /// With `spread(instanceId)` after the zone, or the zone alone (ties
     /// between hosts of a zone are then ECS's to break).
     by_instance: bool,
+    /// A third constraint over racks (two per zone, or two across the
+    /// zones, which the planner reports as crossing), with its maxSkew.
+    racks: Option<(Racks, u32)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Racks {
+    InZones,
+    AcrossZones,
 }
 
 fn case() -> impl Strategy<Value = Case> {
@@ -31,9 +40,16 @@ fn case() -> impl Strategy<Value = Case> {
         prop::option::of(1u32..=2),
         1u32..=3,
         any::<bool>(),
+        prop::option::weighted(
+            0.3,
+            (
+                prop_oneof![Just(Racks::InZones), Just(Racks::AcrossZones)],
+                1u32..=2,
+            ),
+        ),
     )
         .prop_map(
-            |(hosts, layout, zone_skew, host_skew, max_unavailable, by_instance)| Case {
+            |(hosts, layout, zone_skew, host_skew, max_unavailable, by_instance, racks)| Case {
                 hosts: hosts
                     .into_iter()
                     .zip(layout)
@@ -43,6 +59,7 @@ fn case() -> impl Strategy<Value = Case> {
                 host_skew,
                 max_unavailable,
                 by_instance,
+                racks,
             },
         )
 }
@@ -54,6 +71,30 @@ impl Case {
         zones.sort();
         zones.dedup();
         zones
+    }
+
+    /// The rack of host `h`.
+    fn rack(&self, h: usize) -> String {
+        match self.racks {
+            Some((Racks::InZones, _)) => format!("r{}{}", self.hosts[h].0, h % 2),
+            _ => format!("r{}", h % 2),
+        }
+    }
+
+    /// Tasks per rack, over the racks that have a host.
+    fn per_rack(&self, layout: &[u32]) -> Vec<u32> {
+        let mut racks: Vec<String> = (0..self.hosts.len()).map(|h| self.rack(h)).collect();
+        racks.sort();
+        racks.dedup();
+        racks
+            .iter()
+            .map(|r| {
+                (0..self.hosts.len())
+                    .filter(|h| self.rack(*h) == *r)
+                    .map(|h| layout[h])
+                    .sum()
+            })
+            .collect()
     }
 
     /// Whether tasks per host `layout` keep every constraint.
@@ -71,7 +112,11 @@ impl Case {
             })
             .collect();
         let skew = |counts: &[u32]| counts.iter().max().unwrap() - counts.iter().min().unwrap();
-        skew(&per_zone) <= self.zone_skew && self.host_skew.is_none_or(|s| skew(layout) <= s)
+        skew(&per_zone) <= self.zone_skew
+            && self.host_skew.is_none_or(|s| skew(layout) <= s)
+            && self
+                .racks
+                .is_none_or(|(_, s)| skew(&self.per_rack(layout)) <= s)
     }
 
     /// The fewest tasks to move from `layout` so every constraint holds:
@@ -159,7 +204,13 @@ impl Case {
                 cpu: 512 * room,
                 memory: 1024 * room,
             };
-            c.host_sized(&name, &format!("us-east-1{}", ["a", "b", "c"][*zone]), size);
+            let i = c.host_sized(&name, &format!("us-east-1{}", ["a", "b", "c"][*zone]), size);
+            if self.racks.is_some() {
+                let rack = self.rack(h);
+                c.snapshot.instances[i]
+                    .attributes
+                    .insert("rack".into(), rack);
+            }
             names.push(name);
         }
         for (h, (_, _, n)) in self.hosts.iter().enumerate() {
@@ -169,9 +220,14 @@ impl Case {
     }
 
     fn policy(&self) -> String {
-        let host = self.host_skew.map_or(String::new(), |s| {
+        let mut host = self.host_skew.map_or(String::new(), |s| {
             format!(", {{topologyKey: host, maxSkew: {s}}}")
         });
+        if let Some((_, s)) = self.racks {
+            host.push_str(&format!(
+                ", {{topologyKey: \"attribute:rack\", maxSkew: {s}}}"
+            ));
+        }
         policy(
             "web",
             "web",
@@ -192,6 +248,17 @@ fn check(case: &Case) -> Result<(), TestCaseError> {
     let plan = plan(&policies(&case.policy()), &cluster.snapshot, 0);
     let status = &plan.statuses[0];
     let optimum = case.optimum(&layout);
+    // Racks across zones cross the zone constraint: reported, not planned.
+    if status.state == State::Unsatisfiable && status.reason.contains(" cross ") {
+        prop_assert_eq!(
+            case.racks.map(|(r, _)| r),
+            Some(Racks::AcrossZones),
+            "{:?}",
+            status
+        );
+        prop_assert!(plan.actions.is_empty());
+        return Ok(());
+    }
     match optimum {
         None => prop_assert_eq!(status.state, State::Unsatisfiable, "{:?}", status),
         Some(optimum) => {
@@ -243,6 +310,7 @@ fn a_batch_ecs_could_undo_is_cut() {
         host_skew: Some(1),
         max_unavailable: 2,
         by_instance: false,
+        racks: None,
     };
     check(&case).unwrap();
 }
