@@ -170,6 +170,21 @@ fn a_balanced_service_is_satisfied_and_left_alone() {
     assert!(plan.actions.is_empty());
     assert_eq!(plan.statuses[0].state, State::Satisfied);
     assert_eq!(plan.statuses[0].constraints[0].skew, 1);
+    assert_eq!(plan.statuses[0].reason, "every spread constraint holds");
+    // The same through the full check, which a placement constraint of the
+    // service's own asks for (the quick one steps aside).
+    let mut c = c;
+    c.snapshot.services[0]
+        .constraints
+        .push(crate::model::PlacementConstraint::MemberOf(
+            crate::model::MemberOf::parse("attribute:ecs.availability-zone != us-east-1d").unwrap(),
+        ));
+    let full = super::plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert!(full.actions.is_empty());
+    assert_eq!(
+        (full.statuses[0].state, full.statuses[0].reason.as_str()),
+        (State::Satisfied, "every spread constraint holds")
+    );
 }
 
 #[test]
