@@ -164,6 +164,31 @@ fn a_skewed_service_gets_one_stop_from_the_fullest_zone_with_its_reason() {
 }
 
 #[test]
+fn a_reason_names_the_instance_when_ecs_has_one_choice() {
+    // Zone c has one host and the fewest tasks: the replacement can only
+    // land there. (A host constraint makes the planner look host by host.)
+    let mut c = Cluster::new();
+    let a = c.host("a1", "us-east-1a");
+    let b = c.host("b1", "us-east-1b");
+    c.host("c1", "us-east-1c");
+    let web = c.service("web", spread_zone());
+    c.tasks(web, a, 3);
+    c.tasks(web, b, 1);
+    let p = policies(&policy(
+        "web-az",
+        "web",
+        "  placement:\n    spread: [{topologyKey: zone, maxSkew: 1}, {topologyKey: host, maxSkew: 3}]\n",
+    ));
+    let plan = plan(&p, &c.snapshot, 0);
+    assert_eq!(
+        plan.actions[0].reason,
+        "move 1 of 1: zone skew 3 (max 1): us-east-1a has 3, us-east-1c has 0; host skew 3 (max 3): \
+         a1 has 3, c1 has 0; youngest of 3 tasks on this host; \
+         spread(attribute:ecs.availability-zone) places the replacement on c1"
+    );
+}
+
+#[test]
 fn a_balanced_service_is_satisfied_and_left_alone() {
     let c = three_zones([2, 2, 1], spread_zone());
     let plan = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
