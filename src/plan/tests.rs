@@ -227,6 +227,18 @@ fn the_budget_bounds_the_batch_and_ties_are_followed() {
     assert_eq!(planned.len(), 3, "{plan:#?}");
     assert!(planned.iter().all(|(_, host)| host == "a1"));
     assert_eq!(plan.statuses[0].moves_remaining, 3);
+    // Each reason counts the host's tasks as they are once the stops
+    // before it are made.
+    let counted: Vec<bool> = plan
+        .actions
+        .iter()
+        .zip([5, 4, 3])
+        .map(|(a, n)| {
+            a.reason
+                .contains(&format!("youngest of {n} tasks on this host"))
+        })
+        .collect();
+    assert_eq!(counted, [true; 3], "{:#?}", plan.actions);
 }
 
 #[test]
