@@ -279,6 +279,20 @@ fn no_room_in_the_deficit_zone_is_unsatisfiable_and_moves_nothing() {
         "no room in zone us-east-1c: it can hold 0 of the service's tasks (512 CPU units, 1024 MiB each), \
          but spreading 6 tasks over 3 zone domains with maxSkew 1 needs at least 2 there"
     );
+    // With maxSkew 2, the emptiest zone needs (6 - 2 * 2) / 3 = 1, rounded up.
+    let wide = policies(&policy(
+        "web-az",
+        "web",
+        "  placement:\n    spread: [{topologyKey: zone, maxSkew: 2}]\n",
+    ));
+    let wide = super::plan(&wide, &c.snapshot, 0);
+    assert!(
+        wide.statuses[0].reason.ends_with(
+            "spreading 6 tasks over 3 zone domains with maxSkew 2 needs at least 1 there"
+        ),
+        "{}",
+        wide.statuses[0].reason
+    );
 }
 
 #[test]
