@@ -771,9 +771,10 @@ impl<'a> Problem<'a> {
                     .cmp(&key(*b))
                     .then(self.hosts[*b].cmp(&self.hosts[*a]))
             })?;
+        // The fullest host itself counts here when it has a task to stop.
         let stoppable_fuller_or_equal =
             (0..self.hosts.len()).any(|h| !self.stoppable[h].is_empty() && key(h) >= key(fullest));
-        (self.stoppable[fullest].is_empty() && !stoppable_fuller_or_equal).then_some(fullest)
+        (!stoppable_fuller_or_equal).then_some(fullest)
     }
 
     /// The next stop that is a step of an optimal plan whatever ECS does.
