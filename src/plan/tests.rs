@@ -696,3 +696,39 @@ fn a_fargate_service_is_scaled() {
     );
     assert_eq!(plan.statuses[0].state, State::Converging);
 }
+
+#[test]
+fn a_batch_too_large_to_check_is_cut_to_one_that_can_be() {
+    // Four stops from h0, each replacement free to land on any of eleven
+    // tied hosts: 11 * 10 * 9 * 8 outcomes is past what the batch check
+    // explores, so the batch is cut to the three it can check in full.
+    let mut c = Cluster::new();
+    let hosts: Vec<usize> = (0..12)
+        .map(|h| {
+            c.host(
+                &format!("h{h:02}"),
+                ["us-east-1a", "us-east-1b", "us-east-1c"][h % 3],
+            )
+        })
+        .collect();
+    let web = c.service(
+        "web",
+        vec![PlacementStrategy::Spread(PlacementField::Instance)],
+    );
+    c.tasks(web, hosts[0], 6);
+    for h in &hosts[1..] {
+        c.tasks(web, *h, 1);
+    }
+    let p = policies(&policy(
+        "web",
+        "web",
+        "  placement:\n    spread: [{topologyKey: host, maxSkew: 1}]\n  disruption: {maxUnavailable: 4}\n",
+    ));
+    let plan = plan(&p, &c.snapshot, 0);
+    assert_eq!(
+        plan.statuses[0].moves_remaining, 4,
+        "{:?}",
+        plan.statuses[0]
+    );
+    assert_eq!(stops(&plan).len(), 3, "{:#?}", plan.actions);
+}
