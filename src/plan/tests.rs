@@ -732,3 +732,36 @@ fn a_batch_too_large_to_check_is_cut_to_one_that_can_be() {
     );
     assert_eq!(stops(&plan).len(), 3, "{:#?}", plan.actions);
 }
+
+#[test]
+fn the_zone_without_room_is_the_one_named() {
+    // Zone b can hold exactly the 2 it needs; zone c, none.
+    let mut c = Cluster::new();
+    let a = c.host("a1", "us-east-1a");
+    c.host_sized(
+        "b1",
+        "us-east-1b",
+        Resources {
+            cpu: 1024,
+            memory: 2048,
+        },
+    );
+    c.host_sized(
+        "c1",
+        "us-east-1c",
+        Resources {
+            cpu: 256,
+            memory: 8192,
+        },
+    );
+    let web = c.service("web", spread_zone());
+    c.tasks(web, a, 6);
+    let plan = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert!(
+        plan.statuses[0]
+            .reason
+            .starts_with("no room in zone us-east-1c: it can hold 0"),
+        "{}",
+        plan.statuses[0].reason
+    );
+}
