@@ -765,3 +765,37 @@ fn the_zone_without_room_is_the_one_named() {
         plan.statuses[0].reason
     );
 }
+
+#[test]
+fn distinct_instance_with_more_tasks_than_hosts_is_unsatisfiable() {
+    // distinctInstance: at most one task a host, so five tasks cannot be
+    // spread over three hosts, and nothing is stopped trying.
+    let mut c = Cluster::new();
+    let hosts: Vec<usize> = (0..3)
+        .map(|h| {
+            c.host(
+                &format!("h{h}"),
+                ["us-east-1a", "us-east-1b", "us-east-1c"][h],
+            )
+        })
+        .collect();
+    let web = c.service("web", spread_zone());
+    c.snapshot.services[web]
+        .constraints
+        .push(crate::model::PlacementConstraint::DistinctInstance);
+    c.tasks(web, hosts[0], 3);
+    c.tasks(web, hosts[1], 1);
+    c.tasks(web, hosts[2], 1);
+    let p = policies(&policy(
+        "web",
+        "web",
+        "  placement:\n    spread: [{topologyKey: host, maxSkew: 1}]\n",
+    ));
+    let plan = plan(&p, &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.statuses[0].state, State::Unsatisfiable);
+    assert_eq!(
+        plan.statuses[0].reason,
+        "there is not enough free capacity to satisfy every spread constraint at once"
+    );
+}
