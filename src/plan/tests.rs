@@ -799,3 +799,35 @@ fn distinct_instance_with_more_tasks_than_hosts_is_unsatisfiable() {
         "there is not enough free capacity to satisfy every spread constraint at once"
     );
 }
+
+#[test]
+fn a_blocked_move_names_the_landing_that_would_not_help() {
+    // Zone a is over-full; a replacement spread by zone alone may land on
+    // c1, which already has a task: the host constraint (which holds now)
+    // would break. The reason says so, not that the strategy ignores hosts.
+    let mut c = Cluster::new();
+    let mut zone_a = vec![];
+    for h in ["a1", "a2", "a3"] {
+        zone_a.push(c.host(h, "us-east-1a"));
+    }
+    let b1 = c.host("b1", "us-east-1b");
+    let c1 = c.host("c1", "us-east-1c");
+    c.host("c2", "us-east-1c");
+    let web = c.service("web", spread_zone());
+    for h in zone_a.iter().chain([&b1, &c1]) {
+        c.tasks(web, *h, 1);
+    }
+    let p = policies(&policy(
+        "web",
+        "web",
+        "  placement:\n    spread: [{topologyKey: zone, maxSkew: 1}, {topologyKey: host, maxSkew: 1}]\n",
+    ));
+    let plan = plan(&p, &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.statuses[0].state, State::Unsatisfiable);
+    assert!(
+        plan.statuses[0].reason.starts_with("ECS (spread(attribute:ecs.availability-zone)) could place the replacement of a task from"),
+        "{}",
+        plan.statuses[0].reason
+    );
+}
