@@ -323,17 +323,14 @@ async fn after_events_protection_is_read_again_before_any_stop() {
     let moto = Moto::start();
     let c = crate::aws::clients(&moto);
     let hosts = cluster(&moto, &c.ecs, [1, 1, 1, 1, 1, 1]).await;
-    let installed = stevedore::install::install(&c, "demo", "stevedore-demo", false, &mut vec![])
-        .await
-        .unwrap()
-        .unwrap();
+    let queue_url = crate::aws::installed_queue(&c).await;
     let specs = specs_dir(UNBALANCED);
     let mut child = run_controller(
         &moto,
         specs.path().to_str().unwrap(),
         &[
             "--queue-url",
-            &installed.queue_url,
+            &queue_url,
             "--resync",
             "1h",
             "--listen",
@@ -404,7 +401,7 @@ async fn after_events_protection_is_read_again_before_any_stop() {
     for (n, task) in new_tasks.iter().enumerate() {
         c.sqs
             .send_message()
-            .queue_url(&installed.queue_url)
+            .queue_url(&queue_url)
             .message_body(announce(task, &format!("start-{n}")))
             .send()
             .await
@@ -428,7 +425,7 @@ async fn after_events_protection_is_read_again_before_any_stop() {
     moto.unprotect_all();
     c.sqs
         .send_message()
-        .queue_url(&installed.queue_url)
+        .queue_url(&queue_url)
         .message_body(announce(&new_tasks[0], "again").replace("\"version\":2", "\"version\":3"))
         .send()
         .await
@@ -448,17 +445,14 @@ async fn two_thousand_events_are_drained_in_batches_with_one_pass_per_window() {
     let moto = Moto::start();
     let c = crate::aws::clients(&moto);
     cluster(&moto, &c.ecs, [1, 1, 1, 1, 1, 1]).await;
-    let installed = stevedore::install::install(&c, "demo", "stevedore-demo", false, &mut vec![])
-        .await
-        .unwrap()
-        .unwrap();
+    let queue_url = crate::aws::installed_queue(&c).await;
     let specs = specs_dir(UNBALANCED);
     let mut child = run_controller(
         &moto,
         specs.path().to_str().unwrap(),
         &[
             "--queue-url",
-            &installed.queue_url,
+            &queue_url,
             "--resync",
             "1h",
             "--listen",
@@ -491,7 +485,7 @@ async fn two_thousand_events_are_drained_in_batches_with_one_pass_per_window() {
         });
         c.sqs
             .send_message_batch()
-            .queue_url(&installed.queue_url)
+            .queue_url(&queue_url)
             .set_entries(Some(entries.collect()))
             .send()
             .await
@@ -500,7 +494,7 @@ async fn two_thousand_events_are_drained_in_batches_with_one_pass_per_window() {
     // moto takes about a quarter of a second a call on a busy machine.
     let deadline = Instant::now() + Duration::from_secs(300);
     while metric("stevedore_events_total", r#"outcome="new""#) < 2_000
-        || crate::aws::queue_left(&c.sqs, &installed.queue_url).await != (0, 0)
+        || crate::aws::queue_left(&c.sqs, &queue_url).await != (0, 0)
     {
         if Instant::now() >= deadline {
             while let Ok(line) = lines.try_recv() {

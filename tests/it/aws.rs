@@ -1091,10 +1091,7 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
     let moto = Moto::start();
     let c = clients(&moto);
     cluster(&moto, &c.ecs, [1, 1, 1, 1, 1, 1]).await;
-    let installed = stevedore::install::install(&c, "demo", "stevedore-demo", false, &mut vec![])
-        .await
-        .unwrap()
-        .unwrap();
+    let queue_url = installed_queue(&c).await;
     let specs = specs_dir("  placement: {azBalanced: true}\n");
 
     let mut child = run_controller(
@@ -1102,7 +1099,7 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
         specs.path().to_str().unwrap(),
         &[
             "--queue-url",
-            &installed.queue_url,
+            &queue_url,
             "--resync",
             "1h",
             "--listen",
@@ -1117,7 +1114,7 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
     // A malformed message is reported and deleted, and wakes nothing.
     c.sqs
         .send_message()
-        .queue_url(&installed.queue_url)
+        .queue_url(&queue_url)
         .message_body("not an event")
         .send()
         .await
@@ -1178,7 +1175,7 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
     ] {
         c.sqs
             .send_message()
-            .queue_url(&installed.queue_url)
+            .queue_url(&queue_url)
             .message_body(body)
             .send()
             .await
@@ -1195,7 +1192,7 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
     // flight for the queue's visibility timeout, so an empty receive would
     // not show it), in batches, never one by one.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while queue_left(&c.sqs, &installed.queue_url).await != (0, 0) {
+    while queue_left(&c.sqs, &queue_url).await != (0, 0) {
         assert!(Instant::now() < deadline, "messages left in the queue");
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -1647,6 +1644,15 @@ async fn of_two_replicas_with_one_lease_only_the_leader_acts() {
         .unwrap();
     wait_for(&lines, "shutting down", &mut seen);
     assert_eq!(leader.wait().unwrap().code(), Some(0));
+}
+
+/// The event queue `install` makes for cluster `demo`, by its URL.
+pub(crate) async fn installed_queue(c: &stevedore::install::Clients) -> String {
+    stevedore::install::install(c, "demo", "stevedore-demo", false, &mut vec![])
+        .await
+        .unwrap()
+        .unwrap()
+        .queue_url
 }
 
 /// `stevedore run --specs SPECS ARGS...` against moto, its output piped.
