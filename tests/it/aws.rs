@@ -17,6 +17,24 @@ use stevedore::plan::{ActionKind, State};
 use crate::moto::Moto;
 use crate::repo;
 
+/// Registers an EC2 instance in `zone` with cluster `demo`; its container
+/// instance ARN.
+pub(crate) async fn register_host(client: &Client, instance_id: &str, zone: &str) -> String {
+    let document = serde_json::json!({"instanceId": instance_id, "availabilityZone": zone, "region": "us-east-1", "instanceType": "m5.xlarge"}).to_string();
+    client
+        .register_container_instance()
+        .cluster("demo")
+        .instance_identity_document(document)
+        .send()
+        .await
+        .unwrap()
+        .container_instance()
+        .unwrap()
+        .container_instance_arn()
+        .unwrap()
+        .to_owned()
+}
+
 /// A cluster `demo` with two hosts per zone in three zones, service `web`
 /// with `layout[h]` tasks on host `h` (hosts a1, a2, b1, b2, c1, c2).
 pub(crate) async fn cluster(moto: &Moto, client: &Client, layout: [u32; 6]) -> Vec<String> {
@@ -35,21 +53,7 @@ pub(crate) async fn cluster(moto: &Moto, client: &Client, layout: [u32; 6]) -> V
         "us-east-1c",
         "us-east-1c",
     ] {
-        let instance_id = moto.ec2_instance(zone);
-        let document = serde_json::json!({"instanceId": instance_id, "availabilityZone": zone, "region": "us-east-1", "instanceType": "m5.xlarge"}).to_string();
-        let out = client
-            .register_container_instance()
-            .cluster("demo")
-            .instance_identity_document(document)
-            .send()
-            .await
-            .unwrap();
-        let arn = out
-            .container_instance()
-            .unwrap()
-            .container_instance_arn()
-            .unwrap()
-            .to_owned();
+        let arn = register_host(client, &moto.ec2_instance(zone), zone).await;
         client
             .put_attributes()
             .cluster("demo")

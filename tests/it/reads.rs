@@ -11,7 +11,7 @@ use aws_sdk_ecs::types::ContainerDefinition;
 use stevedore::aws::AwsBackend;
 use stevedore::backend::{self, Backend};
 
-use crate::aws::{backend, cloudwatch, cluster, policy};
+use crate::aws::{backend, cloudwatch, cluster, policy, register_host};
 use crate::moto::{Failure, Moto};
 
 /// A cluster `demo` of `hosts` hosts (in three zones) and `services`
@@ -37,21 +37,7 @@ async fn wide_cluster(
     {
         let count = hosts / 3 + usize::from(z < hosts % 3);
         for instance_id in moto.ec2_instances(zone, count) {
-            let document = serde_json::json!({"instanceId": instance_id, "availabilityZone": zone, "region": "us-east-1", "instanceType": "m5.xlarge"}).to_string();
-            let out = client
-                .register_container_instance()
-                .cluster("demo")
-                .instance_identity_document(document)
-                .send()
-                .await
-                .unwrap();
-            arns.push(
-                out.container_instance()
-                    .unwrap()
-                    .container_instance_arn()
-                    .unwrap()
-                    .to_owned(),
-            );
+            arns.push(register_host(client, &instance_id, zone).await);
         }
     }
     let mut next_host = 0;
