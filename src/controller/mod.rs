@@ -378,10 +378,7 @@ fn adopt(
     *policies = newer;
     observer.policies_loaded(&clusters(policies, options.cluster.as_deref()));
     let (schedule, now) = schedule;
-    schedule.set_scaling_every(
-        now,
-        scaling_interval(policies).map(|d| d.as_millis() as Millis),
-    );
+    schedule.set_scaling_every(now, scaling_interval(policies));
 }
 
 /// What a reload of the policies found, compared with those in force.
@@ -519,11 +516,10 @@ pub async fn run<B: Backend>(
     let mut summary = RunSummary::default();
     let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
     let mut scalings: std::collections::BTreeMap<String, ScalingInput> = Default::default();
-    let millis = |d: std::time::Duration| d.as_millis() as Millis;
     let mut schedule = Schedule::new(
         0,
-        millis(options.resync),
-        scaling_interval(&policies).map(millis),
+        options.resync.as_millis() as Millis,
+        scaling_interval(&policies),
     );
     // The last receive brought a full batch: more are likely waiting.
     let mut queue_full = false;
@@ -811,9 +807,10 @@ pub async fn run<B: Backend>(
     }
 }
 
-/// How often scaling policies are evaluated: their shortest metric period
-/// (at least 10 s), or never when no policy scales.
-pub fn scaling_interval(policies: &[Policy]) -> Option<std::time::Duration> {
+/// How often scaling policies are evaluated, in milliseconds (the
+/// schedule's unit): their shortest metric period (at least 10 s), or never
+/// when no policy scales.
+pub fn scaling_interval(policies: &[Policy]) -> Option<Millis> {
     policies
         .iter()
         .filter_map(|p| p.scaling.as_ref())
@@ -821,7 +818,7 @@ pub fn scaling_interval(policies: &[Policy]) -> Option<std::time::Duration> {
             crate::spec::policy::Metric::CloudWatch { period, .. } => *period,
         })
         .min()
-        .map(|d| d.max(std::time::Duration::from_secs(10)))
+        .map(|d| d.max(std::time::Duration::from_secs(10)).as_millis() as Millis)
 }
 
 /// The events taken in since the last pass, for one line when the next

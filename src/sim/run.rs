@@ -169,7 +169,7 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
     let mut dedupe = Dedupe::default();
     let mut view = controller::ClusterView::default();
     let mut scaling = crate::plan::ScalingInput::default();
-    let scaling_every = controller::scaling_interval(&policies).map(|d| d.as_millis() as Millis);
+    let scaling_every = controller::scaling_interval(&policies);
     let mut schedule = controller::Schedule::new(0, resync, scaling_every);
     let mut next_event = 0;
     let mut now: Millis = 0;
