@@ -391,6 +391,9 @@ enum Reload {
     Unchanged,
     /// Reported; the last good policies stay.
     Invalid,
+    /// The files were still changing after [`SETTLE_READS`] reads: the
+    /// last good policies stay until the next change or resync.
+    Unsettled,
 }
 
 impl Reload {
@@ -406,13 +409,94 @@ impl Reload {
             Some(loaded) if loaded == current => Reload::Unchanged,
             Some(loaded) => Reload::Changed(loaded),
         };
-        observer.spec_reload(match reload {
+        reload.count(observer);
+        reload
+    }
+
+    fn count(&self, observer: &crate::observe::Observer) {
+        observer.spec_reload(match self {
             Reload::Changed(_) => "changed",
             Reload::Unchanged => "unchanged",
             Reload::Invalid => "invalid",
+            Reload::Unsettled => "unsettled",
         });
-        reload
     }
+}
+
+/// How long a reload waits before reading the files again. An editor's
+/// save, `cp` or `echo >` truncates a file and then writes it: a read in
+/// between finds it empty or cut short, which must never replace the
+/// policies in force (an empty file is valid: zero policies).
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(100);
+/// Reads before a reload leaves files that keep changing for later.
+const SETTLE_READS: usize = 5;
+
+/// Reads the policy files again and compares them with those in force. A
+/// read that differs is trusted only once a second read, [`SETTLE`] later,
+/// finds the very same bytes; a read that matches costs no wait.
+async fn reload(
+    specs: &[std::path::PathBuf],
+    current: &[Policy],
+    observer: &crate::observe::Observer,
+) -> Reload {
+    let read = || crate::spec::read_paths(specs);
+    let first = read();
+    let unchanged = first.as_ref().is_ok_and(|sources| {
+        let loaded = crate::spec::load_sources(sources.clone());
+        !loaded.has_errors() && loaded.policies == current
+    });
+    if unchanged {
+        Reload::Unchanged.count(observer);
+        return Reload::Unchanged;
+    }
+    match settle(first, read, same_files, SETTLE, SETTLE_READS).await {
+        Some(settled) => Reload::of(
+            checked(settled.map(crate::spec::load_sources)),
+            current,
+            observer,
+        ),
+        None => {
+            tracing::info!(
+                "specs: still being written after {SETTLE_READS} reads; \
+                 keeping the last good policies until the next change or resync"
+            );
+            Reload::Unsettled.count(observer);
+            Reload::Unsettled
+        }
+    }
+}
+
+type Read = Result<Vec<(String, Vec<u8>)>, crate::spec::Error>;
+
+/// Two reads found the same files with the same bytes, or failed alike.
+fn same_files(a: &Read, b: &Read) -> bool {
+    match (a, b) {
+        (Ok(a), Ok(b)) => a == b,
+        (Err(a), Err(b)) => a.to_string() == b.to_string(),
+        _ => false,
+    }
+}
+
+/// Reads again, `pause` apart, until two reads in a row are `same`; at
+/// most `reads` reads in all (counting `first`). `None` when they never
+/// agreed.
+async fn settle<T>(
+    first: T,
+    mut read: impl FnMut() -> T,
+    same: impl Fn(&T, &T) -> bool,
+    pause: std::time::Duration,
+    reads: usize,
+) -> Option<T> {
+    let mut last = first;
+    for _ in 1..reads {
+        tokio::time::sleep(pause).await;
+        let next = read();
+        if same(&last, &next) {
+            return Some(next);
+        }
+        last = next;
+    }
+    None
 }
 
 /// The policies of a load, or `None` after reporting why not.
@@ -550,7 +634,7 @@ pub async fn run<B: Backend>(
         if full
             && !std::mem::take(&mut first)
             && options.git.is_none()
-            && let Reload::Changed(newer) = Reload::of(load_policies(specs), &policies, observer)
+            && let Reload::Changed(newer) = reload(specs, &policies, observer).await
         {
             tracing::info!(
                 "specs: changed (read at resync); {} policies loaded",
@@ -654,7 +738,7 @@ pub async fn run<B: Backend>(
                             tracing::info!(commit = %commit, "specs: commit {commit}: the same policies");
                             observer.commit(&commit);
                         }
-                        Reload::Invalid => {}
+                        Reload::Invalid | Reload::Unsettled => {}
                     }
                 }
                 continue;
@@ -727,7 +811,7 @@ pub async fn run<B: Backend>(
                 Wake::SpecsChanged => {
                     // An invalid change was reported; the last good policies
                     // stay. The same policies again cost nothing more.
-                    match Reload::of(load_policies(specs), &policies, observer) {
+                    match reload(specs, &policies, observer).await {
                         Reload::Changed(newer) => {
                             tracing::info!(
                                 "specs: changed; {} policies loaded, reconciling",
@@ -746,7 +830,7 @@ pub async fn run<B: Backend>(
                             tracing::debug!("specs: touched, the same policies");
                             continue;
                         }
-                        Reload::Invalid => continue,
+                        Reload::Invalid | Reload::Unsettled => continue,
                     }
                 }
             };
@@ -937,3 +1021,6 @@ fn report(cluster: &str, outcome: &Reconciled, summary: &mut RunSummary) {
 fn action_fields(a: &Action) -> (&str, &str, &str, &str) {
     (&a.policy, &a.service, &a.rule, &a.reason)
 }
+
+#[cfg(test)]
+mod tests;

@@ -67,6 +67,13 @@ impl Loaded {
 /// named directories (following symlinks, as git-sync swaps them; skipping
 /// hidden entries such as `.git`).
 pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded> {
+    Ok(load_sources(read_paths(paths)?))
+}
+
+/// The files [`load_paths`] would decode, `(name, bytes)`, read but not
+/// decoded: what a reload compares to know a file is no longer being
+/// written.
+pub fn read_paths(paths: &[PathBuf]) -> Result<Vec<(String, Vec<u8>)>> {
     let mut sources = vec![];
     for path in paths {
         for file in policy_files(path)? {
@@ -74,7 +81,7 @@ pub fn load_paths(paths: &[PathBuf]) -> Result<Loaded> {
             sources.push((file.display().to_string(), bytes));
         }
     }
-    Ok(load_sources(sources))
+    Ok(sources)
 }
 
 /// The policy files under a path: the path itself if it is a file.
