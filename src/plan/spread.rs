@@ -786,7 +786,13 @@ impl<'a> Problem<'a> {
             predictor.remove(instance, unit);
             let destinations = predictor.destinations();
             if destinations.is_empty() {
-                first_problem.get_or_insert(Blocked(self.no_room()));
+                // Not reached while the capacity check runs first: a layout
+                // that needs a domain to grow needs a free slot there, and
+                // an instance with a free slot can host the replacement.
+                // Kept so that a change to either check fails safe.
+                first_problem.get_or_insert(Blocked(
+                    "no instance can take a replacement task: stopping one would leave it PROVISIONING".into(),
+                ));
                 continue;
             }
             // One evaluation per unit reached.
@@ -864,20 +870,6 @@ impl<'a> Problem<'a> {
             Some(u) => self.names[j][self.partitions[j].domain_of[u] as usize].clone(),
             None => self.describe(dest),
         }
-    }
-
-    fn no_room(&self) -> String {
-        let size = self.service.task_size;
-        format!(
-            "no instance can take a replacement task ({} CPU units, {} MiB{}): stopping one would leave it PROVISIONING",
-            size.cpu,
-            size.memory,
-            if self.service.host_ports.is_empty() {
-                String::new()
-            } else {
-                format!(", host ports {:?}", self.service.host_ports)
-            }
-        )
     }
 
     /// Why moving a task off host `from` would not help when ECS picks `to`.
@@ -1370,6 +1362,62 @@ mod tests {
         assert_eq!(disruption_budget(TaskCount::Percent(25), 10, 10), 3);
         assert_eq!(disruption_budget(TaskCount::Percent(1), 10, 10), 1);
         assert_eq!(disruption_budget(TaskCount::Tasks(2), 10, 10), 2);
+    }
+
+    /// Nested constraints collapse hosts into the finest domains (what
+    /// makes a 100,000-task plan cheap); crossing ones, or a `host`
+    /// constraint, keep the hosts.
+    #[test]
+    fn nested_constraints_collapse_hosts_into_the_finest_domains() {
+        use super::{Partition, SpreadConstraint, TopologyKey, units};
+        let partition = |domain_of: &[u32], domains| Partition {
+            domain_of: domain_of.to_vec(),
+            domains,
+            max_skew: 1,
+        };
+        let rack = |name: &str| SpreadConstraint {
+            topology: TopologyKey::Attribute(name.into()),
+            max_skew: 1,
+            min_domains: None,
+        };
+        let zone = SpreadConstraint {
+            topology: TopologyKey::Zone,
+            max_skew: 1,
+            min_domains: None,
+        };
+        // Hosts 0, 1 in zone 0 rack 0; host 2 in zone 1 rack 1; host 3 in
+        // zone 1 rack 2.
+        let zones = partition(&[0, 0, 1, 1], 2);
+        let racks = partition(&[0, 0, 1, 2], 3);
+        let (unit_of, partitions) = units(
+            &[zones.clone(), racks.clone()],
+            1,
+            &[zone.clone(), rack("rack")],
+            4,
+        );
+        assert_eq!(unit_of, vec![0, 0, 1, 2]);
+        assert_eq!(partitions[0].domain_of, vec![0, 1, 1]);
+        assert_eq!(partitions[0].domains, 2);
+        assert_eq!(partitions[1].domain_of, vec![0, 1, 2]);
+        // Racks that cross zones: rack 0 holds hosts of both zones.
+        let crossing = partition(&[0, 1, 0, 1], 2);
+        let (unit_of, partitions) = units(
+            &[zones.clone(), crossing],
+            1,
+            &[zone.clone(), rack("rack")],
+            4,
+        );
+        assert_eq!(unit_of, vec![0, 1, 2, 3]);
+        assert_eq!(partitions[0].domain_of, zones.domain_of);
+        // A host constraint keeps the hosts.
+        let hosts = partition(&[0, 1, 2, 3], 4);
+        let host = SpreadConstraint {
+            topology: TopologyKey::Host,
+            max_skew: 1,
+            min_domains: None,
+        };
+        let (unit_of, _) = units(&[zones, hosts], 1, &[zone, host], 4);
+        assert_eq!(unit_of, vec![0, 1, 2, 3]);
     }
 
     use proptest::prelude::*;
