@@ -96,9 +96,7 @@ impl AwsClients {
 
 /// ECS's page size, as the SDK takes it.
 const PAGE: i32 = limits::LIST_PAGE as i32;
-/// Describe calls in flight at once: enough to keep the read bucket's 20
-/// calls a second busy at 200 ms of latency, few enough to be polite.
-const DESCRIBE_CONCURRENCY: usize = 4;
+use crate::backend::DESCRIBE_IN_FLIGHT as DESCRIBE_CONCURRENCY;
 
 /// The ECS API as a [`Backend`].
 #[derive(Debug)]
@@ -878,13 +876,7 @@ impl Backend for AwsBackend {
     }
 }
 
-/// One message of the event queue.
-#[derive(Debug, Clone)]
-pub struct Message {
-    pub id: String,
-    pub receipt: String,
-    pub body: String,
-}
+pub use crate::events::Message;
 
 /// Why the event queue could not be read or emptied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -916,7 +908,10 @@ impl SqsEvents {
 
     /// Long-polls for up to [`limits::SQS_BATCH`] messages, waiting at most
     /// `wait` in whole seconds (SQS allows 20 s; 0 answers at once).
-    pub async fn receive(&self, wait: std::time::Duration) -> Result<Vec<Message>, QueueError> {
+    async fn receive_messages(
+        &self,
+        wait: std::time::Duration,
+    ) -> Result<Vec<Message>, QueueError> {
         let out = self
             .sqs
             .receive_message()
@@ -940,7 +935,7 @@ impl SqsEvents {
     /// Deletes handled messages, ten to a DeleteMessageBatch call (SQS's
     /// limit). A message not deleted comes back after the queue's
     /// visibility timeout, and is dropped then as a duplicate.
-    pub async fn delete(&self, messages: &[Message]) -> Result<(), QueueError> {
+    async fn delete_messages(&self, messages: &[Message]) -> Result<(), QueueError> {
         use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
         let mut failed = vec![];
         for chunk in messages.chunks(limits::SQS_BATCH) {
@@ -974,5 +969,17 @@ impl SqsEvents {
         } else {
             Err(QueueError::NotDeleted(failed))
         }
+    }
+}
+
+impl crate::events::EventSource for SqsEvents {
+    type Error = QueueError;
+
+    async fn receive(&self, wait: std::time::Duration) -> Result<Vec<Message>, QueueError> {
+        self.receive_messages(wait).await
+    }
+
+    async fn delete(&self, messages: &[Message]) -> Result<(), QueueError> {
+        self.delete_messages(messages).await
     }
 }

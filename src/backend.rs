@@ -27,6 +27,12 @@ pub mod limits {
     pub const SQS_BATCH: usize = 10;
 }
 
+/// Describe and GetTaskProtection batches the AWS backend keeps in flight
+/// at once (List pages and single calls go one at a time): enough to keep
+/// the read bucket's 20 calls a second busy at 200 ms of latency, few
+/// enough to be polite. The simulator times its calls the same way.
+pub const DESCRIBE_IN_FLIGHT: usize = 4;
+
 /// One metric as read for one service.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct MetricQuery {

@@ -541,16 +541,12 @@ fn sim(
             scenario.description.trim()
         );
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a tokio runtime starts");
     let report = {
         let display = run::Display {
             timeline: if human { Some(&mut *out) } else { None },
             progress: std::io::stderr().is_terminal(),
         };
-        runtime.block_on(run::run(scenario, display))
+        run::run(scenario, display)
     };
     let written = if human {
         run::write_summary(&report, out)
@@ -981,7 +977,11 @@ fn run_controller(
         resync,
         audit,
         leader: leader.clone(),
-        git,
+        policies: match git {
+            Some(git) => crate::controller::PolicySource::Git(git),
+            None => crate::controller::PolicySource::Files(specs.to_vec()),
+        },
+        clock: crate::controller::Clock::Wall,
     };
     let events = queue_url.map(|url| crate::aws::SqsEvents::new(clients.sqs(), url));
     // The handlers are installed now, before the first pass: a signal that
@@ -1046,19 +1046,19 @@ fn run_controller(
             let fenced = crate::lease::Fenced::new(&backend, standing);
             runtime.block_on(crate::controller::run(
                 &fenced,
-                specs,
-                &options,
                 events.as_ref(),
+                &options,
                 &observer,
+                &mut |_| {},
                 shutdown,
             ))
         }
         None => runtime.block_on(crate::controller::run(
             &backend,
-            specs,
-            &options,
             events.as_ref(),
+            &options,
             &observer,
+            &mut |_| {},
             shutdown,
         )),
     };

@@ -6,8 +6,36 @@
 //! until the next resync, never a wrong action.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 
 use serde_json::Value;
+
+/// One message of an event source, as a queue delivers it.
+#[derive(Debug, Clone)]
+pub struct Message {
+    pub id: String,
+    /// What deletes it (SQS's receipt handle).
+    pub receipt: String,
+    /// The EventBridge event, as JSON text.
+    pub body: String,
+}
+
+/// Where the controller's ECS events come from: the SQS queue EventBridge
+/// writes to ([`crate::aws::SqsEvents`]), or the simulator's
+/// ([`crate::sim::SimEvents`]). The run loop only receives and deletes:
+/// what an event means is [`parse`]'s and [`Dedupe`]'s.
+pub trait EventSource {
+    type Error: std::fmt::Display;
+    /// Up to [`crate::backend::limits::SQS_BATCH`] messages, waiting at most
+    /// `wait` for the first (zero: what is there now).
+    fn receive(
+        &self,
+        wait: std::time::Duration,
+    ) -> impl Future<Output = Result<Vec<Message>, Self::Error>>;
+    /// Deletes handled messages; those not deleted come back later and are
+    /// dropped then as duplicates.
+    fn delete(&self, messages: &[Message]) -> impl Future<Output = Result<(), Self::Error>>;
+}
 
 /// The ECS event types the controller listens to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -296,6 +296,15 @@ impl Observer {
             .inc();
     }
 
+    /// ECS events received so far with this outcome.
+    pub fn events_counted(&self, outcome: &str) -> u64 {
+        self.events
+            .get_or_create(&EventLabels {
+                outcome: outcome.to_owned(),
+            })
+            .get()
+    }
+
     /// The policies were read again, with what that found.
     pub fn spec_reload(&self, outcome: &str) {
         self.spec_reloads

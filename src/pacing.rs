@@ -50,9 +50,53 @@ impl TokenBucket {
     }
 }
 
+/// When `n` calls of one operation, started at `start`, have all answered:
+/// at most `in_flight` at once; each takes a token from `bucket` when its
+/// turn comes, waits for it, then takes `latency`. This is how the AWS
+/// backend's calls spend time, so the simulator charges the same.
+pub fn answered(
+    bucket: &mut TokenBucket,
+    start: Millis,
+    n: u64,
+    in_flight: usize,
+    latency: Millis,
+) -> Millis {
+    // When each slot is next free.
+    let mut free = vec![start; in_flight.max(1)];
+    let mut end = start;
+    for _ in 0..n {
+        let (slot, at) = free
+            .iter()
+            .copied()
+            .enumerate()
+            .min_by_key(|(_, at)| *at)
+            .unwrap_or((0, start));
+        let done = at + bucket.take(1.0, at) + latency;
+        free[slot] = done;
+        end = end.max(done);
+    }
+    end
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calls_answer_after_their_token_and_their_latency() {
+        // A full bucket: four at once answer together, the fifth after them.
+        let mut b = TokenBucket::new(100.0, 20.0);
+        assert_eq!(answered(&mut b, 1_000, 4, 4, 30), 1_030);
+        assert_eq!(answered(&mut b, 1_000, 5, 4, 30), 1_060);
+        // One at a time: latencies add up.
+        let mut b = TokenBucket::new(100.0, 20.0);
+        assert_eq!(answered(&mut b, 0, 3, 1, 30), 90);
+        // An empty bucket: the rate decides, latency hides behind it.
+        let mut b = TokenBucket::new(1.0, 20.0);
+        b.take(1.0, 0);
+        assert_eq!(answered(&mut b, 0, 20, 1, 30), 20 * 50 + 30);
+        assert_eq!(answered(&mut TokenBucket::new(1.0, 1.0), 7, 0, 4, 30), 7);
+    }
 
     #[test]
     fn a_burst_is_free_then_calls_are_spaced_at_the_rate() {

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 
 use crate::backend::{self, Backend};
-use crate::events::EcsEvent;
+use crate::events::{EcsEvent, EventSource};
 use crate::model::{ClusterSnapshot, Millis};
 use crate::plan::{self, Action, ActionKind, Plan, ScalingInput};
 use crate::refresh::Touched;
@@ -306,8 +306,75 @@ pub struct RunOptions {
     /// [`crate::lease::keep`]. A follower plans and reports, and acts on
     /// nothing (its backend is also [`crate::lease::Fenced`]).
     pub leader: Option<tokio::sync::watch::Receiver<crate::lease::Standing>>,
-    /// The policies come from a git repository instead of `specs`.
-    pub git: Option<GitSpecs>,
+    /// Where the policies come from.
+    pub policies: PolicySource,
+    /// The time the planner sees (cooldowns, metric windows): the wall
+    /// clock, or the simulator's.
+    pub clock: Clock,
+}
+
+/// Where `run` takes its policies from.
+#[derive(Debug, Clone)]
+pub enum PolicySource {
+    /// Files and directories, watched and read again at each resync.
+    Files(Vec<std::path::PathBuf>),
+    /// A git repository, fetched every `poll`.
+    Git(GitSpecs),
+    /// Given once and never changed: the simulator's scenario.
+    Given(Vec<Policy>),
+}
+
+/// What `now` is for the planner. Timers (debounce, resync, backoff) run
+/// on tokio's clock in both cases: in the simulator that clock is paused
+/// and jumps to the next timer when every task waits, so virtual time
+/// passes exactly as the loop and the simulated API make it pass.
+#[derive(Debug, Clone, Copy)]
+pub enum Clock {
+    /// Milliseconds since the Unix epoch.
+    Wall,
+    /// Milliseconds of tokio's clock since `epoch` (virtual under paused
+    /// time).
+    Tokio { epoch: tokio::time::Instant },
+}
+
+impl Clock {
+    pub fn now(&self) -> Millis {
+        match self {
+            Clock::Wall => crate::model::wall_clock(),
+            Clock::Tokio { epoch } => epoch.elapsed().as_millis() as Millis,
+        }
+    }
+}
+
+/// What started a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PassKind {
+    /// A resync, or the retry after a failure: everything is read.
+    Full,
+    /// Debounced events: what they touched is read.
+    Events,
+    /// Scaling policies' metric period, new policies, or the lease taken.
+    Other,
+}
+
+/// One pass over one cluster, as it ended, for whoever watches the loop
+/// (the simulator's report).
+#[derive(Debug)]
+pub struct Pass<'a> {
+    pub cluster: &'a str,
+    /// The planner's clock when the pass started.
+    pub at: Millis,
+    pub kind: PassKind,
+    /// How long reading the cluster took (tokio's clock).
+    pub read: std::time::Duration,
+    /// How long the whole pass took: read, verify, act.
+    pub took: std::time::Duration,
+    /// API calls made during the pass.
+    pub calls: u64,
+    pub outcome: &'a backend::Result<Reconciled>,
+    /// When the loop reads again after a failure (the backoff).
+    pub retry_in: Option<std::time::Duration>,
 }
 
 /// Whether this replica may act now (always, without leader election).
@@ -364,6 +431,21 @@ pub fn clusters(policies: &[Policy], only: Option<&str>) -> Vec<String> {
 /// caller keeps the last good set).
 fn load_policies(specs: &[std::path::PathBuf]) -> Option<Vec<Policy>> {
     checked(crate::spec::load_paths(specs))
+}
+
+/// The specs' files, when the policies come from files.
+fn files(options: &RunOptions) -> Option<&[std::path::PathBuf]> {
+    match &options.policies {
+        PolicySource::Files(paths) => Some(paths),
+        _ => None,
+    }
+}
+
+fn git(options: &RunOptions) -> Option<&GitSpecs> {
+    match &options.policies {
+        PolicySource::Git(git) => Some(git),
+        _ => None,
+    }
 }
 
 /// Puts newly loaded policies in force, tells the observer which clusters
@@ -568,22 +650,24 @@ async fn poll_git(
 /// between passes, so a batch of actions is never left half done: the
 /// caller installs its signal handlers before calling, so that a signal
 /// during the first pass waits for it too.
-pub async fn run<B: Backend>(
+pub async fn run<B: Backend, E: EventSource>(
     backend: &B,
-    specs: &[std::path::PathBuf],
+    events: Option<&E>,
     options: &RunOptions,
-    events: Option<&crate::aws::SqsEvents>,
     observer: &crate::observe::Observer,
+    on_pass: &mut dyn FnMut(&Pass<'_>),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunSummary> {
+    let specs = files(options).unwrap_or_default();
     let mut dedupe = crate::events::Dedupe::default();
     // The debounce's clock: milliseconds since the loop started.
     let epoch = tokio::time::Instant::now();
     let since_epoch = |at: tokio::time::Instant| at.duration_since(epoch).as_millis() as Millis;
     let mut seen_commit = None;
-    let mut policies = match &options.git {
-        None => load_policies(specs).ok_or(Error::InvalidPolicies)?,
-        Some(git) => {
+    let mut policies = match &options.policies {
+        PolicySource::Files(specs) => load_policies(specs).ok_or(Error::InvalidPolicies)?,
+        PolicySource::Given(policies) => policies.clone(),
+        PolicySource::Git(git) => {
             let (commit, policies) = poll_git(git, &mut seen_commit)
                 .await
                 .and_then(|(commit, policies)| Some((commit, policies?)))
@@ -592,10 +676,7 @@ pub async fn run<B: Backend>(
             policies
         }
     };
-    let mut next_poll = options
-        .git
-        .as_ref()
-        .map(|g| tokio::time::Instant::now() + g.poll);
+    let mut next_poll = git(options).map(|g| tokio::time::Instant::now() + g.poll);
     observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
     let mut summary = RunSummary::default();
     let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
@@ -607,7 +688,7 @@ pub async fn run<B: Backend>(
     );
     // The last receive brought a full batch: more are likely waiting.
     let mut queue_full = false;
-    let mut watcher = if options.once || options.git.is_some() {
+    let mut watcher = if options.once || files(options).is_none() {
         None
     } else {
         // Registering watches blocks on notify's thread: not on this one.
@@ -633,7 +714,7 @@ pub async fn run<B: Backend>(
         // At each resync too, in case the file system sends no notifications.
         if full
             && !std::mem::take(&mut first)
-            && options.git.is_none()
+            && files(options).is_some()
             && let Reload::Changed(newer) = reload(specs, &policies, observer).await
         {
             tracing::info!(
@@ -667,21 +748,33 @@ pub async fn run<B: Backend>(
                 .iter_mut()
                 .for_each(|p| p.mode = crate::spec::policy::Mode::DryRun);
         }
+        let kind = if full {
+            PassKind::Full
+        } else if schedule.events_pending() {
+            PassKind::Events
+        } else {
+            PassKind::Other
+        };
         let mut failed = false;
+        let mut passes = vec![];
         for cluster in clusters(&effective, options.cluster.as_deref()) {
             summary.reconciles += 1;
-            let now = crate::model::wall_clock();
+            let started = tokio::time::Instant::now();
+            let calls_before = total_calls(backend);
+            let now = options.clock.now();
             let view = views.entry(cluster.clone()).or_default();
             // Scaled services' desired counts are read again every pass.
             view.touch_scaled(&effective);
             let scaling = scalings.entry(cluster.clone()).or_default();
+            let mut read = std::time::Duration::ZERO;
             let outcome = match view.read(backend, &cluster, full).await {
                 Ok(snapshot) => {
+                    read = started.elapsed();
                     reconcile(backend, &cluster, snapshot, full, &effective, now, scaling).await
                 }
                 Err(e) => Err(e),
             };
-            match outcome {
+            match &outcome {
                 Err(e) => {
                     failed = true;
                     summary.failed_reconciles += 1;
@@ -690,10 +783,10 @@ pub async fn run<B: Backend>(
                 }
                 Ok(outcome) => {
                     view.note_executed(&outcome.executed);
-                    let changes = observer.reconciled(&cluster, full, &outcome);
-                    report(&cluster, &outcome, &mut summary);
+                    let changes = observer.reconciled(&cluster, full, outcome);
+                    report(&cluster, outcome, &mut summary);
                     if let Some(audit) = &options.audit {
-                        let entries = crate::audit::entries(&cluster, &outcome, &changes);
+                        let entries = crate::audit::entries(&cluster, outcome, &changes);
                         if !entries.is_empty()
                             && let Err(e) = audit.publish(&entries).await
                         {
@@ -703,6 +796,14 @@ pub async fn run<B: Backend>(
                 }
             }
             observer.api_calls(&backend.api_calls(), &backend.api_throttles());
+            passes.push((
+                cluster,
+                now,
+                read,
+                started.elapsed(),
+                total_calls(backend) - calls_before,
+                outcome,
+            ));
         }
         if options.once {
             return Ok(summary);
@@ -710,13 +811,26 @@ pub async fn run<B: Backend>(
         // A failure makes the next pass a full read, backing off while it
         // keeps failing.
         schedule.passed(since_epoch(tokio::time::Instant::now()), full, !failed);
+        let retry_in = failed.then(|| std::time::Duration::from_millis(schedule.backoff()));
+        for (cluster, at, read, took, calls, outcome) in &passes {
+            on_pass(&Pass {
+                cluster,
+                at: *at,
+                kind,
+                read: *read,
+                took: *took,
+                calls: *calls,
+                outcome,
+                retry_in,
+            });
+        }
         // Wait for the resync, the next metric period of scaling policies,
         // or news from the event queue (debounced).
         let mut intake = Intake::default();
         let managed = clusters(&policies, options.cluster.as_deref());
         loop {
             let now = tokio::time::Instant::now();
-            if let (Some(git), Some(at)) = (&options.git, next_poll)
+            if let (Some(git), Some(at)) = (git(options), next_poll)
                 && now >= at
             {
                 next_poll = Some(now + git.poll);
@@ -891,6 +1005,11 @@ pub async fn run<B: Backend>(
     }
 }
 
+/// API calls made so far, all operations together.
+fn total_calls<B: Backend>(backend: &B) -> u64 {
+    backend.api_calls().values().sum()
+}
+
 /// How often scaling policies are evaluated, in milliseconds (the
 /// schedule's unit): their shortest metric period (at least 10 s), or never
 /// when no policy scales.
@@ -944,8 +1063,8 @@ impl std::fmt::Display for Intake {
 }
 
 /// What ended a wait.
-enum Wake {
-    Received(Result<Vec<crate::aws::Message>, crate::aws::QueueError>),
+enum Wake<E> {
+    Received(Result<Vec<crate::events::Message>, E>),
     SpecsChanged,
     Leader,
     Shutdown,

@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 use crate::backend::MetricQuery;
 use crate::backend::{self, Backend};
 use crate::model::{ClusterSnapshot, Instance, InstanceStatus, Millis, Service, Task, TaskStatus};
-use crate::pacing::TokenBucket;
+use crate::pacing::{TokenBucket, answered};
 use crate::plan::placement::PlacementView;
 use crate::refresh::{self, Delta, TaskRecord, Touched};
 
@@ -36,6 +36,8 @@ pub struct Delays {
     pub task_start: Millis,
     /// From a stop request to STOPPED (the container's stop timeout).
     pub task_stop: Millis,
+    /// One API call's round trip, once its rate token is granted.
+    pub api_call: Millis,
 }
 
 impl Default for Delays {
@@ -43,6 +45,7 @@ impl Default for Delays {
         Delays {
             task_start: 20_000,
             task_stop: 10_000,
+            api_call: 30,
         }
     }
 }
@@ -93,8 +96,6 @@ pub struct Simulator {
     throttles: BTreeMap<String, u64>,
     reads: TokenBucket,
     writes: TokenBucket,
-    /// Virtual time spent waiting for API tokens.
-    pub paced_ms: Millis,
     /// Services whose task definition the controller has described (once
     /// each, as the AWS backend caches them; one family per service here).
     described: std::collections::HashSet<String>,
@@ -166,7 +167,6 @@ impl Simulator {
             // StopTask): about 50 burst / 5 per second.
             reads: TokenBucket::ecs_reads(),
             writes: TokenBucket::ecs_writes(),
-            paced_ms: 0,
             described: Default::default(),
             metrics: vec![],
             seed,
@@ -629,6 +629,11 @@ impl Simulator {
                 "DescribeServices",
                 s.div_ceil(limits::DESCRIBE_SERVICES) as u64,
             ),
+            // Once the services are described, as the AWS backend does.
+            (
+                "DescribeTaskDefinition",
+                self.undescribed(self.services.iter().map(|s| s.name.as_str())),
+            ),
             ("ListContainerInstances", pages(i, limits::LIST_PAGE)),
             (
                 "DescribeContainerInstances",
@@ -636,10 +641,6 @@ impl Simulator {
             ),
             ("ListTasks", pages(t, limits::LIST_PAGE)),
             ("DescribeTasks", t.div_ceil(limits::DESCRIBE_TASKS) as u64),
-            (
-                "DescribeTaskDefinition",
-                self.undescribed(self.services.iter().map(|s| s.name.as_str())),
-            ),
         ]
     }
 
@@ -715,19 +716,50 @@ impl Simulator {
         state
     }
 
-    /// Counts and paces read calls, with injected faults. A failed call
-    /// fails the whole read: never a partial view.
-    fn read_calls(&mut self, calls: &[(&'static str, u64)]) -> backend::Result<()> {
-        for &(operation, n) in calls.iter().filter(|(_, n)| *n > 0) {
-            self.count_call(operation, n);
-            let now = self.now;
-            let wait = self.reads.take(n as f64, now);
-            self.paced_ms += wait;
-            if let Some(e) = self.fault(operation) {
-                return Err(e);
-            }
+    /// Counts and times calls, with injected faults, in order; a failed
+    /// call fails the whole read: never a partial view. `at` is when the
+    /// calls start, moved to when the last answered (`None`: untimed).
+    fn read_calls(
+        &mut self,
+        calls: &[(&'static str, u64)],
+        at: &mut Option<Millis>,
+    ) -> backend::Result<()> {
+        for &(operation, n) in calls {
+            self.make_calls(operation, n, at)?;
         }
         Ok(())
+    }
+
+    /// `n` calls of one operation made at `*at`: counted, timed as the AWS
+    /// backend makes them (each waits for a token of its family's bucket,
+    /// then takes [`Delays::api_call`]; Describe batches
+    /// [`backend::DESCRIBE_IN_FLIGHT`] at a time, anything else one after
+    /// another), then an injected fault, if any, for the operation.
+    fn make_calls(
+        &mut self,
+        operation: &'static str,
+        n: u64,
+        at: &mut Option<Millis>,
+    ) -> backend::Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        self.count_call(operation, n);
+        if let Some(start) = at.as_mut() {
+            let (bucket, in_flight) = match operation {
+                "StopTask" | "UpdateService" => (&mut self.writes, 1),
+                "DescribeServices"
+                | "DescribeTasks"
+                | "DescribeContainerInstances"
+                | "GetTaskProtection" => (&mut self.reads, backend::DESCRIBE_IN_FLIGHT),
+                _ => (&mut self.reads, 1),
+            };
+            *start = answered(bucket, *start, n, in_flight, self.delays.api_call);
+        }
+        match self.fault(operation) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn count_call(&mut self, operation: &'static str, n: u64) {
@@ -763,6 +795,15 @@ impl Simulator {
 
     pub fn api_calls(&self) -> BTreeMap<String, u64> {
         self.api_calls.clone()
+    }
+
+    /// Calls name the simulated cluster, or find nothing.
+    fn ours(&self, cluster: &str) -> backend::Result<()> {
+        if self.cluster == cluster {
+            Ok(())
+        } else {
+            Err(backend::Error::ClusterNotFound(cluster.to_owned()))
+        }
     }
 
     // ---- events ------------------------------------------------------------
@@ -875,17 +916,101 @@ impl Simulator {
     }
 }
 
-/// The simulator as a [`Backend`]: every call is counted, paced by the
-/// token buckets (in virtual time) and subject to injected faults.
+/// The simulated EventBridge rule and SQS queue: the simulator's world
+/// hands it the events ECS emitted each second, and the controller's run
+/// loop receives them ten at a time, as from SQS.
+#[derive(Debug, Default)]
+pub struct SimEvents {
+    queue: std::cell::RefCell<VecDeque<crate::events::Message>>,
+    arrived: tokio::sync::Notify,
+    delivered: std::cell::Cell<u64>,
+}
+
+impl SimEvents {
+    /// Events emitted, now in the queue.
+    pub fn push(&self, events: Vec<Value>) {
+        if events.is_empty() {
+            return;
+        }
+        let mut queue = self.queue.borrow_mut();
+        for event in events {
+            let id = event["id"].as_str().unwrap_or_default().to_owned();
+            queue.push_back(crate::events::Message {
+                receipt: id.clone(),
+                id,
+                body: event.to_string(),
+            });
+        }
+        self.arrived.notify_one();
+    }
+
+    /// Messages received by the controller so far.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.get()
+    }
+
+    fn take_batch(&self) -> Vec<crate::events::Message> {
+        let mut queue = self.queue.borrow_mut();
+        let n = queue.len().min(limits::SQS_BATCH);
+        self.delivered.set(self.delivered.get() + n as u64);
+        queue.drain(..n).collect()
+    }
+}
+
+impl crate::events::EventSource for SimEvents {
+    type Error = std::convert::Infallible;
+
+    async fn receive(
+        &self,
+        wait: std::time::Duration,
+    ) -> Result<Vec<crate::events::Message>, Self::Error> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let batch = self.take_batch();
+            if !batch.is_empty() || wait.is_zero() {
+                return Ok(batch);
+            }
+            tokio::select! {
+                biased;
+                () = self.arrived.notified() => {}
+                // What came at the deadline is taken too: the outcome does
+                // not depend on which of the two tokio saw first.
+                () = tokio::time::sleep_until(deadline) => return Ok(self.take_batch()),
+            }
+        }
+    }
+
+    async fn delete(&self, _messages: &[crate::events::Message]) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+/// The simulator as a [`Backend`]: every call is counted, subject to
+/// injected faults and, when timed, takes virtual time as the AWS
+/// backend's would (its token bucket, its latency, its concurrency).
 #[derive(Debug, Clone)]
 pub struct SimBackend {
     pub sim: Arc<Mutex<Simulator>>,
+    /// Timed calls: tokio's clock at virtual time 0. Untimed calls
+    /// (`plan --sim`, tests of one read) answer at once.
+    epoch: Option<tokio::time::Instant>,
 }
 
 impl SimBackend {
+    /// Calls answer at once.
     pub fn new(sim: Simulator) -> SimBackend {
         SimBackend {
             sim: Arc::new(Mutex::new(sim)),
+            epoch: None,
+        }
+    }
+
+    /// Calls take virtual time on tokio's clock (paused, in the
+    /// simulator), counted from `epoch`.
+    pub fn timed(sim: Simulator, epoch: tokio::time::Instant) -> SimBackend {
+        SimBackend {
+            sim: Arc::new(Mutex::new(sim)),
+            epoch: Some(epoch),
         }
     }
 
@@ -894,19 +1019,32 @@ impl SimBackend {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+
+    /// Runs one backend call on the simulator as it is when the call
+    /// starts, then waits until the API calls it made have answered.
+    async fn call<T>(&self, f: impl FnOnce(&mut Simulator, &mut Option<Millis>) -> T) -> T {
+        let mut at = self
+            .epoch
+            .map(|epoch| epoch.elapsed().as_millis() as Millis);
+        let out = f(&mut self.lock(), &mut at);
+        if let (Some(epoch), Some(done)) = (self.epoch, at) {
+            tokio::time::sleep_until(epoch + std::time::Duration::from_millis(done)).await;
+        }
+        out
+    }
 }
 
 impl Backend for SimBackend {
     async fn snapshot(&self, cluster: &str) -> backend::Result<ClusterSnapshot> {
-        let mut sim = self.lock();
-        if sim.cluster != cluster {
-            return Err(backend::Error::ClusterNotFound(cluster.to_owned()));
-        }
-        let calls = sim.snapshot_calls();
-        sim.read_calls(&calls)?;
-        let names: Vec<String> = sim.services.iter().map(|s| s.name.clone()).collect();
-        sim.describe_task_definitions(names.iter().map(String::as_str));
-        Ok(sim.described())
+        self.call(|sim, at| {
+            sim.ours(cluster)?;
+            let calls = sim.snapshot_calls();
+            sim.read_calls(&calls, at)?;
+            let names: Vec<String> = sim.services.iter().map(|s| s.name.clone()).collect();
+            sim.describe_task_definitions(names.iter().map(String::as_str));
+            Ok(sim.described())
+        })
+        .await
     }
 
     async fn refresh(
@@ -915,34 +1053,37 @@ impl Backend for SimBackend {
         snapshot: &mut ClusterSnapshot,
         touched: &Touched,
     ) -> backend::Result<()> {
-        let mut sim = self.lock();
-        if sim.cluster != cluster {
-            return Err(backend::Error::ClusterNotFound(cluster.to_owned()));
-        }
-        let (read, delta) = sim.read_touched(snapshot, touched);
-        let new_services = sim.undescribed(read.services.iter().map(String::as_str));
-        // Tasks first (their owners are learnt from them), then services
-        // (and the task definitions of new ones) and hosts, in ECS's batch
-        // sizes.
-        let calls = [
-            (
-                "DescribeTasks",
-                read.tasks.len().div_ceil(limits::DESCRIBE_TASKS) as u64,
-            ),
-            (
-                "DescribeServices",
-                read.services.len().div_ceil(limits::DESCRIBE_SERVICES) as u64,
-            ),
-            (
-                "DescribeContainerInstances",
-                read.instances
-                    .len()
-                    .div_ceil(limits::DESCRIBE_CONTAINER_INSTANCES) as u64,
-            ),
-            ("DescribeTaskDefinition", new_services),
-        ];
-        sim.read_calls(&calls)?;
-        sim.describe_task_definitions(read.services.iter().map(String::as_str));
+        let delta = self
+            .call(|sim, at| {
+                sim.ours(cluster)?;
+                let (read, delta) = sim.read_touched(snapshot, touched);
+                let new_services = sim.undescribed(read.services.iter().map(String::as_str));
+                // Tasks first (their owners are learnt from them), then
+                // services (and the task definitions of new ones) and hosts,
+                // in ECS's batch sizes.
+                let calls = [
+                    (
+                        "DescribeTasks",
+                        read.tasks.len().div_ceil(limits::DESCRIBE_TASKS) as u64,
+                    ),
+                    (
+                        "DescribeServices",
+                        read.services.len().div_ceil(limits::DESCRIBE_SERVICES) as u64,
+                    ),
+                    ("DescribeTaskDefinition", new_services),
+                    (
+                        "DescribeContainerInstances",
+                        read.instances
+                            .len()
+                            .div_ceil(limits::DESCRIBE_CONTAINER_INSTANCES)
+                            as u64,
+                    ),
+                ];
+                sim.read_calls(&calls, at)?;
+                sim.describe_task_definitions(read.services.iter().map(String::as_str));
+                Ok(delta)
+            })
+            .await?;
         refresh::apply(snapshot, delta);
         Ok(())
     }
@@ -952,43 +1093,34 @@ impl Backend for SimBackend {
         cluster: &str,
         tasks: &[String],
     ) -> backend::Result<BTreeSet<String>> {
-        let mut sim = self.lock();
-        if sim.cluster != cluster {
-            return Err(backend::Error::ClusterNotFound(cluster.to_owned()));
-        }
-        let calls = [(
-            "GetTaskProtection",
-            tasks.len().div_ceil(limits::GET_TASK_PROTECTION) as u64,
-        )];
-        sim.read_calls(&calls)?;
-        let asked: BTreeSet<&String> = tasks.iter().collect();
-        Ok(sim
-            .tasks
-            .iter()
-            .filter(|t| t.task.protected && asked.contains(&t.task.id))
-            .map(|t| t.task.id.clone())
-            .collect())
+        self.call(|sim, at| {
+            sim.ours(cluster)?;
+            let batches = tasks.len().div_ceil(limits::GET_TASK_PROTECTION) as u64;
+            sim.make_calls("GetTaskProtection", batches, at)?;
+            let asked: BTreeSet<&String> = tasks.iter().collect();
+            Ok(sim
+                .tasks
+                .iter()
+                .filter(|t| t.task.protected && asked.contains(&t.task.id))
+                .map(|t| t.task.id.clone())
+                .collect())
+        })
+        .await
     }
 
     async fn stop_task(&self, cluster: &str, task: &str, _reason: &str) -> backend::Result<()> {
-        let mut sim = self.lock();
-        if sim.cluster != cluster {
-            return Err(backend::Error::ClusterNotFound(cluster.to_owned()));
-        }
-        sim.count_call("StopTask", 1);
-        let now = sim.now;
-        let wait = sim.writes.take(1.0, now);
-        sim.paced_ms += wait;
-        if let Some(e) = sim.fault("StopTask") {
-            return Err(e);
-        }
-        let i = sim
-            .tasks
-            .iter()
-            .position(|t| t.task.id == task && t.task.status != TaskStatus::Stopping)
-            .ok_or_else(|| backend::Error::TaskNotFound(task.to_owned()))?;
-        sim.begin_stop(i);
-        Ok(())
+        self.call(|sim, at| {
+            sim.ours(cluster)?;
+            sim.make_calls("StopTask", 1, at)?;
+            let i = sim
+                .tasks
+                .iter()
+                .position(|t| t.task.id == task && t.task.status != TaskStatus::Stopping)
+                .ok_or_else(|| backend::Error::TaskNotFound(task.to_owned()))?;
+            sim.begin_stop(i);
+            Ok(())
+        })
+        .await
     }
 
     async fn set_desired_count(
@@ -997,24 +1129,18 @@ impl Backend for SimBackend {
         service: &str,
         desired: u32,
     ) -> backend::Result<()> {
-        let mut sim = self.lock();
-        if sim.cluster != cluster {
-            return Err(backend::Error::ClusterNotFound(cluster.to_owned()));
-        }
-        sim.count_call("UpdateService", 1);
-        let now = sim.now;
-        let wait = sim.writes.take(1.0, now);
-        sim.paced_ms += wait;
-        if let Some(e) = sim.fault("UpdateService") {
-            return Err(e);
-        }
-        let s = sim
-            .services
-            .iter()
-            .position(|x| x.name == service)
-            .ok_or_else(|| backend::Error::ServiceNotFound(service.to_owned()))?;
-        sim.set_desired(s, desired);
-        Ok(())
+        self.call(|sim, at| {
+            sim.ours(cluster)?;
+            sim.make_calls("UpdateService", 1, at)?;
+            let s = sim
+                .services
+                .iter()
+                .position(|x| x.name == service)
+                .ok_or_else(|| backend::Error::ServiceNotFound(service.to_owned()))?;
+            sim.set_desired(s, desired);
+            Ok(())
+        })
+        .await
     }
 
     async fn metric_data(
@@ -1022,12 +1148,12 @@ impl Backend for SimBackend {
         queries: &[MetricQuery],
         _now: Millis,
     ) -> backend::Result<Vec<Option<f64>>> {
-        let mut sim = self.lock();
-        sim.read_calls(&[(
-            "GetMetricData",
-            queries.len().div_ceil(limits::GET_METRIC_DATA) as u64,
-        )])?;
-        Ok(queries.iter().map(|q| sim.metric_value(q)).collect())
+        self.call(|sim, at| {
+            let calls = queries.len().div_ceil(limits::GET_METRIC_DATA) as u64;
+            sim.make_calls("GetMetricData", calls, at)?;
+            Ok(queries.iter().map(|q| sim.metric_value(q)).collect())
+        })
+        .await
     }
 
     async fn scalable_targets(
@@ -1035,17 +1161,17 @@ impl Backend for SimBackend {
         _cluster: &str,
         services: &[String],
     ) -> backend::Result<BTreeSet<String>> {
-        let mut sim = self.lock();
-        sim.read_calls(&[(
-            "DescribeScalableTargets",
-            services.len().div_ceil(limits::DESCRIBE_SCALABLE_TARGETS) as u64,
-        )])?;
-        Ok(sim
-            .services
-            .iter()
-            .filter(|s| s.autoscaling_target && services.contains(&s.name))
-            .map(|s| s.name.clone())
-            .collect())
+        self.call(|sim, at| {
+            let calls = services.len().div_ceil(limits::DESCRIBE_SCALABLE_TARGETS) as u64;
+            sim.make_calls("DescribeScalableTargets", calls, at)?;
+            Ok(sim
+                .services
+                .iter()
+                .filter(|s| s.autoscaling_target && services.contains(&s.name))
+                .map(|s| s.name.clone())
+                .collect())
+        })
+        .await
     }
 
     fn api_calls(&self) -> BTreeMap<String, u64> {

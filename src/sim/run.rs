@@ -13,10 +13,9 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::SimBackend;
 use super::scenario::{Event, Scenario};
+use super::{SimBackend, SimEvents};
 use crate::controller;
-use crate::events::{Admission, Dedupe};
 use crate::model::{Millis, TaskStatus};
 use crate::plan::{ActionKind, State};
 
@@ -84,8 +83,28 @@ pub struct Report {
     pub api_calls: BTreeMap<String, u64>,
     /// Calls refused by an injected throttle, per operation.
     pub api_throttles: BTreeMap<String, u64>,
-    /// Virtual time spent waiting for API rate tokens.
-    pub api_pacing_s: f64,
+    /// Virtual seconds the controller spent waiting on the API: its
+    /// passes' time, as planning takes none.
+    pub api_wait_s: f64,
+    /// Every pass of the controller, in order.
+    pub passes: Vec<PassReport>,
+}
+
+/// One pass of the controller.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PassReport {
+    /// Virtual seconds from the start when it began.
+    pub at_s: f64,
+    pub kind: controller::PassKind,
+    /// Virtual seconds its read of the cluster took.
+    pub read_s: f64,
+    /// Virtual seconds the whole pass took: read, verify, act.
+    pub took_s: f64,
+    /// API calls it made.
+    pub calls: u64,
+    /// Whether it read the cluster and acted (else it is retried).
+    pub ok: bool,
 }
 
 #[derive(Debug, Default)]
@@ -118,7 +137,207 @@ fn clock(at: Millis) -> String {
     format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
+/// Runs a scenario: the world (the timeline and ECS's scheduler, a step a
+/// second) beside the controller's own [`controller::run`] loop, on
+/// tokio's paused clock, until the scenario's duration.
+pub fn run(scenario: Scenario, display: Display<'_>) -> Report {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a tokio runtime starts");
+    runtime.block_on(simulate(scenario, display))
+}
+
+/// What the report keeps while the scenario runs.
+struct Watch<'a> {
+    display: Display<'a>,
+    trackers: BTreeMap<(String, String), Tracker>,
+    /// The last line printed per policy and service, to print changes only.
+    last_said: BTreeMap<(String, String), String>,
+    passes: Vec<PassReport>,
+    failed_snapshots: u64,
+    failed_actions: u64,
+}
+
+impl Watch<'_> {
+    fn say(&mut self, line: std::fmt::Arguments<'_>) {
+        if let Some(out) = self.display.timeline.as_mut() {
+            let _ = writeln!(out, "{line}");
+        }
+    }
+
+    /// One pass of the controller, as it ended.
+    fn pass(&mut self, pass: &controller::Pass<'_>) {
+        let now = pass.at;
+        self.passes.push(PassReport {
+            at_s: now as f64 / 1000.0,
+            kind: pass.kind,
+            read_s: pass.read.as_secs_f64(),
+            took_s: pass.took.as_secs_f64(),
+            calls: pass.calls,
+            ok: pass.outcome.is_ok(),
+        });
+        let outcome = match pass.outcome {
+            Err(e) => {
+                self.failed_snapshots += 1;
+                let retry = pass.retry_in.unwrap_or_default().as_secs();
+                self.say(format_args!(
+                    "[{}] reconcile failed: {e}; retrying in {retry}s",
+                    clock(now)
+                ));
+                return;
+            }
+            Ok(outcome) => outcome,
+        };
+        let acted: std::collections::BTreeSet<(String, String)> = outcome
+            .executed
+            .iter()
+            .map(|(a, _)| (a.policy.clone(), a.service.clone()))
+            .collect();
+        for status in &outcome.plan.statuses {
+            let t = self
+                .trackers
+                .get(&(status.policy.clone(), status.service.clone()));
+            let changed = t.is_none_or(|t| t.satisfied != (status.state == State::Satisfied));
+            if status.moves_planned > 0
+                || status.state == State::Unsatisfiable
+                || (status.state == State::Satisfied && changed && t.is_some())
+            {
+                let line = format!(
+                    "{}/{}: {:?}: {}",
+                    status.policy, status.service, status.state, status.reason
+                );
+                let key = (status.policy.clone(), status.service.clone());
+                // Say it once, unless it is a new batch of moves.
+                if acted.contains(&key) || self.last_said.get(&key) != Some(&line) {
+                    self.say(format_args!("[{}] {line}", clock(now)));
+                    self.last_said.insert(key, line);
+                }
+            }
+        }
+        let mut moved: BTreeMap<(String, String), u32> = BTreeMap::new();
+        for (action, result) in &outcome.executed {
+            match result {
+                Ok(()) => {
+                    self.say(format_args!(
+                        "[{}]   {}/{}: {action}",
+                        clock(now),
+                        action.policy,
+                        action.service
+                    ));
+                    let key = (action.policy.clone(), action.service.clone());
+                    match action.kind {
+                        ActionKind::StopTask { .. } => {
+                            *moved.entry(key).or_default() += 1;
+                        }
+                        ActionKind::SetDesiredCount { from, to }
+                            if action.rule == crate::plan::SCALING_RULE =>
+                        {
+                            let t = self.trackers.entry(key).or_default();
+                            let skew_excess_before = t.last_skew;
+                            t.scaling.push(ScalingStep {
+                                at_s: now as f64 / 1000.0,
+                                from,
+                                to,
+                                reason: action.reason.clone(),
+                                skew_excess_before,
+                            });
+                        }
+                        ActionKind::SetDesiredCount { .. } => {}
+                    }
+                }
+                Err(e) => {
+                    self.failed_actions += 1;
+                    self.say(format_args!(
+                        "[{}]   {}/{}: FAILED {action}: {e}",
+                        clock(now),
+                        action.policy,
+                        action.service
+                    ));
+                }
+            }
+        }
+        for action in outcome.plan.actions.iter().filter(|a| a.dry_run) {
+            let line = format!("{}/{}: {action}", action.policy, action.service);
+            let key = (
+                action.policy.clone(),
+                format!("{} (dry run)", action.service),
+            );
+            if self.last_said.get(&key) != Some(&line) {
+                self.say(format_args!("[{}]   {line}", clock(now)));
+                self.last_said.insert(key, line);
+            }
+        }
+        for status in &outcome.plan.statuses {
+            let key = (status.policy.clone(), status.service.clone());
+            let t = self.trackers.entry(key.clone()).or_default();
+            t.forced.get_or_insert(status.forced_redeploy_tasks);
+            let n = moved.get(&key).copied().unwrap_or(0);
+            t.moved += n;
+            if let Some(skew) = status
+                .constraints
+                .iter()
+                .map(|c| c.skew.saturating_sub(c.max_skew))
+                .max()
+            {
+                // Stored as the excess over maxSkew: 0 means within bounds.
+                t.last_skew = skew;
+            }
+            // The optimum is only comparable at steady state: mid-move,
+            // stopped tasks are gone and their replacements not yet running.
+            if status.state == State::Unsatisfiable {
+                // Whatever makes it satisfiable later is a change of the cluster.
+                t.disturbed = true;
+            } else if status.state != State::Paused {
+                let observed = status.moves_remaining;
+                match t.expected_remaining {
+                    None => t.optimal += observed,
+                    Some(expected) if observed > expected => {
+                        if t.disturbed {
+                            t.optimal += observed - expected;
+                        } else {
+                            t.mispredicted += observed - expected;
+                        }
+                    }
+                    _ => {}
+                }
+                t.expected_remaining = Some(observed.saturating_sub(n));
+                t.disturbed = false;
+            } else if let Some(expected) = t.expected_remaining.as_mut() {
+                *expected = expected.saturating_sub(n);
+            }
+            let satisfied = status.state == State::Satisfied;
+            if satisfied && !t.satisfied {
+                t.converged_at = Some(now);
+            }
+            if !satisfied {
+                t.converged_at = None;
+            }
+            t.satisfied = satisfied;
+        }
+    }
+
+    /// The most of desired-minus-running per service, sampled each second.
+    fn sample_unavailable(&mut self, backend: &SimBackend) {
+        let sim = backend.lock();
+        let mut running = vec![0u32; sim.services.len()];
+        for t in &sim.tasks {
+            if t.task.status == TaskStatus::Running {
+                running[t.task.service] += 1;
+            }
+        }
+        for ((_, service), t) in self.trackers.iter_mut() {
+            if let Some(s) = sim.services.iter().position(|x| &x.name == service) {
+                t.peak_unavailable = t
+                    .peak_unavailable
+                    .max(sim.services[s].desired.saturating_sub(running[s]));
+            }
+        }
+    }
+}
+
+async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
     let Scenario {
         name,
         sim,
@@ -128,24 +347,10 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
         timeline,
         ..
     } = scenario;
-    let cluster = sim.cluster.clone();
-    let backend = SimBackend::new(sim);
-    let mut trackers: BTreeMap<(String, String), Tracker> = BTreeMap::new();
-    let mut report = Report {
-        scenario: name,
-        duration_s: duration as f64 / 1000.0,
-        reconciles: 0,
-        failed_snapshots: 0,
-        failed_actions: 0,
-        events_delivered: 0,
-        events_duplicate: 0,
-        events_stale: 0,
-        events_malformed: 0,
-        services: vec![],
-        api_calls: BTreeMap::new(),
-        api_throttles: BTreeMap::new(),
-        api_pacing_s: 0.0,
-    };
+    let epoch = tokio::time::Instant::now();
+    let backend = SimBackend::timed(sim, epoch);
+    let source = SimEvents::default();
+    let observer = crate::observe::Observer::new();
     let progress = if display.progress {
         let bar = indicatif::ProgressBar::new(duration / 1000);
         bar.set_style(
@@ -156,247 +361,102 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
     } else {
         None
     };
-    macro_rules! say {
-        ($($arg:tt)*) => {
-            if let Some(out) = display.timeline.as_mut() {
-                let _ = writeln!(out, $($arg)*);
-            }
-        };
-    }
+    let watch = std::cell::RefCell::new(Watch {
+        display,
+        trackers: BTreeMap::new(),
+        last_said: BTreeMap::new(),
+        passes: vec![],
+        failed_snapshots: 0,
+        failed_actions: 0,
+    });
+    let at = |ms: Millis| epoch + std::time::Duration::from_millis(ms);
+    let options = controller::RunOptions {
+        cluster: None,
+        once: false,
+        dry_run: false,
+        resync: std::time::Duration::from_millis(resync),
+        audit: None,
+        leader: None,
+        policies: controller::PolicySource::Given(policies.clone()),
+        clock: controller::Clock::Tokio { epoch },
+    };
 
-    // The last line printed per policy and service, to print changes only.
-    let mut last_said: BTreeMap<(String, String), String> = BTreeMap::new();
-    let mut dedupe = Dedupe::default();
-    let mut view = controller::ClusterView::default();
-    let mut scaling = crate::plan::ScalingInput::default();
-    let scaling_every = controller::scaling_interval(&policies);
-    let mut schedule = controller::Schedule::new(0, resync, scaling_every);
-    let mut next_event = 0;
-    let mut now: Millis = 0;
-    loop {
-        // The timeline, then ECS itself.
-        while next_event < timeline.len() && timeline[next_event].0 <= now {
-            let event = &timeline[next_event].1;
-            say!("[{}] timeline: {event}", clock(now));
-            apply(&backend, event);
-            trackers.values_mut().for_each(|t| t.disturbed = true);
-            next_event += 1;
-        }
-        backend.lock().advance(now);
-
-        // Events only say when to look.
-        // Parsed, deduplicated and filtered as the SQS consumer does.
-        let events = backend.lock().take_events();
-        let mut news = false;
-        for event in events {
-            report.events_delivered += 1;
-            match crate::events::parse(&event.to_string()) {
-                Err(_) => report.events_malformed += 1,
-                Ok(e) if e.cluster != cluster => {}
-                Ok(e) => match dedupe.admit(&e) {
-                    Admission::New => {
-                        view.note(&e);
-                        news = true;
-                    }
-                    Admission::Duplicate => report.events_duplicate += 1,
-                    Admission::Stale => report.events_stale += 1,
-                },
+    // The world: at each second, the timeline's events, then what ECS
+    // does (the scheduler, task lifecycles), then its events to the queue.
+    // Polled before the controller at the same instant, so a pass at a
+    // second sees that second's world.
+    let world = async {
+        let mut next_event = 0;
+        let mut now: Millis = 0;
+        loop {
+            while next_event < timeline.len() && timeline[next_event].0 <= now {
+                let event = &timeline[next_event].1;
+                let mut watch = watch.borrow_mut();
+                watch.say(format_args!("[{}] timeline: {event}", clock(now)));
+                apply(&backend, event);
+                watch.trackers.values_mut().for_each(|t| t.disturbed = true);
+                next_event += 1;
             }
-        }
-        if news {
-            schedule.event(now);
-        }
-        if let Some(due) = schedule.due(now) {
-            // A resync or a retry reads everything; events, what they touched.
-            let full = due == controller::schedule::Due::Full;
-            report.reconciles += 1;
-            view.touch_scaled(&policies);
-            let outcome = match view.read(&backend, &cluster, full).await {
-                Ok(snapshot) => {
-                    controller::reconcile(
-                        &backend,
-                        &cluster,
-                        snapshot,
-                        full,
-                        &policies,
-                        now,
-                        &mut scaling,
-                    )
-                    .await
-                }
-                Err(e) => Err(e),
+            let events = {
+                let mut sim = backend.lock();
+                sim.advance(now);
+                sim.take_events()
             };
-            match outcome {
-                Err(e) => {
-                    report.failed_snapshots += 1;
-                    schedule.passed(now, full, false);
-                    say!(
-                        "[{}] reconcile failed: {e}; retrying in {}s",
-                        clock(now),
-                        schedule.backoff() / 1000
-                    );
-                }
-                Ok(outcome) => {
-                    schedule.passed(now, full, true);
-                    view.note_executed(&outcome.executed);
-                    let acted: std::collections::BTreeSet<(String, String)> = outcome
-                        .executed
-                        .iter()
-                        .map(|(a, _)| (a.policy.clone(), a.service.clone()))
-                        .collect();
-                    for status in &outcome.plan.statuses {
-                        let t = trackers.get(&(status.policy.clone(), status.service.clone()));
-                        let changed =
-                            t.is_none_or(|t| t.satisfied != (status.state == State::Satisfied));
-                        if status.moves_planned > 0
-                            || status.state == State::Unsatisfiable
-                            || (status.state == State::Satisfied && changed && t.is_some())
-                        {
-                            let line = format!(
-                                "{}/{}: {:?}: {}",
-                                status.policy, status.service, status.state, status.reason
-                            );
-                            let key = (status.policy.clone(), status.service.clone());
-                            // Say it once, unless it is a new batch of moves.
-                            if acted.contains(&key) || last_said.get(&key) != Some(&line) {
-                                say!("[{}] {line}", clock(now));
-                                last_said.insert(key, line);
-                            }
-                        }
-                    }
-                    let mut moved: BTreeMap<(String, String), u32> = BTreeMap::new();
-                    for (action, result) in &outcome.executed {
-                        match result {
-                            Ok(()) => {
-                                say!(
-                                    "[{}]   {}/{}: {action}",
-                                    clock(now),
-                                    action.policy,
-                                    action.service
-                                );
-                                let key = (action.policy.clone(), action.service.clone());
-                                match action.kind {
-                                    ActionKind::StopTask { .. } => {
-                                        *moved.entry(key).or_default() += 1;
-                                    }
-                                    ActionKind::SetDesiredCount { from, to }
-                                        if action.rule == crate::plan::SCALING_RULE =>
-                                    {
-                                        let t = trackers.entry(key).or_default();
-                                        let skew_excess_before = t.last_skew;
-                                        t.scaling.push(ScalingStep {
-                                            at_s: now as f64 / 1000.0,
-                                            from,
-                                            to,
-                                            reason: action.reason.clone(),
-                                            skew_excess_before,
-                                        });
-                                    }
-                                    ActionKind::SetDesiredCount { .. } => {}
-                                }
-                            }
-                            Err(e) => {
-                                report.failed_actions += 1;
-                                say!(
-                                    "[{}]   {}/{}: FAILED {action}: {e}",
-                                    clock(now),
-                                    action.policy,
-                                    action.service
-                                );
-                            }
-                        }
-                    }
-                    for action in outcome.plan.actions.iter().filter(|a| a.dry_run) {
-                        let line = format!("{}/{}: {action}", action.policy, action.service);
-                        let key = (
-                            action.policy.clone(),
-                            format!("{} (dry run)", action.service),
-                        );
-                        if last_said.get(&key) != Some(&line) {
-                            say!("[{}]   {line}", clock(now));
-                            last_said.insert(key, line);
-                        }
-                    }
-                    for status in &outcome.plan.statuses {
-                        let key = (status.policy.clone(), status.service.clone());
-                        let t = trackers.entry(key.clone()).or_default();
-                        t.forced.get_or_insert(status.forced_redeploy_tasks);
-                        let n = moved.get(&key).copied().unwrap_or(0);
-                        t.moved += n;
-                        if let Some(skew) = status
-                            .constraints
-                            .iter()
-                            .map(|c| c.skew.saturating_sub(c.max_skew))
-                            .max()
-                        {
-                            // Stored as the excess over maxSkew: 0 means within bounds.
-                            t.last_skew = skew;
-                        }
-                        // The optimum is only comparable at steady state:
-                        // mid-move, stopped tasks are gone and their
-                        // replacements not yet running.
-                        if status.state == State::Unsatisfiable {
-                            // Whatever makes it satisfiable later is a change of the cluster.
-                            t.disturbed = true;
-                        } else if status.state != State::Paused {
-                            let observed = status.moves_remaining;
-                            match t.expected_remaining {
-                                None => t.optimal += observed,
-                                Some(expected) if observed > expected => {
-                                    if t.disturbed {
-                                        t.optimal += observed - expected;
-                                    } else {
-                                        t.mispredicted += observed - expected;
-                                    }
-                                }
-                                _ => {}
-                            }
-                            t.expected_remaining = Some(observed.saturating_sub(n));
-                            t.disturbed = false;
-                        } else if let Some(expected) = t.expected_remaining.as_mut() {
-                            *expected = expected.saturating_sub(n);
-                        }
-                        let satisfied = status.state == State::Satisfied;
-                        if satisfied && !t.satisfied {
-                            t.converged_at = Some(now);
-                        }
-                        if !satisfied {
-                            t.converged_at = None;
-                        }
-                        t.satisfied = satisfied;
-                    }
-                }
+            source.push(events);
+            watch.borrow_mut().sample_unavailable(&backend);
+            if let Some(bar) = &progress {
+                bar.set_position(now / 1000);
             }
-        }
-
-        // Unavailable tasks, every second.
-        {
-            let sim = backend.lock();
-            let mut running = vec![0u32; sim.services.len()];
-            for t in &sim.tasks {
-                if t.task.status == TaskStatus::Running {
-                    running[t.task.service] += 1;
-                }
+            if now >= duration {
+                break;
             }
-            for ((_, service), t) in trackers.iter_mut() {
-                if let Some(s) = sim.services.iter().position(|x| &x.name == service) {
-                    t.peak_unavailable = t
-                        .peak_unavailable
-                        .max(sim.services[s].desired.saturating_sub(running[s]));
-                }
-            }
+            now = (now + 1_000).min(duration);
+            tokio::time::sleep_until(at(now)).await;
         }
-        if let Some(bar) = &progress {
-            bar.set_position(now / 1000);
-        }
-        if now >= duration {
-            break;
-        }
-        now = (now + 1_000).min(duration);
+    };
+    // The controller, until just after the last second (a pass due at the
+    // last second still runs).
+    let controller = async {
+        let mut on_pass = |pass: &controller::Pass<'_>| watch.borrow_mut().pass(pass);
+        controller::run(
+            &backend,
+            Some(&source),
+            &options,
+            &observer,
+            &mut on_pass,
+            tokio::time::sleep_until(at(duration + 1)),
+        )
+        .await
+    };
+    let ((), ran) = futures_util::future::join(world, controller).await;
+    if let Err(e) = ran {
+        watch
+            .borrow_mut()
+            .say(format_args!("the controller did not start: {e}"));
     }
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
+    let mut watch = watch.into_inner();
+    let now = duration;
+
+    let mut report = Report {
+        scenario: name,
+        duration_s: duration as f64 / 1000.0,
+        reconciles: watch.passes.len() as u64,
+        failed_snapshots: watch.failed_snapshots,
+        failed_actions: watch.failed_actions,
+        events_delivered: source.delivered(),
+        events_duplicate: observer.events_counted("duplicate"),
+        events_stale: observer.events_counted("stale"),
+        events_malformed: observer.events_counted("malformed"),
+        services: vec![],
+        api_calls: BTreeMap::new(),
+        api_throttles: BTreeMap::new(),
+        api_wait_s: watch.passes.iter().map(|p| p.took_s).sum(),
+        passes: std::mem::take(&mut watch.passes),
+    };
+    let trackers = &mut watch.trackers;
 
     // The final state, planned once more for its report.
     let final_state = backend.lock().state();
@@ -455,7 +515,6 @@ pub async fn run(scenario: Scenario, mut display: Display<'_>) -> Report {
     let sim = backend.lock();
     report.api_calls = sim.api_calls();
     report.api_throttles = sim.throttles.clone();
-    report.api_pacing_s = sim.paced_ms as f64 / 1000.0;
     report
 }
 

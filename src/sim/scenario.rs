@@ -103,6 +103,11 @@ pub struct ScenarioSpec {
     /// From a stop request to STOPPED. Default `10s`.
     #[schemars(with = "Option<DurationSchema>")]
     pub task_stop_delay: Option<String>,
+    /// One API call's round trip once ECS's rate allows it (the token
+    /// buckets are ECS's: reads 100 at once then 20 a second, writes 50
+    /// then 5). Default `30ms`.
+    #[schemars(with = "Option<DurationSchema>")]
+    pub api_latency: Option<String>,
     #[serde(default)]
     pub hosts: Vec<HostSpec>,
     #[serde(default)]
@@ -397,6 +402,11 @@ pub fn from_text(name: &str, text: &str, base: &Path) -> Result<Scenario> {
             "taskStopDelay",
             s.task_stop_delay.as_deref(),
             Delays::default().task_stop,
+        )?,
+        api_call: duration(
+            "apiLatency",
+            s.api_latency.as_deref(),
+            Delays::default().api_call,
         )?,
     };
     for host in &s.hosts {
