@@ -372,6 +372,8 @@ pub struct Pass<'a> {
     pub took: std::time::Duration,
     /// API calls made during the pass.
     pub calls: u64,
+    /// Of which reading the cluster.
+    pub read_calls: u64,
     pub outcome: &'a backend::Result<Reconciled>,
     /// When the loop reads again after a failure (the backoff).
     pub retry_in: Option<std::time::Duration>,
@@ -767,9 +769,11 @@ pub async fn run<B: Backend, E: EventSource>(
             view.touch_scaled(&effective);
             let scaling = scalings.entry(cluster.clone()).or_default();
             let mut read = std::time::Duration::ZERO;
+            let mut read_calls = 0;
             let outcome = match view.read(backend, &cluster, full).await {
                 Ok(snapshot) => {
                     read = started.elapsed();
+                    read_calls = total_calls(backend) - calls_before;
                     reconcile(backend, &cluster, snapshot, full, &effective, now, scaling).await
                 }
                 Err(e) => Err(e),
@@ -796,12 +800,14 @@ pub async fn run<B: Backend, E: EventSource>(
                 }
             }
             observer.api_calls(&backend.api_calls(), &backend.api_throttles());
+            let calls = total_calls(backend) - calls_before;
             passes.push((
                 cluster,
                 now,
                 read,
                 started.elapsed(),
-                total_calls(backend) - calls_before,
+                calls,
+                read_calls,
                 outcome,
             ));
         }
@@ -812,7 +818,7 @@ pub async fn run<B: Backend, E: EventSource>(
         // keeps failing.
         schedule.passed(since_epoch(tokio::time::Instant::now()), full, !failed);
         let retry_in = failed.then(|| std::time::Duration::from_millis(schedule.backoff()));
-        for (cluster, at, read, took, calls, outcome) in &passes {
+        for (cluster, at, read, took, calls, read_calls, outcome) in &passes {
             on_pass(&Pass {
                 cluster,
                 at: *at,
@@ -820,6 +826,7 @@ pub async fn run<B: Backend, E: EventSource>(
                 read: *read,
                 took: *took,
                 calls: *calls,
+                read_calls: *read_calls,
                 outcome,
                 retry_in,
             });

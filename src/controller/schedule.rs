@@ -107,8 +107,13 @@ impl Schedule {
         self.events.is_pending()
     }
 
-    /// When the next pass is due.
+    /// When the next pass is due. While a failed read backs off, only its
+    /// retry: it reads everything, so events and the scaling tick wait for
+    /// it rather than call an API that is failing.
     pub fn next_wake(&self) -> Millis {
+        if self.backoff > 0 {
+            return self.next_full;
+        }
         [self.events.due_at(), self.next_scaling]
             .into_iter()
             .flatten()
@@ -119,6 +124,8 @@ impl Schedule {
     pub fn due(&self, now: Millis) -> Option<Due> {
         if now >= self.next_full {
             Some(Due::Full)
+        } else if self.backoff > 0 {
+            None
         } else if self.events.is_due(now) {
             Some(Due::Events)
         } else if self.next_scaling.is_some_and(|at| now >= at) {
@@ -277,6 +284,18 @@ mod tests {
         assert_eq!(
             got,
             [(0, Due::Full), (12_000, Due::Events), (13_000, Due::Full)]
+        );
+    }
+
+    #[test]
+    fn events_and_scaling_wait_for_the_retry_of_a_failed_read() {
+        let s = Schedule::new(0, 300_000, Some(10_000));
+        // Every read fails; events at 20 s and 40 s: the retries stay at
+        // 1, 3, 7, 15, 31, 63 s, and each reads everything.
+        let got = passes(s, &[20_000, 40_000], |_| true, 70_000);
+        assert_eq!(
+            got,
+            [0, 1_000, 3_000, 7_000, 15_000, 31_000, 63_000].map(|at| (at, Due::Full))
         );
     }
 

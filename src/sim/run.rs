@@ -103,6 +103,8 @@ pub struct PassReport {
     pub took_s: f64,
     /// API calls it made.
     pub calls: u64,
+    /// Of which reading the cluster.
+    pub read_calls: u64,
     /// Whether it read the cluster and acted (else it is retried).
     pub ok: bool,
 }
@@ -176,6 +178,7 @@ impl Watch<'_> {
             read_s: pass.read.as_secs_f64(),
             took_s: pass.took.as_secs_f64(),
             calls: pass.calls,
+            read_calls: pass.read_calls,
             ok: pass.outcome.is_ok(),
         });
         let outcome = match pass.outcome {

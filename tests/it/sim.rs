@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use proptest::prelude::*;
+use stevedore::controller::PassKind;
 use stevedore::plan::State;
 use stevedore::sim::run::{self, Display, Report, ServiceReport};
 use stevedore::sim::scenario;
@@ -220,9 +221,27 @@ fn a_read_failing_again_and_again_is_retried_backing_off_to_a_minute() {
         .replace("  timeline:", "  faults: {throttleRate: 1.0}\n  timeline:");
     let s = scenario::from_text("throttled.yaml", &text, &repo("examples/scenarios")).unwrap();
     let report = run_report(s);
-    // Passes at 0, 1, 3, 7, 15, 31, 63 and 123 s; the next would be at 183 s.
+    // Each failed read is retried 1, 2, 4 ... s after it ended, up to a
+    // minute: passes at about 0, 1, 3, 7, 15, 31, 63 and 123 s (each read
+    // takes its calls' virtual time before it fails); the next would come
+    // after 183 s.
     assert_eq!(report.reconciles, 8, "{report:#?}");
     assert_eq!(report.failed_snapshots, 8);
+    let waits: Vec<f64> = report
+        .passes
+        .windows(2)
+        .map(|w| w[1].at_s - (w[0].at_s + w[0].took_s))
+        .collect();
+    // The host joining at 60 s sends events: they wait for the retry.
+    for (wait, backoff) in waits.iter().zip([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0]) {
+        assert!(
+            (wait - backoff).abs() < 0.002,
+            "{waits:?} {:?}",
+            report.passes
+        );
+    }
+    assert!(report.passes.iter().all(|p| p.kind == PassKind::Full));
+    assert!(report.passes.iter().all(|p| !p.ok && p.took_s > 0.0));
     assert!(report.services.iter().all(|s| s.tasks_moved == 0));
 }
 
@@ -283,6 +302,42 @@ fn full_resync_calls_are_exactly_the_floor_at_full_scale_after_the_first() {
     let second = total(&backend) - first;
     assert_eq!(second, floor);
     assert_eq!((first, second), (7_650, 2_650), "the README's figures");
+}
+
+/// At 5,000 hosts, 5,000 services and 100,000 tasks, the first full read
+/// takes the time ECS's read rate allows its calls (a burst of 100, then 20
+/// a second), no less and little more, and no throttle reaches the loop.
+#[test]
+fn a_first_full_read_at_full_scale_takes_what_the_read_rate_allows() {
+    let out = stevedore(&[
+        "sim",
+        "--generate",
+        "5000,5000,100000",
+        "--duration",
+        "1m",
+        "--output",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &report["passes"][0];
+    assert_eq!(first["kind"], "full");
+    assert_eq!(first["ok"], true);
+    let calls = first["readCalls"].as_f64().unwrap();
+    // Every service, host and task, and each service's task definition.
+    assert_eq!(calls, 7_650.0);
+    let floor = (calls - 100.0) / 20.0;
+    let read = first["readS"].as_f64().unwrap();
+    assert!(
+        (floor..=floor * 1.1).contains(&read),
+        "read {read} s, floor {floor} s"
+    );
+    assert_eq!(report["failedSnapshots"], 0);
+    assert_eq!(report["apiThrottles"], serde_json::json!({}));
 }
 
 fn stevedore(args: &[&str]) -> std::process::Output {
