@@ -33,7 +33,8 @@
 //!   last snapshot; [`readings`]: which metric each scaled service reads,
 //!   read in one batch; [`controller`]: the cluster view, one reconcile (plan,
 //!   verify, act) and the run loop, with its [`controller::schedule`] (when
-//!   to look), which the simulator's loop uses too; [`outcome`]: what one
+//!   to look); the loop takes a backend, an [`events::EventSource`] and a
+//!   clock, so `stevedore sim` runs this very loop; [`outcome`]: what one
 //!   reconcile did, for the status server and the audit events; [`watch`]: watching the specs for
 //!   changes, git-sync's symlink swap included; [`gitsource`]: the specs
 //!   from a git repository;
@@ -42,10 +43,12 @@
 //!   published to EventBridge; [`lease`]: leader election through a
 //!   DynamoDB lease, with writes fenced by it; [`iam`]: the IAM policies; [`install`]: the
 //!   EventBridge rule and SQS queue; [`events`]: parsing and deduplicating
-//!   the ECS events they deliver.
+//!   the ECS events they deliver, and the event-source trait both the
+//!   queue and the simulator implement.
 //! - [`sim`]: the ECS simulator (a [`backend::Backend`]), scenario files
-//!   and the large-cluster generator ([`sim::scenario`]), and the run loop
-//!   with its report ([`sim::run`]).
+//!   and the large-cluster generator ([`sim::scenario`]), and the run of a
+//!   scenario (the world beside the production loop, on tokio's paused
+//!   clock) with its report ([`sim::run`]).
 //! - [`cli`]: argument parsing and the commands; `main.rs` only calls it.
 //!
 //! Outside `src/`: `specs/` holds the demo cluster's policies as a GitOps

@@ -3,10 +3,11 @@
 //! against the optimum, what a forced redeploy would have replaced, the
 //! peak of unavailable tasks and the time to converge; and API calls.
 //!
-//! Triggers are production's own [`controller::Schedule`]: ECS events
-//! (debounced: 2 s after the last, at most 10 s after the first), a periodic
-//! resync, the scaling tick, and a failed pass retried as a full read with
-//! the same backoff; a failed snapshot is never planned on.
+//! The controller is production's own [`controller::run`], fed by
+//! [`SimEvents`] and timed by tokio's paused clock: its triggers, backoff
+//! and debounce are the ones that ship. This module adds only the world
+//! (the timeline and ECS, a step a virtual second) and the report, which
+//! listens to each pass through the loop's pass hook.
 
 use std::collections::BTreeMap;
 use std::io::Write;
