@@ -388,7 +388,10 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
     // The world: at each second, the timeline's events, then what ECS
     // does (the scheduler, task lifecycles), then its events to the queue.
     // Polled before the controller at the same instant, so a pass at a
-    // second sees that second's world.
+    // second sees that second's world. Past the duration it goes on until
+    // the controller has stopped: a pass still running then finishes
+    // against a world that moves, and its stops take effect.
+    let stopped = std::cell::Cell::new(false);
     let world = async {
         let mut next_event = 0;
         let mut now: Millis = 0;
@@ -411,10 +414,14 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
             if let Some(bar) = &progress {
                 bar.set_position(now / 1000);
             }
-            if now >= duration {
-                break;
+            if now >= duration && stopped.get() {
+                break now;
             }
-            now = (now + 1_000).min(duration);
+            now = if now < duration {
+                (now + 1_000).min(duration)
+            } else {
+                now + 1_000
+            };
             tokio::time::sleep_until(at(now)).await;
         }
     };
@@ -422,7 +429,7 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
     // last second still runs).
     let controller = async {
         let mut on_pass = |pass: &controller::Pass<'_>| watch.borrow_mut().pass(pass);
-        controller::run(
+        let ran = controller::run(
             &backend,
             Some(&source),
             &options,
@@ -430,9 +437,11 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
             &mut on_pass,
             tokio::time::sleep_until(at(duration + 1)),
         )
-        .await
+        .await;
+        stopped.set(true);
+        ran
     };
-    let ((), ran) = futures_util::future::join(world, controller).await;
+    let (now, ran) = futures_util::future::join(world, controller).await;
     if let Err(e) = ran {
         watch
             .borrow_mut()
@@ -442,7 +451,6 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         bar.finish_and_clear();
     }
     let mut watch = watch.into_inner();
-    let now = duration;
 
     let mut report = Report {
         scenario: name,
