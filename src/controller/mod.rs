@@ -361,8 +361,8 @@ pub enum PassKind {
 /// One pass over one cluster, as it ended, for whoever watches the loop
 /// (the simulator's report).
 #[derive(Debug)]
-pub struct Pass<'a> {
-    pub cluster: &'a str,
+pub struct Pass {
+    pub cluster: String,
     /// The planner's clock when the pass started.
     pub at: Millis,
     pub kind: PassKind,
@@ -374,8 +374,9 @@ pub struct Pass<'a> {
     pub calls: u64,
     /// Of which reading the cluster.
     pub read_calls: u64,
-    pub outcome: &'a backend::Result<Reconciled>,
-    /// When the loop reads again after a failure (the backoff).
+    pub outcome: backend::Result<Reconciled>,
+    /// When the loop reads again after a failure (the backoff), known once
+    /// every cluster's pass has ended.
     pub retry_in: Option<std::time::Duration>,
 }
 
@@ -657,7 +658,7 @@ pub async fn run<B: Backend, E: EventSource>(
     events: Option<&E>,
     options: &RunOptions,
     observer: &crate::observe::Observer,
-    on_pass: &mut dyn FnMut(&Pass<'_>),
+    on_pass: &mut dyn FnMut(&Pass),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunSummary> {
     let specs = files(options).unwrap_or_default();
@@ -799,17 +800,19 @@ pub async fn run<B: Backend, E: EventSource>(
                     }
                 }
             }
-            observer.api_calls(&backend.api_calls(), &backend.api_throttles());
-            let calls = total_calls(backend) - calls_before;
-            passes.push((
+            let calls = backend.api_calls();
+            observer.api_calls(&calls, &backend.api_throttles());
+            passes.push(Pass {
                 cluster,
-                now,
+                at: now,
+                kind,
                 read,
-                started.elapsed(),
-                calls,
+                took: started.elapsed(),
+                calls: calls.values().sum::<u64>() - calls_before,
                 read_calls,
                 outcome,
-            ));
+                retry_in: None,
+            });
         }
         if options.once {
             return Ok(summary);
@@ -818,18 +821,9 @@ pub async fn run<B: Backend, E: EventSource>(
         // keeps failing.
         schedule.passed(since_epoch(tokio::time::Instant::now()), full, !failed);
         let retry_in = failed.then(|| std::time::Duration::from_millis(schedule.backoff()));
-        for (cluster, at, read, took, calls, read_calls, outcome) in &passes {
-            on_pass(&Pass {
-                cluster,
-                at: *at,
-                kind,
-                read: *read,
-                took: *took,
-                calls: *calls,
-                read_calls: *read_calls,
-                outcome,
-                retry_in,
-            });
+        for pass in &mut passes {
+            pass.retry_in = retry_in;
+            on_pass(pass);
         }
         // Wait for the resync, the next metric period of scaling policies,
         // or news from the event queue (debounced).

@@ -171,7 +171,7 @@ impl Watch<'_> {
     }
 
     /// One pass of the controller, as it ended.
-    fn pass(&mut self, pass: &controller::Pass<'_>) {
+    fn pass(&mut self, pass: &controller::Pass) {
         let now = pass.at;
         self.passes.push(PassReport {
             at_s: now as f64 / 1000.0,
@@ -182,7 +182,7 @@ impl Watch<'_> {
             read_calls: pass.read_calls,
             ok: pass.outcome.is_ok(),
         });
-        let outcome = match pass.outcome {
+        let outcome = match &pass.outcome {
             Err(e) => {
                 self.failed_snapshots += 1;
                 let retry = pass.retry_in.unwrap_or_default().as_secs();
@@ -428,7 +428,7 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
     // The controller, until just after the last second (a pass due at the
     // last second still runs).
     let controller = async {
-        let mut on_pass = |pass: &controller::Pass<'_>| watch.borrow_mut().pass(pass);
+        let mut on_pass = |pass: &controller::Pass| watch.borrow_mut().pass(pass);
         let ran = controller::run(
             &backend,
             Some(&source),
