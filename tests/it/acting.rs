@@ -325,18 +325,8 @@ async fn after_events_protection_is_read_again_before_any_stop() {
     let hosts = cluster(&moto, &c.ecs, [1, 1, 1, 1, 1, 1]).await;
     let queue_url = crate::aws::installed_queue(&c).await;
     let specs = specs_dir(UNBALANCED);
-    let mut child = run_controller(
-        &moto,
-        specs.path().to_str().unwrap(),
-        &[
-            "--queue-url",
-            &queue_url,
-            "--resync",
-            "1h",
-            "--listen",
-            "off",
-        ],
-    );
+    let mut child =
+        crate::aws::run_on_events(&moto, specs.path().to_str().unwrap(), &queue_url, "off");
     let lines = lines_of(&mut child);
     let mut seen = vec![];
     wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
@@ -447,17 +437,11 @@ async fn two_thousand_events_are_drained_in_batches_with_one_pass_per_window() {
     cluster(&moto, &c.ecs, [1, 1, 1, 1, 1, 1]).await;
     let queue_url = crate::aws::installed_queue(&c).await;
     let specs = specs_dir(UNBALANCED);
-    let mut child = run_controller(
+    let mut child = crate::aws::run_on_events(
         &moto,
         specs.path().to_str().unwrap(),
-        &[
-            "--queue-url",
-            &queue_url,
-            "--resync",
-            "1h",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        &queue_url,
+        "127.0.0.1:0",
     );
     let lines = lines_of(&mut child);
     let mut seen = vec![];

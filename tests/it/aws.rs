@@ -1098,17 +1098,11 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
     let queue_url = installed_queue(&c).await;
     let specs = specs_dir("  placement: {azBalanced: true}\n");
 
-    let mut child = run_controller(
+    let mut child = run_on_events(
         &moto,
         specs.path().to_str().unwrap(),
-        &[
-            "--queue-url",
-            &queue_url,
-            "--resync",
-            "1h",
-            "--listen",
-            "127.0.0.1:0",
-        ],
+        &queue_url,
+        "127.0.0.1:0",
     );
     let lines = lines_of(&mut child);
     let mut seen = vec![];
@@ -1664,6 +1658,23 @@ pub(crate) fn run_controller(moto: &Moto, specs: &str, args: &[&str]) -> Child {
     let mut all = vec!["run", "--specs", specs];
     all.extend_from_slice(args);
     controller(moto, &all, &[])
+}
+
+/// The binary running on the event queue with an hourly resync (so that
+/// only events make passes), serving its status on `listen`.
+pub(crate) fn run_on_events(moto: &Moto, specs: &str, queue_url: &str, listen: &str) -> Child {
+    run_controller(
+        moto,
+        specs,
+        &[
+            "--queue-url",
+            queue_url,
+            "--resync",
+            "1h",
+            "--listen",
+            listen,
+        ],
+    )
 }
 
 /// The binary running as a controller against moto, its output piped.
