@@ -20,7 +20,7 @@ use aws_sdk_ecs::types::{DesiredStatus, ServiceField};
 
 use crate::api_counter::ApiCounter;
 use crate::backend::MetricQuery;
-use crate::backend::{self, Backend, limits};
+use crate::backend::{self, Backend, DESCRIBE_IN_FLIGHT, limits};
 use crate::model::{
     BinpackField, ClusterSnapshot, Instance, InstanceStatus, MemberOf, PlacementConstraint,
     PlacementField, PlacementStrategy, Resources, Service, TaskStatus, ZONE_ATTRIBUTE,
@@ -96,7 +96,6 @@ impl AwsClients {
 
 /// ECS's page size, as the SDK takes it.
 const PAGE: i32 = limits::LIST_PAGE as i32;
-use crate::backend::DESCRIBE_IN_FLIGHT as DESCRIBE_CONCURRENCY;
 
 /// The ECS API as a [`Backend`].
 #[derive(Debug)]
@@ -215,7 +214,7 @@ impl AwsBackend {
         }
     }
 
-    /// One call per batch of `ids`, at most [`DESCRIBE_CONCURRENCY`] in
+    /// One call per batch of `ids`, at most [`DESCRIBE_IN_FLIGHT`] in
     /// flight, each counted and paced; the outputs in order, or the first
     /// error.
     async fn batched<O, E, R, F, Fut>(
@@ -240,7 +239,7 @@ impl AwsBackend {
                     call.await.map_err(|e| api_error(operation, e))
                 }
             })
-            .buffered(DESCRIBE_CONCURRENCY)
+            .buffered(DESCRIBE_IN_FLIGHT)
             .try_collect()
             .await
     }
@@ -905,13 +904,14 @@ impl SqsEvents {
             queue_url: queue_url.to_owned(),
         }
     }
+}
+
+impl crate::events::EventSource for SqsEvents {
+    type Error = QueueError;
 
     /// Long-polls for up to [`limits::SQS_BATCH`] messages, waiting at most
     /// `wait` in whole seconds (SQS allows 20 s; 0 answers at once).
-    async fn receive_messages(
-        &self,
-        wait: std::time::Duration,
-    ) -> Result<Vec<Message>, QueueError> {
+    async fn receive(&self, wait: std::time::Duration) -> Result<Vec<Message>, QueueError> {
         let out = self
             .sqs
             .receive_message()
@@ -935,7 +935,7 @@ impl SqsEvents {
     /// Deletes handled messages, ten to a DeleteMessageBatch call (SQS's
     /// limit). A message not deleted comes back after the queue's
     /// visibility timeout, and is dropped then as a duplicate.
-    async fn delete_messages(&self, messages: &[Message]) -> Result<(), QueueError> {
+    async fn delete(&self, messages: &[Message]) -> Result<(), QueueError> {
         use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
         let mut failed = vec![];
         for chunk in messages.chunks(limits::SQS_BATCH) {
@@ -969,17 +969,5 @@ impl SqsEvents {
         } else {
             Err(QueueError::NotDeleted(failed))
         }
-    }
-}
-
-impl crate::events::EventSource for SqsEvents {
-    type Error = QueueError;
-
-    async fn receive(&self, wait: std::time::Duration) -> Result<Vec<Message>, QueueError> {
-        self.receive_messages(wait).await
-    }
-
-    async fn delete(&self, messages: &[Message]) -> Result<(), QueueError> {
-        self.delete_messages(messages).await
     }
 }
