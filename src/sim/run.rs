@@ -159,7 +159,6 @@ struct Watch<'a> {
     /// The last line printed per policy and service, to print changes only.
     last_said: BTreeMap<(String, String), String>,
     passes: Vec<PassReport>,
-    failed_snapshots: u64,
     failed_actions: u64,
 }
 
@@ -184,7 +183,6 @@ impl Watch<'_> {
         });
         let outcome = match &pass.outcome {
             Err(e) => {
-                self.failed_snapshots += 1;
                 let retry = pass.retry_in.unwrap_or_default().as_secs();
                 self.say(format_args!(
                     "[{}] reconcile failed: {e}; retrying in {retry}s",
@@ -370,7 +368,6 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         trackers: BTreeMap::new(),
         last_said: BTreeMap::new(),
         passes: vec![],
-        failed_snapshots: 0,
         failed_actions: 0,
     });
     let at = |ms: Millis| epoch + std::time::Duration::from_millis(ms);
@@ -456,7 +453,7 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         scenario: name,
         duration_s: duration as f64 / 1000.0,
         reconciles: watch.passes.len() as u64,
-        failed_snapshots: watch.failed_snapshots,
+        failed_snapshots: watch.passes.iter().filter(|p| !p.ok).count() as u64,
         failed_actions: watch.failed_actions,
         events_delivered: source.delivered(),
         events_duplicate: observer.events_counted("duplicate"),
