@@ -18,6 +18,7 @@ use crate::model::{ClusterSnapshot, Millis};
 use crate::plan::{self, Action, ActionKind, Plan, ScalingInput};
 use crate::refresh::Touched;
 
+mod intake;
 pub mod schedule;
 
 pub use crate::outcome::Reconciled;
@@ -689,8 +690,7 @@ pub async fn run<B: Backend, E: EventSource>(
         options.resync.as_millis() as Millis,
         scaling_interval(&policies),
     );
-    // The last receive brought a full batch: more are likely waiting.
-    let mut queue_full = false;
+    let mut inbox = events.filter(|_| !options.once).map(intake::Intake::new);
     let mut watcher = if options.once || files(options).is_none() {
         None
     } else {
@@ -760,59 +760,83 @@ pub async fn run<B: Backend, E: EventSource>(
         };
         let mut failed = false;
         let mut passes = vec![];
-        for cluster in clusters(&effective, options.cluster.as_deref()) {
-            summary.reconciles += 1;
-            let started = tokio::time::Instant::now();
-            let calls_before = total_calls(backend);
-            let now = options.clock.now();
-            let view = views.entry(cluster.clone()).or_default();
-            // Scaled services' desired counts are read again every pass.
-            view.touch_scaled(&effective);
-            let scaling = scalings.entry(cluster.clone()).or_default();
-            let mut read = std::time::Duration::ZERO;
-            let mut read_calls = 0;
-            let outcome = match view.read(backend, &cluster, full).await {
-                Ok(snapshot) => {
-                    read = started.elapsed();
-                    read_calls = total_calls(backend) - calls_before;
-                    reconcile(backend, &cluster, snapshot, full, &effective, now, scaling).await
-                }
-                Err(e) => Err(e),
-            };
-            match &outcome {
-                Err(e) => {
-                    failed = true;
-                    summary.failed_reconciles += 1;
-                    observer.failed(&cluster);
-                    tracing::warn!("{cluster}: no snapshot, nothing done: {e}");
-                }
-                Ok(outcome) => {
-                    view.note_executed(&outcome.executed);
-                    let changes = observer.reconciled(&cluster, full, outcome);
-                    report(&cluster, outcome, &mut summary);
-                    if let Some(audit) = &options.audit {
-                        let entries = crate::audit::entries(&cluster, outcome, &changes);
-                        if !entries.is_empty()
-                            && let Err(e) = audit.publish(&entries).await
-                        {
-                            tracing::warn!("audit: {e}; {} events dropped", entries.len());
+        let mut received = vec![];
+        let pass = async {
+            for cluster in clusters(&effective, options.cluster.as_deref()) {
+                summary.reconciles += 1;
+                let started = tokio::time::Instant::now();
+                let calls_before = total_calls(backend);
+                let now = options.clock.now();
+                let view = views.entry(cluster.clone()).or_default();
+                // Scaled services' desired counts are read again every pass.
+                view.touch_scaled(&effective);
+                let scaling = scalings.entry(cluster.clone()).or_default();
+                let mut read = std::time::Duration::ZERO;
+                let mut read_calls = 0;
+                let outcome = match view.read(backend, &cluster, full).await {
+                    Ok(snapshot) => {
+                        read = started.elapsed();
+                        read_calls = total_calls(backend) - calls_before;
+                        reconcile(backend, &cluster, snapshot, full, &effective, now, scaling).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match &outcome {
+                    Err(e) => {
+                        failed = true;
+                        summary.failed_reconciles += 1;
+                        observer.failed(&cluster);
+                        tracing::warn!("{cluster}: no snapshot, nothing done: {e}");
+                    }
+                    Ok(outcome) => {
+                        view.note_executed(&outcome.executed);
+                        let changes = observer.reconciled(&cluster, full, outcome);
+                        report(&cluster, outcome, &mut summary);
+                        if let Some(audit) = &options.audit {
+                            let entries = crate::audit::entries(&cluster, outcome, &changes);
+                            if !entries.is_empty()
+                                && let Err(e) = audit.publish(&entries).await
+                            {
+                                tracing::warn!("audit: {e}; {} events dropped", entries.len());
+                            }
                         }
                     }
                 }
+                let calls = backend.api_calls();
+                observer.api_calls(&calls, &backend.api_throttles());
+                passes.push(Pass {
+                    cluster,
+                    at: now,
+                    kind,
+                    read,
+                    took: started.elapsed(),
+                    calls: calls.values().sum::<u64>() - calls_before,
+                    read_calls,
+                    outcome,
+                    retry_in: None,
+                });
             }
-            let calls = backend.api_calls();
-            observer.api_calls(&calls, &backend.api_throttles());
-            passes.push(Pass {
-                cluster,
-                at: now,
-                kind,
-                read,
-                took: started.elapsed(),
-                calls: calls.values().sum::<u64>() - calls_before,
-                read_calls,
-                outcome,
-                retry_in: None,
-            });
+        };
+        // Events that come while the pass runs are taken in (and deleted)
+        // now, and admitted after it.
+        {
+            tokio::pin!(pass);
+            loop {
+                let receive = async {
+                    match inbox.as_mut() {
+                        Some(inbox) => inbox.next().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    () = &mut pass => break,
+                    batch = receive => match batch {
+                        Ok(batch) => received.extend(batch),
+                        Err(e) => tracing::warn!("events: {e}; retrying in {}s", intake::RETRY_AFTER.as_secs()),
+                    },
+                }
+            }
         }
         if options.once {
             return Ok(summary);
@@ -827,8 +851,28 @@ pub async fn run<B: Backend, E: EventSource>(
         }
         // Wait for the resync, the next metric period of scaling policies,
         // or news from the event queue (debounced).
-        let mut intake = Intake::default();
+        let mut tally = intake::Tally::default();
         let managed = clusters(&policies, options.cluster.as_deref());
+        let mut admit = |messages: &[crate::events::Message],
+                         schedule: &mut Schedule,
+                         tally: &mut intake::Tally,
+                         now| {
+            intake::Admit {
+                managed: &managed,
+                dedupe: &mut dedupe,
+                views: &mut views,
+                schedule,
+                observer,
+                tally,
+            }
+            .messages(messages, now)
+        };
+        admit(
+            &std::mem::take(&mut received),
+            &mut schedule,
+            &mut tally,
+            since_epoch(tokio::time::Instant::now()),
+        );
         loop {
             let now = tokio::time::Instant::now();
             if let (Some(git), Some(at)) = (git(options), next_poll)
@@ -870,9 +914,9 @@ pub async fn run<B: Backend, E: EventSource>(
                     return Ok(summary);
                 }
                 if schedule.events_pending() && !schedule.full_due(since_epoch(now)) {
-                    tracing::info!("events: reconciling what they touched: {intake}");
-                } else if !intake.is_empty() {
-                    tracing::info!("events: {intake}");
+                    tracing::info!("events: reconciling what they touched: {tally}");
+                } else if !tally.is_empty() {
+                    tracing::info!("events: {tally}");
                 }
                 break;
             }
@@ -888,33 +932,22 @@ pub async fn run<B: Backend, E: EventSource>(
                     None => std::future::pending().await,
                 }
             };
-            // Long polls in whole seconds; while messages come in full
-            // batches, short polls keep the queue drained between them.
-            let poll = if wait >= std::time::Duration::from_secs(1) {
-                Some(wait)
-            } else {
-                queue_full.then_some(std::time::Duration::ZERO)
-            };
-            let received = match (events, poll) {
-                (Some(queue), Some(poll)) => {
-                    tokio::select! {
-                        received = queue.receive(poll) => Wake::Received(received),
-                        () = specs_changed => Wake::SpecsChanged,
-                        () = gained => Wake::Leader,
-                        () = &mut shutdown => Wake::Shutdown,
-                    }
-                }
-                _ => {
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => Wake::Received(Ok(vec![])),
-                        () = specs_changed => Wake::SpecsChanged,
-                        () = gained => Wake::Leader,
-                        () = &mut shutdown => Wake::Shutdown,
-                    }
+            let receive = async {
+                match inbox.as_mut() {
+                    Some(inbox) => inbox.next().await,
+                    None => std::future::pending().await,
                 }
             };
-            let received = match received {
+            let wake = tokio::select! {
+                received = receive => Wake::Received(received),
+                () = tokio::time::sleep(wait) => Wake::Due,
+                () = specs_changed => Wake::SpecsChanged,
+                () = gained => Wake::Leader,
+                () = &mut shutdown => Wake::Shutdown,
+            };
+            let received = match wake {
                 Wake::Received(received) => received,
+                Wake::Due => continue,
                 Wake::Leader => {
                     tracing::info!("leader: took the lease, reconciling");
                     break;
@@ -949,58 +982,17 @@ pub async fn run<B: Backend, E: EventSource>(
                     }
                 }
             };
-            let messages = match received {
-                Ok(m) => m,
-                Err(e) => {
-                    queue_full = false;
-                    tracing::warn!("events: {e}; retrying in 1s");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    continue;
-                }
-            };
-            queue_full = messages.len() >= crate::backend::limits::SQS_BATCH;
-            for message in &messages {
-                match crate::events::parse(&message.body) {
-                    Err(why) => {
-                        observer.event("malformed");
-                        intake.malformed += 1;
-                        tracing::warn!("events: malformed message {}: {why}; deleted", message.id);
-                    }
-                    Ok(event) if !managed.contains(&event.cluster) => {}
-                    Ok(event) => match dedupe.admit(&event) {
-                        crate::events::Admission::New => {
-                            observer.event("new");
-                            if let Some(happened) = event.time {
-                                observer.event_lag(happened);
-                            }
-                            tracing::debug!(
-                                "events: {:?} {} (cluster {})",
-                                event.kind,
-                                event.resource,
-                                event.cluster
-                            );
-                            *intake.new.entry(format!("{:?}", event.kind)).or_default() += 1;
-                            views.entry(event.cluster.clone()).or_default().note(&event);
-                            schedule.event(since_epoch(tokio::time::Instant::now()));
-                        }
-                        crate::events::Admission::Duplicate => {
-                            observer.event("duplicate");
-                            intake.duplicate += 1;
-                        }
-                        crate::events::Admission::Stale => {
-                            observer.event("stale");
-                            intake.stale += 1;
-                        }
-                    },
-                }
-            }
-            // Deleted once handled, ten to a call: a crash before this
-            // means redelivery, not loss.
-            if let Some(queue) = events
-                && !messages.is_empty()
-                && let Err(e) = queue.delete(&messages).await
-            {
-                tracing::warn!("events: {e}");
+            match received {
+                Ok(messages) => admit(
+                    &messages,
+                    &mut schedule,
+                    &mut tally,
+                    since_epoch(tokio::time::Instant::now()),
+                ),
+                Err(e) => tracing::warn!(
+                    "events: {e}; retrying in {}s",
+                    intake::RETRY_AFTER.as_secs()
+                ),
             }
         }
     }
@@ -1025,47 +1017,11 @@ pub fn scaling_interval(policies: &[Policy]) -> Option<Millis> {
         .map(|d| d.max(std::time::Duration::from_secs(10)).as_millis() as Millis)
 }
 
-/// The events taken in since the last pass, for one line when the next
-/// pass starts (each event is logged at DEBUG only: a deployment on a
-/// large cluster makes thousands a minute).
-#[derive(Debug, Default)]
-struct Intake {
-    new: std::collections::BTreeMap<String, u32>,
-    duplicate: u32,
-    stale: u32,
-    malformed: u32,
-}
-
-impl Intake {
-    fn is_empty(&self) -> bool {
-        self.new.is_empty() && self.duplicate + self.stale + self.malformed == 0
-    }
-}
-
-impl std::fmt::Display for Intake {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let new: u32 = self.new.values().sum();
-        let kinds: Vec<String> = self.new.iter().map(|(k, n)| format!("{k} {n}")).collect();
-        write!(f, "{new} new")?;
-        if !kinds.is_empty() {
-            write!(f, " ({})", kinds.join(", "))?;
-        }
-        for (n, what) in [
-            (self.duplicate, "duplicate"),
-            (self.stale, "stale"),
-            (self.malformed, "malformed"),
-        ] {
-            if n > 0 {
-                write!(f, ", {n} {what}")?;
-            }
-        }
-        Ok(())
-    }
-}
-
 /// What ended a wait.
 enum Wake<E> {
     Received(Result<Vec<crate::events::Message>, E>),
+    /// The next pass is due.
+    Due,
     SpecsChanged,
     Leader,
     Shutdown,

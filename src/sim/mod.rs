@@ -921,9 +921,11 @@ impl Simulator {
 /// loop receives them ten at a time, as from SQS.
 #[derive(Debug, Default)]
 pub struct SimEvents {
-    queue: std::cell::RefCell<VecDeque<crate::events::Message>>,
+    /// Each message with the (tokio) instant it was queued.
+    queue: std::cell::RefCell<VecDeque<(tokio::time::Instant, crate::events::Message)>>,
     arrived: tokio::sync::Notify,
     delivered: std::cell::Cell<u64>,
+    longest_wait: std::cell::Cell<std::time::Duration>,
 }
 
 impl SimEvents {
@@ -933,13 +935,17 @@ impl SimEvents {
             return;
         }
         let mut queue = self.queue.borrow_mut();
+        let now = tokio::time::Instant::now();
         for event in events {
             let id = event["id"].as_str().unwrap_or_default().to_owned();
-            queue.push_back(crate::events::Message {
-                receipt: id.clone(),
-                id,
-                body: event.to_string(),
-            });
+            queue.push_back((
+                now,
+                crate::events::Message {
+                    receipt: id.clone(),
+                    id,
+                    body: event.to_string(),
+                },
+            ));
         }
         self.arrived.notify_one();
     }
@@ -949,11 +955,21 @@ impl SimEvents {
         self.delivered.get()
     }
 
+    /// The longest a message waited in the queue before the controller
+    /// received it.
+    pub fn longest_wait(&self) -> std::time::Duration {
+        self.longest_wait.get()
+    }
+
     fn take_batch(&self) -> Vec<crate::events::Message> {
         let mut queue = self.queue.borrow_mut();
         let n = queue.len().min(limits::SQS_BATCH);
         self.delivered.set(self.delivered.get() + n as u64);
-        queue.drain(..n).collect()
+        if let Some((queued, _)) = queue.front() {
+            let waited = queued.elapsed();
+            self.longest_wait.set(self.longest_wait.get().max(waited));
+        }
+        queue.drain(..n).map(|(_, message)| message).collect()
     }
 }
 

@@ -80,6 +80,9 @@ pub struct Report {
     /// Older than an event already seen for the same resource, and dropped.
     pub events_stale: u64,
     pub events_malformed: u64,
+    /// The longest an event waited in the queue before the controller
+    /// received it, in virtual seconds.
+    pub event_wait_max_s: f64,
     pub services: Vec<ServiceReport>,
     pub api_calls: BTreeMap<String, u64>,
     /// Calls refused by an injected throttle, per operation.
@@ -459,6 +462,7 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         events_duplicate: observer.events_counted("duplicate"),
         events_stale: observer.events_counted("stale"),
         events_malformed: observer.events_counted("malformed"),
+        event_wait_max_s: source.longest_wait().as_secs_f64(),
         services: vec![],
         api_calls: BTreeMap::new(),
         api_throttles: BTreeMap::new(),

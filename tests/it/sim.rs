@@ -245,6 +245,30 @@ fn a_read_failing_again_and_again_is_retried_backing_off_to_a_minute() {
     assert!(report.services.iter().all(|s| s.tasks_moved == 0));
 }
 
+/// A receive is kept in flight while a pass runs: with every call taking
+/// 2 s, a full pass takes 12 s, yet the events of a zone failing in the
+/// middle of one are taken in the moment they are queued, not when the
+/// pass ends.
+#[test]
+fn events_are_taken_in_while_a_long_pass_runs() {
+    let text = std::fs::read_to_string(repo("examples/scenarios/zone-failure-and-recovery.yaml"))
+        .unwrap()
+        .replace("  timeline:", "  apiLatency: 2s\n  timeline:")
+        .replace("    - at: 2m\n", "    - at: 80s\n");
+    let s = scenario::from_text("slow.yaml", &text, &repo("examples/scenarios")).unwrap();
+    let report = run_report(s);
+    check_invariants(&report);
+    // The zone fails at 80 s, during the full pass that starts at 74 s.
+    let during = report
+        .passes
+        .iter()
+        .find(|p| p.at_s < 80.0 && p.at_s + p.took_s > 80.0)
+        .unwrap_or_else(|| panic!("no pass runs at 80 s: {:#?}", report.passes));
+    assert!(during.took_s >= 10.0, "{during:?}");
+    assert!(report.events_delivered > 0);
+    assert_eq!(report.event_wait_max_s, 0.0, "{:#?}", report.passes);
+}
+
 #[test]
 fn a_host_joining_during_a_rebalance_with_events_lost_stays_within_budget_and_converges() {
     let text = std::fs::read_to_string(repo("examples/scenarios/host-joins-after-scale-out.yaml"))
