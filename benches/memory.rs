@@ -16,8 +16,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use stevedore::backend::Backend;
+use stevedore::backend::refresh::{self, Delta, TaskRecord};
 use stevedore::controller::{self, ClusterView};
-use stevedore::refresh::{self, Delta, TaskRecord};
 use stevedore::sim::{SimBackend, scenario};
 
 struct Counting;
@@ -107,7 +107,7 @@ fn main() {
         backend.lock().advance(now + 120_000);
         let events = backend.lock().take_events();
         for event in &events {
-            if let Ok(event) = stevedore::events::parse(&event.to_string()) {
+            if let Ok(event) = stevedore::backend::events::parse(&event.to_string()) {
                 view.note(&event);
             }
         }
@@ -178,15 +178,15 @@ fn dedupe_memory(tasks: usize) {
     };
     for stop in [true, false] {
         let before = current();
-        let mut dedupe = stevedore::events::Dedupe::default();
+        let mut dedupe = stevedore::backend::events::Dedupe::default();
         let mut at = vec![];
         for task in 0..tasks {
             for (step, status) in ["PENDING", "RUNNING", "STOPPED"].iter().enumerate() {
                 if *status == "STOPPED" && !stop {
                     continue;
                 }
-                let parsed =
-                    stevedore::events::parse(&event(task, step + 1, status)).expect("an event");
+                let parsed = stevedore::backend::events::parse(&event(task, step + 1, status))
+                    .expect("an event");
                 dedupe.admit(&parsed);
             }
             if (task + 1) % (tasks / 3) == 0 {

@@ -307,9 +307,9 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             dry_run,
             endpoint_url,
         } => installer(endpoint_url.as_deref(), err, |clients, runtime| {
-            let queue = queue_name.unwrap_or_else(|| crate::iam::default_queue(&cluster));
+            let queue = queue_name.unwrap_or_else(|| crate::setup::iam::default_queue(&cluster));
             runtime
-                .block_on(crate::install::install(
+                .block_on(crate::setup::install::install(
                     clients, &cluster, &queue, dry_run, out,
                 ))
                 .map(drop)
@@ -319,8 +319,10 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             queue_name,
             endpoint_url,
         } => installer(endpoint_url.as_deref(), err, |clients, runtime| {
-            let queue = queue_name.unwrap_or_else(|| crate::iam::default_queue(&cluster));
-            runtime.block_on(crate::install::uninstall(clients, &cluster, &queue, out))
+            let queue = queue_name.unwrap_or_else(|| crate::setup::iam::default_queue(&cluster));
+            runtime.block_on(crate::setup::install::uninstall(
+                clients, &cluster, &queue, out,
+            ))
         }),
         Command::IamPolicy {
             cluster,
@@ -330,8 +332,8 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             role,
             lease_table,
         } => {
-            let queue = queue_name.unwrap_or_else(|| crate::iam::default_queue(&cluster));
-            let scope = crate::iam::Scope {
+            let queue = queue_name.unwrap_or_else(|| crate::setup::iam::default_queue(&cluster));
+            let scope = crate::setup::iam::Scope {
                 cluster: &cluster,
                 region: region.as_deref(),
                 account: account.as_deref(),
@@ -339,10 +341,10 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
             };
             let policy = match (role, lease_table) {
                 (IamRole::Controller, Some(table)) => {
-                    crate::iam::with_lease(crate::iam::policy(&scope), &scope, &table)
+                    crate::setup::iam::with_lease(crate::setup::iam::policy(&scope), &scope, &table)
                 }
-                (IamRole::Controller, None) => crate::iam::policy(&scope),
-                (IamRole::Installer, _) => crate::iam::installer_policy(&scope),
+                (IamRole::Controller, None) => crate::setup::iam::policy(&scope),
+                (IamRole::Installer, _) => crate::setup::iam::installer_policy(&scope),
             };
             serde_json::to_writer_pretty(&mut *out, &policy)
                 .map_err(std::io::Error::from)
@@ -700,15 +702,15 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The repository URL `--specs` names, with the token of
-/// `STEVEDORE_GIT_TOKEN` if set (see [`crate::gitsource::with_token`]).
+/// `STEVEDORE_GIT_TOKEN` if set (see [`crate::source::git::with_token`]).
 fn git_url(url: &std::path::Path, err: &mut dyn Write) -> Result<String, u8> {
-    use crate::gitsource::{TOKEN_USERNAME, TOKEN_VARIABLE, USERNAME_VARIABLE};
+    use crate::source::git::{TOKEN_USERNAME, TOKEN_VARIABLE, USERNAME_VARIABLE};
     let url = url.to_string_lossy().into_owned();
     let Some(token) = std::env::var_os(TOKEN_VARIABLE) else {
         return Ok(url);
     };
     let username = std::env::var(USERNAME_VARIABLE).unwrap_or_else(|_| TOKEN_USERNAME.to_owned());
-    crate::gitsource::with_token(&url, &username, &token.to_string_lossy()).map_err(|e| {
+    crate::source::git::with_token(&url, &username, &token.to_string_lossy()).map_err(|e| {
         let _ = writeln!(err, "error: {e}");
         exit::USAGE
     })
@@ -725,14 +727,14 @@ fn live_policies(
         return Err(exit::USAGE);
     }
     let loaded = match specs {
-        [url] if crate::gitsource::is_url(url) => {
+        [url] if crate::source::git::is_url(url) => {
             let url = git_url(url, err)?;
             // A throwaway clone: `plan` runs once.
             let Ok(cache) = tempfile_dir() else {
                 let _ = writeln!(err, "error: no temporary directory for the clone");
                 return Err(exit::USAGE);
             };
-            let source = crate::gitsource::GitSource {
+            let source = crate::source::git::GitSource {
                 url,
                 reference: git_ref.to_owned(),
                 cache: cache.join("clone"),
@@ -880,7 +882,7 @@ fn run_controller(
         git,
     } = flags;
     let git = match specs {
-        [url] if crate::gitsource::is_url(url) => {
+        [url] if crate::source::git::is_url(url) => {
             let (reference, poll, cache) = git;
             let Ok(poll) = crate::spec::quantity::parse_duration(poll) else {
                 let _ = writeln!(
@@ -901,7 +903,7 @@ fn run_controller(
                 Err(code) => return code,
             };
             Some(crate::controller::GitSpecs {
-                source: crate::gitsource::GitSource {
+                source: crate::source::git::GitSource {
                     url,
                     reference: reference.to_owned(),
                     cache,
@@ -922,9 +924,9 @@ fn run_controller(
     let runtime = runtime();
     // One configuration, and one throttle count, for every client.
     let clients = runtime.block_on(crate::aws::AwsClients::connect(endpoint_url));
-    let audit = audit_bus.map(|bus| crate::audit::Audit::new(clients.eventbridge(), bus));
+    let audit = audit_bus.map(|bus| crate::status::audit::Audit::new(clients.eventbridge(), bus));
     let backend = crate::aws::AwsBackend::from_clients(&clients);
-    let observer = std::sync::Arc::new(crate::observe::Observer::new());
+    let observer = std::sync::Arc::new(crate::status::Observer::new());
     // Leader election: the lease is kept by a task of its own, so a long
     // pass does not let it lapse; writes are fenced by it.
     let (leader, stop_keeping) = match lease {
@@ -942,8 +944,13 @@ fn run_controller(
                 std::env::var("HOSTNAME").unwrap_or_else(|_| "stevedore".into()),
                 std::process::id()
             );
-            let mut lease =
-                crate::lease::Lease::new(clients.dynamodb(), table, name, &holder, duration);
+            let mut lease = crate::controller::lease::Lease::new(
+                clients.dynamodb(),
+                table,
+                name,
+                &holder,
+                duration,
+            );
             // The first pass knows its standing. A lease that cannot be
             // written at all (no such table, access denied) is an error
             // now: a replica that can neither lead nor follow would
@@ -961,7 +968,7 @@ fn run_controller(
             let (send, receive) = tokio::sync::watch::channel(first);
             let (stop, stopped) = tokio::sync::oneshot::channel();
             let observer = std::sync::Arc::clone(&observer);
-            runtime.spawn(crate::lease::keep(
+            runtime.spawn(crate::controller::lease::keep(
                 lease,
                 send,
                 move |answered| observer.lease_answered(answered),
@@ -1021,7 +1028,7 @@ fn run_controller(
                         .local_addr()
                         .map_or(address.to_owned(), |a| a.to_string());
                     tracing::info!(address = %bound, "listening on {bound} (/healthz /readyz /metrics /status)");
-                    runtime.spawn(crate::observe::serve(
+                    runtime.spawn(crate::status::serve(
                         listener,
                         std::sync::Arc::clone(&observer),
                         async {
@@ -1043,7 +1050,7 @@ fn run_controller(
     }
     let result = match leader {
         Some(standing) => {
-            let fenced = crate::lease::Fenced::new(&backend, standing);
+            let fenced = crate::controller::lease::Fenced::new(&backend, standing);
             runtime.block_on(crate::controller::run(
                 &fenced,
                 events.as_ref(),
@@ -1083,7 +1090,7 @@ fn run_controller(
 /// `stevedore status`: a running controller's /status as a table.
 fn status(url: &str, output: Output, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let address = format!("{}/status", url.trim_end_matches('/'));
-    let doc: crate::observe::StatusDoc = match ureq::get(&address)
+    let doc: crate::status::StatusDoc = match ureq::get(&address)
         .call()
         .and_then(|mut r| r.body_mut().read_json())
     {
@@ -1102,7 +1109,7 @@ fn status(url: &str, output: Output, out: &mut dyn Write, err: &mut dyn Write) -
     written.map_or(exit::USAGE, |()| exit::OK)
 }
 
-fn write_status(doc: &crate::observe::StatusDoc, out: &mut dyn Write) -> std::io::Result<()> {
+fn write_status(doc: &crate::status::StatusDoc, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "ready: {}", doc.ready)?;
     let rows: Vec<[String; 5]> = doc
         .policies
@@ -1175,10 +1182,10 @@ fn write_status(doc: &crate::observe::StatusDoc, out: &mut dyn Write) -> std::io
 fn installer(
     endpoint_url: Option<&str>,
     err: &mut dyn Write,
-    work: impl FnOnce(&crate::install::Clients, &tokio::runtime::Runtime) -> Result<(), String>,
+    work: impl FnOnce(&crate::setup::install::Clients, &tokio::runtime::Runtime) -> Result<(), String>,
 ) -> u8 {
     let runtime = runtime();
-    let clients = runtime.block_on(crate::install::Clients::connect(endpoint_url));
+    let clients = runtime.block_on(crate::setup::install::Clients::connect(endpoint_url));
     match work(&clients, &runtime) {
         Ok(()) => exit::OK,
         Err(e) => {

@@ -59,26 +59,15 @@
 //! and `examples/deploy/` the image and its deployment (CloudFormation, an
 //! ECS task definition).
 
-pub mod api_counter;
-pub mod audit;
 pub mod aws;
 pub mod backend;
 pub mod cli;
 pub mod controller;
-pub mod diag;
-pub mod events;
-pub mod gitsource;
-pub mod iam;
-pub mod install;
-pub mod lease;
 pub mod model;
-pub mod observe;
-pub mod outcome;
-pub mod pacing;
 pub mod plan;
-pub mod readings;
-pub mod refresh;
 pub mod schema;
+pub mod setup;
 pub mod sim;
+pub mod source;
 pub mod spec;
-pub mod watch;
+pub mod status;

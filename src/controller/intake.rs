@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::Duration;
 
-use crate::events::{Admission, Dedupe, EventSource, Message};
+use crate::backend::events::{Admission, Dedupe, EventSource, Message};
 use crate::model::Millis;
 
 use super::{ClusterView, Schedule};
@@ -90,7 +90,7 @@ pub struct Admit<'a> {
     pub dedupe: &'a mut Dedupe,
     pub views: &'a mut BTreeMap<String, ClusterView>,
     pub schedule: &'a mut Schedule,
-    pub observer: &'a crate::observe::Observer,
+    pub observer: &'a crate::status::Observer,
     pub tally: &'a mut Tally,
 }
 
@@ -98,7 +98,7 @@ impl Admit<'_> {
     /// Takes in `messages` received by `now`.
     pub fn messages(&mut self, messages: &[Message], now: Millis) {
         for message in messages {
-            match crate::events::parse(&message.body) {
+            match crate::backend::events::parse(&message.body) {
                 Err(why) => {
                     self.observer.event("malformed");
                     self.tally.malformed += 1;

@@ -1,7 +1,7 @@
 //! The controller's reconcile: read the cluster, plan, verify, act, report.
 //! Triggers (events, resync timers, policy changes) only decide *when* this
 //! runs. A resync reads the whole cluster; after events, [`ClusterView`]
-//! reads again only what they touched ([`crate::refresh`]). A failed read
+//! reads again only what they touched ([`crate::backend::refresh`]). A failed read
 //! means no plan and no action, and the view is replaced only after a
 //! complete read.
 //!
@@ -12,16 +12,18 @@
 
 use std::collections::BTreeSet;
 
+use crate::backend::events::{EcsEvent, EventSource};
+use crate::backend::refresh::Touched;
 use crate::backend::{self, Backend};
-use crate::events::{EcsEvent, EventSource};
 use crate::model::{ClusterSnapshot, Millis};
 use crate::plan::{self, Action, ActionKind, Plan, ScalingInput};
-use crate::refresh::Touched;
 
 mod intake;
+pub mod lease;
+pub mod readings;
 pub mod schedule;
 
-pub use crate::outcome::Reconciled;
+pub use crate::status::outcome::Reconciled;
 
 /// Why `run` could not start (once running, failures are retried and
 /// reported, never returned).
@@ -66,7 +68,7 @@ impl ClusterView {
     /// are read again on the next read (nothing if nothing was read yet).
     pub fn touch_scaled(&mut self, policies: &[Policy]) {
         if let Some(snapshot) = &self.snapshot {
-            let scaled = crate::readings::queries(policies, snapshot)
+            let scaled = crate::controller::readings::queries(policies, snapshot)
                 .into_iter()
                 .map(|((_, service), _)| service);
             self.touched.services.extend(scaled);
@@ -138,7 +140,7 @@ pub async fn plan_verified<B: Backend>(
     // every scaled service at its count (bounds still apply) and says why.
     let mut metric_error = None;
     if policies.iter().any(|p| p.scaling.is_some()) {
-        match crate::readings::read(backend, policies, snapshot, now).await {
+        match crate::controller::readings::read(backend, policies, snapshot, now).await {
             Ok(readings) => scaling.readings = readings,
             Err(e) => {
                 scaling.readings.clear();
@@ -302,11 +304,11 @@ pub struct RunOptions {
     /// Time between full resyncs.
     pub resync: std::time::Duration,
     /// Where actions and status changes are published, if anywhere.
-    pub audit: Option<crate::audit::Audit>,
+    pub audit: Option<crate::status::audit::Audit>,
     /// With leader election: this replica's standing, kept by
-    /// [`crate::lease::keep`]. A follower plans and reports, and acts on
-    /// nothing (its backend is also [`crate::lease::Fenced`]).
-    pub leader: Option<tokio::sync::watch::Receiver<crate::lease::Standing>>,
+    /// [`crate::controller::lease::keep`]. A follower plans and reports, and acts on
+    /// nothing (its backend is also [`crate::controller::lease::Fenced`]).
+    pub leader: Option<tokio::sync::watch::Receiver<crate::controller::lease::Standing>>,
     /// Where the policies come from.
     pub policies: PolicySource,
     /// The time the planner sees (cooldowns, metric windows): the wall
@@ -391,7 +393,7 @@ fn leading(options: &RunOptions) -> bool {
 
 /// Resolves when this replica becomes leader; never without leader election.
 async fn leadership_gained(
-    standing: Option<&mut tokio::sync::watch::Receiver<crate::lease::Standing>>,
+    standing: Option<&mut tokio::sync::watch::Receiver<crate::controller::lease::Standing>>,
 ) {
     let Some(standing) = standing else {
         return std::future::pending().await;
@@ -458,7 +460,7 @@ fn adopt(
     policies: &mut Vec<Policy>,
     newer: Vec<Policy>,
     options: &RunOptions,
-    observer: &crate::observe::Observer,
+    observer: &crate::status::Observer,
     schedule: (&mut Schedule, Millis),
 ) {
     *policies = newer;
@@ -488,7 +490,7 @@ impl Reload {
     fn of(
         loaded: Option<Vec<Policy>>,
         current: &[Policy],
-        observer: &crate::observe::Observer,
+        observer: &crate::status::Observer,
     ) -> Reload {
         let reload = match loaded {
             None => Reload::Invalid,
@@ -499,7 +501,7 @@ impl Reload {
         reload
     }
 
-    fn count(&self, observer: &crate::observe::Observer) {
+    fn count(&self, observer: &crate::status::Observer) {
         observer.spec_reload(match self {
             Reload::Changed(_) => "changed",
             Reload::Unchanged => "unchanged",
@@ -523,7 +525,7 @@ const SETTLE_READS: usize = 5;
 async fn reload(
     specs: &[std::path::PathBuf],
     current: &[Policy],
-    observer: &crate::observe::Observer,
+    observer: &crate::status::Observer,
 ) -> Reload {
     let read = || crate::spec::read_paths(specs);
     let first = read();
@@ -610,7 +612,7 @@ fn checked(loaded: Result<crate::spec::Loaded, crate::spec::Error>) -> Option<Ve
 /// Where the policies come from when they come from git.
 #[derive(Debug, Clone)]
 pub struct GitSpecs {
-    pub source: crate::gitsource::GitSource,
+    pub source: crate::source::git::GitSource,
     /// How often to fetch.
     pub poll: std::time::Duration,
 }
@@ -649,7 +651,7 @@ async fn poll_git(
 /// for events, the next resync, a change of the specs or `shutdown`. A
 /// resync reads each cluster in full; events (debounced) make a pass that
 /// reads again only what they touched. The specs are watched
-/// ([`crate::watch`]) and read again at each resync; an invalid change is
+/// ([`crate::source::files`]) and read again at each resync; an invalid change is
 /// reported and the last good policies stay in force. Shutdown is honoured
 /// between passes, so a batch of actions is never left half done: the
 /// caller installs its signal handlers before calling, so that a signal
@@ -658,12 +660,12 @@ pub async fn run<B: Backend, E: EventSource>(
     backend: &B,
     events: Option<&E>,
     options: &RunOptions,
-    observer: &crate::observe::Observer,
+    observer: &crate::status::Observer,
     on_pass: &mut dyn FnMut(&Pass),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunSummary> {
     let specs = files(options).unwrap_or_default();
-    let mut dedupe = crate::events::Dedupe::default();
+    let mut dedupe = crate::backend::events::Dedupe::default();
     // The debounce's clock: milliseconds since the loop started.
     let epoch = tokio::time::Instant::now();
     let since_epoch = |at: tokio::time::Instant| at.duration_since(epoch).as_millis() as Millis;
@@ -696,7 +698,9 @@ pub async fn run<B: Backend, E: EventSource>(
     } else {
         // Registering watches blocks on notify's thread: not on this one.
         let paths = specs.to_vec();
-        match tokio::task::spawn_blocking(move || crate::watch::SpecWatcher::new(&paths)).await {
+        match tokio::task::spawn_blocking(move || crate::source::files::SpecWatcher::new(&paths))
+            .await
+        {
             Ok(Ok(w)) => Some(w),
             Ok(Err(e)) => {
                 tracing::info!("specs: cannot watch ({e}); reading them again at each resync");
@@ -793,7 +797,8 @@ pub async fn run<B: Backend, E: EventSource>(
                         let changes = observer.reconciled(&cluster, full, outcome);
                         report(&cluster, outcome, &mut summary);
                         if let Some(audit) = &options.audit {
-                            let entries = crate::audit::entries(&cluster, outcome, &changes);
+                            let entries =
+                                crate::status::audit::entries(&cluster, outcome, &changes);
                             if !entries.is_empty()
                                 && let Err(e) = audit.publish(&entries).await
                             {
@@ -853,7 +858,7 @@ pub async fn run<B: Backend, E: EventSource>(
         // or news from the event queue (debounced).
         let mut tally = intake::Tally::default();
         let managed = clusters(&policies, options.cluster.as_deref());
-        let mut admit = |messages: &[crate::events::Message],
+        let mut admit = |messages: &[crate::backend::events::Message],
                          schedule: &mut Schedule,
                          tally: &mut intake::Tally,
                          now| {
@@ -1019,7 +1024,7 @@ pub fn scaling_interval(policies: &[Policy]) -> Option<Millis> {
 
 /// What ended a wait.
 enum Wake<E> {
-    Received(Result<Vec<crate::events::Message>, E>),
+    Received(Result<Vec<crate::backend::events::Message>, E>),
     /// The next pass is due.
     Due,
     SpecsChanged,

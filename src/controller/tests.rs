@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::{Reload, SETTLE, reload, settle};
-use crate::observe::Observer;
+use crate::status::Observer;
 
 const WEB: &str = include_str!("../../specs/payments/web.yaml");
 

@@ -23,11 +23,11 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use crate::backend::MetricQuery;
+use crate::backend::pacing::{TokenBucket, answered};
+use crate::backend::refresh::{self, Delta, TaskRecord, Touched};
 use crate::backend::{self, Backend};
 use crate::model::{ClusterSnapshot, Instance, InstanceStatus, Millis, Service, Task, TaskStatus};
-use crate::pacing::{TokenBucket, answered};
 use crate::plan::placement::PlacementView;
-use crate::refresh::{self, Delta, TaskRecord, Touched};
 
 /// How long things take, in virtual milliseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -922,7 +922,7 @@ impl Simulator {
 #[derive(Debug, Default)]
 pub struct SimEvents {
     /// Each message with the (tokio) instant it was queued.
-    queue: std::cell::RefCell<VecDeque<(tokio::time::Instant, crate::events::Message)>>,
+    queue: std::cell::RefCell<VecDeque<(tokio::time::Instant, crate::backend::events::Message)>>,
     arrived: tokio::sync::Notify,
     delivered: std::cell::Cell<u64>,
     longest_wait: std::cell::Cell<std::time::Duration>,
@@ -940,7 +940,7 @@ impl SimEvents {
             let id = event["id"].as_str().unwrap_or_default().to_owned();
             queue.push_back((
                 now,
-                crate::events::Message {
+                crate::backend::events::Message {
                     receipt: id.clone(),
                     id,
                     body: event.to_string(),
@@ -961,7 +961,7 @@ impl SimEvents {
         self.longest_wait.get()
     }
 
-    fn take_batch(&self) -> Vec<crate::events::Message> {
+    fn take_batch(&self) -> Vec<crate::backend::events::Message> {
         let mut queue = self.queue.borrow_mut();
         let n = queue.len().min(limits::SQS_BATCH);
         self.delivered.set(self.delivered.get() + n as u64);
@@ -973,13 +973,13 @@ impl SimEvents {
     }
 }
 
-impl crate::events::EventSource for SimEvents {
+impl crate::backend::events::EventSource for SimEvents {
     type Error = std::convert::Infallible;
 
     async fn receive(
         &self,
         wait: std::time::Duration,
-    ) -> Result<Vec<crate::events::Message>, Self::Error> {
+    ) -> Result<Vec<crate::backend::events::Message>, Self::Error> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let batch = self.take_batch();
@@ -996,7 +996,10 @@ impl crate::events::EventSource for SimEvents {
         }
     }
 
-    async fn delete(&self, _messages: &[crate::events::Message]) -> Result<(), Self::Error> {
+    async fn delete(
+        &self,
+        _messages: &[crate::backend::events::Message],
+    ) -> Result<(), Self::Error> {
         Ok(())
     }
 }

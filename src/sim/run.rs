@@ -355,7 +355,7 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
     let epoch = tokio::time::Instant::now();
     let backend = SimBackend::timed(sim, epoch);
     let source = SimEvents::default();
-    let observer = crate::observe::Observer::new();
+    let observer = crate::status::Observer::new();
     let progress = if display.progress {
         let bar = indicatif::ProgressBar::new(duration / 1000);
         bar.set_style(

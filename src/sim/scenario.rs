@@ -51,7 +51,7 @@ pub enum Error {
     Invalid { path: String, message: String },
     /// The scenario's policies are invalid; the diagnostics say why.
     #[error("the scenario's policies are invalid")]
-    Policies(Vec<crate::diag::Diagnostic>),
+    Policies(Vec<crate::spec::diag::Diagnostic>),
     #[error(transparent)]
     Spec(#[from] spec::Error),
 }

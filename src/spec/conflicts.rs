@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::policy::{Policy, ServiceMatch};
-use crate::diag::{Diagnostic, Position, Rule};
+use crate::spec::diag::{Diagnostic, Position, Rule};
 
 /// Checks that every name is used once. Takes the names of all decoded
 /// documents, valid or not, so a duplicate is reported even beside other errors.

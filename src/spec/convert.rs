@@ -15,7 +15,7 @@ use super::policy::{
 use super::quantity::{IntOrPercent, parse_duration, parse_percent};
 use super::source::SourceFile;
 use super::v1alpha1 as wire;
-use crate::diag::{Diagnostic, Rule, closest};
+use crate::spec::diag::{Diagnostic, Rule, closest};
 
 /// ECS's limit on tasks per service.
 pub const MAX_TASKS_PER_SERVICE: i64 = 5_000;
@@ -99,7 +99,7 @@ pub fn convert(source: &SourceFile, doc: wire::ServicePolicy) -> (Option<Policy>
             scaling,
             "`scaling` cannot be combined with `placement.oneTaskPerHost`",
         ) {
-            d.related.push(crate::diag::Related {
+            d.related.push(crate::spec::diag::Related {
                 position: related,
                 message: "oneTaskPerHost sets the desired count to the number of eligible hosts"
                     .into(),

@@ -8,6 +8,7 @@
 
 pub mod conflicts;
 pub mod convert;
+pub mod diag;
 pub mod glob;
 pub mod policy;
 pub mod quantity;
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 pub use policy::Policy;
 
-use crate::diag::{self, Diagnostic};
+use diag::Diagnostic;
 
 /// Why policies could not be loaded at all (as opposed to being invalid,
 /// which is reported as diagnostics).

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::glob::Glob;
 pub use super::quantity::TaskCount;
 pub use super::v1alpha1::{Mode, Statistic};
-use crate::diag::Position;
+use crate::spec::diag::Position;
 
 /// A validated ServicePolicy.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -5,7 +5,7 @@
 use serde_saphyr::{Error as YamlError, MessageFormatter};
 
 use super::v1alpha1::{self, API_VERSION, KIND, TypeMeta};
-use crate::diag::{Diagnostic, Position, Rule, closest};
+use crate::spec::diag::{Diagnostic, Position, Rule, closest};
 
 /// Files larger than this are rejected unread: a policy file is a few KiB.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;

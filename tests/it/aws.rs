@@ -253,7 +253,7 @@ async fn one_reconcile_performs_exactly_the_optimal_stop_and_nothing_else() {
     assert_eq!(reconciled.executed.len(), 1);
     assert!(reconciled.executed[0].1.is_ok());
     // Everything the backend called is allowed by `stevedore iam-policy`.
-    let iam = stevedore::iam::policy(&stevedore::iam::Scope {
+    let iam = stevedore::setup::iam::policy(&stevedore::setup::iam::Scope {
         cluster: "demo",
         region: None,
         account: None,
@@ -261,7 +261,7 @@ async fn one_reconcile_performs_exactly_the_optimal_stop_and_nothing_else() {
     });
     for operation in backend.api_calls().keys() {
         assert!(
-            stevedore::iam::allows(&iam, &format!("ecs:{operation}")),
+            stevedore::setup::iam::allows(&iam, &format!("ecs:{operation}")),
             "ecs:{operation} is not in the IAM policy"
         );
     }
@@ -356,7 +356,7 @@ async fn a_refresh_reads_only_what_events_touched_and_matches_a_full_read() {
         .await
         .unwrap();
     let new = started.tasks()[0].task_arn().unwrap().to_owned();
-    let touched = stevedore::refresh::Touched {
+    let touched = stevedore::backend::refresh::Touched {
         tasks: [old.clone(), new.clone()].into(),
         ..Default::default()
     };
@@ -511,13 +511,16 @@ async fn cloudwatch_data_drives_a_scale_out_and_missing_data_holds() {
     );
     assert_eq!(desired(client).await, 6);
     assert_eq!(backend.api_calls().get("GetMetricData"), Some(&2));
-    let iam = stevedore::iam::policy(&stevedore::iam::Scope {
+    let iam = stevedore::setup::iam::policy(&stevedore::setup::iam::Scope {
         cluster: "demo",
         region: None,
         account: None,
         queue: "q",
     });
-    assert!(stevedore::iam::allows(&iam, "cloudwatch:GetMetricData"));
+    assert!(stevedore::setup::iam::allows(
+        &iam,
+        "cloudwatch:GetMetricData"
+    ));
 }
 
 #[tokio::test]
@@ -555,13 +558,13 @@ async fn a_service_with_an_application_auto_scaling_target_is_not_scaled() {
     assert!(reconciled.executed.is_empty());
     assert_eq!(backend.api_calls().get("UpdateService"), None);
     assert_eq!(backend.api_calls().get("DescribeScalableTargets"), Some(&1));
-    let iam = stevedore::iam::policy(&stevedore::iam::Scope {
+    let iam = stevedore::setup::iam::policy(&stevedore::setup::iam::Scope {
         cluster: "demo",
         region: None,
         account: None,
         queue: "q",
     });
-    assert!(stevedore::iam::allows(
+    assert!(stevedore::setup::iam::allows(
         &iam,
         "application-autoscaling:DescribeScalableTargets"
     ));
@@ -785,7 +788,7 @@ async fn run_refuses_invalid_policies_and_reports_unreachable_clusters() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("demo: no snapshot, nothing done"));
 }
 
-pub(crate) fn clients(moto: &Moto) -> stevedore::install::Clients {
+pub(crate) fn clients(moto: &Moto) -> stevedore::setup::install::Clients {
     recording_clients(moto, &Calls::default())
 }
 
@@ -822,7 +825,7 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for Recorder {
 }
 
 /// The installer's clients for moto, recording every operation into `calls`.
-fn recording_clients(moto: &Moto, calls: &Calls) -> stevedore::install::Clients {
+fn recording_clients(moto: &Moto, calls: &Calls) -> stevedore::setup::install::Clients {
     let region = Region::new("us-east-1");
     let credentials = Credentials::new("test", "test", None, None, "static");
     let recorder = |prefix| Recorder {
@@ -850,7 +853,7 @@ fn recording_clients(moto: &Moto, calls: &Calls) -> stevedore::install::Clients 
         .credentials_provider(credentials)
         .interceptor(recorder("events"))
         .build();
-    stevedore::install::Clients {
+    stevedore::setup::install::Clients {
         ecs: Client::from_conf(ecs),
         sqs: aws_sdk_sqs::Client::from_conf(sqs),
         events: aws_sdk_eventbridge::Client::from_conf(events),
@@ -877,14 +880,16 @@ async fn install_twice_makes_one_rule_and_one_queue_that_receive_the_clusters_ev
     // The installer's calls are recorded, to check them against its IAM policy.
     let calls = Calls::default();
     let installer = recording_clients(&moto, &calls);
-    let first = stevedore::install::install(&installer, "demo", "stevedore-demo", false, &mut log)
-        .await
-        .unwrap()
-        .unwrap();
-    let second = stevedore::install::install(&installer, "demo", "stevedore-demo", false, &mut log)
-        .await
-        .unwrap()
-        .unwrap();
+    let first =
+        stevedore::setup::install::install(&installer, "demo", "stevedore-demo", false, &mut log)
+            .await
+            .unwrap()
+            .unwrap();
+    let second =
+        stevedore::setup::install::install(&installer, "demo", "stevedore-demo", false, &mut log)
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!(first, second, "install is idempotent");
     assert_eq!(
         c.events
@@ -940,7 +945,7 @@ async fn install_twice_makes_one_rule_and_one_queue_that_receive_the_clusters_ev
         .await
         .unwrap();
     assert_eq!(received.messages().len(), 1, "{received:?}");
-    let event = stevedore::events::parse(received.messages()[0].body().unwrap()).unwrap();
+    let event = stevedore::backend::events::parse(received.messages()[0].body().unwrap()).unwrap();
     assert_eq!((event.cluster.as_str(), event.version), ("demo", Some(4)));
 
     // Events of another cluster do not match the rule.
@@ -961,11 +966,11 @@ async fn install_twice_makes_one_rule_and_one_queue_that_receive_the_clusters_ev
         .unwrap();
     assert!(received.messages().is_empty(), "{received:?}");
 
-    stevedore::install::uninstall(&installer, "demo", "stevedore-demo", &mut log)
+    stevedore::setup::install::uninstall(&installer, "demo", "stevedore-demo", &mut log)
         .await
         .unwrap();
     // `iam-policy --for installer` allows every call install and uninstall made.
-    let iam = stevedore::iam::installer_policy(&stevedore::iam::Scope {
+    let iam = stevedore::setup::iam::installer_policy(&stevedore::setup::iam::Scope {
         cluster: "demo",
         region: None,
         account: None,
@@ -978,7 +983,7 @@ async fn install_twice_makes_one_rule_and_one_queue_that_receive_the_clusters_ev
     );
     for call in &calls {
         assert!(
-            stevedore::iam::allows(&iam, call),
+            stevedore::setup::iam::allows(&iam, call),
             "{call} is not in the installer's policy"
         );
     }
@@ -1536,7 +1541,7 @@ pub(crate) async fn lease_table(client: &aws_sdk_dynamodb::Client) {
 
 #[tokio::test]
 async fn one_replica_leads_and_a_stalled_leader_stops_before_another_starts() {
-    use stevedore::lease::{Lease, Standing};
+    use stevedore::controller::lease::{Lease, Standing};
     let moto = Moto::start();
     let client = dynamodb(&moto);
     lease_table(&client).await;
@@ -1645,8 +1650,8 @@ async fn of_two_replicas_with_one_lease_only_the_leader_acts() {
 }
 
 /// The event queue `install` makes for cluster `demo`, by its URL.
-pub(crate) async fn installed_queue(c: &stevedore::install::Clients) -> String {
-    stevedore::install::install(c, "demo", "stevedore-demo", false, &mut vec![])
+pub(crate) async fn installed_queue(c: &stevedore::setup::install::Clients) -> String {
+    stevedore::setup::install::install(c, "demo", "stevedore-demo", false, &mut vec![])
         .await
         .unwrap()
         .unwrap()
@@ -1889,7 +1894,7 @@ async fn the_cloudformation_template_deploys_and_its_command_runs() {
         &xml_text(&role, "<GetRolePolicyResult>", "PolicyDocument").replace('\'', "\""),
     )
     .unwrap();
-    let scope = stevedore::iam::Scope {
+    let scope = stevedore::setup::iam::Scope {
         cluster: "demo",
         region: Some("us-east-1"),
         account: Some("123456789012"),
@@ -1897,7 +1902,11 @@ async fn the_cloudformation_template_deploys_and_its_command_runs() {
     };
     assert_eq!(
         document,
-        stevedore::iam::with_lease(stevedore::iam::policy(&scope), &scope, lease_table)
+        stevedore::setup::iam::with_lease(
+            stevedore::setup::iam::policy(&scope),
+            &scope,
+            lease_table
+        )
     );
 
     // The rule sends the cluster's events to the queue, as `install`'s does.
@@ -1909,10 +1918,11 @@ async fn the_cloudformation_template_deploys_and_its_command_runs() {
         .await
         .unwrap();
     let pattern: serde_json::Value = serde_json::from_str(rule.event_pattern().unwrap()).unwrap();
-    let expected: serde_json::Value = serde_json::from_str(&stevedore::install::event_pattern(
-        "arn:aws:ecs:us-east-1:123456789012:cluster/demo",
-    ))
-    .unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_str(&stevedore::setup::install::event_pattern(
+            "arn:aws:ecs:us-east-1:123456789012:cluster/demo",
+        ))
+        .unwrap();
     assert_eq!(pattern, expected);
     let targets = c
         .events

@@ -248,7 +248,7 @@ fn a_git_source_reads_each_new_commits_policy_files() {
     git(origin.path(), &["commit", "-q", "-m", "first"]);
 
     let cache = tempfile::tempdir().unwrap();
-    let source = stevedore::gitsource::GitSource {
+    let source = stevedore::source::git::GitSource {
         url: format!("file://{}", origin.path().display()),
         reference: "main".into(),
         cache: cache.path().join("repo"),
@@ -269,7 +269,7 @@ fn a_git_source_reads_each_new_commits_policy_files() {
         vec![("payments/web.yaml".to_owned(), b"two".to_vec())]
     );
 
-    let missing = stevedore::gitsource::GitSource {
+    let missing = stevedore::source::git::GitSource {
         reference: "nope".into(),
         ..source
     };
@@ -297,7 +297,7 @@ fn a_git_source_fetches_over_http_and_never_shows_or_sends_a_password_in_clear()
 
     // Credentials are sent over https only; over http the fetch is refused
     // before any request, and the error does not show the password.
-    let with_password = stevedore::gitsource::GitSource {
+    let with_password = stevedore::source::git::GitSource {
         url: base.replace("http://", "http://stevedore:s3cret@") + "/policies.git",
         reference: "main".into(),
         cache: cache.path().join("with-password"),
@@ -308,7 +308,7 @@ fn a_git_source_fetches_over_http_and_never_shows_or_sends_a_password_in_clear()
     assert!(error.contains("stevedore:***@"), "{error}");
     assert_eq!(served.load(std::sync::atomic::Ordering::SeqCst), 0);
 
-    let source = stevedore::gitsource::GitSource {
+    let source = stevedore::source::git::GitSource {
         url: format!("{base}/policies.git"),
         reference: "main".into(),
         cache: cache.path().join("repo"),

@@ -204,7 +204,7 @@ fn the_templates_role_is_exactly_what_iam_policy_prints() {
     // The names the policy is scoped to are the resources' names.
     assert_eq!(
         properties(&template, "EventQueue")["QueueName"],
-        stevedore::iam::default_queue("prod")
+        stevedore::setup::iam::default_queue("prod")
     );
     assert_eq!(
         properties(&template, "LeaseTable")["TableName"],
@@ -217,17 +217,17 @@ fn the_templates_queue_and_rule_are_what_install_makes() {
     let refs = example_refs();
     let template = resolve_template(&template(), &refs);
     let rule = properties(&template, "EventRule");
-    assert_eq!(rule["Name"], stevedore::install::rule_name("prod"));
-    let pattern: Value = serde_json::from_str(&stevedore::install::event_pattern(
+    assert_eq!(rule["Name"], stevedore::setup::install::rule_name("prod"));
+    let pattern: Value = serde_json::from_str(&stevedore::setup::install::event_pattern(
         "arn:aws:ecs:us-east-1:123456789012:cluster/prod",
     ))
     .unwrap();
     assert_eq!(rule["EventPattern"], pattern);
     assert_eq!(
         rule["Targets"],
-        json!([{"Id": stevedore::install::TARGET_ID, "Arn": refs["EventQueue.Arn"]}])
+        json!([{"Id": stevedore::setup::install::TARGET_ID, "Arn": refs["EventQueue.Arn"]}])
     );
-    let queue_policy: Value = serde_json::from_str(&stevedore::install::queue_policy(
+    let queue_policy: Value = serde_json::from_str(&stevedore::setup::install::queue_policy(
         refs["EventQueue.Arn"],
         refs["EventRule.Arn"],
     ))
@@ -253,7 +253,7 @@ fn the_task_definition_file_is_the_templates_and_its_command_parses() {
     let refs = example_refs();
     assert_eq!(
         container["secrets"],
-        json!([{"name": stevedore::gitsource::TOKEN_VARIABLE, "valueFrom": refs["SpecsTokenSecretArn"]}])
+        json!([{"name": stevedore::source::git::TOKEN_VARIABLE, "valueFrom": refs["SpecsTokenSecretArn"]}])
     );
     let execution = &properties(&template, "ExecutionRole")["Policies"][0]["PolicyDocument"];
     assert_eq!(
@@ -418,15 +418,15 @@ fn the_template_and_every_iam_action_pass_cfn_lint() {
 
     // Every action of every policy `iam-policy` prints exists (cfn-lint
     // knows each service's actions), the installer's included.
-    let scope = stevedore::iam::Scope {
+    let scope = stevedore::setup::iam::Scope {
         cluster: "prod",
         region: Some("us-east-1"),
         account: Some("123456789012"),
         queue: "stevedore-prod",
     };
     let policies = [
-        stevedore::iam::with_lease(stevedore::iam::policy(&scope), &scope, "leases"),
-        stevedore::iam::installer_policy(&scope),
+        stevedore::setup::iam::with_lease(stevedore::setup::iam::policy(&scope), &scope, "leases"),
+        stevedore::setup::iam::installer_policy(&scope),
     ];
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("policies.json");

@@ -505,8 +505,10 @@ fn scenario_schema_is_committed_and_accepts_every_shipped_scenario() {
         "run `cargo run -- schema scenario > {}`",
         stevedore::schema::SCENARIO_SCHEMA_PATH
     );
-    let files: Vec<_> = std::fs::read_dir(repo("examples/scenarios"))
-        .unwrap()
+    // The measurements at scale too (too large to run in debug builds).
+    let files: Vec<_> = ["examples/scenarios", "benches/scenarios"]
+        .into_iter()
+        .flat_map(|dir| std::fs::read_dir(repo(dir)).unwrap())
         .map(|e| e.unwrap().path())
         .collect();
     let verdicts = crate::schema::python_verdicts(stevedore::schema::SCENARIO_SCHEMA_PATH, &files);
@@ -634,7 +636,7 @@ fn calls_after_events(hosts: u32, services: u32, tasks: u32) -> (u64, u64) {
         let mut tasks: Vec<_> = s
             .tasks
             .iter()
-            .map(|t| stevedore::refresh::TaskRecord::of(s, t))
+            .map(|t| stevedore::backend::refresh::TaskRecord::of(s, t))
             .map(|r| format!("{r:?}"))
             .collect();
         tasks.sort();
@@ -646,7 +648,7 @@ fn calls_after_events(hosts: u32, services: u32, tasks: u32) -> (u64, u64) {
     };
     let deliver = |view: &mut ClusterView| {
         for event in backend.lock().take_events() {
-            let event = stevedore::events::parse(&event.to_string()).unwrap();
+            let event = stevedore::backend::events::parse(&event.to_string()).unwrap();
             view.note(&event);
         }
     };

@@ -4,11 +4,15 @@
 //! AWS backend ([`crate::aws`]) implement it, so the controller cannot tell
 //! them apart.
 
+pub mod events;
+pub mod pacing;
+pub mod refresh;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 
+use crate::backend::refresh::Touched;
 use crate::model::{ClusterSnapshot, Millis};
-use crate::refresh::Touched;
 
 /// The AWS APIs' documented page and batch sizes, in one place for both
 /// backends: the AWS backend sends no more in one call, and the simulator
@@ -96,7 +100,7 @@ pub trait Backend {
         desired: u32,
     ) -> impl Future<Output = Result<()>>;
     /// Reads again the objects `touched` names, and the service and host of
-    /// each touched task, into `snapshot` (see [`crate::refresh`]). All or
+    /// each touched task, into `snapshot` (see [`crate::backend::refresh`]). All or
     /// nothing: on an error, `snapshot` is as it was.
     fn refresh(
         &self,

@@ -95,7 +95,7 @@ pub fn policy(scope: &Scope<'_>) -> Value {
 pub fn installer_policy(scope: &Scope<'_>) -> Value {
     let region = scope.region.unwrap_or("*");
     let account = scope.account.unwrap_or("*");
-    let rule = crate::install::rule_name(scope.cluster);
+    let rule = crate::setup::install::rule_name(scope.cluster);
     json!({
         "Version": "2012-10-17",
         "Statement": [

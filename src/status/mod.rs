@@ -13,6 +13,9 @@
 //!
 //! The run loop reports to an [`Observer`]; the server only reads it.
 
+pub mod audit;
+pub mod outcome;
+
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -24,8 +27,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
-use crate::outcome::Reconciled;
 use crate::plan::{ActionKind, State};
+use crate::status::outcome::Reconciled;
 
 /// How many recent actions `/status` lists.
 const LAST_ACTIONS: usize = 50;

@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::events::{EcsEvent, EventKind};
+use crate::backend::events::{EcsEvent, EventKind};
 use crate::model::{ClusterSnapshot, Instance, Millis, Service, Task, TaskStatus};
 
 /// What events said changed since the last read, by id.

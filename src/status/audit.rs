@@ -5,8 +5,8 @@
 
 use serde_json::{Value, json};
 
-use crate::observe::Transition;
-use crate::outcome::Reconciled;
+use crate::status::Transition;
+use crate::status::outcome::Reconciled;
 
 /// The events' `source`.
 pub const SOURCE: &str = "stevedore";

@@ -11,6 +11,8 @@
 //! (`--endpoint-url`, or `AWS_ENDPOINT_URL`) points it at any
 //! ECS-compatible API, such as moto's server in the tests.
 
+pub mod api_counter;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
@@ -18,15 +20,15 @@ use aws_sdk_ecs::Client;
 use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_ecs::types::{DesiredStatus, ServiceField};
 
-use crate::api_counter::ApiCounter;
+use crate::aws::api_counter::ApiCounter;
 use crate::backend::MetricQuery;
+use crate::backend::pacing::TokenBucket;
+use crate::backend::refresh::{self, Delta, TaskRecord, Touched};
 use crate::backend::{self, Backend, DESCRIBE_IN_FLIGHT, limits};
 use crate::model::{
     BinpackField, ClusterSnapshot, Instance, InstanceStatus, MemberOf, PlacementConstraint,
     PlacementField, PlacementStrategy, Resources, Service, TaskStatus, ZONE_ATTRIBUTE,
 };
-use crate::pacing::TokenBucket;
-use crate::refresh::{self, Delta, TaskRecord, Touched};
 
 /// The SDK's configuration from the standard chain (environment, profile,
 /// instance or task role), with another endpoint if given.
@@ -101,7 +103,7 @@ const PAGE: i32 = limits::LIST_PAGE as i32;
 #[derive(Debug)]
 pub struct AwsBackend {
     ecs: Client,
-    /// Client-side pacing of reads and writes (see [`crate::pacing`]).
+    /// Client-side pacing of reads and writes (see [`crate::backend::pacing`]).
     reads: Mutex<TokenBucket>,
     writes: Mutex<TokenBucket>,
     started: std::time::Instant,
@@ -875,7 +877,7 @@ impl Backend for AwsBackend {
     }
 }
 
-pub use crate::events::Message;
+pub use crate::backend::events::Message;
 
 /// Why the event queue could not be read or emptied.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -906,7 +908,7 @@ impl SqsEvents {
     }
 }
 
-impl crate::events::EventSource for SqsEvents {
+impl crate::backend::events::EventSource for SqsEvents {
     type Error = QueueError;
 
     /// Long-polls for up to [`limits::SQS_BATCH`] messages, waiting at most

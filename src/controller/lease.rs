@@ -213,7 +213,7 @@ impl<B: crate::backend::Backend> crate::backend::Backend for Fenced<'_, B> {
         &self,
         cluster: &str,
         snapshot: &mut crate::model::ClusterSnapshot,
-        touched: &crate::refresh::Touched,
+        touched: &crate::backend::refresh::Touched,
     ) -> crate::backend::Result<()> {
         self.inner.refresh(cluster, snapshot, touched).await
     }
