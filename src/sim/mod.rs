@@ -88,7 +88,6 @@ pub struct Simulator {
     pub delays: Delays,
     pub faults: Faults,
     rng: ChaCha8Rng,
-    /// Events not yet delivered to the controller.
     /// Events not yet delivered, each with the time it is due.
     events: VecDeque<(Millis, Value)>,
     api_calls: BTreeMap<String, u64>,
@@ -103,6 +102,8 @@ pub struct Simulator {
     pub metrics: Vec<MetricModel>,
     /// Seeds the metrics' noise, per metric and period.
     seed: u64,
+    /// When each StopTask call was answered, in order.
+    pub stop_requests: Vec<Millis>,
 }
 
 /// A metric in the simulator: a load over time, optionally divided among a
@@ -170,6 +171,7 @@ impl Simulator {
             described: Default::default(),
             metrics: vec![],
             seed,
+            stop_requests: vec![],
         }
     }
 
@@ -1131,6 +1133,8 @@ impl Backend for SimBackend {
         self.call(|sim, at| {
             sim.ours(cluster)?;
             sim.make_calls("StopTask", 1, at)?;
+            let answered = at.unwrap_or(sim.now);
+            sim.stop_requests.push(answered);
             let i = sim
                 .tasks
                 .iter()

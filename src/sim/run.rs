@@ -92,6 +92,21 @@ pub struct Report {
     pub api_wait_s: f64,
     /// Every pass of the controller, in order.
     pub passes: Vec<PassReport>,
+    /// Each timeline event, and how soon the controller stopped a task
+    /// after it.
+    pub reactions: Vec<Reaction>,
+}
+
+/// A timeline event and the controller's first stop after it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reaction {
+    /// Virtual seconds from the start.
+    pub at_s: f64,
+    pub event: String,
+    /// Virtual seconds from the event to the first StopTask answered after
+    /// it (none: no task was stopped after it).
+    pub first_stop_s: Option<f64>,
 }
 
 /// One pass of the controller.
@@ -468,6 +483,20 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         api_throttles: BTreeMap::new(),
         api_wait_s: watch.passes.iter().map(|p| p.took_s).sum(),
         passes: std::mem::take(&mut watch.passes),
+        reactions: {
+            let stops = &backend.lock().stop_requests;
+            timeline
+                .iter()
+                .map(|(at, event)| Reaction {
+                    at_s: *at as f64 / 1000.0,
+                    event: event.to_string(),
+                    first_stop_s: stops
+                        .iter()
+                        .find(|s| *s >= at)
+                        .map(|s| (s - at) as f64 / 1000.0),
+                })
+                .collect()
+        },
     };
     let trackers = &mut watch.trackers;
 

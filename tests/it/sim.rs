@@ -164,6 +164,24 @@ fn a_zone_failure_is_left_alone_and_recovery_rebalanced() {
         (State::Satisfied, 2, 2)
     );
     assert_eq!(web.skew.values().copied().max(), Some(0));
+    // Nothing is stopped while the zone is down; its recovery is answered
+    // within the debounce window (2 s) plus a read and a verify, or sooner
+    // when a resync falls due then (here: 1.35 s).
+    let reactions: Vec<(f64, Option<f64>)> = report
+        .reactions
+        .iter()
+        .map(|r| (r.at_s, r.first_stop_s))
+        .collect();
+    assert_eq!(reactions.len(), 2, "{:?}", report.reactions);
+    assert_eq!(reactions[0].0, 120.0);
+    assert_eq!(reactions[1].0, 360.0);
+    let after_recovery = reactions[1].1.expect("a stop after the recovery");
+    assert!(
+        after_recovery > 0.0 && after_recovery <= 5.0,
+        "{:?}",
+        report.reactions
+    );
+    assert_eq!(reactions[0].1, Some(240.0 + after_recovery));
 }
 
 #[test]

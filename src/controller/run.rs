@@ -1,0 +1,626 @@
+//! The run loop: reconcile every cluster the policies name, then wait for
+//! what says to look again (events, the resync timer, the scaling tick, a
+//! change of the policies, the lease) and for shutdown. The same loop runs
+//! in production and in the simulator; only the backend, the event source
+//! and the clock differ.
+
+use super::intake;
+use super::reload::{GitSpecs, Reload, adopt, load_policies, poll_git, reload};
+use super::{ClusterView, Error, Reconciled, Result, Schedule, reconcile};
+use crate::backend::events::EventSource;
+use crate::backend::{self, Backend};
+use crate::model::Millis;
+use crate::plan::{Action, ScalingInput};
+use crate::spec::Policy;
+
+/// How `stevedore run` behaves.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Only this cluster (by default, every cluster the policies name).
+    pub cluster: Option<String>,
+    /// One reconcile of each cluster, then exit.
+    pub once: bool,
+    /// Plan and report; act on nothing.
+    pub dry_run: bool,
+    /// Time between full resyncs.
+    pub resync: std::time::Duration,
+    /// Where actions and status changes are published, if anywhere.
+    pub audit: Option<crate::status::audit::Audit>,
+    /// With leader election: this replica's standing, kept by
+    /// [`crate::controller::lease::keep`]. A follower plans and reports, and acts on
+    /// nothing (its backend is also [`crate::controller::lease::Fenced`]).
+    pub leader: Option<tokio::sync::watch::Receiver<crate::controller::lease::Standing>>,
+    /// Where the policies come from.
+    pub policies: PolicySource,
+    /// The time the planner sees (cooldowns, metric windows): the wall
+    /// clock, or the simulator's.
+    pub clock: Clock,
+}
+
+/// Where `run` takes its policies from.
+#[derive(Debug, Clone)]
+pub enum PolicySource {
+    /// Files and directories, watched and read again at each resync.
+    Files(Vec<std::path::PathBuf>),
+    /// A git repository, fetched every `poll`.
+    Git(GitSpecs),
+    /// Given once and never changed: the simulator's scenario.
+    Given(Vec<Policy>),
+}
+
+/// What `now` is for the planner. Timers (debounce, resync, backoff) run
+/// on tokio's clock in both cases: in the simulator that clock is paused
+/// and jumps to the next timer when every task waits, so virtual time
+/// passes exactly as the loop and the simulated API make it pass.
+#[derive(Debug, Clone, Copy)]
+pub enum Clock {
+    /// Milliseconds since the Unix epoch.
+    Wall,
+    /// Milliseconds of tokio's clock since `epoch` (virtual under paused
+    /// time).
+    Tokio { epoch: tokio::time::Instant },
+}
+
+impl Clock {
+    pub fn now(&self) -> Millis {
+        match self {
+            Clock::Wall => crate::model::wall_clock(),
+            Clock::Tokio { epoch } => epoch.elapsed().as_millis() as Millis,
+        }
+    }
+}
+
+/// What started a pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PassKind {
+    /// A resync, or the retry after a failure: everything is read.
+    Full,
+    /// Debounced events: what they touched is read.
+    Events,
+    /// Scaling policies' metric period, new policies, or the lease taken.
+    Other,
+}
+
+/// One pass over one cluster, as it ended, for whoever watches the loop
+/// (the simulator's report).
+#[derive(Debug)]
+pub struct Pass {
+    pub cluster: String,
+    /// The planner's clock when the pass started.
+    pub at: Millis,
+    pub kind: PassKind,
+    /// How long reading the cluster took (tokio's clock).
+    pub read: std::time::Duration,
+    /// How long the whole pass took: read, verify, act.
+    pub took: std::time::Duration,
+    /// API calls made during the pass.
+    pub calls: u64,
+    /// Of which reading the cluster.
+    pub read_calls: u64,
+    pub outcome: backend::Result<Reconciled>,
+    /// When the loop reads again after a failure (the backoff), known once
+    /// every cluster's pass has ended.
+    pub retry_in: Option<std::time::Duration>,
+}
+
+/// The specs' files, when the policies come from files.
+fn files(options: &RunOptions) -> Option<&[std::path::PathBuf]> {
+    match &options.policies {
+        PolicySource::Files(paths) => Some(paths),
+        _ => None,
+    }
+}
+
+fn git(options: &RunOptions) -> Option<&GitSpecs> {
+    match &options.policies {
+        PolicySource::Git(git) => Some(git),
+        _ => None,
+    }
+}
+
+/// Whether this replica may act now (always, without leader election).
+fn leading(options: &RunOptions) -> bool {
+    options
+        .leader
+        .as_ref()
+        .is_none_or(|standing| standing.borrow().leads(crate::model::wall_clock()))
+}
+
+/// Resolves when this replica becomes leader; never without leader election.
+async fn leadership_gained(
+    standing: Option<&mut tokio::sync::watch::Receiver<crate::controller::lease::Standing>>,
+) {
+    let Some(standing) = standing else {
+        return std::future::pending().await;
+    };
+    loop {
+        if standing.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+        let now = crate::model::wall_clock();
+        if standing.borrow_and_update().leads(now) {
+            return;
+        }
+    }
+}
+
+/// What a run did, for the exit status.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub reconciles: u64,
+    pub failed_reconciles: u64,
+    pub actions_done: u64,
+    pub actions_failed: u64,
+}
+
+/// The clusters the policies name, by name, optionally only one.
+pub fn clusters(policies: &[Policy], only: Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = policies
+        .iter()
+        .map(|p| p.target.cluster.name.clone())
+        .collect();
+    names.sort();
+    names.dedup();
+    if let Some(only) = only {
+        let only = only.rsplit('/').next().unwrap_or(only);
+        names.retain(|n| n == only);
+    }
+    names
+}
+
+/// The controller: reconcile every cluster the policies name, then wait
+/// for events, the next resync, a change of the specs or `shutdown`. A
+/// resync reads each cluster in full; events (debounced) make a pass that
+/// reads again only what they touched. The specs are watched
+/// ([`crate::source::files`]) and read again at each resync; an invalid change is
+/// reported and the last good policies stay in force. Shutdown is honoured
+/// between passes, so a batch of actions is never left half done: the
+/// caller installs its signal handlers before calling, so that a signal
+/// during the first pass waits for it too.
+pub async fn run<B: Backend, E: EventSource>(
+    backend: &B,
+    events: Option<&E>,
+    options: &RunOptions,
+    observer: &crate::status::Observer,
+    on_pass: &mut dyn FnMut(&Pass),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RunSummary> {
+    let specs = files(options).unwrap_or_default();
+    let mut dedupe = crate::backend::events::Dedupe::default();
+    // The debounce's clock: milliseconds since the loop started.
+    let epoch = tokio::time::Instant::now();
+    let since_epoch = |at: tokio::time::Instant| at.duration_since(epoch).as_millis() as Millis;
+    let mut seen_commit = None;
+    let mut policies = match &options.policies {
+        PolicySource::Files(specs) => load_policies(specs).ok_or(Error::InvalidPolicies)?,
+        PolicySource::Given(policies) => policies.clone(),
+        PolicySource::Git(git) => {
+            let (commit, policies) = poll_git(git, &mut seen_commit)
+                .await
+                .and_then(|(commit, policies)| Some((commit, policies?)))
+                .ok_or(Error::UnreadableRepository)?;
+            observer.commit(&commit);
+            policies
+        }
+    };
+    let mut next_poll = git(options).map(|g| tokio::time::Instant::now() + g.poll);
+    observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
+    let mut summary = RunSummary::default();
+    let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
+    let mut scalings: std::collections::BTreeMap<String, ScalingInput> = Default::default();
+    let mut schedule = Schedule::new(
+        0,
+        options.resync.as_millis() as Millis,
+        scaling_interval(&policies),
+    );
+    let mut inbox = events.filter(|_| !options.once).map(intake::Intake::new);
+    let mut watcher = if options.once || files(options).is_none() {
+        None
+    } else {
+        // Registering watches blocks on notify's thread: not on this one.
+        let paths = specs.to_vec();
+        match tokio::task::spawn_blocking(move || crate::source::files::SpecWatcher::new(&paths))
+            .await
+        {
+            Ok(Ok(w)) => Some(w),
+            Ok(Err(e)) => {
+                tracing::info!("specs: cannot watch ({e}); reading them again at each resync");
+                None
+            }
+            // The blocking thread panicked.
+            Err(e) => {
+                tracing::warn!("specs: cannot watch ({e}); reading them again at each resync");
+                None
+            }
+        }
+    };
+    let mut first = true;
+    let mut standing = options.leader.clone();
+    tokio::pin!(shutdown);
+    loop {
+        let full = schedule.full_due(since_epoch(tokio::time::Instant::now()));
+        // At each resync too, in case the file system sends no notifications.
+        if full
+            && !std::mem::take(&mut first)
+            && files(options).is_some()
+            && let Reload::Changed(newer) = reload(specs, &policies, observer).await
+        {
+            tracing::info!(
+                "specs: changed (read at resync); {} policies loaded",
+                newer.len()
+            );
+            let now = since_epoch(tokio::time::Instant::now());
+            adopt(
+                &mut policies,
+                newer,
+                options,
+                observer,
+                (&mut schedule, now),
+            );
+        }
+        let mut effective = policies.clone();
+        let leader = leading(options);
+        if options.leader.is_some() {
+            tracing::info!(
+                leader,
+                "{}",
+                if leader {
+                    "leader: acting"
+                } else {
+                    "not the leader: planning and reporting only"
+                }
+            );
+        }
+        if options.dry_run || !leader {
+            effective
+                .iter_mut()
+                .for_each(|p| p.mode = crate::spec::policy::Mode::DryRun);
+        }
+        let kind = if full {
+            PassKind::Full
+        } else if schedule.events_pending() {
+            PassKind::Events
+        } else {
+            PassKind::Other
+        };
+        let mut failed = false;
+        let mut passes = vec![];
+        let mut received = vec![];
+        let pass = async {
+            for cluster in clusters(&effective, options.cluster.as_deref()) {
+                summary.reconciles += 1;
+                let started = tokio::time::Instant::now();
+                let calls_before = total_calls(backend);
+                let now = options.clock.now();
+                let view = views.entry(cluster.clone()).or_default();
+                // Scaled services' desired counts are read again every pass.
+                view.touch_scaled(&effective);
+                let scaling = scalings.entry(cluster.clone()).or_default();
+                let mut read = std::time::Duration::ZERO;
+                let mut read_calls = 0;
+                let outcome = match view.read(backend, &cluster, full).await {
+                    Ok(snapshot) => {
+                        read = started.elapsed();
+                        read_calls = total_calls(backend) - calls_before;
+                        reconcile(backend, &cluster, snapshot, full, &effective, now, scaling).await
+                    }
+                    Err(e) => Err(e),
+                };
+                match &outcome {
+                    Err(e) => {
+                        failed = true;
+                        summary.failed_reconciles += 1;
+                        observer.failed(&cluster);
+                        tracing::warn!("{cluster}: no snapshot, nothing done: {e}");
+                    }
+                    Ok(outcome) => {
+                        view.note_executed(&outcome.executed);
+                        let changes = observer.reconciled(&cluster, full, outcome);
+                        report(&cluster, outcome, &mut summary);
+                        if let Some(audit) = &options.audit {
+                            let entries =
+                                crate::status::audit::entries(&cluster, outcome, &changes);
+                            if !entries.is_empty()
+                                && let Err(e) = audit.publish(&entries).await
+                            {
+                                tracing::warn!("audit: {e}; {} events dropped", entries.len());
+                            }
+                        }
+                    }
+                }
+                let calls = backend.api_calls();
+                observer.api_calls(&calls, &backend.api_throttles());
+                passes.push(Pass {
+                    cluster,
+                    at: now,
+                    kind,
+                    read,
+                    took: started.elapsed(),
+                    calls: calls.values().sum::<u64>() - calls_before,
+                    read_calls,
+                    outcome,
+                    retry_in: None,
+                });
+            }
+        };
+        // Events that come while the pass runs are taken in (and deleted)
+        // now, and admitted after it.
+        {
+            tokio::pin!(pass);
+            loop {
+                let receive = async {
+                    match inbox.as_mut() {
+                        Some(inbox) => inbox.next().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    () = &mut pass => break,
+                    batch = receive => match batch {
+                        Ok(batch) => received.extend(batch),
+                        Err(e) => tracing::warn!("events: {e}; retrying in {}s", intake::RETRY_AFTER.as_secs()),
+                    },
+                }
+            }
+        }
+        if options.once {
+            return Ok(summary);
+        }
+        // A failure makes the next pass a full read, backing off while it
+        // keeps failing.
+        schedule.passed(since_epoch(tokio::time::Instant::now()), full, !failed);
+        let retry_in = failed.then(|| std::time::Duration::from_millis(schedule.backoff()));
+        for pass in &mut passes {
+            pass.retry_in = retry_in;
+            on_pass(pass);
+        }
+        // Wait for the resync, the next metric period of scaling policies,
+        // or news from the event queue (debounced).
+        let mut tally = intake::Tally::default();
+        let managed = clusters(&policies, options.cluster.as_deref());
+        let mut admit = |messages: &[crate::backend::events::Message],
+                         schedule: &mut Schedule,
+                         tally: &mut intake::Tally,
+                         now| {
+            intake::Admit {
+                managed: &managed,
+                dedupe: &mut dedupe,
+                views: &mut views,
+                schedule,
+                observer,
+                tally,
+            }
+            .messages(messages, now)
+        };
+        admit(
+            &std::mem::take(&mut received),
+            &mut schedule,
+            &mut tally,
+            since_epoch(tokio::time::Instant::now()),
+        );
+        loop {
+            let now = tokio::time::Instant::now();
+            if let (Some(git), Some(at)) = (git(options), next_poll)
+                && now >= at
+            {
+                next_poll = Some(now + git.poll);
+                if let Some((commit, loaded)) = poll_git(git, &mut seen_commit).await {
+                    match Reload::of(loaded, &policies, observer) {
+                        Reload::Changed(newer) => {
+                            tracing::info!(commit = %commit, "specs: commit {commit}: {} policies loaded, reconciling", newer.len());
+                            observer.commit(&commit);
+                            adopt(
+                                &mut policies,
+                                newer,
+                                options,
+                                observer,
+                                (&mut schedule, since_epoch(now)),
+                            );
+                            break;
+                        }
+                        Reload::Unchanged => {
+                            tracing::info!(commit = %commit, "specs: commit {commit}: the same policies");
+                            observer.commit(&commit);
+                        }
+                        Reload::Invalid | Reload::Unsettled => {}
+                    }
+                }
+                continue;
+            }
+            let next = next_poll.into_iter().fold(
+                epoch + std::time::Duration::from_millis(schedule.next_wake()),
+                |a, b| a.min(b),
+            );
+            if now >= next {
+                // A signal that came during the pass is honoured before
+                // the next one starts.
+                if futures_util::FutureExt::now_or_never(&mut shutdown).is_some() {
+                    tracing::info!("shutting down after {} reconciles", summary.reconciles);
+                    return Ok(summary);
+                }
+                if schedule.events_pending() && !schedule.full_due(since_epoch(now)) {
+                    tracing::info!("events: reconciling what they touched: {tally}");
+                } else if !tally.is_empty() {
+                    tracing::info!("events: {tally}");
+                }
+                break;
+            }
+            let wait = next - now;
+            let gained = leadership_gained(if leading(options) {
+                None
+            } else {
+                standing.as_mut()
+            });
+            let specs_changed = async {
+                match watcher.as_mut() {
+                    Some(w) => w.changed().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let receive = async {
+                match inbox.as_mut() {
+                    Some(inbox) => inbox.next().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let wake = tokio::select! {
+                received = receive => Wake::Received(received),
+                () = tokio::time::sleep(wait) => Wake::Due,
+                () = specs_changed => Wake::SpecsChanged,
+                () = gained => Wake::Leader,
+                () = &mut shutdown => Wake::Shutdown,
+            };
+            let received = match wake {
+                Wake::Received(received) => received,
+                Wake::Due => continue,
+                Wake::Leader => {
+                    tracing::info!("leader: took the lease, reconciling");
+                    break;
+                }
+                Wake::Shutdown => {
+                    tracing::info!("shutting down after {} reconciles", summary.reconciles);
+                    return Ok(summary);
+                }
+                Wake::SpecsChanged => {
+                    // An invalid change was reported; the last good policies
+                    // stay. The same policies again cost nothing more.
+                    match reload(specs, &policies, observer).await {
+                        Reload::Changed(newer) => {
+                            tracing::info!(
+                                "specs: changed; {} policies loaded, reconciling",
+                                newer.len()
+                            );
+                            adopt(
+                                &mut policies,
+                                newer,
+                                options,
+                                observer,
+                                (&mut schedule, since_epoch(tokio::time::Instant::now())),
+                            );
+                            break;
+                        }
+                        Reload::Unchanged => {
+                            tracing::debug!("specs: touched, the same policies");
+                            continue;
+                        }
+                        Reload::Invalid | Reload::Unsettled => continue,
+                    }
+                }
+            };
+            match received {
+                Ok(messages) => admit(
+                    &messages,
+                    &mut schedule,
+                    &mut tally,
+                    since_epoch(tokio::time::Instant::now()),
+                ),
+                Err(e) => tracing::warn!(
+                    "events: {e}; retrying in {}s",
+                    intake::RETRY_AFTER.as_secs()
+                ),
+            }
+        }
+    }
+}
+
+/// API calls made so far, all operations together.
+fn total_calls<B: Backend>(backend: &B) -> u64 {
+    backend.api_calls().values().sum()
+}
+
+/// How often scaling policies are evaluated, in milliseconds (the
+/// schedule's unit): their shortest metric period (at least 10 s), or never
+/// when no policy scales.
+pub fn scaling_interval(policies: &[Policy]) -> Option<Millis> {
+    policies
+        .iter()
+        .filter_map(|p| p.scaling.as_ref())
+        .map(|s| match &s.metric {
+            crate::spec::policy::Metric::CloudWatch { period, .. } => *period,
+        })
+        .min()
+        .map(|d| d.max(std::time::Duration::from_secs(10)).as_millis() as Millis)
+}
+
+/// What ended a wait.
+enum Wake<E> {
+    Received(Result<Vec<crate::backend::events::Message>, E>),
+    /// The next pass is due.
+    Due,
+    SpecsChanged,
+    Leader,
+    Shutdown,
+}
+
+/// Logs a reconcile's statuses and actions, and counts its actions. Each
+/// line carries its cluster, policy and service as fields (and an action's
+/// rule, reason and result), for `--log-format json`.
+fn report(cluster: &str, outcome: &Reconciled, summary: &mut RunSummary) {
+    if let Some(e) = &outcome.metric_error {
+        tracing::warn!(
+            cluster,
+            "{cluster}: metrics: {e}; scaled services hold their count"
+        );
+    }
+    for status in &outcome.plan.statuses {
+        let (policy, service) = (status.policy.as_str(), status.service.as_str());
+        tracing::info!(
+            cluster,
+            policy,
+            service,
+            state = ?status.state,
+            "{cluster}/{policy}/{service}: {:?}: {}",
+            status.state,
+            status.reason
+        );
+        if let Some(scaling) = &status.scaling {
+            tracing::info!(
+                cluster,
+                policy,
+                service,
+                "{cluster}/{policy}/{service}: scaling: {scaling}"
+            );
+        }
+    }
+
+    for action in outcome.plan.actions.iter().filter(|a| a.dry_run) {
+        let (policy, service, rule, reason) = action_fields(action);
+        tracing::info!(
+            cluster,
+            policy,
+            service,
+            rule,
+            reason,
+            result = "dry run",
+            "{cluster}/{policy}/{service}: {action}"
+        );
+    }
+    for (action, result) in &outcome.executed {
+        let (policy, service, rule, reason) = action_fields(action);
+        match result {
+            Ok(()) => {
+                summary.actions_done += 1;
+                tracing::info!(
+                    cluster,
+                    policy,
+                    service,
+                    rule,
+                    reason,
+                    result = "done",
+                    "{cluster}/{policy}/{service}: done: {action}"
+                );
+            }
+            Err(e) => {
+                summary.actions_failed += 1;
+                tracing::warn!(cluster, policy, service, rule, reason, result = %e, "{cluster}/{policy}/{service}: FAILED: {action}: {e}");
+            }
+        }
+    }
+}
+
+/// An action's policy, service, rule and reason, as log fields.
+fn action_fields(a: &Action) -> (&str, &str, &str, &str) {
+    (&a.policy, &a.service, &a.rule, &a.reason)
+}
