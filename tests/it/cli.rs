@@ -80,6 +80,47 @@ fn usage_errors_exit_2() {
     );
 }
 
+/// Durations and `--generate` are checked before any work starts: a bad
+/// value exits 2 naming its flag and what it takes, for every command.
+#[test]
+fn a_bad_duration_or_size_is_a_usage_error_naming_the_flag() {
+    for (args, flag, says) in [
+        (
+            &["run", "--specs", "specs", "--resync", "5 minutes"][..],
+            "--resync",
+            "not a duration such as 30s",
+        ),
+        (
+            &["run", "--specs", "specs", "--git-poll", "often"][..],
+            "--git-poll",
+            "not a duration",
+        ),
+        (
+            &["run", "--specs", "specs", "--lease-duration", "15"][..],
+            "--lease-duration",
+            "not a duration",
+        ),
+        (
+            &["sim", "--generate", "10,10,100", "--duration", "ten"][..],
+            "--duration",
+            "not a duration",
+        ),
+        (
+            &["sim", "--generate", "10,10"][..],
+            "--generate",
+            "HOSTS,SERVICES,TASKS",
+        ),
+    ] {
+        let out = stevedore(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains(says),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn json_output_has_file_line_column_message_and_rule() {
     let out = stevedore(&[

@@ -277,22 +277,24 @@ fn the_task_definition_file_is_the_templates_and_its_command_parses() {
         .unwrap_or_else(|e| panic!("{e}"));
     // What the command runs: the controller on the cluster's queue, with
     // leader election, serving on the container's port, logging JSON.
-    let stevedore::cli::Command::Run {
+    let stevedore::cli::Command::Run(stevedore::cli::run::Args {
         specs,
-        git_ref,
+        git,
         cluster,
         queue_url,
-        lease_table,
+        lease,
         listen,
         log_format,
         once,
         dry_run,
-        endpoint_url,
+        endpoint,
         ..
-    } = parsed.command
+    }) = parsed.command
     else {
         panic!("not `run`: {:?}", parsed.command);
     };
+    let (git_ref, lease_table, endpoint_url) =
+        (git.git_ref, lease.lease_table, endpoint.endpoint_url);
     assert_eq!(
         specs,
         [std::path::PathBuf::from(

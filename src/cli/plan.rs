@@ -1,0 +1,234 @@
+//! `stevedore plan`: what the controller would do now, with the reason for
+//! every action, against live ECS or a scenario's initial state.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::{Endpoint, Output, exit, policies_or_report, write_json};
+use crate::spec;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Policy files or directories, or one git repository URL (with
+    /// --sim, default: the scenario's own).
+    #[arg(long)]
+    pub specs: Vec<PathBuf>,
+    /// With a git repository: the branch or tag to plan.
+    #[arg(long, default_value = "main")]
+    pub git_ref: String,
+    /// Plan against this scenario's initial state instead of live ECS.
+    #[arg(long, value_name = "SCENARIO")]
+    pub sim: Option<PathBuf>,
+    /// Only this cluster (by default every cluster the policies name).
+    #[arg(long)]
+    pub cluster: Option<String>,
+    #[command(flatten)]
+    pub endpoint: Endpoint,
+    #[arg(long, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+}
+
+pub fn plan(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    match &args.sim {
+        Some(scenario) => plan_scenario(&args.specs, scenario, args.output, out, err),
+        None => plan_live(args, out, err),
+    }
+}
+
+/// `plan --sim`: the controller's own path (read, verify, metrics) on the
+/// simulator, at the scenario's start.
+fn plan_scenario(
+    specs: &[PathBuf],
+    scenario: &Path,
+    output: Output,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let Some(scenario) = super::sim::load_scenario(Some(scenario), err) else {
+        return exit::USAGE;
+    };
+    let policies = if specs.is_empty() {
+        scenario.policies
+    } else {
+        match policies_or_report(spec::load_paths(specs), err) {
+            Ok(policies) => policies,
+            Err(code) => return code,
+        }
+    };
+    let cluster = scenario.sim.cluster.clone();
+    let backend = crate::sim::SimBackend::new(scenario.sim);
+    let plan = match super::runtime()
+        .block_on(crate::controller::plan_once(&backend, &cluster, &policies))
+    {
+        Ok(plan) => plan,
+        Err(e) => {
+            let _ = writeln!(err, "error: {e}");
+            return exit::INVALID;
+        }
+    };
+    let written = match output {
+        Output::Json => write_json(&plan, out),
+        Output::Human => write_plan(&plan, out),
+    };
+    written.map_or(exit::USAGE, |()| exit::OK)
+}
+
+/// Loads policies for a live command, reporting problems.
+fn live_policies(
+    specs: &[PathBuf],
+    git_ref: &str,
+    err: &mut dyn Write,
+) -> Result<Vec<spec::Policy>, u8> {
+    if specs.is_empty() {
+        let _ = writeln!(err, "error: --specs is required (or --sim SCENARIO)");
+        return Err(exit::USAGE);
+    }
+    let loaded = match specs {
+        [url] if crate::source::git::is_url(url) => {
+            let url = super::run::git_url(url, err)?;
+            // A throwaway clone: `plan` runs once.
+            let Ok(cache) = tempfile_dir() else {
+                let _ = writeln!(err, "error: no temporary directory for the clone");
+                return Err(exit::USAGE);
+            };
+            let source = crate::source::git::GitSource {
+                url,
+                reference: git_ref.to_owned(),
+                cache: cache.join("clone"),
+            };
+            let fetched = source.fetch();
+            let _ = std::fs::remove_dir_all(&cache);
+            match fetched {
+                Ok(commit) => {
+                    let _ = writeln!(err, "specs: commit {}", commit.id);
+                    Ok(spec::load_sources(commit.files))
+                }
+                Err(e) => {
+                    let _ = writeln!(err, "error: {e}");
+                    return Err(exit::USAGE);
+                }
+            }
+        }
+        _ => spec::load_paths(specs),
+    };
+    policies_or_report(loaded, err)
+}
+
+/// A new, empty directory under the system's temporary directory.
+fn tempfile_dir() -> std::io::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "stevedore-plan-{}-{}",
+        std::process::id(),
+        crate::model::wall_clock()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// `plan` against live ECS: one snapshot per cluster, planned and shown.
+fn plan_live(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    let policies = match live_policies(&args.specs, &args.git_ref, err) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let runtime = super::runtime();
+    let backend = runtime.block_on(crate::aws::AwsBackend::connect(
+        args.endpoint.endpoint_url.as_deref(),
+    ));
+    let mut plans = vec![];
+    for name in crate::controller::clusters(&policies, args.cluster.as_deref()) {
+        // The plan `run --once` would carry out, its stops verified the same way.
+        match runtime.block_on(crate::controller::plan_once(&backend, &name, &policies)) {
+            Ok(plan) => plans.push(plan),
+            Err(e) => {
+                let _ = writeln!(err, "error: {name}: {e}");
+                return exit::INVALID;
+            }
+        }
+    }
+    let written = match args.output {
+        Output::Json => write_json(&plans, out),
+        Output::Human => plans.iter().try_for_each(|p| {
+            writeln!(out, "cluster {}:", p.cluster).and_then(|()| write_plan(p, out))
+        }),
+    };
+    written.map_or(exit::USAGE, |()| exit::OK)
+}
+
+/// The plan as a readable diff: per policy and service, its state, then
+/// each action (`-` a task stopped, `~` a count changed) with its reason.
+fn write_plan(plan: &crate::plan::Plan, out: &mut dyn Write) -> std::io::Result<()> {
+    use crate::plan::ActionKind;
+    for status in &plan.statuses {
+        writeln!(
+            out,
+            "{}/{}: {:?}{}",
+            status.policy,
+            status.service,
+            status.state,
+            if status.reason.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", status.reason)
+            }
+        )?;
+        for c in &status.constraints {
+            let domains: Vec<String> = c
+                .tasks_per_domain
+                .iter()
+                .map(|(d, n)| format!("{d}={n}"))
+                .collect();
+            writeln!(
+                out,
+                "    {} skew {} (max {}): {}",
+                c.topology,
+                c.skew,
+                c.max_skew,
+                domains.join(" ")
+            )?;
+        }
+        if let Some(scaling) = &status.scaling
+            && !status.reason.contains(scaling.as_str())
+        {
+            writeln!(out, "    scaling: {scaling}")?;
+        }
+        for w in &status.warnings {
+            writeln!(out, "    warning: {w}")?;
+        }
+        for a in plan
+            .actions
+            .iter()
+            .filter(|a| a.policy == status.policy && a.service == status.service)
+        {
+            let dry = if a.dry_run {
+                " (dry run: not executed)"
+            } else {
+                ""
+            };
+            match &a.kind {
+                ActionKind::StopTask {
+                    task,
+                    instance,
+                    zone,
+                } => writeln!(
+                    out,
+                    "  - stop {task} on {instance} ({zone}){dry}\n      {}",
+                    a.reason
+                )?,
+                ActionKind::SetDesiredCount { from, to } => writeln!(
+                    out,
+                    "  ~ desiredCount {from} -> {to}{dry}\n      {}",
+                    a.reason
+                )?,
+            }
+        }
+    }
+    let executable = plan.executable().count();
+    writeln!(
+        out,
+        "\n{} actions ({} executable, {} dry run)",
+        plan.actions.len(),
+        executable,
+        plan.actions.len() - executable
+    )
+}
