@@ -8,48 +8,61 @@
 //!
 //! # Layout
 //!
+//! Folders by role, each a layer that imports only those below it (no two
+//! modules import each other):
+//!
 //! - [`spec`]: the policy format. [`spec::v1alpha1`] holds the wire types
 //!   (what users write, also the source of the JSON Schema);
 //!   [`spec::source`] decodes files (size, UTF-8 and YAML limits);
 //!   [`spec::convert`] validates one document and applies defaults, giving a
-//!   [`spec::Policy`]; [`spec::conflicts`] checks rules across policies
-//!   (unique names, one policy per service).
-//! - [`diag`]: diagnostics as data (file, line, column, rule, help) and
-//!   their rustc-style and JSON renderings.
-//! - [`schema`]: the JSON Schema generated from the wire types; the copy in
-//!   `schema/` is committed and checked by a test.
-//! - [`model`]: the cluster snapshot, plain data (instances, services,
-//!   tasks; tasks refer to the others by index).
+//!   [`spec::Policy`]; [`spec::conflicts`] checks rules across policies;
+//!   [`spec::diag`] the diagnostics (file, line, column, rule, help) and
+//!   their rustc-style and JSON renderings. [`schema`]: the JSON Schemas
+//!   generated from the wire types.
+//! - [`model`]: the cluster snapshot, plain data.
 //! - [`plan`]: the planner, pure: `(policies, snapshot, now) -> Plan`.
-//!   [`plan::optimum`] computes the fewest moves, [`plan::placement`] models
-//!   how ECS places and scales in tasks, [`plan::spread`] chooses the stops,
-//!   [`plan::one_per_host`] the desired count, [`plan::scaling`] the
-//!   desired count a metric asks for (steps, bounds, cooldowns, scale-in
-//!   stabilization).
-//! - [`backend`]: the narrow ECS interface the controller uses;
-//!   [`aws`] implements it over the ECS API, paced by [`pacing`], with
-//!   calls and throttled attempts counted by [`api_counter`];
-//!   [`refresh`]: reading again only what events touched, merged into the
-//!   last snapshot; [`readings`]: which metric each scaled service reads,
-//!   read in one batch; [`controller`]: the cluster view, one reconcile (plan,
-//!   verify, act) and the run loop, with its [`controller::schedule`] (when
-//!   to look); the loop takes a backend, an [`events::EventSource`] and a
-//!   clock, so `stevedore sim` runs this very loop; [`outcome`]: what one
-//!   reconcile did, for the status server and the audit events; [`watch`]: watching the specs for
-//!   changes, git-sync's symlink swap included; [`gitsource`]: the specs
-//!   from a git repository;
-//!   [`observe`]: what `run --listen` serves (health, readiness,
-//!   Prometheus metrics, status); [`audit`]: actions and status changes
-//!   published to EventBridge; [`lease`]: leader election through a
-//!   DynamoDB lease, with writes fenced by it; [`iam`]: the IAM policies; [`install`]: the
-//!   EventBridge rule and SQS queue; [`events`]: parsing and deduplicating
-//!   the ECS events they deliver, and the event-source trait both the
-//!   queue and the simulator implement.
-//! - [`sim`]: the ECS simulator (a [`backend::Backend`]), scenario files
-//!   and the large-cluster generator ([`sim::scenario`]), and the run of a
-//!   scenario (the world beside the production loop, on tokio's paused
-//!   clock) with its report ([`sim::run`]).
-//! - [`cli`]: argument parsing and the commands; `main.rs` only calls it.
+//!   [`plan::optimum`] the fewest moves, [`plan::placement`] how ECS places
+//!   and scales in tasks, [`plan::spread`] which stops (one file per
+//!   concern), [`plan::one_per_host`] and [`plan::scaling`] the desired
+//!   count.
+//! - [`backend`]: what the controller asks of ECS (the [`backend::Backend`]
+//!   trait, ECS's batch limits), what ECS tells it ([`backend::events`]:
+//!   parsing, dedupe, the [`backend::events::EventSource`] trait), reading
+//!   again only what events touched ([`backend::refresh`]) and ECS's API
+//!   rates ([`backend::pacing`]). Both backends implement these.
+//! - [`aws`]: the AWS side: one SDK configuration for every client, the
+//!   backend over ECS ([`aws::ecs`]), the SQS queue ([`aws::sqs`]), calls
+//!   counted per operation ([`aws::api_counter`]).
+//! - [`sim`]: the ECS simulator, a backend and an event source of its own,
+//!   scenario files and the large-cluster generator ([`sim::scenario`]),
+//!   and the run of a scenario on tokio's paused clock ([`sim::run`]).
+//! - [`status`]: what the controller tells the world: health, readiness,
+//!   Prometheus metrics and `/status` (the server), audit events to
+//!   EventBridge ([`status::audit`]), and [`status::outcome`], what one
+//!   reconcile did.
+//! - [`source`]: where policies come from: files watched ([`source::files`])
+//!   or a git repository ([`source::git`]).
+//! - [`controller`]: one reconcile (read, plan, verify, act) in `mod.rs`;
+//!   the loop ([`controller::run`]) with its schedule
+//!   ([`controller::schedule`]: when to look), its event intake (a receive
+//!   always in flight), the policies in force (reloaded), metric readings
+//!   for scaling ([`controller::readings`]) and leader election
+//!   ([`controller::lease`]). The loop takes a backend, an event source and
+//!   a clock, so `stevedore sim` runs this very loop.
+//! - [`setup`]: the EventBridge rule and SQS queue, and the IAM policies.
+//! - [`cli`]: one file per command; `main.rs` only calls it.
+//!
+//! To add a placement rule: its wire field in `spec/v1alpha1.rs`, its
+//! checked form in `spec/policy.rs` and `spec/convert.rs`, its planning in
+//! a new file under `plan/` called from `plan/mod.rs`, a case in the
+//! simulator's scenarios (`examples/scenarios/`), then
+//! `cargo run -- schema > schema/servicepolicy-v1alpha1.json`.
+//!
+//! To add a trigger source: implement [`backend::events::EventSource`]
+//! (receive and delete, as `aws/sqs.rs` and `sim/mod.rs` do) if it brings
+//! events; if it only says when to look, add its wake-up to
+//! `controller/schedule.rs` (pure, table-tested) and one `select!` arm in
+//! `controller/run.rs`.
 //!
 //! Outside `src/`: `specs/` holds the demo cluster's policies as a GitOps
 //! directory, `examples/` more policies and the simulator scenarios,

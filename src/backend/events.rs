@@ -173,7 +173,7 @@ pub enum Admission {
 /// bounded memory, so a controller that runs for weeks over a cluster that
 /// replaces thousands of tasks a day does not grow:
 ///
-/// - ids: the last [`REMEMBERED_IDS`] (at-least-once delivery repeats
+/// - ids: the last `REMEMBERED_IDS` (at-least-once delivery repeats
 ///   within minutes);
 /// - versions: a resource is forgotten with its last event (a task
 ///   STOPPED, an instance deregistered), and the map is bounded besides

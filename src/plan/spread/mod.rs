@@ -17,11 +17,11 @@
 //! # Layout
 //!
 //! This file plans one service: its budget, its steady state, the batch of
-//! stops. [`topology`] maps hosts to domains (once per plan);
-//! [`problem`] holds one service's problem and the search for the next
-//! stop; [`predictor`] says where ECS puts a replacement; [`batch`] checks
+//! stops. `topology.rs` maps hosts to domains (once per plan);
+//! `problem.rs` holds one service's problem and the search for the next
+//! stop; `predictor.rs` says where ECS puts a replacement; `batch.rs` checks
 //! stops made together against every placement ECS could choose;
-//! [`reasons`] words every stop and every blocked service.
+//! `reasons.rs` words every stop and every blocked service.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
