@@ -1,0 +1,486 @@
+//! The AWS backend over the wire against moto: what a snapshot reads, how
+//! Describe calls are batched, what one reconcile stops, protection,
+//! partial refresh, CloudWatch metrics, and an unreachable endpoint.
+
+use super::*;
+
+#[tokio::test]
+async fn the_snapshot_reads_services_hosts_zones_and_tasks() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let backend = AwsBackend::new(client);
+    let snapshot = backend.snapshot("demo").await.unwrap();
+    assert_eq!(snapshot.cluster, "demo");
+    assert_eq!(snapshot.instances.len(), 6);
+    let mut zones: Vec<&str> = snapshot.instances.iter().map(|i| i.zone.as_str()).collect();
+    zones.sort();
+    assert_eq!(
+        zones,
+        [
+            "us-east-1a",
+            "us-east-1a",
+            "us-east-1b",
+            "us-east-1b",
+            "us-east-1c",
+            "us-east-1c"
+        ]
+    );
+    assert!(
+        snapshot
+            .instances
+            .iter()
+            .all(|i| i.schedulable() && i.registered.cpu > 0 && i.registered.memory > 0),
+        "{:#?}",
+        snapshot.instances
+    );
+    assert_eq!(snapshot.services.len(), 1);
+    let web = &snapshot.services[0];
+    assert_eq!(
+        (
+            web.name.as_str(),
+            web.desired,
+            web.running,
+            web.pending,
+            web.deployment_in_progress
+        ),
+        ("web", 6, 6, 0, false)
+    );
+    assert_eq!((web.task_size.cpu, web.task_size.memory), (256, 512));
+    assert_eq!(snapshot.tasks.len(), 6);
+    let per_zone = |z: &str| {
+        snapshot
+            .tasks
+            .iter()
+            .filter(|t| t.instance.is_some_and(|i| snapshot.instances[i].zone == z))
+            .count()
+    };
+    assert_eq!(
+        (
+            per_zone("us-east-1a"),
+            per_zone("us-east-1b"),
+            per_zone("us-east-1c")
+        ),
+        (5, 1, 0)
+    );
+    let calls = backend.api_calls();
+    for op in [
+        "ListServices",
+        "DescribeServices",
+        "ListContainerInstances",
+        "DescribeContainerInstances",
+        "ListTasks",
+        "DescribeTasks",
+    ] {
+        assert_eq!(calls.get(op), Some(&1), "{op}: {calls:?}");
+    }
+}
+
+#[tokio::test]
+async fn describes_are_batched_by_100_and_none_is_lost_in_flight() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [42, 42, 42, 42, 41, 41]).await;
+    let backend = AwsBackend::new(client);
+    let snapshot = backend.snapshot("demo").await.unwrap();
+    assert_eq!(snapshot.tasks.len(), 250);
+    let ids: std::collections::BTreeSet<&str> =
+        snapshot.tasks.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids.len(), 250, "each task once");
+    assert_eq!(backend.api_calls().get("DescribeTasks"), Some(&3));
+}
+
+#[tokio::test]
+async fn one_reconcile_performs_exactly_the_optimal_stop_and_nothing_else() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let hosts = cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let backend = AwsBackend::new(client.clone());
+    let policies = policy("  placement: {azBalanced: true}\n");
+
+    // The plan: 3 moves in all (5/1/0 -> 2/2/2), one now (maxUnavailable 1),
+    // the youngest task of the fullest host of the fullest zone.
+    let snapshot = backend.snapshot("demo").await.unwrap();
+    let plan = stevedore::plan::plan(&policies, &snapshot, snapshot.taken_at);
+    assert_eq!(
+        (
+            plan.statuses[0].state,
+            plan.statuses[0].moves_remaining,
+            plan.actions.len()
+        ),
+        (State::Converging, 3, 1)
+    );
+    let ActionKind::StopTask {
+        task,
+        instance,
+        zone,
+    } = &plan.actions[0].kind
+    else {
+        panic!("{plan:#?}")
+    };
+    assert_eq!(
+        (instance.as_str(), zone.as_str()),
+        (hosts[0].as_str(), "us-east-1a")
+    );
+
+    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
+        .await
+        .unwrap();
+    assert_eq!(reconciled.executed.len(), 1);
+    assert!(reconciled.executed[0].1.is_ok());
+    // Everything the backend called is allowed by `stevedore iam-policy`.
+    let iam = stevedore::setup::iam::policy(&stevedore::setup::iam::Scope {
+        cluster: "demo",
+        region: None,
+        account: None,
+        queue: "q",
+    });
+    for operation in backend.api_calls().keys() {
+        assert!(
+            stevedore::setup::iam::allows(&iam, &format!("ecs:{operation}")),
+            "ecs:{operation} is not in the IAM policy"
+        );
+    }
+    assert_eq!(backend.api_calls().get("StopTask"), Some(&1));
+    let out = client
+        .describe_tasks()
+        .cluster("demo")
+        .tasks(task.as_str())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        out.tasks()[0].desired_status(),
+        Some("STOPPED"),
+        "the planned task was stopped"
+    );
+}
+
+#[tokio::test]
+async fn a_protected_task_is_never_stopped() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let backend = AwsBackend::new(client.clone());
+    let policies = policy("  placement: {azBalanced: true}\n");
+    // What the plan would stop, were nothing protected.
+    let snapshot = backend.snapshot("demo").await.unwrap();
+    let plan = stevedore::plan::plan(&policies, &snapshot, snapshot.taken_at);
+    let ActionKind::StopTask { task: first, .. } = &plan.actions[0].kind else {
+        panic!("{plan:#?}")
+    };
+    moto.protect(first);
+
+    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
+        .await
+        .unwrap();
+    assert!(moto.protection_asked() >= 1);
+    assert_eq!(backend.api_calls().get("GetTaskProtection"), Some(&1));
+    assert_eq!(reconciled.executed.len(), 1, "{reconciled:#?}");
+    let ActionKind::StopTask { task: stopped, .. } = &reconciled.executed[0].0.kind else {
+        panic!("{reconciled:#?}")
+    };
+    assert_ne!(stopped, first, "the protected task was chosen");
+    let out = client
+        .describe_tasks()
+        .cluster("demo")
+        .tasks(first.as_str())
+        .tasks(stopped.as_str())
+        .send()
+        .await
+        .unwrap();
+    let status = |arn: &str| {
+        out.tasks()
+            .iter()
+            .find(|t| t.task_arn() == Some(arn))
+            .and_then(|t| t.desired_status())
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(
+        (status(first).as_str(), status(stopped).as_str()),
+        ("RUNNING", "STOPPED")
+    );
+}
+
+#[tokio::test]
+async fn a_refresh_reads_only_what_events_touched_and_matches_a_full_read() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let hosts = cluster(&moto, &client, [2, 1, 1, 0, 0, 0]).await;
+    let backend = AwsBackend::new(client.clone());
+    let before = backend.snapshot("demo").await.unwrap();
+    let calls_before = backend.api_calls();
+
+    // One task stops, one starts on another host.
+    let old = before.tasks[0].id.clone();
+    client
+        .stop_task()
+        .cluster("demo")
+        .task(&old)
+        .send()
+        .await
+        .unwrap();
+    let started = client
+        .start_task()
+        .cluster("demo")
+        .task_definition("web")
+        .container_instances(&hosts[5])
+        .started_by("ecs-svc/web")
+        .group("service:web")
+        .send()
+        .await
+        .unwrap();
+    let new = started.tasks()[0].task_arn().unwrap().to_owned();
+    let touched = stevedore::backend::refresh::Touched {
+        tasks: [old.clone(), new.clone()].into(),
+        ..Default::default()
+    };
+    let mut refreshed = before.clone();
+    backend
+        .refresh("demo", &mut refreshed, &touched)
+        .await
+        .unwrap();
+
+    // Three calls: the two tasks, then their service, then their hosts.
+    let calls = backend.api_calls();
+    let delta: std::collections::BTreeMap<&str, u64> = calls
+        .iter()
+        .map(|(op, n)| (op.as_str(), n - calls_before.get(op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(
+        delta,
+        [
+            ("DescribeContainerInstances", 1),
+            ("DescribeServices", 1),
+            ("DescribeTasks", 1)
+        ]
+        .into()
+    );
+    let ids = |s: &stevedore::model::ClusterSnapshot| -> std::collections::BTreeSet<String> {
+        s.tasks.iter().map(|t| t.id.clone()).collect()
+    };
+    assert!(!ids(&refreshed).contains(&old));
+    assert!(ids(&refreshed).contains(&new));
+    let full = backend.snapshot("demo").await.unwrap();
+    assert_eq!(ids(&refreshed), ids(&full));
+    let host_of = |s: &stevedore::model::ClusterSnapshot, id: &str| {
+        let t = s.tasks.iter().find(|t| t.id == id).unwrap();
+        s.instances[t.instance.unwrap()].id.clone()
+    };
+    assert_eq!(host_of(&refreshed, &new), hosts[5]);
+    // The hosts read again carry what a full read says of them.
+    for host in [&hosts[0], &hosts[5]] {
+        let find = |s: &stevedore::model::ClusterSnapshot| {
+            s.instances.iter().find(|i| &i.id == host).cloned().unwrap()
+        };
+        assert_eq!(find(&refreshed), find(&full), "{host}");
+    }
+}
+
+#[tokio::test]
+async fn cloudwatch_data_drives_a_scale_out_and_missing_data_holds() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [1, 1, 1, 1, 0, 0]).await;
+    let cw = cloudwatch(&moto);
+    let backend = backend(&moto, client.clone());
+    let policies = policy(
+        "  scaling:\n    minTasks: 2\n    maxTasks: 10\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization, dimensions: {ClusterName: \"{cluster}\", ServiceName: \"{service}\"}}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n    scaleOutStep: \"50%\"\n",
+    );
+    let desired = |client: Client| async move {
+        client
+            .describe_services()
+            .cluster("demo")
+            .services("web")
+            .send()
+            .await
+            .unwrap()
+            .services()[0]
+            .desired_count()
+    };
+
+    // No data yet: the count holds, and the status says why.
+    let now = stevedore::model::wall_clock();
+    let held = stevedore::controller::reconcile_once(&backend, "demo", &policies, now)
+        .await
+        .unwrap();
+    assert!(held.executed.is_empty(), "{held:#?}");
+    let why = held.plan.statuses[0].scaling.clone().unwrap();
+    assert!(why.contains("no data"), "{why}");
+    assert_eq!(desired(client.clone()).await, 4);
+
+    // 85% CPU for this service (another service's data must not count).
+    for (service, value) in [("web", 85.0), ("api", 5.0)] {
+        cw.put_metric_data()
+            .namespace("AWS/ECS")
+            .metric_data(
+                aws_sdk_cloudwatch::types::MetricDatum::builder()
+                    .metric_name("CPUUtilization")
+                    .dimensions(
+                        aws_sdk_cloudwatch::types::Dimension::builder()
+                            .name("ClusterName")
+                            .value("demo")
+                            .build(),
+                    )
+                    .dimensions(
+                        aws_sdk_cloudwatch::types::Dimension::builder()
+                            .name("ServiceName")
+                            .value(service)
+                            .build(),
+                    )
+                    .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_millis(
+                        now as i64 - 30_000,
+                    ))
+                    .value(value)
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let scaled = stevedore::controller::reconcile_once(&backend, "demo", &policies, now)
+        .await
+        .unwrap();
+    assert_eq!(scaled.executed.len(), 1, "{scaled:#?}");
+    let (action, result) = &scaled.executed[0];
+    assert!(result.is_ok());
+    assert_eq!(action.kind, ActionKind::SetDesiredCount { from: 4, to: 6 });
+    assert!(
+        action.reason.contains("85 > scaleOutAbove 70"),
+        "{}",
+        action.reason
+    );
+    assert_eq!(desired(client).await, 6);
+    assert_eq!(backend.api_calls().get("GetMetricData"), Some(&2));
+    let iam = stevedore::setup::iam::policy(&stevedore::setup::iam::Scope {
+        cluster: "demo",
+        region: None,
+        account: None,
+        queue: "q",
+    });
+    assert!(stevedore::setup::iam::allows(
+        &iam,
+        "cloudwatch:GetMetricData"
+    ));
+}
+
+#[tokio::test]
+async fn a_service_with_an_application_auto_scaling_target_is_not_scaled() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [1, 1, 1, 1, 0, 0]).await;
+    autoscaling(&moto)
+        .register_scalable_target()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .scalable_dimension(
+            aws_sdk_applicationautoscaling::types::ScalableDimension::EcsServiceDesiredCount,
+        )
+        .resource_id("service/demo/web")
+        .min_capacity(1)
+        .max_capacity(8)
+        .send()
+        .await
+        .unwrap();
+    let backend = backend(&moto, client);
+    // maxTasks 3 < 4 tasks: without the conflict, the count would be set to 3.
+    let policies = policy(
+        "  scaling:\n    minTasks: 1\n    maxTasks: 3\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n",
+    );
+    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
+        .await
+        .unwrap();
+    let status = &reconciled.plan.statuses[0];
+    assert_eq!(status.state, State::Paused, "{status:#?}");
+    assert!(
+        status.reason.contains("Application Auto Scaling"),
+        "{}",
+        status.reason
+    );
+    assert!(reconciled.executed.is_empty());
+    assert_eq!(backend.api_calls().get("UpdateService"), None);
+    assert_eq!(backend.api_calls().get("DescribeScalableTargets"), Some(&1));
+    let iam = stevedore::setup::iam::policy(&stevedore::setup::iam::Scope {
+        cluster: "demo",
+        region: None,
+        account: None,
+        queue: "q",
+    });
+    assert!(stevedore::setup::iam::allows(
+        &iam,
+        "application-autoscaling:DescribeScalableTargets"
+    ));
+}
+
+#[tokio::test]
+async fn a_dry_run_policy_stops_nothing() {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let backend = AwsBackend::new(client);
+    let policies = policy("  placement: {azBalanced: true}\n  mode: DryRun\n");
+    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
+        .await
+        .unwrap();
+    assert_eq!(reconciled.plan.actions.len(), 1);
+    assert!(reconciled.executed.is_empty());
+    assert_eq!(backend.api_calls().get("StopTask"), None);
+}
+
+#[tokio::test]
+async fn one_task_per_host_does_not_count_a_draining_host() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let hosts = cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    client
+        .update_container_instances_state()
+        .cluster("demo")
+        .container_instances(&hosts[5])
+        .status(ContainerInstanceStatus::Draining)
+        .send()
+        .await
+        .unwrap();
+    let backend = backend(&moto, client.clone());
+    let policies = policy("  placement: {oneTaskPerHost: {}}\n");
+    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
+        .await
+        .unwrap();
+    assert_eq!(reconciled.plan.actions.len(), 1);
+    assert_eq!(
+        reconciled.plan.actions[0].kind,
+        ActionKind::SetDesiredCount { from: 6, to: 5 }
+    );
+    let out = client
+        .describe_services()
+        .cluster("demo")
+        .services("web")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.services()[0].desired_count(), 5);
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_gives_no_snapshot_and_no_action() {
+    // Nothing listens on a closed port: the SDK retries, then reports.
+    // (A read that fails half-way, after calls were answered: `reads.rs`.)
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = aws_sdk_ecs::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+        .build();
+    let backend = AwsBackend::new(Client::from_conf(config));
+    let policies = policy("  placement: {azBalanced: true}\n");
+    let error = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
+        .await
+        .unwrap_err();
+    assert!(error.is_retryable(), "{error}");
+    assert_eq!(backend.api_calls().get("StopTask"), None);
+}
