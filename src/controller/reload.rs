@@ -3,30 +3,12 @@
 //! reported and the last good policies stay; a file caught half-written is
 //! read again until it settles.
 
-use super::Schedule;
-use super::run::{RunOptions, clusters, scaling_interval};
-use crate::model::Millis;
 use crate::spec::Policy;
 
 /// Loads the policies; on errors, reports them and returns `None` (the
 /// caller keeps the last good set).
 pub(super) fn load_policies(specs: &[std::path::PathBuf]) -> Option<Vec<Policy>> {
     checked(crate::spec::load_paths(specs))
-}
-
-/// Puts newly loaded policies in force, tells the observer which clusters
-/// they name, and sets the scaling tick to their period.
-pub(super) fn adopt(
-    policies: &mut Vec<Policy>,
-    newer: Vec<Policy>,
-    options: &RunOptions,
-    observer: &crate::status::Observer,
-    schedule: (&mut Schedule, Millis),
-) {
-    *policies = newer;
-    observer.policies_loaded(&clusters(policies, options.cluster.as_deref()));
-    let (schedule, now) = schedule;
-    schedule.set_scaling_every(now, scaling_interval(policies));
 }
 
 /// What a reload of the policies found, compared with those in force.

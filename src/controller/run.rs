@@ -5,7 +5,7 @@
 //! and the clock differ.
 
 use super::intake;
-use super::reload::{GitSpecs, Reload, adopt, load_policies, poll_git, reload};
+use super::reload::{GitSpecs, Reload, load_policies, poll_git, reload};
 use super::{ClusterView, Error, Reconciled, Result, Schedule, reconcile};
 use crate::backend::events::EventSource;
 use crate::backend::{self, Backend};
@@ -523,6 +523,21 @@ pub async fn run<B: Backend, E: EventSource>(
             }
         }
     }
+}
+
+/// Puts newly loaded policies in force, tells the observer which clusters
+/// they name, and sets the scaling tick to their period.
+fn adopt(
+    policies: &mut Vec<Policy>,
+    newer: Vec<Policy>,
+    options: &RunOptions,
+    observer: &crate::status::Observer,
+    schedule: (&mut Schedule, Millis),
+) {
+    *policies = newer;
+    observer.policies_loaded(&clusters(policies, options.cluster.as_deref()));
+    let (schedule, now) = schedule;
+    schedule.set_scaling_every(now, scaling_interval(policies));
 }
 
 /// API calls made so far, all operations together.
