@@ -117,7 +117,10 @@ pub fn iam_policy(args: IamArgs, out: &mut dyn Write) -> u8 {
 fn installer(
     endpoint_url: Option<&str>,
     err: &mut dyn Write,
-    work: impl FnOnce(&crate::setup::install::Clients, &tokio::runtime::Runtime) -> Result<(), String>,
+    work: impl FnOnce(
+        &crate::setup::install::Clients,
+        &tokio::runtime::Runtime,
+    ) -> crate::setup::install::Result<()>,
 ) -> u8 {
     let runtime = super::runtime();
     let clients = runtime.block_on(crate::setup::install::Clients::connect(endpoint_url));

@@ -72,14 +72,37 @@ pub struct Installed {
     pub rule_arn: String,
 }
 
+/// Why `install` or `uninstall` stopped (what it did before stays done:
+/// both are idempotent, so running them again finishes the work).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// An API call failed: the operation and the SDK's whole error.
+    #[error("{operation}: {message}")]
+    Api {
+        operation: &'static str,
+        message: String,
+    },
+    #[error("cluster `{0}` not found")]
+    ClusterNotFound(String),
+    #[error("PutTargets: {0}")]
+    TargetNotPut(String),
+    #[error("GetQueueAttributes: the queue has no ARN")]
+    QueueWithoutArn,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
 fn failed<E: std::error::Error + 'static, R: std::fmt::Debug>(
-    what: &str,
-) -> impl FnOnce(aws_sdk_ecs::error::SdkError<E, R>) -> String + '_ {
-    move |e| format!("{what}: {}", DisplayErrorContext(&e))
+    operation: &'static str,
+) -> impl FnOnce(aws_sdk_ecs::error::SdkError<E, R>) -> Error {
+    move |e| Error::Api {
+        operation,
+        message: DisplayErrorContext(&e).to_string(),
+    }
 }
 
 /// The cluster's ARN (the rule matches on it).
-async fn cluster_arn(clients: &Clients, cluster: &str) -> Result<String, String> {
+async fn cluster_arn(clients: &Clients, cluster: &str) -> Result<String> {
     let out = clients
         .ecs
         .describe_clusters()
@@ -91,7 +114,7 @@ async fn cluster_arn(clients: &Clients, cluster: &str) -> Result<String, String>
         .first()
         .and_then(|c| c.cluster_arn())
         .map(str::to_owned)
-        .ok_or_else(|| format!("cluster `{cluster}` not found"))
+        .ok_or_else(|| Error::ClusterNotFound(cluster.to_owned()))
 }
 
 /// Creates or updates the queue, its policy, the rule and its target.
@@ -102,7 +125,7 @@ pub async fn install(
     queue_name: &str,
     dry_run: bool,
     log: &mut dyn Write,
-) -> Result<Option<Installed>, String> {
+) -> Result<Option<Installed>> {
     let arn = cluster_arn(clients, cluster).await?;
     let rule = rule_name(cluster);
     if dry_run {
@@ -140,7 +163,7 @@ pub async fn install(
         .attributes()
         .and_then(|a| a.get(&QueueAttributeName::QueueArn))
         .cloned()
-        .ok_or("the queue has no ARN")?;
+        .ok_or(Error::QueueWithoutArn)?;
     let _ = writeln!(log, "queue {queue_name}: {queue_url}");
     let rule_arn = clients
         .events
@@ -171,7 +194,7 @@ pub async fn install(
         .id(TARGET_ID)
         .arn(&queue_arn)
         .build()
-        .map_err(|e| format!("target: {e}"))?;
+        .map_err(|e| Error::TargetNotPut(e.to_string()))?;
     let out = clients
         .events
         .put_targets()
@@ -181,7 +204,7 @@ pub async fn install(
         .await
         .map_err(failed("PutTargets"))?;
     if out.failed_entry_count() > 0 {
-        return Err(format!("PutTargets: {:?}", out.failed_entries()));
+        return Err(Error::TargetNotPut(format!("{:?}", out.failed_entries())));
     }
     let _ = writeln!(log, "rule {rule} sends to queue {queue_name}");
     Ok(Some(Installed {
@@ -197,7 +220,7 @@ pub async fn uninstall(
     cluster: &str,
     queue_name: &str,
     log: &mut dyn Write,
-) -> Result<(), String> {
+) -> Result<()> {
     let rule = rule_name(cluster);
     let rules = clients
         .events
