@@ -6,6 +6,7 @@
 
 use super::intake;
 use super::reload::{GitSpecs, Reload, load_policies, poll_git, reload};
+use super::schedule::Due;
 use super::{ClusterView, Error, Reconciled, Result, Schedule, reconcile};
 use crate::backend::events::EventSource;
 use crate::backend::{self, Backend};
@@ -239,7 +240,10 @@ pub async fn run<B: Backend, E: EventSource>(
     let mut standing = options.leader.clone();
     tokio::pin!(shutdown);
     loop {
-        let full = schedule.full_due(since_epoch(tokio::time::Instant::now()));
+        // What the schedule says is due; a pass that something else started
+        // (new policies, the lease taken) reads what events touched, if any.
+        let due = schedule.due(since_epoch(tokio::time::Instant::now()));
+        let full = due == Some(Due::Full);
         // At each resync too, in case the file system sends no notifications.
         if full
             && !std::mem::take(&mut first)
@@ -277,12 +281,11 @@ pub async fn run<B: Backend, E: EventSource>(
                 .iter_mut()
                 .for_each(|p| p.mode = crate::spec::policy::Mode::DryRun);
         }
-        let kind = if full {
-            PassKind::Full
-        } else if schedule.events_pending() {
-            PassKind::Events
-        } else {
-            PassKind::Other
+        let kind = match due {
+            Some(Due::Full) => PassKind::Full,
+            Some(Due::Events) => PassKind::Events,
+            _ if schedule.events_pending() => PassKind::Events,
+            Some(Due::Scaling) | None => PassKind::Other,
         };
         let mut failed = false;
         let mut passes = vec![];
@@ -440,7 +443,7 @@ pub async fn run<B: Backend, E: EventSource>(
                     tracing::info!("shutting down after {} reconciles", summary.reconciles);
                     return Ok(summary);
                 }
-                if schedule.events_pending() && !schedule.full_due(since_epoch(now)) {
+                if schedule.due(since_epoch(now)) == Some(Due::Events) {
                     tracing::info!("events: reconciling what they touched: {tally}");
                 } else if !tally.is_empty() {
                     tracing::info!("events: {tally}");

@@ -135,11 +135,6 @@ impl Schedule {
         }
     }
 
-    /// Whether a pass starting at `now` must read everything.
-    pub fn full_due(&self, now: Millis) -> bool {
-        now >= self.next_full
-    }
-
     /// A pass ended at `now`: it read everything (`full`) or not, and it
     /// read and acted (`ok`) or failed.
     pub fn passed(&mut self, now: Millis, full: bool, ok: bool) {
