@@ -401,6 +401,95 @@ mod tests {
         })
     }
 
+    /// A zone fills up in the middle of a batch: the first two
+    /// replacements take its last two slots, so the third goes to the other
+    /// zone, and the third stop's reason says so. (A unit-level model that
+    /// forgot the slots it filled would count the full zone still open and,
+    /// tied with the other, name it.)
+    #[test]
+    fn a_zone_that_fills_up_mid_batch_takes_no_more_replacements() {
+        let mut c = Cluster::new();
+        let room = |n: u32| crate::model::Resources {
+            cpu: 512 * n,
+            memory: 1024 * n,
+        };
+        let a = c.host_sized("a", "us-east-1a", room(10));
+        c.host_sized("small", "us-east-1b", room(2));
+        let roomy = c.host_sized("roomy", "us-east-1c", room(10));
+        let web = c.service(
+            "web",
+            vec![crate::model::PlacementStrategy::Spread(
+                PlacementField::zone(),
+            )],
+        );
+        c.tasks(web, a, 9);
+        c.tasks(web, roomy, 2);
+        // Zone b holds at most two tasks: the best layout is 5, 2, 4, four
+        // moves away; a budget of three stops three now.
+        let p = policies(&policy(
+            "web",
+            "web",
+            "  placement:\n    spread:\n      - {topologyKey: zone, maxSkew: 3}\n  disruption: {maxUnavailable: 3}\n",
+        ));
+        let [(units, unit_actions), (hosts, host_actions)] = both_ways(&c, &p);
+        for (status, actions) in [(&units, &unit_actions), (&hosts, &host_actions)] {
+            assert_eq!(
+                (status.state, status.moves_remaining, actions.len()),
+                (State::Converging, 4, 3),
+                "{status:#?}"
+            );
+        }
+        let stops = |a: &[Action]| a.iter().map(|a| a.kind.clone()).collect::<Vec<_>>();
+        assert_eq!(stops(&unit_actions), stops(&host_actions));
+        let to = |a: &Action| a.reason.rsplit(' ').next().unwrap_or_default().to_owned();
+        let unit_to: Vec<String> = unit_actions.iter().map(to).collect();
+        assert_eq!(unit_to, ["us-east-1b", "us-east-1b", "us-east-1c"]);
+        let host_to: Vec<String> = host_actions.iter().map(to).collect();
+        assert_eq!(host_to, ["small", "small", "roomy"]);
+    }
+
+    /// The unit-level model (what makes 100,000 tasks cheap) steps aside
+    /// only when ECS's later strategies would break a tie between units:
+    /// one fewest unit, or a tie with nothing ranked after the first
+    /// spread, keeps it.
+    #[test]
+    fn only_a_tie_that_later_strategies_break_sets_the_unit_model_aside() {
+        let exact_after_destinations = |layout: [u32; 3], then_by_instance: bool| {
+            let mut c = Cluster::new();
+            let hosts: Vec<usize> = ["us-east-1a", "us-east-1b", "us-east-1c"]
+                .iter()
+                .enumerate()
+                .map(|(h, zone)| c.host(&format!("h{h}"), zone))
+                .collect();
+            let mut strategy = vec![crate::model::PlacementStrategy::Spread(
+                PlacementField::zone(),
+            )];
+            if then_by_instance {
+                strategy.push(crate::model::PlacementStrategy::Spread(
+                    PlacementField::Instance,
+                ));
+            }
+            let web = c.service("web", strategy);
+            for (h, n) in hosts.iter().zip(layout) {
+                c.tasks(web, *h, n);
+            }
+            let p = policies(&policy(
+                "web",
+                "web",
+                "  placement:\n    spread:\n      - {topologyKey: zone, maxSkew: 1}\n",
+            ));
+            let index = Index::new(&c.snapshot);
+            let topologies = Topologies::new(&c.snapshot, &p);
+            let problem = Problem::by_units(&p[0], &index, &topologies, web).unwrap();
+            let destinations = problem.predictor.destinations().len();
+            (destinations, problem.exact.get())
+        };
+        assert_eq!(exact_after_destinations([3, 1, 2], true), (1, true));
+        assert_eq!(exact_after_destinations([3, 1, 1], true), (2, false));
+        assert_eq!(exact_after_destinations([3, 1, 1], false), (2, true));
+        assert_eq!(exact_after_destinations([2, 2, 2], true), (3, false));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
