@@ -14,6 +14,9 @@ pub struct TokenBucket {
     at: Millis,
 }
 
+/// The writes ECS takes at once before its rate (5 a second) applies.
+pub const WRITE_BURST: usize = 50;
+
 impl TokenBucket {
     /// Full at the start: `capacity` calls at once, then `per_second`.
     pub fn new(capacity: f64, per_second: f64) -> TokenBucket {
@@ -32,7 +35,7 @@ impl TokenBucket {
 
     /// ECS's writes (UpdateService, StopTask): about 50 burst, 5 per second.
     pub fn ecs_writes() -> TokenBucket {
-        TokenBucket::new(50.0, 5.0)
+        TokenBucket::new(WRITE_BURST as f64, 5.0)
     }
 
     /// Takes `n` tokens at `now` and returns how long the caller must wait

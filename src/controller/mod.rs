@@ -117,10 +117,21 @@ pub struct Verified {
     pub metric_error: Option<String>,
 }
 
-/// Plans, then verifies the stops: the services with planned stops are read
-/// again (unless `fresh`, a snapshot just read in full), their tasks'
-/// protection is read, and the plan is made again from that. What was
-/// read is kept in `snapshot`, which is newer for it.
+/// How many services one pass verifies and stops tasks of: ECS's write
+/// burst, so every stop follows its verification within seconds. On a
+/// large cluster a rebalance may plan stops in thousands of services;
+/// verifying them all first would take minutes of reads (about 2 minutes
+/// for 5,000 services) before the first stop, and at 5 writes a second the
+/// last stop would rest on a verification 17 minutes old, time enough for
+/// a task to be protected. The others follow in the next passes, which
+/// their own stops' events start.
+pub const VERIFIED_PER_PASS: usize = crate::backend::pacing::WRITE_BURST;
+
+/// Plans, then verifies the stops: the services with planned stops (the
+/// first [`VERIFIED_PER_PASS`] by name) are read again (unless `fresh`, a
+/// snapshot just read in full), their tasks' protection is read, and the
+/// plan is made again from that. What was read is kept in `snapshot`, which
+/// is newer for it.
 pub async fn plan_verified<B: Backend>(
     backend: &B,
     cluster: &str,
@@ -159,6 +170,9 @@ pub async fn plan_verified<B: Backend>(
         .executable()
         .filter(|a| matches!(a.kind, ActionKind::StopTask { .. }))
         .map(|a| a.service.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .take(VERIFIED_PER_PASS)
         .collect();
     if services.is_empty() {
         return Ok(Verified {
@@ -189,8 +203,23 @@ pub async fn plan_verified<B: Backend>(
             task.protected = protected.contains(&task.id);
         }
     }
+    let mut plan = plan::plan_with(policies, snapshot, now, scaling);
+    // Stops planned beyond this pass's share wait, and say so.
+    let waiting: BTreeSet<String> = plan
+        .executable()
+        .filter(|a| matches!(a.kind, ActionKind::StopTask { .. }))
+        .filter(|a| !services.contains(&a.service))
+        .map(|a| a.service.clone())
+        .collect();
+    for status in &mut plan.statuses {
+        if waiting.contains(&status.service) {
+            status.reason.push_str(&format!(
+                "; its stops wait for a later pass (at most {VERIFIED_PER_PASS} services are verified and stopped a pass)"
+            ));
+        }
+    }
     Ok(Verified {
-        plan: plan::plan_with(policies, snapshot, now, scaling),
+        plan,
         services,
         metric_error,
     })

@@ -124,6 +124,8 @@ pub struct PassReport {
     pub calls: u64,
     /// Of which reading the cluster.
     pub read_calls: u64,
+    /// Tasks it stopped.
+    pub stops: u64,
     /// Whether it read the cluster and acted (else it is retried).
     pub ok: bool,
 }
@@ -197,6 +199,12 @@ impl Watch<'_> {
             took_s: pass.took.as_secs_f64(),
             calls: pass.calls,
             read_calls: pass.read_calls,
+            stops: pass.outcome.as_ref().map_or(0, |o| {
+                o.executed
+                    .iter()
+                    .filter(|(a, r)| r.is_ok() && matches!(a.kind, ActionKind::StopTask { .. }))
+                    .count() as u64
+            }),
             ok: pass.outcome.is_ok(),
         });
         let outcome = match &pass.outcome {

@@ -287,6 +287,32 @@ fn events_are_taken_in_while_a_long_pass_runs() {
     assert_eq!(report.event_wait_max_s, 0.0, "{:#?}", report.passes);
 }
 
+/// A rebalance of many services is verified and stopped a write burst
+/// (50 services) a pass, so no stop rests on a verification made minutes
+/// before it; the passes that follow do the rest, and every service still
+/// converges with the optimal moves.
+#[test]
+fn a_rebalance_of_many_services_stops_a_write_burst_a_pass_and_converges_optimally() {
+    let g = scenario::GenerateSpec {
+        hosts: 60,
+        services: 120,
+        tasks: 1_200,
+        zones: 3,
+        skewed_share: 1.0,
+    };
+    let report = run_report(scenario::generated(g, 3, 20 * 60_000));
+    check_invariants(&report);
+    let stops: Vec<u64> = report.passes.iter().map(|p| p.stops).collect();
+    assert_eq!(stops[0], 50, "{stops:?}");
+    assert!(stops.iter().all(|n| *n <= 50), "{stops:?}");
+    assert!(stops.iter().filter(|n| **n > 0).count() >= 3, "{stops:?}");
+    for s in &report.services {
+        assert_eq!(s.state, State::Satisfied, "{s:#?}");
+        assert_eq!(s.tasks_moved, s.optimal_moves, "{s:#?}");
+    }
+    assert!(report.services.iter().map(|s| s.tasks_moved).sum::<u32>() > 120);
+}
+
 #[test]
 fn a_host_joining_during_a_rebalance_with_events_lost_stays_within_budget_and_converges() {
     let text = std::fs::read_to_string(repo("examples/scenarios/host-joins-after-scale-out.yaml"))
