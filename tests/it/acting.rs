@@ -15,9 +15,7 @@ const UNBALANCED: &str = "  placement: {azBalanced: true}\n";
 
 #[tokio::test]
 async fn run_once_exits_1_when_a_stop_fails_and_says_which() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let (moto, client) = crate::aws::demo([3, 2, 1, 0, 0, 0]).await;
     let specs = specs_dir(UNBALANCED);
     moto.fail(
         "StopTask",
@@ -46,9 +44,7 @@ async fn run_once_exits_1_when_a_stop_fails_and_says_which() {
 
 #[tokio::test]
 async fn a_failing_audit_bus_never_holds_up_a_pass() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let (moto, client) = crate::aws::demo([3, 2, 1, 0, 0, 0]).await;
     let specs = specs_dir(UNBALANCED);
     moto.fail(
         "PutEvents",
@@ -83,9 +79,7 @@ async fn a_failing_audit_bus_never_holds_up_a_pass() {
 /// resync (an hour) and reads no more.
 #[tokio::test]
 async fn a_failed_read_is_retried_backing_off_1_2_4_seconds() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    let (moto, _client) = crate::aws::demo([1, 1, 1, 1, 1, 1]).await;
     let specs = specs_dir(UNBALANCED);
     // Refused outright (no SDK retry): one ListServices per pass.
     moto.fail(
@@ -141,9 +135,7 @@ async fn a_failed_read_is_retried_backing_off_1_2_4_seconds() {
 /// and whatever it would have done is not done.
 #[tokio::test]
 async fn a_removed_policy_stops_managing_its_service_and_touches_nothing() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    let (moto, client) = crate::aws::demo([1, 1, 1, 1, 1, 1]).await;
     let specs = specs_dir(UNBALANCED);
     // A second policy, on a service the cluster does not have, keeps the
     // specs valid once the first is gone.

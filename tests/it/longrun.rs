@@ -7,10 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::aws::{
-    cluster, dynamodb, lease_table, lines_of, run_controller, specs_dir, status_address, stevedore,
-    stopped, wait_for,
+    dynamodb, lease_table, lines_of, run_controller, specs_dir, status_address, stevedore, stopped,
+    wait_for,
 };
-use crate::moto::Moto;
 
 /// The sum of a metric's samples whose line contains `labels` (all of
 /// them with ""), as the controller's `/metrics` serves them now.
@@ -52,9 +51,7 @@ const POLICY: &str = "  placement: {azBalanced: true}\n";
 /// woke it, and the passes ran every 300 ms from the first resync on.
 #[tokio::test]
 async fn over_several_resyncs_passes_follow_the_period_and_only_a_real_edit_reloads() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    let (moto, _client) = crate::aws::demo([1, 1, 1, 1, 1, 1]).await;
     let root = tempfile::tempdir().unwrap();
     let root = std::fs::canonicalize(root.path()).unwrap();
     let original = std::fs::read_to_string(specs_dir(POLICY).path().join("web.yaml")).unwrap();
@@ -173,9 +170,7 @@ async fn over_several_resyncs_passes_follow_the_period_and_only_a_real_edit_relo
 /// installed ahead of the first pass, the signal killed it at once.
 #[tokio::test]
 async fn sigterm_during_the_first_pass_lets_its_batch_finish_and_exits_0() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [5, 4, 0, 0, 0, 0]).await;
+    let (moto, client) = crate::aws::demo([5, 4, 0, 0, 0, 0]).await;
     let specs = specs_dir("  placement: {azBalanced: true}\n  disruption: {maxUnavailable: 4}\n");
     moto.delay("StopTask", Duration::from_millis(400));
     let mut child = run_controller(
@@ -208,9 +203,7 @@ async fn sigterm_during_the_first_pass_lets_its_batch_finish_and_exits_0() {
 /// more on its word.
 #[tokio::test]
 async fn a_second_pass_does_not_spend_the_budget_again_while_runningcount_lags() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [5, 4, 0, 0, 0, 0]).await;
+    let (moto, client) = crate::aws::demo([5, 4, 0, 0, 0, 0]).await;
     let specs = specs_dir("  placement: {azBalanced: true}\n  disruption: {maxUnavailable: 4}\n");
     let dir = specs.path().to_str().unwrap();
     let first = stevedore(&moto, &["run", "--specs", dir, "--once"]);
@@ -240,9 +233,7 @@ async fn a_second_pass_does_not_spend_the_budget_again_while_runningcount_lags()
 /// reason; a lease that stops answering later makes `/readyz` say so.
 #[tokio::test]
 async fn a_lease_that_cannot_be_written_is_an_error_at_start_and_not_ready_later() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    let (moto, _client) = crate::aws::demo([1, 1, 1, 1, 1, 1]).await;
     let specs = specs_dir(POLICY);
     let dir = specs.path().to_str().unwrap();
     let out = stevedore(

@@ -188,9 +188,7 @@ async fn at_most_four_describe_calls_are_in_flight_and_protection_is_read_past_1
 
 #[tokio::test]
 async fn a_5xx_is_retried_and_the_read_completes() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [2, 1, 1, 1, 1, 0]).await;
+    let (moto, client) = crate::aws::demo([2, 1, 1, 1, 1, 0]).await;
     let backend = AwsBackend::new(client);
     let clean = backend.snapshot("demo").await.unwrap();
     let before = moto.calls("DescribeTasks");

@@ -50,9 +50,7 @@ async fn plan_shows_the_stops_against_live_state() {
 
 #[tokio::test]
 async fn run_once_acts_and_dry_run_does_not() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let (moto, client) = crate::aws::demo([3, 2, 1, 0, 0, 0]).await;
     let specs = specs_dir("  placement: {azBalanced: true}\n");
     let dir = specs.path().to_str().unwrap();
 
@@ -100,9 +98,7 @@ async fn run_refuses_invalid_policies_and_reports_unreachable_clusters() {
 
 #[tokio::test]
 async fn plan_reads_a_private_repository_over_https_with_a_token_in_its_url_or_the_environment() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    let (moto, _client) = crate::aws::demo([1, 1, 1, 1, 1, 1]).await;
     let root = tempfile::tempdir().unwrap();
     let origin = root.path().join("policies.git");
     std::fs::create_dir_all(&origin).unwrap();
@@ -180,9 +176,7 @@ async fn plan_reads_a_private_repository_over_https_with_a_token_in_its_url_or_t
 
 #[tokio::test]
 async fn plan_leaves_a_fargate_service_alone_and_says_why() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    let (moto, client) = crate::aws::demo([1, 1, 1, 1, 1, 1]).await;
     client
         .create_service()
         .cluster("demo")

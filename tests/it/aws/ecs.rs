@@ -6,9 +6,7 @@ use super::*;
 
 #[tokio::test]
 async fn the_snapshot_reads_services_hosts_zones_and_tasks() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let (_moto, client) = crate::aws::demo([3, 2, 1, 0, 0, 0]).await;
     let backend = AwsBackend::new(client);
     let snapshot = backend.snapshot("demo").await.unwrap();
     assert_eq!(snapshot.cluster, "demo");
@@ -78,9 +76,7 @@ async fn the_snapshot_reads_services_hosts_zones_and_tasks() {
 
 #[tokio::test]
 async fn describes_are_batched_by_100_and_none_is_lost_in_flight() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [42, 42, 42, 42, 41, 41]).await;
+    let (_moto, client) = crate::aws::demo([42, 42, 42, 42, 41, 41]).await;
     let backend = AwsBackend::new(client);
     let snapshot = backend.snapshot("demo").await.unwrap();
     assert_eq!(snapshot.tasks.len(), 250);
@@ -129,15 +125,9 @@ async fn one_reconcile_performs_exactly_the_optimal_stop_and_nothing_else() {
     assert_eq!(reconciled.executed.len(), 1);
     assert!(reconciled.executed[0].1.is_ok());
     // Everything the backend called is allowed by `stevedore iam-policy`.
-    let iam = stevedore::setup::iam::policy(&stevedore::setup::iam::Scope {
-        cluster: "demo",
-        region: None,
-        account: None,
-        queue: "q",
-    });
     for operation in backend.api_calls().keys() {
         assert!(
-            stevedore::setup::iam::allows(&iam, &format!("ecs:{operation}")),
+            crate::aws::controller_role_allows(&format!("ecs:{operation}")),
             "ecs:{operation} is not in the IAM policy"
         );
     }
@@ -158,9 +148,7 @@ async fn one_reconcile_performs_exactly_the_optimal_stop_and_nothing_else() {
 
 #[tokio::test]
 async fn a_protected_task_is_never_stopped() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let (moto, client) = crate::aws::demo([3, 2, 1, 0, 0, 0]).await;
     let backend = AwsBackend::new(client.clone());
     let policies = policy("  placement: {azBalanced: true}\n");
     // What the plan would stop, were nothing protected.
@@ -281,9 +269,7 @@ async fn a_refresh_reads_only_what_events_touched_and_matches_a_full_read() {
 
 #[tokio::test]
 async fn cloudwatch_data_drives_a_scale_out_and_missing_data_holds() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [1, 1, 1, 1, 0, 0]).await;
+    let (moto, client) = crate::aws::demo([1, 1, 1, 1, 0, 0]).await;
     let cw = cloudwatch(&moto);
     let backend = backend(&moto, client.clone());
     let policies = policy(
@@ -354,23 +340,14 @@ async fn cloudwatch_data_drives_a_scale_out_and_missing_data_holds() {
     );
     assert_eq!(desired(client).await, 6);
     assert_eq!(backend.api_calls().get("GetMetricData"), Some(&2));
-    let iam = stevedore::setup::iam::policy(&stevedore::setup::iam::Scope {
-        cluster: "demo",
-        region: None,
-        account: None,
-        queue: "q",
-    });
-    assert!(stevedore::setup::iam::allows(
-        &iam,
+    assert!(crate::aws::controller_role_allows(
         "cloudwatch:GetMetricData"
     ));
 }
 
 #[tokio::test]
 async fn a_service_with_an_application_auto_scaling_target_is_not_scaled() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [1, 1, 1, 1, 0, 0]).await;
+    let (moto, client) = crate::aws::demo([1, 1, 1, 1, 0, 0]).await;
     autoscaling(&moto)
         .register_scalable_target()
         .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
@@ -401,23 +378,14 @@ async fn a_service_with_an_application_auto_scaling_target_is_not_scaled() {
     assert!(reconciled.executed.is_empty());
     assert_eq!(backend.api_calls().get("UpdateService"), None);
     assert_eq!(backend.api_calls().get("DescribeScalableTargets"), Some(&1));
-    let iam = stevedore::setup::iam::policy(&stevedore::setup::iam::Scope {
-        cluster: "demo",
-        region: None,
-        account: None,
-        queue: "q",
-    });
-    assert!(stevedore::setup::iam::allows(
-        &iam,
+    assert!(crate::aws::controller_role_allows(
         "application-autoscaling:DescribeScalableTargets"
     ));
 }
 
 #[tokio::test]
 async fn a_dry_run_policy_stops_nothing() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let (_moto, client) = crate::aws::demo([3, 2, 1, 0, 0, 0]).await;
     let backend = AwsBackend::new(client);
     let policies = policy("  placement: {azBalanced: true}\n  mode: DryRun\n");
     let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)

@@ -46,6 +46,26 @@ pub(crate) async fn register_host(client: &Client, instance_id: &str, zone: &str
         .to_owned()
 }
 
+/// moto started, with the cluster of [`cluster`] laid out as `layout`:
+/// the set-up most tests start from.
+pub(crate) async fn demo(layout: [u32; 6]) -> (Moto, Client) {
+    let moto = Moto::start();
+    let client = moto.client();
+    cluster(&moto, &client, layout).await;
+    (moto, client)
+}
+
+/// Whether the controller's IAM policy for cluster `demo` allows `action`.
+pub(crate) fn controller_role_allows(action: &str) -> bool {
+    let policy = stevedore::setup::iam::policy(&stevedore::setup::iam::Scope {
+        cluster: "demo",
+        region: None,
+        account: None,
+        queue: "q",
+    });
+    stevedore::setup::iam::allows(&policy, action)
+}
+
 /// A cluster `demo` with two hosts per zone in three zones, service `web`
 /// with `layout[h]` tasks on host `h` (hosts a1, a2, b1, b2, c1, c2).
 pub(crate) async fn cluster(moto: &Moto, client: &Client, layout: [u32; 6]) -> Vec<String> {

@@ -150,9 +150,7 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
 
 #[tokio::test]
 async fn run_serves_health_readiness_metrics_and_status() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let (moto, _client) = crate::aws::demo([3, 2, 1, 0, 0, 0]).await;
     // ECS refuses the first two attempts for their rate, and DynamoDB the
     // first lease write; the SDK's next attempts succeed, so the pass goes
     // on, and the throttles are counted.
@@ -341,9 +339,7 @@ async fn actions_and_status_changes_are_published_to_eventbridge() {
 
 #[tokio::test]
 async fn json_logs_carry_each_actions_policy_service_rule_and_reason() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let (moto, _client) = crate::aws::demo([3, 2, 1, 0, 0, 0]).await;
     let specs = specs_dir("  placement: {azBalanced: true}\n");
     let out = stevedore(
         &moto,
@@ -444,9 +440,7 @@ async fn one_replica_leads_and_a_stalled_leader_stops_before_another_starts() {
 
 #[tokio::test]
 async fn of_two_replicas_with_one_lease_only_the_leader_acts() {
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let (moto, client) = crate::aws::demo([3, 2, 1, 0, 0, 0]).await;
     lease_table(&dynamodb(&moto)).await;
     let specs = specs_dir("  placement: {azBalanced: true}\n");
     let dir = specs.path().to_str().unwrap().to_owned();
@@ -500,9 +494,7 @@ async fn of_two_replicas_with_one_lease_only_the_leader_acts() {
 #[tokio::test]
 async fn run_follows_a_git_repository_and_keeps_the_last_good_commit() {
     use crate::cli::git;
-    let moto = Moto::start();
-    let client = moto.client();
-    cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    let (moto, _client) = crate::aws::demo([1, 1, 1, 1, 1, 1]).await;
     let origin = tempfile::tempdir().unwrap();
     policies_repository(origin.path());
     let policy = std::fs::read_to_string(origin.path().join("web.yaml")).unwrap();
