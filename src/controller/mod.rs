@@ -117,30 +117,26 @@ pub struct Verified {
     pub metric_error: Option<String>,
 }
 
-/// How many services one pass verifies and stops tasks of: ECS's write
-/// burst, so every stop follows its verification within seconds. On a
-/// large cluster a rebalance may plan stops in thousands of services;
-/// verifying them all first would take minutes of reads (about 2 minutes
-/// for 5,000 services) before the first stop, and at 5 writes a second the
-/// last stop would rest on a verification 17 minutes old, time enough for
-/// a task to be protected. The others follow in the next passes, which
-/// their own stops' events start.
-pub const VERIFIED_PER_PASS: usize = crate::backend::pacing::WRITE_BURST;
+/// How many services are verified at a time before their stops. On a
+/// large cluster a rebalance may plan stops in thousands of services:
+/// verifying them all first took 125 s of reads at 5,000 services before
+/// the first stop, and at ECS's 5 writes a second the last of 5,000 stops
+/// would rest on a check 17 minutes old, time enough for a task to be
+/// protected. In batches of ECS's write burst, each batch of stops follows
+/// its own check within seconds, and the pass still stops at the write
+/// rate.
+pub const VERIFIED_AT_ONCE: usize = crate::backend::pacing::WRITE_BURST;
 
-/// Plans, then verifies the stops: the services with planned stops (the
-/// first [`VERIFIED_PER_PASS`] by name) are read again (unless `fresh`, a
-/// snapshot just read in full), their tasks' protection is read, and the
-/// plan is made again from that. What was read is kept in `snapshot`, which
-/// is newer for it.
-pub async fn plan_verified<B: Backend>(
+/// The plan before any verification: Application Auto Scaling targets
+/// checked and scaling metrics read first, so that both hold in it.
+async fn plan_first<B: Backend>(
     backend: &B,
     cluster: &str,
     snapshot: &mut ClusterSnapshot,
-    fresh: bool,
     policies: &[Policy],
     now: Millis,
     scaling: &mut ScalingInput,
-) -> backend::Result<Verified> {
+) -> backend::Result<(Plan, Option<String>)> {
     // Two controllers writing one desired count is a bug: the services
     // whose count a policy sets are checked for Application Auto Scaling
     // targets (no Describe call reports them), and the planner pauses those.
@@ -165,22 +161,31 @@ pub async fn plan_verified<B: Backend>(
             }
         }
     }
-    let first = plan::plan_with(policies, snapshot, now, scaling);
-    let services: BTreeSet<String> = first
-        .executable()
+    Ok((
+        plan::plan_with(policies, snapshot, now, scaling),
+        metric_error,
+    ))
+}
+
+/// The services a plan would stop tasks of, by name.
+fn stopping(plan: &Plan) -> Vec<String> {
+    plan.executable()
         .filter(|a| matches!(a.kind, ActionKind::StopTask { .. }))
         .map(|a| a.service.clone())
         .collect::<BTreeSet<_>>()
         .into_iter()
-        .take(VERIFIED_PER_PASS)
-        .collect();
-    if services.is_empty() {
-        return Ok(Verified {
-            plan: first,
-            services,
-            metric_error,
-        });
-    }
+        .collect()
+}
+
+/// Reads `services` again (unless `fresh`, a snapshot just read in full)
+/// and their tasks' scale-in protection, into `snapshot`.
+async fn verify<B: Backend>(
+    backend: &B,
+    cluster: &str,
+    snapshot: &mut ClusterSnapshot,
+    fresh: bool,
+    services: &BTreeSet<String>,
+) -> backend::Result<()> {
     let tasks_of = |s: &ClusterSnapshot| -> BTreeSet<String> {
         s.tasks
             .iter()
@@ -203,23 +208,33 @@ pub async fn plan_verified<B: Backend>(
             task.protected = protected.contains(&task.id);
         }
     }
-    let mut plan = plan::plan_with(policies, snapshot, now, scaling);
-    // Stops planned beyond this pass's share wait, and say so.
-    let waiting: BTreeSet<String> = plan
-        .executable()
-        .filter(|a| matches!(a.kind, ActionKind::StopTask { .. }))
-        .filter(|a| !services.contains(&a.service))
-        .map(|a| a.service.clone())
-        .collect();
-    for status in &mut plan.statuses {
-        if waiting.contains(&status.service) {
-            status.reason.push_str(&format!(
-                "; its stops wait for a later pass (at most {VERIFIED_PER_PASS} services are verified and stopped a pass)"
-            ));
-        }
+    Ok(())
+}
+
+/// Plans, then verifies every stop at once and plans again: what `plan`
+/// shows. What was read is kept in `snapshot`, which is newer for it.
+pub async fn plan_verified<B: Backend>(
+    backend: &B,
+    cluster: &str,
+    snapshot: &mut ClusterSnapshot,
+    fresh: bool,
+    policies: &[Policy],
+    now: Millis,
+    scaling: &mut ScalingInput,
+) -> backend::Result<Verified> {
+    let (first, metric_error) =
+        plan_first(backend, cluster, snapshot, policies, now, scaling).await?;
+    let services: BTreeSet<String> = stopping(&first).into_iter().collect();
+    if services.is_empty() {
+        return Ok(Verified {
+            plan: first,
+            services,
+            metric_error,
+        });
     }
+    verify(backend, cluster, snapshot, fresh, &services).await?;
     Ok(Verified {
-        plan,
+        plan: plan::plan_with(policies, snapshot, now, scaling),
         services,
         metric_error,
     })
@@ -239,9 +254,15 @@ fn desired_count_owned(policies: &[Policy], snapshot: &ClusterSnapshot) -> Vec<S
     names
 }
 
-/// One pass over a snapshot: plan, verify, execute. DryRun policies'
-/// actions are planned and reported, never executed; a stop is executed
-/// only for a service that was verified.
+/// One pass over a snapshot: plan, then verify and act in batches of
+/// [`VERIFIED_AT_ONCE`] services: each batch's services are read again with
+/// their tasks' protection, the plan is made again from that, and only that
+/// batch's stops are executed (count changes with the first batch). DryRun
+/// policies' actions are planned and reported, never executed.
+///
+/// A failed read before any action fails the pass; one after some stops
+/// ends it with what was done (reported), and the rest waits for the next
+/// pass.
 pub async fn reconcile<B: Backend>(
     backend: &B,
     cluster: &str,
@@ -251,29 +272,54 @@ pub async fn reconcile<B: Backend>(
     now: Millis,
     scaling: &mut ScalingInput,
 ) -> backend::Result<Reconciled> {
-    let Verified {
-        plan,
-        services,
-        metric_error,
-    } = plan_verified(backend, cluster, snapshot, fresh, policies, now, scaling).await?;
+    let (mut plan, metric_error) =
+        plan_first(backend, cluster, snapshot, policies, now, scaling).await?;
+    let services = stopping(&plan);
+    let batches: Vec<BTreeSet<String>> = if services.is_empty() {
+        // Count changes only.
+        vec![BTreeSet::new()]
+    } else {
+        services
+            .chunks(VERIFIED_AT_ONCE)
+            .map(|c| c.iter().cloned().collect())
+            .collect()
+    };
     let mut executed = vec![];
-    for action in plan.executable() {
-        let result = match &action.kind {
-            ActionKind::StopTask { task, .. } => {
-                if !services.contains(&action.service) {
-                    // Appeared only after verifying: next pass.
-                    continue;
+    for (k, batch) in batches.iter().enumerate() {
+        if !batch.is_empty() {
+            // Only the first batch may trust a full read made just before.
+            match verify(backend, cluster, snapshot, fresh && k == 0, batch).await {
+                Ok(()) => plan = plan::plan_with(policies, snapshot, now, scaling),
+                Err(e) if executed.is_empty() => return Err(e),
+                Err(e) => {
+                    tracing::warn!(
+                        "{cluster}: verifying {} more services failed ({e}); their stops wait for the next pass",
+                        services.len() - k * VERIFIED_AT_ONCE
+                    );
+                    break;
                 }
-                let reason = format!("stevedore: {} ({})", action.policy, action.rule);
-                backend.stop_task(cluster, task, &reason).await
             }
-            ActionKind::SetDesiredCount { to, .. } => {
-                backend
-                    .set_desired_count(cluster, &action.service, *to)
-                    .await
-            }
-        };
-        executed.push((action.clone(), result));
+        }
+        for action in plan.executable() {
+            let result = match &action.kind {
+                ActionKind::StopTask { task, .. } => {
+                    if !batch.contains(&action.service) {
+                        // Another batch's, or new since the first plan
+                        // (then the next pass's).
+                        continue;
+                    }
+                    let reason = format!("stevedore: {} ({})", action.policy, action.rule);
+                    backend.stop_task(cluster, task, &reason).await
+                }
+                ActionKind::SetDesiredCount { .. } if k > 0 => continue,
+                ActionKind::SetDesiredCount { to, .. } => {
+                    backend
+                        .set_desired_count(cluster, &action.service, *to)
+                        .await
+                }
+            };
+            executed.push((action.clone(), result));
+        }
     }
     scaling.executed(&executed, now);
     Ok(Reconciled {
