@@ -448,6 +448,47 @@ mod tests {
         assert_eq!(host_to, ["small", "small", "roomy"]);
     }
 
+    /// A stop frees a slot on its own host: when ECS's spread (which counts
+    /// the tasks on a draining host too) finds the source zone the emptiest
+    /// one open, the replacement lands back there, so the stop would move
+    /// nothing, and neither model makes it. (A unit-level model that
+    /// forgot the freed slot would think the zone full and stop a task.)
+    #[test]
+    fn a_stop_whose_replacement_would_land_back_in_its_zone_is_not_made() {
+        let mut c = Cluster::new();
+        let room = |n: u32| crate::model::Resources {
+            cpu: 512 * n,
+            memory: 1024 * n,
+        };
+        let a = c.host_sized("a", "us-east-1a", room(4));
+        let b = c.host_sized("b", "us-east-1b", room(8));
+        let draining = c.host_sized("b-draining", "us-east-1b", room(8));
+        let full = c.host_sized("c", "us-east-1c", room(2));
+        let web = c.service(
+            "web",
+            vec![crate::model::PlacementStrategy::Spread(
+                PlacementField::zone(),
+            )],
+        );
+        c.tasks(web, a, 4);
+        c.tasks(web, b, 1);
+        c.tasks(web, draining, 3);
+        c.tasks(web, full, 2);
+        c.snapshot.instances[draining].status = InstanceStatus::Draining;
+        let p = policies(&policy(
+            "web",
+            "web",
+            "  placement:\n    spread:\n      - {topologyKey: zone, maxSkew: 2}\n",
+        ));
+        let [(units, unit_actions), (hosts, host_actions)] = both_ways(&c, &p);
+        assert!(unit_actions.is_empty(), "{units:#?} {unit_actions:#?}");
+        assert!(host_actions.is_empty(), "{hosts:#?} {host_actions:#?}");
+        assert_eq!(
+            (units.state, units.moves_remaining),
+            (hosts.state, hosts.moves_remaining)
+        );
+    }
+
     /// The unit-level model (what makes 100,000 tasks cheap) steps aside
     /// only when ECS's later strategies would break a tie between units:
     /// one fewest unit, or a tie with nothing ranked after the first
