@@ -369,6 +369,14 @@ mod tests {
     use crate::plan::{Action, ServiceStatus, State};
     use crate::spec::Policy;
 
+    /// A host with room for `n` tasks of the test service's size.
+    fn room(n: u32) -> crate::model::Resources {
+        crate::model::Resources {
+            cpu: 512 * n,
+            memory: 1024 * n,
+        }
+    }
+
     /// Plans one service both ways: with the unit-level model when it
     /// applies, and with the instance-level one.
     fn both_ways(c: &Cluster, p: &[Policy]) -> [(ServiceStatus, Vec<Action>); 2] {
@@ -409,10 +417,6 @@ mod tests {
     #[test]
     fn a_zone_that_fills_up_mid_batch_takes_no_more_replacements() {
         let mut c = Cluster::new();
-        let room = |n: u32| crate::model::Resources {
-            cpu: 512 * n,
-            memory: 1024 * n,
-        };
         let a = c.host_sized("a", "us-east-1a", room(10));
         c.host_sized("small", "us-east-1b", room(2));
         let roomy = c.host_sized("roomy", "us-east-1c", room(10));
@@ -456,10 +460,6 @@ mod tests {
     #[test]
     fn a_stop_whose_replacement_would_land_back_in_its_zone_is_not_made() {
         let mut c = Cluster::new();
-        let room = |n: u32| crate::model::Resources {
-            cpu: 512 * n,
-            memory: 1024 * n,
-        };
         let a = c.host_sized("a", "us-east-1a", room(4));
         let b = c.host_sized("b", "us-east-1b", room(8));
         let draining = c.host_sized("b-draining", "us-east-1b", room(8));
