@@ -65,6 +65,19 @@ impl<'a, E: EventSource> Intake<'a, E> {
     }
 }
 
+/// The next batch from `inbox`, with a failed receive logged (the next
+/// one waits [`RETRY_AFTER`]) and answered as an empty batch; never
+/// without an event source. Cancel-safe, as [`Intake::next`].
+pub async fn next_batch<E: EventSource>(inbox: &mut Option<Intake<'_, E>>) -> Vec<Message> {
+    let Some(inbox) = inbox.as_mut() else {
+        return std::future::pending().await;
+    };
+    inbox.next().await.unwrap_or_else(|e| {
+        tracing::warn!("events: {e}; retrying in {}s", RETRY_AFTER.as_secs());
+        vec![]
+    })
+}
+
 async fn receive_and_delete<E: EventSource>(
     queue: &E,
     pause: Option<Duration>,

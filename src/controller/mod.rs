@@ -74,7 +74,7 @@ impl ClusterView {
     /// are read again on the next read (nothing if nothing was read yet).
     pub fn touch_scaled(&mut self, policies: &[Policy]) {
         if let Some(snapshot) = &self.snapshot {
-            let scaled = crate::controller::readings::queries(policies, snapshot)
+            let scaled = readings::queries(policies, snapshot)
                 .into_iter()
                 .map(|((_, service), _)| service);
             self.touched.services.extend(scaled);
@@ -104,17 +104,6 @@ impl ClusterView {
         self.touched = Touched::default();
         Ok(snapshot)
     }
-}
-
-/// A plan whose stops were verified: made again after reading the
-/// services they act on, with their tasks' protection.
-#[derive(Debug)]
-pub struct Verified {
-    pub plan: Plan,
-    /// The services read again (only their stops may be executed).
-    pub services: BTreeSet<String>,
-    /// Why scaling policies' metrics could not be read (they hold).
-    pub metric_error: Option<String>,
 }
 
 /// How many services are verified at a time before their stops. On a
@@ -153,7 +142,7 @@ async fn plan_first<B: Backend>(
     // every scaled service at its count (bounds still apply) and says why.
     let mut metric_error = None;
     if policies.iter().any(|p| p.scaling.is_some()) {
-        match crate::controller::readings::read(backend, policies, snapshot, now).await {
+        match readings::read(backend, policies, snapshot, now).await {
             Ok(readings) => scaling.readings = readings,
             Err(e) => {
                 scaling.readings.clear();
@@ -209,35 +198,6 @@ async fn verify<B: Backend>(
         }
     }
     Ok(())
-}
-
-/// Plans, then verifies every stop at once and plans again: what `plan`
-/// shows. What was read is kept in `snapshot`, which is newer for it.
-pub async fn plan_verified<B: Backend>(
-    backend: &B,
-    cluster: &str,
-    snapshot: &mut ClusterSnapshot,
-    fresh: bool,
-    policies: &[Policy],
-    now: Millis,
-    scaling: &mut ScalingInput,
-) -> backend::Result<Verified> {
-    let (first, metric_error) =
-        plan_first(backend, cluster, snapshot, policies, now, scaling).await?;
-    let services: BTreeSet<String> = stopping(&first).into_iter().collect();
-    if services.is_empty() {
-        return Ok(Verified {
-            plan: first,
-            services,
-            metric_error,
-        });
-    }
-    verify(backend, cluster, snapshot, fresh, &services).await?;
-    Ok(Verified {
-        plan: plan::plan_with(policies, snapshot, now, scaling),
-        services,
-        metric_error,
-    })
 }
 
 /// The services whose desired count a policy sets (scaling, one task per host).
@@ -338,17 +298,16 @@ pub async fn plan_once<B: Backend>(
 ) -> backend::Result<Plan> {
     let mut snapshot = backend.snapshot(cluster).await?;
     let now = snapshot.taken_at;
-    let verified = plan_verified(
-        backend,
-        cluster,
-        &mut snapshot,
-        true,
-        policies,
-        now,
-        &mut ScalingInput::default(),
-    )
-    .await?;
-    Ok(verified.plan)
+    let mut scaling = ScalingInput::default();
+    let (first, _) =
+        plan_first(backend, cluster, &mut snapshot, policies, now, &mut scaling).await?;
+    // Every stop verified at once (the snapshot was just read in full).
+    let services: BTreeSet<String> = stopping(&first).into_iter().collect();
+    if services.is_empty() {
+        return Ok(first);
+    }
+    verify(backend, cluster, &mut snapshot, true, &services).await?;
+    Ok(plan::plan_with(policies, &snapshot, now, &mut scaling))
 }
 
 /// Reads a whole cluster and reconciles it once: `plan --once` style use

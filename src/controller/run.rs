@@ -352,19 +352,10 @@ pub async fn run<B: Backend, E: EventSource>(
         {
             tokio::pin!(pass);
             loop {
-                let receive = async {
-                    match inbox.as_mut() {
-                        Some(inbox) => inbox.next().await,
-                        None => std::future::pending().await,
-                    }
-                };
                 tokio::select! {
                     biased;
                     () = &mut pass => break,
-                    batch = receive => match batch {
-                        Ok(batch) => received.extend(batch),
-                        Err(e) => tracing::warn!("events: {e}; retrying in {}s", intake::RETRY_AFTER.as_secs()),
-                    },
+                    batch = intake::next_batch(&mut inbox) => received.extend(batch),
                 }
             }
         }
@@ -462,14 +453,8 @@ pub async fn run<B: Backend, E: EventSource>(
                     None => std::future::pending().await,
                 }
             };
-            let receive = async {
-                match inbox.as_mut() {
-                    Some(inbox) => inbox.next().await,
-                    None => std::future::pending().await,
-                }
-            };
             let wake = tokio::select! {
-                received = receive => Wake::Received(received),
+                received = intake::next_batch(&mut inbox) => Wake::Received(received),
                 () = tokio::time::sleep(wait) => Wake::Due,
                 () = specs_changed => Wake::SpecsChanged,
                 () = gained => Wake::Leader,
@@ -512,18 +497,12 @@ pub async fn run<B: Backend, E: EventSource>(
                     }
                 }
             };
-            match received {
-                Ok(messages) => admit(
-                    &messages,
-                    &mut schedule,
-                    &mut tally,
-                    since_epoch(tokio::time::Instant::now()),
-                ),
-                Err(e) => tracing::warn!(
-                    "events: {e}; retrying in {}s",
-                    intake::RETRY_AFTER.as_secs()
-                ),
-            }
+            admit(
+                &received,
+                &mut schedule,
+                &mut tally,
+                since_epoch(tokio::time::Instant::now()),
+            );
         }
     }
 }
@@ -563,8 +542,8 @@ pub fn scaling_interval(policies: &[Policy]) -> Option<Millis> {
 }
 
 /// What ended a wait.
-enum Wake<E> {
-    Received(Result<Vec<crate::backend::events::Message>, E>),
+enum Wake {
+    Received(Vec<crate::backend::events::Message>),
     /// The next pass is due.
     Due,
     SpecsChanged,
