@@ -78,7 +78,7 @@ fn main() {
         skewed_share: 0.01,
     };
     let generated = scenario::generated(g, 7, 0);
-    let policies = generated.policies;
+    let specs: stevedore::spec::Specs = generated.policies.into();
     let backend = SimBackend::new(generated.sim);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -91,7 +91,7 @@ fn main() {
     runtime.block_on(async {
         reset_peak();
         let snapshot = view.read(&backend, "demo", true).await.expect("a full read");
-        let outcome = controller::reconcile(&backend, "demo", snapshot, true, &policies, 0, &mut Default::default())
+        let outcome = controller::reconcile(&backend, "demo", snapshot, true, &specs, 0, &mut Default::default())
             .await
             .expect("a reconcile");
         view.note_executed(&outcome.executed);
@@ -115,7 +115,7 @@ fn main() {
         let before = reset_peak();
         let calls_before: u64 = backend.api_calls().values().sum();
         let snapshot = view.read(&backend, "demo", false).await.expect("a refresh");
-        let outcome = controller::reconcile(&backend, "demo", snapshot, false, &policies, 0, &mut Default::default())
+        let outcome = controller::reconcile(&backend, "demo", snapshot, false, &specs, 0, &mut Default::default())
             .await
             .expect("a reconcile");
         let calls: u64 = backend.api_calls().values().sum::<u64>() - calls_before;

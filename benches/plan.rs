@@ -47,6 +47,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 black_box(plan::plan_with_index(
                     &policies,
+                    None,
                     index,
                     0,
                     &mut Default::default(),
@@ -61,7 +62,7 @@ fn bench(c: &mut Criterion) {
     for share in [0.0, 0.01, 0.1] {
         let (snapshot, policies) = cluster(100_000, share);
         let index = Index::new(&snapshot);
-        let skewed = plan::plan_with_index(&policies, &index, 0, &mut Default::default())
+        let skewed = plan::plan_with_index(&policies, None, &index, 0, &mut Default::default())
             .statuses
             .iter()
             .filter(|s| s.state != plan::State::Satisfied)
@@ -71,6 +72,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 black_box(plan::plan_with_index(
                     &policies,
+                    None,
                     &index,
                     0,
                     &mut Default::default(),

@@ -171,9 +171,9 @@ fn print_diagnostics<'a>(
 fn policies_or_report(
     loaded: Result<spec::Loaded, spec::Error>,
     err: &mut dyn Write,
-) -> Result<Vec<spec::Policy>, u8> {
+) -> Result<spec::Specs, u8> {
     match loaded {
-        Ok(loaded) if !loaded.has_errors() => Ok(loaded.policies),
+        Ok(loaded) if !loaded.has_errors() => Ok(loaded.specs()),
         Ok(loaded) => {
             print_diagnostics(&loaded.diagnostics, err);
             let _ = writeln!(err, "error: the policies are invalid; nothing planned");

@@ -47,19 +47,25 @@ fn plan_scenario(
     let Some(scenario) = super::sim::load_scenario(Some(scenario), err) else {
         return exit::USAGE;
     };
-    let policies = if specs.is_empty() {
-        scenario.policies
+    let specs = if specs.is_empty() {
+        spec::Specs {
+            policies: scenario.policies,
+            budgets: scenario.budgets,
+        }
     } else {
         match policies_or_report(spec::load_paths(specs), err) {
-            Ok(policies) => policies,
+            Ok(specs) => specs,
             Err(code) => return code,
         }
     };
     let cluster = scenario.sim.cluster.clone();
     let backend = crate::sim::SimBackend::new(scenario.sim);
-    let plan = match super::runtime()
-        .block_on(crate::controller::plan_once(&backend, &cluster, &policies))
-    {
+    let plan = match super::runtime().block_on(crate::controller::plan_once(
+        &backend,
+        &cluster,
+        &specs,
+        scenario.start_at,
+    )) {
         Ok(plan) => plan,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
@@ -74,11 +80,7 @@ fn plan_scenario(
 }
 
 /// Loads policies for a live command, reporting problems.
-fn live_policies(
-    specs: &[PathBuf],
-    git_ref: &str,
-    err: &mut dyn Write,
-) -> Result<Vec<spec::Policy>, u8> {
+fn live_policies(specs: &[PathBuf], git_ref: &str, err: &mut dyn Write) -> Result<spec::Specs, u8> {
     if specs.is_empty() {
         let _ = writeln!(err, "error: --specs is required (or --sim SCENARIO)");
         return Err(exit::USAGE);
@@ -127,8 +129,8 @@ fn tempfile_dir() -> std::io::Result<PathBuf> {
 
 /// `plan` against live ECS: one snapshot per cluster, planned and shown.
 fn plan_live(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let policies = match live_policies(&args.specs, &args.git_ref, err) {
-        Ok(p) => p,
+    let specs = match live_policies(&args.specs, &args.git_ref, err) {
+        Ok(specs) => specs,
         Err(code) => return code,
     };
     let runtime = super::runtime();
@@ -136,9 +138,10 @@ fn plan_live(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         args.endpoint.endpoint_url.as_deref(),
     ));
     let mut plans = vec![];
-    for name in crate::controller::clusters(&policies, args.cluster.as_deref()) {
-        // The plan `run --once` would carry out, its stops verified the same way.
-        match runtime.block_on(crate::controller::plan_once(&backend, &name, &policies)) {
+    for name in crate::controller::clusters(&specs.policies, args.cluster.as_deref()) {
+        // The plan `run --once` would carry out, its stops verified the same
+        // way (on the wall clock: the snapshot's time is AWS's).
+        match runtime.block_on(crate::controller::plan_once(&backend, &name, &specs, 0)) {
             Ok(plan) => plans.push(plan),
             Err(e) => {
                 let _ = writeln!(err, "error: {name}: {e}");

@@ -16,7 +16,7 @@ use crate::backend::events::EcsEvent;
 use crate::backend::refresh::Touched;
 use crate::backend::{self, Backend};
 use crate::model::{ClusterSnapshot, Millis};
-use crate::plan::{self, Action, ActionKind, Plan, ScalingInput};
+use crate::plan::{self, Action, ActionKind, Memory, Plan};
 
 mod intake;
 pub mod lease;
@@ -39,7 +39,7 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-use crate::spec::Policy;
+use crate::spec::{Policy, Specs};
 pub use reload::GitSpecs;
 pub use run::{
     Clock, Pass, PassKind, PolicySource, RunOptions, RunSummary, clusters, run, scaling_interval,
@@ -122,10 +122,11 @@ async fn plan_first<B: Backend>(
     backend: &B,
     cluster: &str,
     snapshot: &mut ClusterSnapshot,
-    policies: &[Policy],
+    specs: &Specs,
     now: Millis,
-    scaling: &mut ScalingInput,
+    memory: &mut Memory,
 ) -> backend::Result<(Plan, Option<String>)> {
+    let policies = &specs.policies[..];
     // Two controllers writing one desired count is a bug: the services
     // whose count a policy sets are checked for Application Auto Scaling
     // targets (no Describe call reports them), and the planner pauses those.
@@ -143,17 +144,20 @@ async fn plan_first<B: Backend>(
     let mut metric_error = None;
     if policies.iter().any(|p| p.scaling.is_some()) {
         match readings::read(backend, policies, snapshot, now).await {
-            Ok(readings) => scaling.readings = readings,
+            Ok(readings) => memory.readings = readings,
             Err(e) => {
-                scaling.readings.clear();
+                memory.readings.clear();
                 metric_error = Some(e.to_string());
             }
         }
     }
-    Ok((
-        plan::plan_with(policies, snapshot, now, scaling),
-        metric_error,
-    ))
+    Ok((plan_with(specs, snapshot, now, memory), metric_error))
+}
+
+/// Plans one cluster with its budget, if it has one.
+fn plan_with(specs: &Specs, snapshot: &ClusterSnapshot, now: Millis, memory: &mut Memory) -> Plan {
+    let budget = specs.budget(&snapshot.cluster);
+    plan::plan_with(&specs.policies, budget, snapshot, now, memory)
 }
 
 /// The services a plan would stop tasks of, by name.
@@ -228,12 +232,12 @@ pub async fn reconcile<B: Backend>(
     cluster: &str,
     snapshot: &mut ClusterSnapshot,
     fresh: bool,
-    policies: &[Policy],
+    specs: &Specs,
     now: Millis,
-    scaling: &mut ScalingInput,
+    memory: &mut Memory,
 ) -> backend::Result<Reconciled> {
     let (mut plan, metric_error) =
-        plan_first(backend, cluster, snapshot, policies, now, scaling).await?;
+        plan_first(backend, cluster, snapshot, specs, now, memory).await?;
     let services = stopping(&plan);
     let batches: Vec<BTreeSet<String>> = if services.is_empty() {
         // Count changes only.
@@ -249,7 +253,7 @@ pub async fn reconcile<B: Backend>(
         if !batch.is_empty() {
             // Only the first batch may trust a full read made just before.
             match verify(backend, cluster, snapshot, fresh && k == 0, batch).await {
-                Ok(()) => plan = plan::plan_with(policies, snapshot, now, scaling),
+                Ok(()) => plan = plan_with(specs, snapshot, now, memory),
                 Err(e) if executed.is_empty() => return Err(e),
                 Err(e) => {
                     tracing::warn!(
@@ -281,7 +285,7 @@ pub async fn reconcile<B: Backend>(
             executed.push((action.clone(), result));
         }
     }
-    scaling.executed(&executed, now);
+    memory.executed(&executed, now);
     Ok(Reconciled {
         plan,
         executed,
@@ -290,24 +294,29 @@ pub async fn reconcile<B: Backend>(
 }
 
 /// Reads a whole cluster and plans it as `run --once` would, acting on
-/// nothing: `stevedore plan`.
+/// nothing: `stevedore plan`. The snapshot's time is `now`; `wall_offset`
+/// turns it into the wall clock (0 on AWS, the scenario's start in the
+/// simulator).
 pub async fn plan_once<B: Backend>(
     backend: &B,
     cluster: &str,
-    policies: &[Policy],
+    specs: &Specs,
+    wall_offset: Millis,
 ) -> backend::Result<Plan> {
     let mut snapshot = backend.snapshot(cluster).await?;
     let now = snapshot.taken_at;
-    let mut scaling = ScalingInput::default();
-    let (first, _) =
-        plan_first(backend, cluster, &mut snapshot, policies, now, &mut scaling).await?;
+    let mut memory = Memory {
+        wall_offset,
+        ..Memory::default()
+    };
+    let (first, _) = plan_first(backend, cluster, &mut snapshot, specs, now, &mut memory).await?;
     // Every stop verified at once (the snapshot was just read in full).
     let services: BTreeSet<String> = stopping(&first).into_iter().collect();
     if services.is_empty() {
         return Ok(first);
     }
     verify(backend, cluster, &mut snapshot, true, &services).await?;
-    Ok(plan::plan_with(policies, &snapshot, now, &mut scaling))
+    Ok(plan_with(specs, &snapshot, now, &mut memory))
 }
 
 /// Reads a whole cluster and reconciles it once: `plan --once` style use
@@ -315,19 +324,19 @@ pub async fn plan_once<B: Backend>(
 pub async fn reconcile_once<B: Backend>(
     backend: &B,
     cluster: &str,
-    policies: &[Policy],
+    specs: &Specs,
     now: Millis,
 ) -> backend::Result<Reconciled> {
     let mut snapshot = backend.snapshot(cluster).await?;
-    let mut scaling = ScalingInput::default();
+    let mut memory = Memory::default();
     reconcile(
         backend,
         cluster,
         &mut snapshot,
         true,
-        policies,
+        specs,
         now,
-        &mut scaling,
+        &mut memory,
     )
     .await
 }

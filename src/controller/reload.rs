@@ -3,11 +3,11 @@
 //! reported and the last good policies stay; a file caught half-written is
 //! read again until it settles.
 
-use crate::spec::Policy;
+use crate::spec::Specs;
 
 /// Loads the policies; on errors, reports them and returns `None` (the
 /// caller keeps the last good set).
-pub(super) fn load_policies(specs: &[std::path::PathBuf]) -> Option<Vec<Policy>> {
+pub(super) fn load_policies(specs: &[std::path::PathBuf]) -> Option<Specs> {
     checked(crate::spec::load_paths(specs))
 }
 
@@ -15,7 +15,7 @@ pub(super) fn load_policies(specs: &[std::path::PathBuf]) -> Option<Vec<Policy>>
 #[derive(Debug, Clone, PartialEq)]
 pub(super) enum Reload {
     /// Valid and different: these replace the policies in force.
-    Changed(Vec<Policy>),
+    Changed(Specs),
     /// Valid and equal to what is in force (an event that changed nothing,
     /// or a resync's re-read): nothing to do.
     Unchanged,
@@ -30,13 +30,13 @@ impl Reload {
     /// Compares what was loaded with what is in force (not whether
     /// something happened to the files), and counts the outcome.
     pub(super) fn of(
-        loaded: Option<Vec<Policy>>,
-        current: &[Policy],
+        loaded: Option<Specs>,
+        current: &Specs,
         observer: &crate::status::Observer,
     ) -> Reload {
         let reload = match loaded {
             None => Reload::Invalid,
-            Some(loaded) if loaded == current => Reload::Unchanged,
+            Some(loaded) if loaded == *current => Reload::Unchanged,
             Some(loaded) => Reload::Changed(loaded),
         };
         reload.count(observer);
@@ -66,14 +66,14 @@ const SETTLE_READS: usize = 5;
 /// finds the very same bytes; a read that matches costs no wait.
 pub(super) async fn reload(
     specs: &[std::path::PathBuf],
-    current: &[Policy],
+    current: &Specs,
     observer: &crate::status::Observer,
 ) -> Reload {
     let read = || crate::spec::read_paths(specs);
     let first = read();
     let unchanged = first.as_ref().is_ok_and(|sources| {
         let loaded = crate::spec::load_sources(sources.clone());
-        !loaded.has_errors() && loaded.policies == current
+        !loaded.has_errors() && loaded.specs() == *current
     });
     if unchanged {
         Reload::Unchanged.count(observer);
@@ -130,9 +130,9 @@ async fn settle<T>(
 }
 
 /// The policies of a load, or `None` after reporting why not.
-fn checked(loaded: Result<crate::spec::Loaded, crate::spec::Error>) -> Option<Vec<Policy>> {
+fn checked(loaded: Result<crate::spec::Loaded, crate::spec::Error>) -> Option<Specs> {
     match loaded {
-        Ok(loaded) if !loaded.has_errors() => Some(loaded.policies),
+        Ok(loaded) if !loaded.has_errors() => Some(loaded.specs()),
         Ok(loaded) => {
             let renderer = annotate_snippets::Renderer::plain();
             for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
@@ -164,7 +164,7 @@ pub struct GitSpecs {
 pub(super) async fn poll_git(
     git: &GitSpecs,
     seen: &mut Option<String>,
-) -> Option<(String, Option<Vec<Policy>>)> {
+) -> Option<(String, Option<Specs>)> {
     let source = git.source.clone();
     let fetched = tokio::task::spawn_blocking(move || source.fetch()).await;
     let commit = match fetched {
@@ -209,10 +209,10 @@ mod tests {
         (dir, specs)
     }
 
-    fn in_force(specs: &[PathBuf]) -> Vec<crate::spec::Policy> {
+    fn in_force(specs: &[PathBuf]) -> crate::spec::Specs {
         let loaded = crate::spec::load_paths(specs).unwrap();
         assert!(!loaded.has_errors() && loaded.policies.len() == 1);
-        loaded.policies
+        loaded.specs()
     }
 
     /// Reads a script of values, counting the reads.
@@ -268,7 +268,7 @@ mod tests {
         std::fs::write(dir.path().join("web.yaml"), "").unwrap();
         let started = Instant::now();
         let outcome = reload(&specs, &current, &Observer::new()).await;
-        assert_eq!(outcome, Reload::Changed(vec![]));
+        assert_eq!(outcome, Reload::Changed(crate::spec::Specs::default()));
         assert!(
             started.elapsed() >= SETTLE,
             "trusted after one read, {:?}",
@@ -295,7 +295,7 @@ mod tests {
         let Reload::Changed(newer) = reload(&specs, &current, &Observer::new()).await else {
             panic!("an edit is a change");
         };
-        assert_eq!(newer.len(), 1);
+        assert_eq!(newer.policies.len(), 1);
         assert_ne!(newer, current);
         std::fs::write(dir.path().join("web.yaml"), "spec: [").unwrap();
         assert_eq!(

@@ -11,8 +11,8 @@ use super::{ClusterView, Error, Reconciled, Result, Schedule, reconcile};
 use crate::backend::events::EventSource;
 use crate::backend::{self, Backend};
 use crate::model::Millis;
-use crate::plan::{Action, ScalingInput};
-use crate::spec::Policy;
+use crate::plan::{Action, Memory};
+use crate::spec::{Policy, Specs};
 
 /// How `stevedore run` behaves.
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ pub enum PolicySource {
     /// A git repository, fetched every `poll`.
     Git(GitSpecs),
     /// Given once and never changed: the simulator's scenario.
-    Given(Vec<Policy>),
+    Given(Specs),
 }
 
 /// What `now` is for the planner. Timers (debounce, resync, backoff) run
@@ -58,15 +58,26 @@ pub enum Clock {
     /// Milliseconds since the Unix epoch.
     Wall,
     /// Milliseconds of tokio's clock since `epoch` (virtual under paused
-    /// time).
-    Tokio { epoch: tokio::time::Instant },
+    /// time); `epoch` is `start_at` on the wall clock (budget windows).
+    Tokio {
+        epoch: tokio::time::Instant,
+        start_at: Millis,
+    },
 }
 
 impl Clock {
     pub fn now(&self) -> Millis {
         match self {
             Clock::Wall => crate::model::wall_clock(),
-            Clock::Tokio { epoch } => epoch.elapsed().as_millis() as Millis,
+            Clock::Tokio { epoch, .. } => epoch.elapsed().as_millis() as Millis,
+        }
+    }
+
+    /// What to add to [`Clock::now`] to read the wall clock.
+    pub fn wall_offset(&self) -> Millis {
+        match self {
+            Clock::Wall => 0,
+            Clock::Tokio { start_at, .. } => *start_at,
         }
     }
 }
@@ -193,9 +204,9 @@ pub async fn run<B: Backend, E: EventSource>(
     let epoch = tokio::time::Instant::now();
     let since_epoch = |at: tokio::time::Instant| at.duration_since(epoch).as_millis() as Millis;
     let mut seen_commit = None;
-    let mut policies = match &options.policies {
+    let mut in_force = match &options.policies {
         PolicySource::Files(specs) => load_policies(specs).ok_or(Error::InvalidPolicies)?,
-        PolicySource::Given(policies) => policies.clone(),
+        PolicySource::Given(given) => given.clone(),
         PolicySource::Git(git) => {
             let (commit, policies) = poll_git(git, &mut seen_commit)
                 .await
@@ -206,14 +217,14 @@ pub async fn run<B: Backend, E: EventSource>(
         }
     };
     let mut next_poll = git(options).map(|g| tokio::time::Instant::now() + g.poll);
-    observer.policies_loaded(&clusters(&policies, options.cluster.as_deref()));
+    observer.policies_loaded(&clusters(&in_force.policies, options.cluster.as_deref()));
     let mut summary = RunSummary::default();
     let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
-    let mut scalings: std::collections::BTreeMap<String, ScalingInput> = Default::default();
+    let mut memories: std::collections::BTreeMap<String, Memory> = Default::default();
     let mut schedule = Schedule::new(
         0,
         options.resync.as_millis() as Millis,
-        scaling_interval(&policies),
+        scaling_interval(&in_force.policies),
     );
     let mut inbox = events.filter(|_| !options.once).map(intake::Intake::new);
     let mut watcher = if options.once || files(options).is_none() {
@@ -248,22 +259,19 @@ pub async fn run<B: Backend, E: EventSource>(
         if full
             && !std::mem::take(&mut first)
             && files(options).is_some()
-            && let Reload::Changed(newer) = reload(specs, &policies, observer).await
+            && let Reload::Changed(newer) = reload(specs, &in_force, observer).await
         {
-            tracing::info!(
-                "specs: changed (read at resync); {} policies loaded",
-                newer.len()
-            );
+            tracing::info!("specs: changed (read at resync); {}", specs_loaded(&newer));
             let now = since_epoch(tokio::time::Instant::now());
             adopt(
-                &mut policies,
+                &mut in_force,
                 newer,
                 options,
                 observer,
                 (&mut schedule, now),
             );
         }
-        let mut effective = policies.clone();
+        let mut effective = in_force.clone();
         let leader = leading(options);
         if options.leader.is_some() {
             tracing::info!(
@@ -278,6 +286,7 @@ pub async fn run<B: Backend, E: EventSource>(
         }
         if options.dry_run || !leader {
             effective
+                .policies
                 .iter_mut()
                 .for_each(|p| p.mode = crate::spec::policy::Mode::DryRun);
         }
@@ -291,22 +300,25 @@ pub async fn run<B: Backend, E: EventSource>(
         let mut passes = vec![];
         let mut received = vec![];
         let pass = async {
-            for cluster in clusters(&effective, options.cluster.as_deref()) {
+            for cluster in clusters(&effective.policies, options.cluster.as_deref()) {
                 summary.reconciles += 1;
                 let started = tokio::time::Instant::now();
                 let calls_before = total_calls(backend);
                 let now = options.clock.now();
                 let view = views.entry(cluster.clone()).or_default();
                 // Scaled services' desired counts are read again every pass.
-                view.touch_scaled(&effective);
-                let scaling = scalings.entry(cluster.clone()).or_default();
+                view.touch_scaled(&effective.policies);
+                let memory = memories.entry(cluster.clone()).or_insert_with(|| Memory {
+                    wall_offset: options.clock.wall_offset(),
+                    ..Memory::default()
+                });
                 let mut read = std::time::Duration::ZERO;
                 let mut read_calls = 0;
                 let outcome = match view.read(backend, &cluster, full).await {
                     Ok(snapshot) => {
                         read = started.elapsed();
                         read_calls = total_calls(backend) - calls_before;
-                        reconcile(backend, &cluster, snapshot, full, &effective, now, scaling).await
+                        reconcile(backend, &cluster, snapshot, full, &effective, now, memory).await
                     }
                     Err(e) => Err(e),
                 };
@@ -373,7 +385,7 @@ pub async fn run<B: Backend, E: EventSource>(
         // Wait for the resync, the next metric period of scaling policies,
         // or news from the event queue (debounced).
         let mut tally = intake::Tally::default();
-        let managed = clusters(&policies, options.cluster.as_deref());
+        let managed = clusters(&in_force.policies, options.cluster.as_deref());
         let mut admit = |messages: &[crate::backend::events::Message],
                          schedule: &mut Schedule,
                          tally: &mut intake::Tally,
@@ -401,12 +413,12 @@ pub async fn run<B: Backend, E: EventSource>(
             {
                 next_poll = Some(now + git.poll);
                 if let Some((commit, loaded)) = poll_git(git, &mut seen_commit).await {
-                    match Reload::of(loaded, &policies, observer) {
+                    match Reload::of(loaded, &in_force, observer) {
                         Reload::Changed(newer) => {
-                            tracing::info!(commit = %commit, "specs: commit {commit}: {} policies loaded, reconciling", newer.len());
+                            tracing::info!(commit = %commit, "specs: commit {commit}: {}, reconciling", specs_loaded(&newer));
                             observer.commit(&commit);
                             adopt(
-                                &mut policies,
+                                &mut in_force,
                                 newer,
                                 options,
                                 observer,
@@ -474,14 +486,11 @@ pub async fn run<B: Backend, E: EventSource>(
                 Wake::SpecsChanged => {
                     // An invalid change was reported; the last good policies
                     // stay. The same policies again cost nothing more.
-                    match reload(specs, &policies, observer).await {
+                    match reload(specs, &in_force, observer).await {
                         Reload::Changed(newer) => {
-                            tracing::info!(
-                                "specs: changed; {} policies loaded, reconciling",
-                                newer.len()
-                            );
+                            tracing::info!("specs: changed; {}, reconciling", specs_loaded(&newer));
                             adopt(
-                                &mut policies,
+                                &mut in_force,
                                 newer,
                                 options,
                                 observer,
@@ -510,16 +519,26 @@ pub async fn run<B: Backend, E: EventSource>(
 /// Puts newly loaded policies in force, tells the observer which clusters
 /// they name, and sets the scaling tick to their period.
 fn adopt(
-    policies: &mut Vec<Policy>,
-    newer: Vec<Policy>,
+    in_force: &mut Specs,
+    newer: Specs,
     options: &RunOptions,
     observer: &crate::status::Observer,
     schedule: (&mut Schedule, Millis),
 ) {
-    *policies = newer;
-    observer.policies_loaded(&clusters(policies, options.cluster.as_deref()));
+    *in_force = newer;
+    observer.policies_loaded(&clusters(&in_force.policies, options.cluster.as_deref()));
     let (schedule, now) = schedule;
-    schedule.set_scaling_every(now, scaling_interval(policies));
+    schedule.set_scaling_every(now, scaling_interval(&in_force.policies));
+}
+
+/// `3 policies and 1 budget loaded`, for the log.
+fn specs_loaded(specs: &Specs) -> String {
+    let budgets = match specs.budgets.len() {
+        0 => String::new(),
+        1 => " and 1 budget".into(),
+        n => format!(" and {n} budgets"),
+    };
+    format!("{} policies{budgets} loaded", specs.policies.len())
 }
 
 /// API calls made so far, all operations together.

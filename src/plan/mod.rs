@@ -10,10 +10,14 @@
 //!   optimal plan whatever instance ECS picks for the replacement.
 //! - [`one_per_host`]: desiredCount = eligible hosts.
 //! - [`scaling`]: desiredCount from a metric, with steps, bounds, cooldowns
-//!   and a scale-in stabilization window. Its inputs beyond the snapshot
-//!   (the metric readings, and what earlier passes decided) come in a
-//!   [`ScalingInput`].
+//!   and a scale-in stabilization window.
+//! - [`budget`]: the cluster's DisruptionBudget, spent across services
+//!   after each has planned its own stops.
+//!
+//! Inputs beyond the policies and the snapshot (the metric readings, and
+//! what earlier passes did: scalings, stops) come in a [`Memory`].
 
+pub mod budget;
 pub mod one_per_host;
 pub mod optimum;
 pub mod placement;
@@ -26,8 +30,8 @@ use std::fmt;
 use serde::Serialize;
 
 use crate::model::{ClusterSnapshot, Millis, TaskStatus};
-use crate::spec::Policy;
 use crate::spec::policy::{Mode, ServiceMatch, TopologyKey};
+use crate::spec::{Budget, Policy};
 
 /// What to do, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -203,27 +207,42 @@ impl<'a> Index<'a> {
     }
 }
 
-/// What scaling needs beyond the snapshot, per (policy, service): the
-/// metric's latest value this pass, and what is remembered of earlier
-/// passes (kept by the controller, updated by the planner).
+/// What the planner needs beyond the policies and one cluster's snapshot:
+/// this pass's metric readings, and what is remembered of earlier passes
+/// (kept by the controller per cluster, updated by the planner and by
+/// [`Memory::executed`]).
 #[derive(Debug, Clone, Default)]
-pub struct ScalingInput {
-    /// The latest value; absent or `None`: no data.
+pub struct Memory {
+    /// The latest value per (policy, service); absent or `None`: no data.
     pub readings: HashMap<(String, String), Option<f64>>,
+    /// Scalings per (policy, service), for cooldowns and stabilization.
     pub history: HashMap<(String, String), scaling::History>,
+    /// The stops stevedore made, for the cluster's DisruptionBudget.
+    pub ledger: budget::Ledger,
+    /// Added to the planner's `now` to get the wall clock (budget windows):
+    /// 0 when `now` is the wall clock; the scenario's start in the simulator.
+    pub wall_offset: Millis,
 }
 
-impl ScalingInput {
-    /// Notes the scalings that were carried out, for the cooldowns.
+impl Memory {
+    /// Notes the scalings and stops that were carried out, for the
+    /// cooldowns and the budget. DryRun actions were never carried out.
     pub fn executed<E>(&mut self, executed: &[(Action, Result<(), E>)], now: Millis) {
         for (action, result) in executed {
-            if let (ActionKind::SetDesiredCount { from, to }, Ok(())) = (&action.kind, result)
-                && action.rule == SCALING_RULE
-            {
-                self.history
-                    .entry((action.policy.clone(), action.service.clone()))
-                    .or_default()
-                    .scaled(*from, *to, now);
+            if result.is_err() || action.dry_run {
+                continue;
+            }
+            match &action.kind {
+                ActionKind::SetDesiredCount { from, to } if action.rule == SCALING_RULE => {
+                    self.history
+                        .entry((action.policy.clone(), action.service.clone()))
+                        .or_default()
+                        .scaled(*from, *to, now);
+                }
+                ActionKind::StopTask { task, zone, .. } => {
+                    self.ledger.stopped(task, &action.service, zone, now);
+                }
+                ActionKind::SetDesiredCount { .. } => {}
             }
         }
     }
@@ -235,25 +254,28 @@ pub const SCALING_RULE: &str = "scaling";
 /// Plans every policy against one cluster's snapshot, with no metric data
 /// (scaling policies hold their count, within their bounds).
 pub fn plan(policies: &[Policy], snapshot: &ClusterSnapshot, now: Millis) -> Plan {
-    plan_with(policies, snapshot, now, &mut ScalingInput::default())
+    plan_with(policies, None, snapshot, now, &mut Memory::default())
 }
 
-/// Plans with the metric readings and scaling history of this pass.
+/// Plans with the cluster's DisruptionBudget, if it has one, and what is
+/// known beyond the snapshot.
 pub fn plan_with(
     policies: &[Policy],
+    budget: Option<&Budget>,
     snapshot: &ClusterSnapshot,
     now: Millis,
-    scaling: &mut ScalingInput,
+    memory: &mut Memory,
 ) -> Plan {
-    plan_with_index(policies, &Index::new(snapshot), now, scaling)
+    plan_with_index(policies, budget, &Index::new(snapshot), now, memory)
 }
 
 /// [`plan_with`] on an index built beforehand (the benchmark times both apart).
 pub fn plan_with_index(
     policies: &[Policy],
+    budget: Option<&Budget>,
     index: &Index<'_>,
     now: Millis,
-    scaling: &mut ScalingInput,
+    memory: &mut Memory,
 ) -> Plan {
     let snapshot = index.snapshot;
     let mut plan = Plan {
@@ -311,8 +333,8 @@ pub fn plan_with_index(
                     plan.statuses.push(status);
                     continue;
                 }
-                let reading = scaling.readings.get(&key).copied().flatten();
-                let history = scaling.history.entry(key).or_default();
+                let reading = memory.readings.get(&key).copied().flatten();
+                let history = memory.history.entry(key).or_default();
                 let (decision, why) = scaling::decide(rule, service.desired, reading, now, history);
                 if let scaling::Decision::Scale { to } = decision {
                     actions.push(Action {
@@ -343,7 +365,147 @@ pub fn plan_with_index(
             plan.statuses.push(status);
         }
     }
+    memory.ledger.settle(index, budget, now);
+    if let Some(budget) = budget {
+        spend_budget(budget, policies, index, &topologies, now, memory, &mut plan);
+    }
     plan
+}
+
+/// Spends the cluster's DisruptionBudget over the stops each service
+/// planned on its own: services most over their skew first, then by name.
+/// A service that fits keeps its stops; one that does not is planned again
+/// within what is left (its zone, its count), or holds with the reason.
+/// DryRun policies spend a copy: they show what the budget would let them
+/// do, and take nothing from the policies that act.
+fn spend_budget(
+    budget: &Budget,
+    policies: &[Policy],
+    index: &Index<'_>,
+    topologies: &spread::Topologies<'_>,
+    now: Millis,
+    memory: &mut Memory,
+    plan: &mut Plan,
+) {
+    let snapshot = index.snapshot;
+    let running = snapshot
+        .tasks
+        .iter()
+        .filter(|t| t.status == TaskStatus::Running)
+        .count() as u32;
+    let mut acting = budget::allowance(
+        budget,
+        &memory.ledger,
+        running,
+        now,
+        now + memory.wall_offset,
+    );
+    let mut dry = acting.clone();
+    let stops = |plan: &Plan, status: &ServiceStatus| -> Vec<usize> {
+        (0..plan.actions.len())
+            .filter(|i| {
+                let a = &plan.actions[*i];
+                matches!(a.kind, ActionKind::StopTask { .. })
+                    && a.policy == status.policy
+                    && a.service == status.service
+            })
+            .collect()
+    };
+    let mut order: Vec<usize> = (0..plan.statuses.len())
+        .filter(|i| !stops(plan, &plan.statuses[*i]).is_empty())
+        .collect();
+    order.sort_by(|a, b| {
+        let (a, b) = (&plan.statuses[*a], &plan.statuses[*b]);
+        budget::excess(b)
+            .cmp(&budget::excess(a))
+            .then_with(|| a.service.cmp(&b.service))
+            .then_with(|| a.policy.cmp(&b.policy))
+    });
+    for i in order {
+        let planned = stops(plan, &plan.statuses[i]);
+        let zones_of =
+            |actions: &mut dyn Iterator<Item = &Action>| -> std::collections::BTreeSet<String> {
+                actions
+                    .filter_map(|a| match &a.kind {
+                        ActionKind::StopTask { zone, .. } => Some(zone.clone()),
+                        ActionKind::SetDesiredCount { .. } => None,
+                    })
+                    .collect()
+            };
+        let zones = zones_of(&mut planned.iter().map(|a| &plan.actions[*a]));
+        let is_dry = plan.actions[planned[0]].dry_run;
+        let allowance = if is_dry { &mut dry } else { &mut acting };
+        let mut limit = allowance.limit();
+        let n = planned.len() as u32;
+        let fits = limit.stops.is_none_or(|m| n <= m)
+            && match &limit.zone {
+                Some(zone) => zones.iter().all(|z| z == zone),
+                None => !allowance.one_zone || zones.len() <= 1,
+            };
+        if fits {
+            allowance.spend(n, &zones);
+            continue;
+        }
+        // Planned again within what is left, or held.
+        let first_zone = match &plan.actions[planned[0]].kind {
+            ActionKind::StopTask { zone, .. } => Some(zone.clone()),
+            ActionKind::SetDesiredCount { .. } => None,
+        };
+        let mut remove = planned;
+        remove.sort_unstable();
+        for a in remove.into_iter().rev() {
+            plan.actions.remove(a);
+        }
+        let status = &mut plan.statuses[i];
+        if allowance.one_zone && limit.zone.is_none() {
+            limit.zone = first_zone;
+        }
+        let mut replanned = vec![];
+        if limit.stops != Some(0) {
+            let p = policies
+                .iter()
+                .position(|p| p.name == status.policy)
+                .expect("a status names a planned policy");
+            let s = index.service_by_name[status.service.as_str()];
+            let mut again = ServiceStatus {
+                state: State::Satisfied,
+                reason: String::new(),
+                constraints: vec![],
+                moves_remaining: 0,
+                moves_planned: 0,
+                ..status.clone()
+            };
+            spread::plan(
+                &policies[p],
+                index,
+                topologies,
+                s,
+                &mut again,
+                &mut replanned,
+                &limit,
+            );
+            if !replanned.is_empty() {
+                again.reason = format!("{}; {}", again.reason, allowance.why_held(&limit));
+                *status = again;
+            }
+        }
+        if replanned.is_empty() {
+            status.state = State::Converging;
+            status.moves_planned = 0;
+            status.reason = format!(
+                "{} moves needed, 0 now: {}",
+                status.moves_remaining,
+                allowance.why_held(&limit)
+            );
+            continue;
+        }
+        let zones = zones_of(&mut replanned.iter());
+        allowance.spend(replanned.len() as u32, &zones);
+        for mut action in replanned {
+            action.dry_run = is_dry;
+            plan.actions.push(action);
+        }
+    }
 }
 
 /// Applies the policy's rules to one service, in order: the desired count
@@ -388,7 +550,15 @@ fn plan_service(
         status.reason = "conflict: the service has ECS availabilityZoneRebalancing ENABLED, which also moves tasks between zones; disable it or drop the zone constraint".into();
         return;
     }
-    spread::plan(policy, index, topologies, s, status, actions);
+    spread::plan(
+        policy,
+        index,
+        topologies,
+        s,
+        status,
+        actions,
+        &budget::Limit::NONE,
+    );
 }
 
 #[cfg(test)]

@@ -685,11 +685,11 @@ fn a_fargate_service_is_scaled() {
         "api",
         "  scaling:\n    minTasks: 2\n    maxTasks: 10\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n",
     ));
-    let mut input = ScalingInput::default();
+    let mut input = Memory::default();
     input
         .readings
         .insert(("api".into(), "api".into()), Some(90.0));
-    let plan = plan_with(&p, &c.snapshot, 0, &mut input);
+    let plan = plan_with(&p, None, &c.snapshot, 0, &mut input);
     assert_eq!(
         plan.actions.iter().map(|a| &a.kind).collect::<Vec<_>>(),
         [&ActionKind::SetDesiredCount { from: 3, to: 4 }]

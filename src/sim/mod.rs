@@ -104,6 +104,41 @@ pub struct Simulator {
     seed: u64,
     /// When each StopTask call was answered, in order.
     pub stop_requests: Vec<Millis>,
+    /// Tasks stopped on request and not yet replaced, as ECS lives it.
+    pub disruption: Disruption,
+}
+
+/// Tasks stopped by StopTask and not yet replaced, counted by the
+/// simulator itself (not by what the controller believes): per service, the
+/// zones of its stopped tasks, oldest first; a task of the service that
+/// starts running replaces the oldest. Their peaks are what a
+/// DisruptionBudget promises to bound.
+#[derive(Debug, Clone, Default)]
+pub struct Disruption {
+    outstanding: BTreeMap<usize, VecDeque<String>>,
+    /// The most stopped-and-not-replaced tasks at one moment.
+    pub peak_stopped: u32,
+    /// The most zones with such tasks at one moment.
+    pub peak_zones: u32,
+}
+
+impl Disruption {
+    fn stopped(&mut self, service: usize, zone: String) {
+        self.outstanding.entry(service).or_default().push_back(zone);
+        let stopped = self.outstanding.values().map(VecDeque::len).sum::<usize>() as u32;
+        let zones: BTreeSet<&String> = self.outstanding.values().flatten().collect();
+        self.peak_stopped = self.peak_stopped.max(stopped);
+        self.peak_zones = self.peak_zones.max(zones.len() as u32);
+    }
+
+    fn started(&mut self, service: usize) {
+        if let Some(q) = self.outstanding.get_mut(&service) {
+            q.pop_front();
+            if q.is_empty() {
+                self.outstanding.remove(&service);
+            }
+        }
+    }
 }
 
 /// A metric in the simulator: a load over time, optionally divided among a
@@ -172,6 +207,7 @@ impl Simulator {
             metrics: vec![],
             seed,
             stop_requests: vec![],
+            disruption: Disruption::default(),
         }
     }
 
@@ -263,6 +299,8 @@ impl Simulator {
                     t.task.status = TaskStatus::Running;
                     t.task.started_at = now;
                     t.version += 1;
+                    let service = t.task.service;
+                    self.disruption.started(service);
                     self.task_event(i);
                 }
                 TaskStatus::Stopping if t.due <= now => {
@@ -1140,6 +1178,14 @@ impl Backend for SimBackend {
                 .iter()
                 .position(|t| t.task.id == task && t.task.status != TaskStatus::Stopping)
                 .ok_or_else(|| backend::Error::TaskNotFound(task.to_owned()))?;
+            if sim.tasks[i].task.status == TaskStatus::Running {
+                let t = &sim.tasks[i].task;
+                let zone = t
+                    .instance
+                    .map(|h| sim.instances[h].zone.clone())
+                    .unwrap_or_default();
+                sim.disruption.stopped(t.service, zone);
+            }
             sim.begin_stop(i);
             Ok(())
         })

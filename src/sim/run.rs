@@ -95,6 +95,61 @@ pub struct Report {
     /// Each timeline event, and how soon the controller stopped a task
     /// after it.
     pub reactions: Vec<Reaction>,
+    /// Per cluster, what the placement stops cost, as the simulated ECS
+    /// lived it: what a DisruptionBudget bounds.
+    pub disruption: BTreeMap<String, DisruptionReport>,
+}
+
+/// Stops and their replacements over the run, counted by the simulator.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DisruptionReport {
+    /// The most tasks stopped by stevedore and not yet replaced at one
+    /// moment, across the cluster.
+    pub peak_stopped: u32,
+    /// The most zones with such tasks at one moment.
+    pub peak_zones_in_flight: u32,
+    /// The most stops in any sliding period of the budget's `moves.per`
+    /// (none without a rate budget).
+    pub max_moves_in_window: Option<u32>,
+    /// Stops made while none of the budget's windows was open (0 without
+    /// windows).
+    pub stops_outside_windows: u32,
+}
+
+impl DisruptionReport {
+    fn new(
+        sim: &super::Simulator,
+        budget: Option<&crate::spec::Budget>,
+        start_at: Millis,
+    ) -> DisruptionReport {
+        let stops = &sim.stop_requests;
+        let max_moves_in_window = budget.and_then(|b| b.moves).map(|rate| {
+            let per = rate.per.as_millis() as Millis;
+            // The most stops in any (t - per, t]: each window ending at a stop.
+            let mut first = 0;
+            let mut most = 0;
+            for (last, at) in stops.iter().enumerate() {
+                while stops[first] + per <= *at {
+                    first += 1;
+                }
+                most = most.max(last + 1 - first);
+            }
+            most as u32
+        });
+        let stops_outside_windows = budget.map_or(0, |b| {
+            stops
+                .iter()
+                .filter(|at| !b.window_open(start_at + **at))
+                .count() as u32
+        });
+        DisruptionReport {
+            peak_stopped: sim.disruption.peak_stopped,
+            peak_zones_in_flight: sim.disruption.peak_zones,
+            max_moves_in_window,
+            stops_outside_windows,
+        }
+    }
 }
 
 /// A timeline event and the controller's first stop after it.
@@ -370,11 +425,15 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         name,
         sim,
         policies,
+        budgets,
+        start_at,
         duration,
         resync,
         timeline,
         ..
     } = scenario;
+    let cluster = sim.cluster.clone();
+    let specs = crate::spec::Specs { policies, budgets };
     let epoch = tokio::time::Instant::now();
     let backend = SimBackend::timed(sim, epoch);
     let source = SimEvents::default();
@@ -404,8 +463,8 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         resync: std::time::Duration::from_millis(resync),
         audit: None,
         leader: None,
-        policies: controller::PolicySource::Given(policies.clone()),
-        clock: controller::Clock::Tokio { epoch },
+        policies: controller::PolicySource::Given(specs.clone()),
+        clock: controller::Clock::Tokio { epoch, start_at },
     };
 
     // The world: at each second, the timeline's events, then what ECS
@@ -505,12 +564,26 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
                 })
                 .collect()
         },
+        disruption: BTreeMap::from([(
+            cluster.clone(),
+            DisruptionReport::new(&backend.lock(), specs.budget(&cluster), start_at),
+        )]),
     };
     let trackers = &mut watch.trackers;
 
-    // The final state, planned once more for its report.
+    // The final state, planned once more for its report (with the budget,
+    // so a service a closed window holds says so).
     let final_state = backend.lock().state();
-    let final_plan = crate::plan::plan(&policies, &final_state, now);
+    let final_plan = crate::plan::plan_with(
+        &specs.policies,
+        specs.budget(&cluster),
+        &final_state,
+        now,
+        &mut crate::plan::Memory {
+            wall_offset: start_at,
+            ..Default::default()
+        },
+    );
     for status in &final_plan.statuses {
         let t = trackers
             .remove(&(status.policy.clone(), status.service.clone()))

@@ -35,7 +35,7 @@ use crate::model::{
     PlacementStrategy, Resources, Service,
 };
 use crate::spec::quantity::{DurationSchema, parse_duration};
-use crate::spec::{self, Policy};
+use crate::spec::{self, Budget, Policy};
 
 /// Why a scenario could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +94,10 @@ pub struct ScenarioSpec {
     /// How long to simulate.
     #[schemars(with = "DurationSchema")]
     pub duration: String,
+    /// The wall-clock time at the scenario's start, an RFC 3339 timestamp
+    /// such as `2026-01-01T00:00:00Z` (the default): DisruptionBudget
+    /// windows are read on it.
+    pub start_at: Option<String>,
     /// The controller's periodic resync. Default `60s`.
     #[schemars(with = "Option<DurationSchema>")]
     pub resync: Option<String>,
@@ -112,7 +116,8 @@ pub struct ScenarioSpec {
     pub hosts: Vec<HostSpec>,
     #[serde(default)]
     pub services: Vec<ServiceSpec>,
-    /// Policy files or directories (relative to the scenario file), or inline documents.
+    /// Policy files or directories (relative to the scenario file), or
+    /// inline documents: ServicePolicies and DisruptionBudgets.
     #[serde(default)]
     pub policies: Vec<PolicySource>,
     #[serde(default)]
@@ -350,6 +355,9 @@ pub struct Scenario {
     pub description: String,
     pub sim: Simulator,
     pub policies: Vec<Policy>,
+    pub budgets: Vec<Budget>,
+    /// The wall clock at virtual 0, in milliseconds since the Unix epoch.
+    pub start_at: Millis,
     pub duration: Millis,
     pub resync: Millis,
     pub timeline: Vec<(Millis, Event)>,
@@ -492,7 +500,7 @@ pub fn from_text(name: &str, text: &str, base: &Path) -> Result<Scenario> {
         });
     }
 
-    let mut policies = load_policies(name, &s.policies, base)?;
+    let (mut policies, budgets) = load_policies(name, &s.policies, base)?;
     if let Some(g) = s.generate {
         policies.extend(generated_policies(&sim, g));
     }
@@ -540,13 +548,33 @@ pub fn from_text(name: &str, text: &str, base: &Path) -> Result<Scenario> {
         description: file.metadata.description,
         sim,
         policies,
+        budgets,
+        start_at: match &s.start_at {
+            None => DEFAULT_START_AT,
+            Some(text) => text
+                .parse::<jiff::Timestamp>()
+                .ok()
+                .and_then(|t| Millis::try_from(t.as_millisecond()).ok())
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "startAt: `{text}` is not an RFC 3339 timestamp after 1970, such as `2026-01-01T02:00:00+01:00`"
+                    ))
+                })?,
+        },
         duration: duration("duration", Some(&s.duration), 0)?,
         resync: duration("resync", s.resync.as_deref(), 60_000)?,
         timeline,
     })
 }
 
-fn load_policies(name: &str, sources: &[PolicySource], base: &Path) -> Result<Vec<Policy>> {
+/// 2026-01-01T00:00:00Z, the default `startAt`.
+pub const DEFAULT_START_AT: Millis = 1_767_225_600_000;
+
+fn load_policies(
+    name: &str,
+    sources: &[PolicySource],
+    base: &Path,
+) -> Result<(Vec<Policy>, Vec<Budget>)> {
     let mut files: Vec<(String, Vec<u8>)> = vec![];
     for (i, source) in sources.iter().enumerate() {
         match (&source.path, &source.inline) {
@@ -574,7 +602,7 @@ fn load_policies(name: &str, sources: &[PolicySource], base: &Path) -> Result<Ve
     if loaded.has_errors() {
         return Err(Error::Policies(loaded.diagnostics));
     }
-    Ok(loaded.policies)
+    Ok((loaded.policies, loaded.budgets))
 }
 
 fn instances(spec: &HostSpec) -> Vec<Instance> {
@@ -819,6 +847,8 @@ pub fn generated(g: GenerateSpec, seed: u64, duration: Millis) -> Scenario {
         ),
         sim,
         policies,
+        budgets: vec![],
+        start_at: DEFAULT_START_AT,
         duration,
         resync: 60_000,
         timeline: vec![],

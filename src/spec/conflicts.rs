@@ -5,12 +5,19 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::budget::Budget;
 use super::policy::{Policy, ServiceMatch};
 use crate::spec::diag::{Diagnostic, Position, Rule};
 
-/// Checks that every name is used once. Takes the names of all decoded
+/// Checks that every name of one kind is used once (as in Kubernetes, a
+/// policy and a budget may share a name). Takes the names of all decoded
 /// documents, valid or not, so a duplicate is reported even beside other errors.
-pub fn unique_names(names: &[(String, Position)]) -> Vec<Diagnostic> {
+pub fn unique_names(kind: &str, names: &[(String, Position)]) -> Vec<Diagnostic> {
+    let what = if kind == super::v1alpha1::KIND {
+        "policy"
+    } else {
+        kind
+    };
     let mut first: HashMap<&str, &Position> = HashMap::new();
     let mut diagnostics = vec![];
     for (name, position) in names {
@@ -19,14 +26,51 @@ pub fn unique_names(names: &[(String, Position)]) -> Vec<Diagnostic> {
                 Diagnostic::error(
                     Rule::NameUnique,
                     position.clone(),
-                    format!("a policy named `{name}` is already defined"),
+                    format!("a {what} named `{name}` is already defined"),
                 )
                 .with_related((*earlier).clone(), "first defined here")
-                .with_help("policy names must be unique across all loaded files"),
+                .with_help(format!(
+                    "{what} names must be unique across all loaded files"
+                )),
             ),
             None => {
                 first.insert(name, position);
             }
+        }
+    }
+    diagnostics
+}
+
+/// At most one DisruptionBudget per cluster: two would leave it unclear
+/// which limit holds.
+pub fn one_budget_per_cluster(budgets: &[Budget]) -> Vec<Diagnostic> {
+    let mut diagnostics = vec![];
+    for (i, later) in budgets.iter().enumerate() {
+        if let Some(earlier) = budgets[..i]
+            .iter()
+            .find(|b| b.cluster.same_as(&later.cluster))
+        {
+            diagnostics.push(
+                Diagnostic::error(
+                    Rule::BudgetConflict,
+                    later.origin.clone(),
+                    format!(
+                        "budgets `{}` ({}) and `{}` ({}) both hold cluster `{}`",
+                        earlier.name,
+                        earlier.origin.file,
+                        later.name,
+                        later.origin.file,
+                        later.cluster.name
+                    ),
+                )
+                .with_related(
+                    earlier.origin.clone(),
+                    format!("`{}` holds it here", earlier.name),
+                )
+                .with_help(
+                    "a cluster has at most one DisruptionBudget: merge their limits into one",
+                ),
+            );
         }
     }
     diagnostics

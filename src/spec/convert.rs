@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
+use super::budget::{Budget, MoveRate as BudgetMoveRate, Window, WindowError};
 use super::glob::Glob;
 use super::policy::{
     Metric, Mode, OneTaskPerHost, Origin, Placement, Policy, ResourceRef, Scaling, ServiceMatch,
@@ -50,6 +51,115 @@ impl Checker<'_> {
     fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
+}
+
+/// Validates one decoded DisruptionBudget and, when it has no errors,
+/// returns it defaulted. Warnings are returned either way.
+pub fn convert_budget(
+    source: &SourceFile,
+    doc: wire::DisruptionBudget,
+) -> (Option<Budget>, Vec<Diagnostic>) {
+    let mut c = Checker {
+        source,
+        diagnostics: vec![],
+    };
+    check_name(&mut c, &doc.metadata.name);
+    let spec = &doc.spec.value;
+    let cluster = match parse_cluster(&spec.cluster.value) {
+        Ok(r) => Some(r),
+        Err(why) => {
+            c.error(
+                Rule::TargetFormat,
+                &spec.cluster,
+                format!(
+                    "`{}` is not a cluster name or ARN: {why}",
+                    spec.cluster.value
+                ),
+            );
+            None
+        }
+    };
+    let max_unavailable = spec
+        .max_unavailable
+        .as_ref()
+        .and_then(|m| check_count(&mut c, m, Rule::MaxUnavailable, "maxUnavailable", 100));
+    let moves = spec.moves.as_ref().and_then(|m| {
+        let rate = &m.value;
+        let max = match u32::try_from(rate.max.value) {
+            Ok(n) if n >= 1 => Some(n),
+            _ => {
+                c.error(
+                    Rule::MoveRate,
+                    &rate.max,
+                    format!("moves.max must be at least 1, got {}", rate.max.value),
+                );
+                c.help("to stop every move, use a window instead");
+                None
+            }
+        };
+        let per =
+            check_duration(&mut c, Some(&rate.per), "moves.per", Duration::ZERO).filter(|per| {
+                let ok = !per.is_zero();
+                if !ok {
+                    c.error(
+                        Rule::MoveRate,
+                        &rate.per,
+                        "moves.per must be longer than zero",
+                    );
+                }
+                ok
+            });
+        Some(BudgetMoveRate {
+            max: max?,
+            per: per?,
+        })
+    });
+    let mut windows = vec![];
+    for window in spec.windows.iter().flatten() {
+        let w = &window.value;
+        let Some(duration) = check_duration(&mut c, Some(&w.duration), "duration", Duration::ZERO)
+        else {
+            continue;
+        };
+        let zone = w.time_zone.as_ref().map_or("UTC", |z| z.value.as_str());
+        match Window::new(&w.schedule.value, duration, zone) {
+            Ok(window) => windows.push(window),
+            Err(e @ WindowError::Schedule { .. }) => {
+                c.error(Rule::Schedule, &w.schedule, e.to_string());
+                c.help("five fields: minute hour day-of-month month day-of-week, such as `0 2 * * *` (02:00 daily) or `0 22 * * MON-FRI`");
+            }
+            Err(e @ WindowError::TimeZone(_)) => {
+                let at = w.time_zone.as_ref().expect("UTC always resolves");
+                c.error(Rule::TimeZone, at, e.to_string());
+                let names: Vec<String> = jiff::tz::db()
+                    .available()
+                    .map(|n| n.as_str().to_owned())
+                    .collect();
+                if let Some(suggestion) = closest(&at.value, names.iter().map(String::as_str)) {
+                    c.help(format!("did you mean `{suggestion}`?"));
+                }
+            }
+            Err(e @ WindowError::ZeroDuration) => {
+                c.error(Rule::Duration, &w.duration, e.to_string());
+            }
+        }
+    }
+    if c.has_errors() {
+        return (None, c.diagnostics);
+    }
+    let Some(cluster) = cluster else {
+        return (None, c.diagnostics);
+    };
+    let budget = Budget {
+        name: doc.metadata.name.value.clone(),
+        cluster,
+        max_unavailable,
+        one_zone_at_a_time: spec.one_zone_at_a_time.as_ref().is_some_and(|b| b.value),
+        moves,
+        windows,
+        origin: source.position(doc.metadata.name.referenced),
+    };
+    (Some(budget), c.diagnostics)
 }
 
 /// Validates one decoded document and, when it has no errors, returns the

@@ -56,6 +56,11 @@ pub enum Rule {
     MetricPeriod,
     // Disruption.
     MaxUnavailable,
+    // DisruptionBudget.
+    BudgetConflict,
+    MoveRate,
+    Schedule,
+    TimeZone,
 }
 
 impl Rule {

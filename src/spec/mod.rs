@@ -6,6 +6,7 @@
 //! (`convert`: each document's rules; `conflicts`: rules across documents),
 //! and default (`convert`, once a document is known to be valid).
 
+pub mod budget;
 pub mod conflicts;
 pub mod convert;
 pub mod diag;
@@ -17,6 +18,7 @@ pub mod v1alpha1;
 
 use std::path::{Path, PathBuf};
 
+pub use budget::Budget;
 pub use policy::Policy;
 
 use diag::Diagnostic;
@@ -38,12 +40,39 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Everything the controller runs on: the policies, and the clusters'
+/// DisruptionBudgets (at most one each).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Specs {
+    pub policies: Vec<Policy>,
+    pub budgets: Vec<Budget>,
+}
+
+impl From<Vec<Policy>> for Specs {
+    /// Policies alone, with no budget.
+    fn from(policies: Vec<Policy>) -> Specs {
+        Specs {
+            policies,
+            budgets: vec![],
+        }
+    }
+}
+
+impl Specs {
+    /// The budget of a cluster, by name.
+    pub fn budget(&self, cluster: &str) -> Option<&Budget> {
+        self.budgets.iter().find(|b| b.cluster.name == cluster)
+    }
+}
+
 /// The outcome of loading a set of policy files.
 #[derive(Debug, Default)]
 pub struct Loaded {
     /// Policies that passed their own validation. When `diagnostics` has
     /// errors, the set as a whole must not be used.
     pub policies: Vec<Policy>,
+    /// DisruptionBudgets that passed their own validation (same caveat).
+    pub budgets: Vec<Budget>,
     /// Sorted by file and position.
     pub diagnostics: Vec<Diagnostic>,
     /// The files read, in order.
@@ -61,6 +90,14 @@ impl Loaded {
 
     pub fn warning_count(&self) -> usize {
         self.diagnostics.len() - self.error_count()
+    }
+
+    /// The policies and budgets (meaningful only without errors).
+    pub fn specs(&self) -> Specs {
+        Specs {
+            policies: self.policies.clone(),
+            budgets: self.budgets.clone(),
+        }
     }
 }
 
@@ -147,21 +184,41 @@ fn read_limited(path: &Path) -> Result<Vec<u8>> {
 /// pure core of [`load_paths`].
 pub fn load_sources(sources: Vec<(String, Vec<u8>)>) -> Loaded {
     let mut loaded = Loaded::default();
-    let mut names = vec![];
+    let (mut policy_names, mut budget_names) = (vec![], vec![]);
     for (name, bytes) in sources {
         loaded.files.push(name.clone());
         let Some(file) = source::decode(&name, &bytes, &mut loaded.diagnostics) else {
             continue;
         };
         for document in file.documents {
-            let name = &document.metadata.name;
-            names.push((name.value.clone(), file.source.position(name.referenced)));
-            let (policy, diagnostics) = convert::convert(&file.source, document);
-            loaded.diagnostics.extend(diagnostics);
-            loaded.policies.extend(policy);
+            let name = document.name();
+            let named = (name.value.clone(), file.source.position(name.referenced));
+            match document {
+                source::Document::Policy(document) => {
+                    policy_names.push(named);
+                    let (policy, diagnostics) = convert::convert(&file.source, document);
+                    loaded.diagnostics.extend(diagnostics);
+                    loaded.policies.extend(policy);
+                }
+                source::Document::Budget(document) => {
+                    budget_names.push(named);
+                    let (budget, diagnostics) = convert::convert_budget(&file.source, document);
+                    loaded.diagnostics.extend(diagnostics);
+                    loaded.budgets.extend(budget);
+                }
+            }
         }
     }
-    loaded.diagnostics.extend(conflicts::unique_names(&names));
+    loaded
+        .diagnostics
+        .extend(conflicts::unique_names(v1alpha1::KIND, &policy_names));
+    loaded.diagnostics.extend(conflicts::unique_names(
+        v1alpha1::BUDGET_KIND,
+        &budget_names,
+    ));
+    loaded
+        .diagnostics
+        .extend(conflicts::one_budget_per_cluster(&loaded.budgets));
     loaded
         .diagnostics
         .extend(conflicts::overlapping_targets(&loaded.policies));

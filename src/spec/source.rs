@@ -4,7 +4,7 @@
 
 use serde_saphyr::{Error as YamlError, MessageFormatter};
 
-use super::v1alpha1::{self, API_VERSION, KIND, TypeMeta};
+use super::v1alpha1::{self, API_VERSION, BUDGET_KIND, KINDS, TypeMeta};
 use crate::spec::diag::{Diagnostic, Position, Rule, closest};
 
 /// Files larger than this are rejected unread: a policy file is a few KiB.
@@ -52,7 +52,26 @@ impl SourceFile {
 #[derive(Debug)]
 pub struct DecodedFile {
     pub source: SourceFile,
-    pub documents: Vec<v1alpha1::ServicePolicy>,
+    pub documents: Vec<Document>,
+}
+
+/// One decoded document, by its kind. (Documents are few and short-lived:
+/// the size difference between the kinds costs nothing worth a box.)
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Document {
+    Policy(v1alpha1::ServicePolicy),
+    Budget(v1alpha1::DisruptionBudget),
+}
+
+impl Document {
+    /// The document's `metadata.name`.
+    pub fn name(&self) -> &serde_saphyr::Spanned<String> {
+        match self {
+            Document::Policy(p) => &p.metadata.name,
+            Document::Budget(b) => &b.metadata.name,
+        }
+    }
 }
 
 /// Decodes a file's bytes. Never panics, whatever the bytes (a property test
@@ -113,26 +132,41 @@ pub fn decode(name: &str, bytes: &[u8], diagnostics: &mut Vec<Diagnostic>) -> Op
     };
 
     // Pass 1 reads only apiVersion and kind, so a document of another version
-    // or kind gets one clear error instead of a list of unknown fields.
+    // or kind gets one clear error instead of a list of unknown fields, and
+    // each document is then decoded as its kind.
     let metas: Vec<_> = read_documents::<TypeMeta>(&source.text);
     let policies: Vec<_> = read_documents::<v1alpha1::ServicePolicy>(&source.text);
-    // Both passes see the same documents; if they somehow disagree, pass 2
-    // alone decides (it checks apiVersion and kind again in `convert`).
-    let metas: Vec<Option<Result<TypeMeta, YamlError>>> = if metas.len() == policies.len() {
-        metas.into_iter().map(Some).collect()
-    } else {
-        policies.iter().map(|_| None).collect()
-    };
+    let budgets: Vec<_> = read_documents::<v1alpha1::DisruptionBudget>(&source.text);
+    // Every pass sees the same documents; if they somehow disagree, the
+    // ServicePolicy pass alone decides (`convert` checks apiVersion and
+    // kind again).
+    let agree = metas.len() == policies.len() && budgets.len() == policies.len();
+    let mut metas = metas.into_iter();
+    let mut budgets = budgets.into_iter();
 
     let mut documents = vec![];
-    for (meta, policy) in metas.into_iter().zip(policies) {
-        if let Some(Ok(meta)) = meta
-            && !check_type_meta(&source, &meta, diagnostics)
+    for policy in policies {
+        let (meta, budget) = if agree {
+            (metas.next(), budgets.next())
+        } else {
+            (None, None)
+        };
+        let meta = meta.and_then(Result::ok);
+        if let Some(meta) = &meta
+            && !check_type_meta(&source, meta, diagnostics)
         {
             continue;
         }
-        match policy {
-            Ok(policy) => documents.push(policy),
+        let is_budget = meta
+            .as_ref()
+            .and_then(|m| m.kind.as_ref())
+            .is_some_and(|k| k.value == BUDGET_KIND);
+        let decoded = match budget {
+            Some(budget) if is_budget => budget.map(Document::Budget),
+            _ => policy.map(Document::Policy),
+        };
+        match decoded {
+            Ok(document) => documents.push(document),
             Err(e) => diagnostics.push(decode_error(&source, &e)),
         }
     }
@@ -150,7 +184,7 @@ pub fn decode(name: &str, bytes: &[u8], diagnostics: &mut Vec<Diagnostic>) -> Op
     Some(DecodedFile { source, documents })
 }
 
-/// Returns false (with a diagnostic) when the document is not a v1alpha1 ServicePolicy.
+/// Returns false (with a diagnostic) when the document is not of a v1alpha1 kind.
 fn check_type_meta(
     source: &SourceFile,
     meta: &TypeMeta,
@@ -171,7 +205,7 @@ fn check_type_meta(
         );
     }
     if let Some(k) = &meta.kind
-        && k.value != KIND
+        && !KINDS.contains(&k.value.as_str())
     {
         ok = false;
         diagnostics.push(
@@ -180,7 +214,10 @@ fn check_type_meta(
                 source.position(k.referenced),
                 format!("unsupported kind `{}`", k.value),
             )
-            .with_help(format!("supported kinds in {API_VERSION}: `{KIND}`")),
+            .with_help(format!(
+                "supported kinds in {API_VERSION}: {}",
+                KINDS.map(|k| format!("`{k}`")).join(", ")
+            )),
         );
     }
     ok

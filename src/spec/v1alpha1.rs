@@ -18,8 +18,12 @@ use super::quantity::{DurationSchema, IntOrPercent};
 
 /// The `apiVersion` this module decodes.
 pub const API_VERSION: &str = "stevedore.io/v1alpha1";
-/// The only kind this version defines.
+/// The kind of a policy for services.
 pub const KIND: &str = "ServicePolicy";
+/// The kind of a cluster's disruption budget.
+pub const BUDGET_KIND: &str = "DisruptionBudget";
+/// Every kind this version defines.
+pub const KINDS: [&str; 2] = [KIND, BUDGET_KIND];
 
 /// Only `apiVersion` and `kind`, read first so that a document of another
 /// version or kind gets one clear error instead of a list of unknown fields.
@@ -318,4 +322,89 @@ pub enum Mode {
     Enforce,
     /// Plan and report; never act.
     DryRun,
+}
+
+/// A DisruptionBudget limits the placement moves stevedore makes across
+/// every service of one cluster: how many tasks may be down at once, in how
+/// many zones, how many moves in a sliding period, and when. It never holds
+/// scaling or one-task-per-host counts: capacity must follow load.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "DisruptionBudget (stevedore.io/v1alpha1)")]
+pub struct DisruptionBudget {
+    /// The version of this format: `stevedore.io/v1alpha1`.
+    #[schemars(with = "ApiVersionSchema")]
+    pub api_version: Spanned<String>,
+    /// The kind of object: `DisruptionBudget`.
+    #[schemars(with = "BudgetKindSchema")]
+    pub kind: Spanned<String>,
+    /// Name and labels of the budget.
+    pub metadata: ObjectMeta,
+    /// The cluster and its limits.
+    #[schemars(with = "DisruptionBudgetSpec")]
+    pub spec: Spanned<DisruptionBudgetSpec>,
+}
+
+#[derive(JsonSchema)]
+#[schemars(inline)]
+#[allow(dead_code)] // schema only
+enum BudgetKindSchema {
+    DisruptionBudget,
+}
+
+/// The cluster a budget holds and its limits. Every limit is optional; a
+/// budget with none only names the cluster.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DisruptionBudgetSpec {
+    /// The cluster's name or ARN. At most one budget per cluster.
+    #[schemars(with = "String", length(min = 1))]
+    pub cluster: Spanned<String>,
+    /// The most tasks stopped by stevedore and not yet replaced, across
+    /// every service of the cluster: a number, or a percentage of the
+    /// cluster's running tasks (rounded up, at least one).
+    #[schemars(with = "Option<IntOrPercent>")]
+    pub max_unavailable: Option<Spanned<IntOrPercent>>,
+    /// All stops in flight are in one availability zone: a zone's stops
+    /// are replaced before another zone's begin.
+    #[schemars(with = "Option<bool>")]
+    pub one_zone_at_a_time: Option<Spanned<bool>>,
+    /// At most `max` stops in any sliding period of `per`.
+    #[schemars(with = "Option<MoveRate>")]
+    pub moves: Option<Spanned<MoveRate>>,
+    /// Placement moves happen only inside one of these windows; none means
+    /// always.
+    #[schemars(with = "Option<Vec<Window>>")]
+    pub windows: Option<Vec<Spanned<Window>>>,
+}
+
+/// A rate budget: at most `max` stops in any sliding `per`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MoveRate {
+    /// The most stops in any period of `per`. At least 1.
+    #[schemars(with = "u32", range(min = 1))]
+    pub max: Spanned<i64>,
+    /// The length of the sliding period, such as `1h`.
+    #[schemars(with = "DurationSchema")]
+    pub per: Spanned<String>,
+}
+
+/// A recurring window: it opens at every time the cron schedule names, in
+/// its time zone, and stays open for `duration`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Window {
+    /// A cron schedule of five fields (minute, hour, day of month, month,
+    /// day of week), such as `0 2 * * *` (02:00 every day) or
+    /// `30 22 * * MON-FRI`.
+    #[schemars(with = "String", length(min = 1))]
+    pub schedule: Spanned<String>,
+    /// How long the window stays open, such as `2h`.
+    #[schemars(with = "DurationSchema")]
+    pub duration: Spanned<String>,
+    /// The IANA time zone the schedule is read in, such as `Europe/Berlin`.
+    /// Default `UTC`.
+    #[schemars(with = "Option<String>", length(min = 1))]
+    pub time_zone: Option<Spanned<String>>,
 }

@@ -221,9 +221,10 @@ async fn reconcile_failing_half_way(fail: impl Fn(&Moto)) -> (backend::Error, Mo
     fail(&moto);
     let backend = AwsBackend::new(client);
     let policies = policy("  placement: {azBalanced: true}\n");
-    let error = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
-        .await
-        .unwrap_err();
+    let error =
+        stevedore::controller::reconcile_once(&backend, "demo", &policies.clone().into(), 0)
+            .await
+            .unwrap_err();
     for op in [
         "ListServices",
         "DescribeServices",

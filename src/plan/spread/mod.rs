@@ -27,6 +27,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 
+use super::budget::Limit;
 use super::optimum::{self, Layout, NoOptimum, Partition};
 use super::placement::{FieldCache, PlacementView};
 use super::{Action, ActionKind, ConstraintReport, Index, ServiceStatus, State};
@@ -48,6 +49,8 @@ use problem::*;
 use topology::*;
 pub use topology::{Topologies, field_of};
 
+/// Plans one service's stops, within its own `maxUnavailable` and what the
+/// cluster's DisruptionBudget leaves it (`limit`).
 pub fn plan(
     policy: &Policy,
     index: &Index<'_>,
@@ -55,11 +58,13 @@ pub fn plan(
     s: usize,
     status: &mut ServiceStatus,
     actions: &mut Vec<Action>,
+    limit: &Limit,
 ) {
-    plan_with(policy, index, topologies, s, status, actions, true);
+    plan_with(policy, index, topologies, s, status, actions, limit, true);
 }
 
 /// [`plan`], with the unit-level model allowed or not (tests compare both).
+#[allow(clippy::too_many_arguments)]
 fn plan_with(
     policy: &Policy,
     index: &Index<'_>,
@@ -67,6 +72,7 @@ fn plan_with(
     s: usize,
     status: &mut ServiceStatus,
     actions: &mut Vec<Action>,
+    limit: &Limit,
     prefer_units: bool,
 ) {
     let snapshot = index.snapshot;
@@ -99,6 +105,7 @@ fn plan_with(
             pause.as_deref(),
             &mut unit_status,
             &mut unit_actions,
+            limit,
         );
         if exact.get() {
             *status = unit_status;
@@ -107,7 +114,15 @@ fn plan_with(
         }
     }
     let problem = Problem::new(policy, index, topologies, s);
-    plan_problem(problem, policy, service, pause.as_deref(), status, actions);
+    plan_problem(
+        problem,
+        policy,
+        service,
+        pause.as_deref(),
+        status,
+        actions,
+        limit,
+    );
 }
 
 /// Why a service is not at steady state, if it is not. ECS's counts
@@ -168,8 +183,12 @@ fn plan_problem(
     pause: Option<&str>,
     status: &mut ServiceStatus,
     actions: &mut Vec<Action>,
+    limit: &Limit,
 ) {
     let snapshot = problem.snapshot;
+    if let Some(zone) = &limit.zone {
+        problem.stop_only_in(zone);
+    }
     status.constraints = problem.reports();
     if let Some(why) = pause {
         status.state = State::Paused;
@@ -206,18 +225,21 @@ fn plan_problem(
     status.moves_remaining = optimum_now;
 
     // The disruption budget, spent while planning.
-    let budget = disruption_budget(
+    let own = disruption_budget(
         policy.max_unavailable,
         service.desired,
         problem.layout.total(),
     );
-    if budget == 0 {
+    if own == 0 {
         status.state = State::Unsatisfiable;
         status.reason =
             "the service has a single running task; stevedore never stops the last one".into();
         return;
     }
 
+    // The cluster's budget comes on top; when it leaves nothing, the
+    // caller says so (no plan is made).
+    let budget = limit.stops.map_or(own, |cluster| own.min(cluster));
     let original_predictor = problem.predictor.clone();
     let original_count = problem.layout.count.clone();
     let mut moves: Vec<Move> = vec![];
@@ -403,6 +425,7 @@ mod tests {
                 0,
                 &mut status,
                 &mut actions,
+                &Limit::NONE,
                 prefer_units,
             );
             (status, actions)

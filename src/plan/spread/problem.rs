@@ -459,6 +459,16 @@ impl<'a> Problem<'a> {
         (!stoppable_fuller_or_equal).then_some(fullest)
     }
 
+    /// Keeps only the tasks in `zone` stoppable (a DisruptionBudget's
+    /// `oneZoneAtATime`).
+    pub(super) fn stop_only_in(&mut self, zone: &str) {
+        for (h, stoppable) in self.stoppable.iter_mut().enumerate() {
+            if self.snapshot.instances[self.hosts[h]].zone != zone {
+                stoppable.clear();
+            }
+        }
+    }
+
     /// The next stop that is a step of an optimal plan whatever ECS does.
     pub(super) fn find_move(&mut self, optimum_now: u32) -> Result<Move, Blocked> {
         let mut first_problem: Option<Blocked> = None;

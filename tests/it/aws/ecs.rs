@@ -119,9 +119,10 @@ async fn one_reconcile_performs_exactly_the_optimal_stop_and_nothing_else() {
         (hosts[0].as_str(), "us-east-1a")
     );
 
-    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
-        .await
-        .unwrap();
+    let reconciled =
+        stevedore::controller::reconcile_once(&backend, "demo", &policies.clone().into(), 0)
+            .await
+            .unwrap();
     assert_eq!(reconciled.executed.len(), 1);
     assert!(reconciled.executed[0].1.is_ok());
     // Everything the backend called is allowed by `stevedore iam-policy`.
@@ -159,9 +160,10 @@ async fn a_protected_task_is_never_stopped() {
     };
     moto.protect(first);
 
-    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
-        .await
-        .unwrap();
+    let reconciled =
+        stevedore::controller::reconcile_once(&backend, "demo", &policies.clone().into(), 0)
+            .await
+            .unwrap();
     assert!(moto.protection_asked() >= 1);
     assert_eq!(backend.api_calls().get("GetTaskProtection"), Some(&1));
     assert_eq!(reconciled.executed.len(), 1, "{reconciled:#?}");
@@ -289,9 +291,10 @@ async fn cloudwatch_data_drives_a_scale_out_and_missing_data_holds() {
 
     // No data yet: the count holds, and the status says why.
     let now = stevedore::model::wall_clock();
-    let held = stevedore::controller::reconcile_once(&backend, "demo", &policies, now)
-        .await
-        .unwrap();
+    let held =
+        stevedore::controller::reconcile_once(&backend, "demo", &policies.clone().into(), now)
+            .await
+            .unwrap();
     assert!(held.executed.is_empty(), "{held:#?}");
     let why = held.plan.statuses[0].scaling.clone().unwrap();
     assert!(why.contains("no data"), "{why}");
@@ -326,9 +329,10 @@ async fn cloudwatch_data_drives_a_scale_out_and_missing_data_holds() {
             .await
             .unwrap();
     }
-    let scaled = stevedore::controller::reconcile_once(&backend, "demo", &policies, now)
-        .await
-        .unwrap();
+    let scaled =
+        stevedore::controller::reconcile_once(&backend, "demo", &policies.clone().into(), now)
+            .await
+            .unwrap();
     assert_eq!(scaled.executed.len(), 1, "{scaled:#?}");
     let (action, result) = &scaled.executed[0];
     assert!(result.is_ok());
@@ -365,9 +369,10 @@ async fn a_service_with_an_application_auto_scaling_target_is_not_scaled() {
     let policies = policy(
         "  scaling:\n    minTasks: 1\n    maxTasks: 3\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n",
     );
-    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
-        .await
-        .unwrap();
+    let reconciled =
+        stevedore::controller::reconcile_once(&backend, "demo", &policies.clone().into(), 0)
+            .await
+            .unwrap();
     let status = &reconciled.plan.statuses[0];
     assert_eq!(status.state, State::Paused, "{status:#?}");
     assert!(
@@ -388,9 +393,10 @@ async fn a_dry_run_policy_stops_nothing() {
     let (_moto, client) = crate::aws::demo([3, 2, 1, 0, 0, 0]).await;
     let backend = AwsBackend::new(client);
     let policies = policy("  placement: {azBalanced: true}\n  mode: DryRun\n");
-    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
-        .await
-        .unwrap();
+    let reconciled =
+        stevedore::controller::reconcile_once(&backend, "demo", &policies.clone().into(), 0)
+            .await
+            .unwrap();
     assert_eq!(reconciled.plan.actions.len(), 1);
     assert!(reconciled.executed.is_empty());
     assert_eq!(backend.api_calls().get("StopTask"), None);
@@ -411,9 +417,10 @@ async fn one_task_per_host_does_not_count_a_draining_host() {
         .unwrap();
     let backend = backend(&moto, client.clone());
     let policies = policy("  placement: {oneTaskPerHost: {}}\n");
-    let reconciled = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
-        .await
-        .unwrap();
+    let reconciled =
+        stevedore::controller::reconcile_once(&backend, "demo", &policies.clone().into(), 0)
+            .await
+            .unwrap();
     assert_eq!(reconciled.plan.actions.len(), 1);
     assert_eq!(
         reconciled.plan.actions[0].kind,
@@ -446,9 +453,10 @@ async fn an_unreachable_endpoint_gives_no_snapshot_and_no_action() {
         .build();
     let backend = AwsBackend::new(Client::from_conf(config));
     let policies = policy("  placement: {azBalanced: true}\n");
-    let error = stevedore::controller::reconcile_once(&backend, "demo", &policies, 0)
-        .await
-        .unwrap_err();
+    let error =
+        stevedore::controller::reconcile_once(&backend, "demo", &policies.clone().into(), 0)
+            .await
+            .unwrap_err();
     assert!(error.is_retryable(), "{error}");
     assert_eq!(backend.api_calls().get("StopTask"), None);
 }

@@ -1,0 +1,391 @@
+//! A cluster's DisruptionBudget, spent while planning: how many placement
+//! stops this pass may make across every service, in which zone, and
+//! whether a window is open. Scaling and one-task-per-host counts are never
+//! held: capacity must follow load.
+//!
+//! What stevedore stopped is remembered across passes in a [`Ledger`]
+//! (kept by the controller, like the scaling history): a stop is *in
+//! flight* until its service is back at its desired count with the stopped
+//! task gone, and counts toward the rate budget for `moves.per` after it
+//! was made. The ledger lives in memory: after a restart the rate budget
+//! starts empty, while tasks still missing keep their services paused (the
+//! per-service steady-state gate) whoever stopped them.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::{Index, ServiceStatus};
+use crate::model::{Millis, TaskStatus};
+use crate::spec::Budget;
+
+/// One stop stevedore made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    pub task: String,
+    pub service: String,
+    pub zone: String,
+    /// The planner's clock when it was made.
+    pub at: Millis,
+    /// Replaced: its service was seen back at its desired count without it.
+    pub settled: bool,
+}
+
+/// The stops stevedore made in one cluster, newest last.
+#[derive(Debug, Clone, Default)]
+pub struct Ledger {
+    pub stops: Vec<Stop>,
+}
+
+/// How long settled stops are kept when no rate budget needs them longer.
+const KEPT: Duration = Duration::from_secs(3600);
+
+impl Ledger {
+    /// Notes a stop that was made.
+    pub fn stopped(&mut self, task: &str, service: &str, zone: &str, at: Millis) {
+        self.stops.push(Stop {
+            task: task.to_owned(),
+            service: service.to_owned(),
+            zone: zone.to_owned(),
+            at,
+            settled: false,
+        });
+    }
+
+    /// Settles the stops whose service is back at its desired count, with
+    /// nothing pending and the stopped task no longer running; forgets
+    /// settled stops older than the rate budget's period (or an hour).
+    pub fn settle(&mut self, index: &Index<'_>, budget: Option<&Budget>, now: Millis) {
+        let snapshot = index.snapshot;
+        for stop in self.stops.iter_mut().filter(|s| !s.settled) {
+            let Some(s) = snapshot
+                .services
+                .iter()
+                .position(|x| x.name == stop.service)
+            else {
+                // The service is gone: nothing left to replace.
+                stop.settled = true;
+                continue;
+            };
+            let service = &snapshot.services[s];
+            let still_running = index.tasks_of[s].iter().any(|t| {
+                let t = &snapshot.tasks[*t];
+                t.id == stop.task && t.status == TaskStatus::Running
+            });
+            let listed_running = index.running(s).count() as u32;
+            let back =
+                service.running.min(listed_running) >= service.desired && service.pending == 0;
+            stop.settled = back && !still_running;
+        }
+        let kept = budget
+            .and_then(|b| b.moves)
+            .map_or(KEPT, |m| m.per.max(KEPT))
+            .as_millis() as Millis;
+        self.stops
+            .retain(|s| !s.settled || now.saturating_sub(s.at) < kept);
+    }
+
+    /// Stops not yet replaced.
+    pub fn in_flight(&self) -> impl Iterator<Item = &Stop> {
+        self.stops.iter().filter(|s| !s.settled)
+    }
+
+    /// Stops made in the sliding period ending at `now`, oldest first.
+    fn within(&self, per: Duration, now: Millis) -> impl Iterator<Item = &Stop> {
+        let since = now.saturating_sub(per.as_millis() as Millis);
+        self.stops.iter().filter(move |s| s.at > since)
+    }
+}
+
+/// What the budget leaves for this pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Allowance {
+    /// The budget's name.
+    pub budget: String,
+    /// Stops left, across the cluster; `None`: no count limit.
+    pub stops: Option<u32>,
+    /// With `oneZoneAtATime`: the zone new stops must be in, once known.
+    pub zone: Option<String>,
+    pub one_zone: bool,
+    /// Why no stop at all may be made now.
+    pub held: Option<String>,
+}
+
+/// What `budget` leaves at `now` (`wall`: the same instant on the wall
+/// clock, for windows), given the ledger and the cluster's running tasks.
+pub fn allowance(
+    budget: &Budget,
+    ledger: &Ledger,
+    running_tasks: u32,
+    now: Millis,
+    wall: Millis,
+) -> Allowance {
+    let mut allowance = Allowance {
+        budget: budget.name.clone(),
+        stops: None,
+        zone: None,
+        one_zone: budget.one_zone_at_a_time,
+        held: None,
+    };
+    let in_flight = ledger.in_flight().count() as u32;
+    if !budget.window_open(wall) {
+        allowance.held = Some(match budget.next_window(wall) {
+            Some((window, at)) => format!(
+                "waiting for window {} (opens in {})",
+                window.describe_from(at),
+                span(at.saturating_sub(wall))
+            ),
+            None => "waiting for a window, and none opens again".into(),
+        });
+        return allowance;
+    }
+    if let Some(max) = budget.max_unavailable {
+        let max = max.resolve(running_tasks, 1);
+        allowance.stops = Some(max.saturating_sub(in_flight));
+        if in_flight >= max {
+            allowance.held = Some(format!(
+                "{in_flight} tasks stopped and not yet replaced (maxUnavailable {max})"
+            ));
+            return allowance;
+        }
+    }
+    if let Some(rate) = budget.moves {
+        let recent: Vec<&Stop> = ledger.within(rate.per, now).collect();
+        let left = rate.max.saturating_sub(recent.len() as u32);
+        allowance.stops = Some(allowance.stops.map_or(left, |s| s.min(left)));
+        if left == 0 {
+            // The oldest stop in the period leaves it first.
+            let frees_at =
+                recent.iter().map(|s| s.at).min().unwrap_or(now) + rate.per.as_millis() as Millis;
+            allowance.held = Some(format!(
+                "{} moves in the last {} (moves.max {}); the next in {}",
+                recent.len(),
+                span(rate.per.as_millis() as Millis),
+                rate.max,
+                span(frees_at.saturating_sub(now))
+            ));
+            return allowance;
+        }
+    }
+    if budget.one_zone_at_a_time {
+        let zones: BTreeSet<&str> = ledger.in_flight().map(|s| s.zone.as_str()).collect();
+        match zones.len() {
+            0 => {}
+            1 => allowance.zone = zones.first().map(|z| (*z).to_owned()),
+            _ => {
+                allowance.held = Some(format!(
+                    "stops in flight in {} zones ({}); oneZoneAtATime waits until one remains",
+                    zones.len(),
+                    zones.into_iter().collect::<Vec<_>>().join(", ")
+                ));
+                return allowance;
+            }
+        }
+    }
+    allowance
+}
+
+impl Allowance {
+    /// What one service may do: the stops left and the zone.
+    pub fn limit(&self) -> Limit {
+        Limit {
+            stops: if self.held.is_some() {
+                Some(0)
+            } else {
+                self.stops
+            },
+            zone: self.zone.clone(),
+        }
+    }
+
+    /// Spends the stops a service was given (in `zones`).
+    pub fn spend(&mut self, stops: u32, zones: &BTreeSet<String>) {
+        if let Some(left) = &mut self.stops {
+            *left = left.saturating_sub(stops);
+        }
+        if self.one_zone && self.zone.is_none() {
+            self.zone = zones.first().cloned();
+        }
+    }
+
+    /// Why a service gets fewer stops than it could make, for its status.
+    pub fn why_held(&self, limit: &Limit) -> String {
+        let why = match (&self.held, limit.stops, &limit.zone) {
+            (Some(why), _, _) => why.clone(),
+            (None, Some(0), _) => {
+                "the cluster's stops for this pass are spent on services further from their spread"
+                    .into()
+            }
+            (None, _, Some(zone)) if self.one_zone => {
+                format!("oneZoneAtATime: stops are in {zone} until they are replaced")
+            }
+            (None, Some(n), _) => format!("{n} more stops in the cluster this pass"),
+            (None, None, _) => "no limit".into(),
+        };
+        format!("DisruptionBudget {}: {why}", self.budget)
+    }
+}
+
+/// What the budget leaves one service for this pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Limit {
+    /// The most stops; `None`: only the service's own `maxUnavailable`.
+    pub stops: Option<u32>,
+    /// Stops only of tasks in this zone.
+    pub zone: Option<String>,
+}
+
+impl Limit {
+    pub const NONE: Limit = Limit {
+        stops: None,
+        zone: None,
+    };
+}
+
+/// How far a service is from its spread, for the order budgets are spent
+/// in: the most over its skew first.
+pub fn excess(status: &ServiceStatus) -> u32 {
+    status
+        .constraints
+        .iter()
+        .map(|c| c.skew.saturating_sub(c.max_skew))
+        .max()
+        .unwrap_or(0)
+}
+
+/// `3h12m`, `12m`, `45s`: a wait, to the minute when over an hour.
+pub fn span(ms: Millis) -> String {
+    let s = ms.div_ceil(1000);
+    let (h, m) = (s / 3600, (s % 3600) / 60);
+    match (h, m, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::budget::{MoveRate, Window};
+    use crate::spec::policy::{ResourceRef, TaskCount};
+
+    const NEW_YEAR: Millis = 1_767_225_600_000;
+
+    fn budget() -> Budget {
+        Budget {
+            name: "prod-nights".into(),
+            cluster: ResourceRef {
+                written: "prod".into(),
+                name: "prod".into(),
+                scope: None,
+            },
+            max_unavailable: None,
+            one_zone_at_a_time: false,
+            moves: None,
+            windows: vec![],
+            origin: Default::default(),
+        }
+    }
+
+    fn ledger(stops: &[(&str, Millis, bool)]) -> Ledger {
+        Ledger {
+            stops: stops
+                .iter()
+                .enumerate()
+                .map(|(i, (zone, at, settled))| Stop {
+                    task: format!("t{i}"),
+                    service: format!("s{i}"),
+                    zone: (*zone).into(),
+                    at: *at,
+                    settled: *settled,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn max_unavailable_counts_the_stops_in_flight_across_the_cluster() {
+        let mut b = budget();
+        b.max_unavailable = Some(TaskCount::Tasks(2));
+        let l = ledger(&[("a", 0, true), ("a", 1, false)]);
+        let a = allowance(&b, &l, 40, 10, NEW_YEAR);
+        assert_eq!((a.stops, a.held.as_deref()), (Some(1), None));
+        let l = ledger(&[("a", 0, false), ("b", 1, false)]);
+        let a = allowance(&b, &l, 40, 10, NEW_YEAR);
+        assert_eq!(a.limit().stops, Some(0));
+        assert_eq!(
+            a.held.as_deref(),
+            Some("2 tasks stopped and not yet replaced (maxUnavailable 2)")
+        );
+        // A percentage of the cluster's running tasks, rounded up.
+        b.max_unavailable = Some(TaskCount::Percent(5));
+        let a = allowance(&b, &Ledger::default(), 41, 10, NEW_YEAR);
+        assert_eq!(a.stops, Some(3));
+    }
+
+    #[test]
+    fn the_rate_budget_counts_stops_in_the_sliding_period_settled_or_not() {
+        let mut b = budget();
+        b.moves = Some(MoveRate {
+            max: 2,
+            per: Duration::from_secs(3600),
+        });
+        let hour = 3_600_000;
+        let l = ledger(&[("a", 1_000, true), ("a", 2_000, true)]);
+        let a = allowance(&b, &l, 40, 1_000 + hour - 1, NEW_YEAR);
+        assert_eq!(
+            a.held.as_deref(),
+            Some("2 moves in the last 1h (moves.max 2); the next in 1s")
+        );
+        // The first stop has left the period.
+        let a = allowance(&b, &l, 40, 1_000 + hour, NEW_YEAR);
+        assert_eq!((a.stops, a.held), (Some(1), None));
+    }
+
+    #[test]
+    fn one_zone_at_a_time_follows_the_zone_in_flight() {
+        let mut b = budget();
+        b.one_zone_at_a_time = true;
+        let a = allowance(&b, &ledger(&[("a", 0, true)]), 40, 10, NEW_YEAR);
+        assert_eq!((a.zone, a.held), (None, None));
+        let a = allowance(&b, &ledger(&[("b", 0, false)]), 40, 10, NEW_YEAR);
+        assert_eq!(a.zone.as_deref(), Some("b"));
+        let l = ledger(&[("b", 0, false), ("a", 0, false)]);
+        let a = allowance(&b, &l, 40, 10, NEW_YEAR);
+        assert_eq!(a.limit().stops, Some(0));
+        // The first service's stops choose the zone for the rest.
+        let mut a = allowance(&b, &Ledger::default(), 40, 10, NEW_YEAR);
+        a.spend(1, &["c".to_owned()].into());
+        assert_eq!(a.limit().zone.as_deref(), Some("c"));
+    }
+
+    #[test]
+    fn a_closed_window_holds_everything_and_says_when_it_opens() {
+        let mut b = budget();
+        b.max_unavailable = Some(TaskCount::Tasks(2));
+        b.windows =
+            vec![Window::new("0 2 * * *", Duration::from_secs(7200), "Europe/Berlin").unwrap()];
+        // 2025-12-31T21:48:00Z is 22:48 in Berlin: 3h12m before 02:00.
+        let wall = NEW_YEAR - 2 * 3_600_000 - 12 * 60_000;
+        let a = allowance(&b, &Ledger::default(), 40, 0, wall);
+        assert_eq!(
+            a.held.as_deref(),
+            Some("waiting for window 02:00-04:00 Europe/Berlin (opens in 3h12m)")
+        );
+        assert_eq!(a.limit().stops, Some(0));
+        let a = allowance(&b, &Ledger::default(), 40, 0, NEW_YEAR + 3_600_000);
+        assert_eq!((a.stops, a.held), (Some(2), None));
+    }
+
+    #[test]
+    fn spans_read_as_an_operator_writes_them() {
+        assert_eq!(span(45_000), "45s");
+        assert_eq!(span(720_000), "12m");
+        assert_eq!(span(725_000), "12m5s");
+        assert_eq!(span(3_600_000), "1h");
+        assert_eq!(span(11_520_000), "3h12m");
+        assert_eq!(span(1), "1s");
+    }
+}
