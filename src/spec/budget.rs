@@ -93,17 +93,27 @@ fn cron_parser() -> croner::parser::CronParser {
         .build()
 }
 
+/// A five-field cron schedule.
+pub fn schedule(text: &str) -> Result<croner::Cron, WindowError> {
+    cron_parser()
+        .parse(text)
+        .map_err(|e| WindowError::Schedule {
+            schedule: text.to_owned(),
+            why: e.to_string(),
+        })
+}
+
+/// An IANA time zone, from the system's database or the one bundled.
+pub fn time_zone(name: &str) -> Result<jiff::tz::TimeZone, WindowError> {
+    jiff::tz::db()
+        .get(name)
+        .map_err(|_| WindowError::TimeZone(name.to_owned()))
+}
+
 impl Window {
     pub fn new(schedule: &str, duration: Duration, time_zone: &str) -> Result<Window, WindowError> {
-        let cron = cron_parser()
-            .parse(schedule)
-            .map_err(|e| WindowError::Schedule {
-                schedule: schedule.to_owned(),
-                why: e.to_string(),
-            })?;
-        let zone = jiff::tz::db()
-            .get(time_zone)
-            .map_err(|_| WindowError::TimeZone(time_zone.to_owned()))?;
+        let cron = self::schedule(schedule)?;
+        let zone = self::time_zone(time_zone)?;
         if duration.is_zero() {
             return Err(WindowError::ZeroDuration);
         }

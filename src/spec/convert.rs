@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_saphyr::Spanned;
 
-use super::budget::{Budget, MoveRate as BudgetMoveRate, Window, WindowError};
+use super::budget::{self, Budget, MoveRate as BudgetMoveRate, Window, WindowError};
 use super::glob::Glob;
 use super::policy::{
     Metric, Mode, OneTaskPerHost, Origin, Placement, Policy, ResourceRef, Scaling, ServiceMatch,
@@ -116,32 +116,37 @@ pub fn convert_budget(
     });
     let mut windows = vec![];
     for window in spec.windows.iter().flatten() {
+        // Each part checked on its own, so that every mistake is reported.
         let w = &window.value;
-        let Some(duration) = check_duration(&mut c, Some(&w.duration), "duration", Duration::ZERO)
-        else {
-            continue;
-        };
+        let errors_before = c.diagnostics.len();
+        if let Err(e) = budget::schedule(&w.schedule.value) {
+            c.error(Rule::Schedule, &w.schedule, e.to_string());
+            c.help("five fields: minute hour day-of-month month day-of-week, such as `0 2 * * *` (02:00 daily) or `0 22 * * MON-FRI`");
+        }
         let zone = w.time_zone.as_ref().map_or("UTC", |z| z.value.as_str());
-        match Window::new(&w.schedule.value, duration, zone) {
-            Ok(window) => windows.push(window),
-            Err(e @ WindowError::Schedule { .. }) => {
-                c.error(Rule::Schedule, &w.schedule, e.to_string());
-                c.help("five fields: minute hour day-of-month month day-of-week, such as `0 2 * * *` (02:00 daily) or `0 22 * * MON-FRI`");
+        if let (Err(e), Some(at)) = (budget::time_zone(zone), &w.time_zone) {
+            c.error(Rule::TimeZone, at, e.to_string());
+            let names: Vec<String> = jiff::tz::db()
+                .available()
+                .map(|n| n.as_str().to_owned())
+                .collect();
+            if let Some(suggestion) = closest(&at.value, names.iter().map(String::as_str)) {
+                c.help(format!("did you mean `{suggestion}`?"));
             }
-            Err(e @ WindowError::TimeZone(_)) => {
-                let at = w.time_zone.as_ref().expect("UTC always resolves");
-                c.error(Rule::TimeZone, at, e.to_string());
-                let names: Vec<String> = jiff::tz::db()
-                    .available()
-                    .map(|n| n.as_str().to_owned())
-                    .collect();
-                if let Some(suggestion) = closest(&at.value, names.iter().map(String::as_str)) {
-                    c.help(format!("did you mean `{suggestion}`?"));
-                }
-            }
-            Err(e @ WindowError::ZeroDuration) => {
-                c.error(Rule::Duration, &w.duration, e.to_string());
-            }
+        }
+        let duration = check_duration(&mut c, Some(&w.duration), "duration", Duration::ZERO);
+        if duration.is_some_and(|d| d.is_zero()) {
+            c.error(
+                Rule::Duration,
+                &w.duration,
+                WindowError::ZeroDuration.to_string(),
+            );
+        }
+        if c.diagnostics.len() == errors_before
+            && let Some(duration) = duration
+            && let Ok(window) = Window::new(&w.schedule.value, duration, zone)
+        {
+            windows.push(window);
         }
     }
     if c.has_errors() {

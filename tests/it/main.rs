@@ -2,6 +2,7 @@
 
 mod acting;
 mod aws;
+mod budgets;
 mod cli;
 mod deploy;
 mod editor;
