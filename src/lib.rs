@@ -56,7 +56,7 @@
 //! checked form in `spec/policy.rs` and `spec/convert.rs`, its planning in
 //! a new file under `plan/` called from `plan/mod.rs`, a case in the
 //! simulator's scenarios (`examples/scenarios/`), then
-//! `cargo run -- schema > schema/servicepolicy-v1alpha1.json`.
+//! `cargo run -- schema > schema/v1alpha1.json` (and `schema servicepolicy`).
 //!
 //! To add a trigger source: implement [`backend::events::EventSource`]
 //! (receive and delete, as `aws/sqs.rs` and `sim/mod.rs` do) if it brings

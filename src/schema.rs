@@ -4,20 +4,32 @@
 use schemars::generate::SchemaSettings;
 use serde_json::Value;
 
-use crate::spec::v1alpha1::ServicePolicy;
+use crate::spec::v1alpha1::{AnyDocument, ServicePolicy};
 
-/// Where the committed copy lives, relative to the repository root.
-pub const SCHEMA_PATH: &str = "schema/servicepolicy-v1alpha1.json";
+/// Where the committed schema of every kind lives (ServicePolicy and
+/// DisruptionBudget), relative to the repository root: what spec files'
+/// modelines name.
+pub const SCHEMA_PATH: &str = "schema/v1alpha1.json";
 
 /// The schema's `$id`.
-pub const SCHEMA_ID: &str = "https://stevedore.io/schema/servicepolicy-v1alpha1.json";
+pub const SCHEMA_ID: &str = "https://stevedore.io/schema/v1alpha1.json";
+
+/// Where the committed ServicePolicy-only schema lives (published first;
+/// kept for the modelines that name it).
+pub const SERVICEPOLICY_SCHEMA_PATH: &str = "schema/servicepolicy-v1alpha1.json";
+
+/// Every kind of spec file, as pretty JSON (draft 2020-12), with a
+/// trailing newline.
+pub fn specs_json() -> String {
+    generate::<AnyDocument>(SCHEMA_ID)
+}
 
 /// Where the committed scenario schema lives.
 pub const SCENARIO_SCHEMA_PATH: &str = "schema/scenario-v1alpha1.json";
 
-/// The policy schema as pretty JSON (draft 2020-12), with a trailing newline.
+/// The ServicePolicy schema alone.
 pub fn servicepolicy_json() -> String {
-    generate::<ServicePolicy>(SCHEMA_ID)
+    generate::<ServicePolicy>("https://stevedore.io/schema/servicepolicy-v1alpha1.json")
 }
 
 /// The schema of simulator scenario files.

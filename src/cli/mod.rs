@@ -37,9 +37,10 @@ pub enum Command {
     /// Exit status: 0 when all are valid, 1 when any is invalid, 2 when a
     /// path cannot be read.
     Validate(validate::Args),
-    /// Print a JSON Schema: of ServicePolicy files (default) or of scenario files.
+    /// Print a JSON Schema: of spec files (default: ServicePolicy and
+    /// DisruptionBudget), of ServicePolicy alone, or of scenario files.
     Schema {
-        #[arg(value_enum, default_value_t = SchemaKind::Servicepolicy)]
+        #[arg(value_enum, default_value_t = SchemaKind::Specs)]
         kind: SchemaKind,
     },
     /// Run the controller against the ECS simulator, in virtual time.
@@ -77,6 +78,7 @@ pub enum Command {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SchemaKind {
+    Specs,
     Servicepolicy,
     Scenario,
 }
@@ -122,6 +124,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
         }
         Command::Schema { kind } => {
             let text = match kind {
+                SchemaKind::Specs => crate::schema::specs_json(),
                 SchemaKind::Servicepolicy => crate::schema::servicepolicy_json(),
                 SchemaKind::Scenario => crate::schema::scenario_json(),
             };

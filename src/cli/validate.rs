@@ -31,6 +31,7 @@ pub fn validate(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 "valid": !loaded.has_errors(),
                 "files": loaded.files,
                 "policies": loaded.policies.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                "budgets": loaded.budgets.iter().map(|b| &b.name).collect::<Vec<_>>(),
                 "errors": loaded.error_count(),
                 "warnings": loaded.warning_count(),
                 "diagnostics": loaded.diagnostics,
@@ -50,7 +51,10 @@ fn write_human(loaded: &spec::Loaded, out: &mut dyn Write) -> std::io::Result<()
     // Here the diagnostics are the output, not an error beside it.
     super::print_diagnostics(&loaded.diagnostics, out);
     let files = plural(loaded.files.len(), "file");
-    let policies = plural(loaded.policies.len(), "policy");
+    let mut policies = plural(loaded.policies.len(), "policy");
+    if !loaded.budgets.is_empty() {
+        policies = format!("{policies} and {}", plural(loaded.budgets.len(), "budget"));
+    }
     if loaded.has_errors() {
         writeln!(
             out,

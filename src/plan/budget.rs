@@ -89,10 +89,10 @@ impl Ledger {
         self.stops.iter().filter(|s| !s.settled)
     }
 
-    /// Stops made in the sliding period ending at `now`, oldest first.
+    /// Stops made in the sliding period `(now - per, now]`, oldest first.
     fn within(&self, per: Duration, now: Millis) -> impl Iterator<Item = &Stop> {
-        let since = now.saturating_sub(per.as_millis() as Millis);
-        self.stops.iter().filter(move |s| s.at > since)
+        let per = per.as_millis() as Millis;
+        self.stops.iter().filter(move |s| s.at + per > now)
     }
 }
 
@@ -387,5 +387,225 @@ mod tests {
         assert_eq!(span(3_600_000), "1h");
         assert_eq!(span(11_520_000), "3h12m");
         assert_eq!(span(1), "1s");
+    }
+
+    /// Plans on small clusters built by hand, with a budget.
+    mod planned {
+        use super::*;
+        use crate::model::{PlacementField, PlacementStrategy};
+        use crate::plan::tests::{Cluster, policies, policy};
+        use crate::plan::{ActionKind, Memory, Plan, State, plan_with};
+
+        /// Zones a, b, c with two hosts each; each service has the given
+        /// tasks per zone, on the zone's first host.
+        fn cluster(services: &[(&str, [u32; 3])]) -> Cluster {
+            let mut c = Cluster::new();
+            let hosts: Vec<usize> = ["a", "b", "c"]
+                .iter()
+                .flat_map(|z| [1, 2].map(|i| (format!("{z}{i}"), format!("us-east-1{z}"))))
+                .map(|(id, zone)| c.host(&id, &zone))
+                .collect();
+            for (name, counts) in services {
+                let s = c.service(
+                    name,
+                    vec![PlacementStrategy::Spread(PlacementField::zone())],
+                );
+                for (z, n) in counts.iter().enumerate() {
+                    c.tasks(s, hosts[z * 2], *n);
+                }
+            }
+            c
+        }
+
+        fn balanced(mode: &str) -> Vec<crate::spec::Policy> {
+            policies(&format!(
+                "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: balanced}}\nspec:\n  target: {{cluster: demo, serviceSelector: {{namePattern: \"s*\"}}}}\n  placement: {{azBalanced: true}}\n  disruption: {{maxUnavailable: 2}}\n{mode}"
+            ))
+        }
+
+        fn demo_budget() -> Budget {
+            let mut b = budget();
+            b.cluster.name = "demo".into();
+            b
+        }
+
+        fn stops_of(plan: &Plan) -> Vec<(String, String)> {
+            plan.actions
+                .iter()
+                .filter_map(|a| match &a.kind {
+                    ActionKind::StopTask { zone, .. } => Some((a.service.clone(), zone.clone())),
+                    ActionKind::SetDesiredCount { .. } => None,
+                })
+                .collect()
+        }
+
+        fn reason<'a>(plan: &'a Plan, service: &str) -> (State, &'a str) {
+            let s = plan.statuses.iter().find(|s| s.service == service).unwrap();
+            (s.state, s.reason.as_str())
+        }
+
+        #[test]
+        fn the_stops_go_to_the_services_furthest_from_their_spread_first() {
+            // Skews 5, 3, 2 and 2: s2 needs the most, then s1, then s3 and
+            // s4 (by name).
+            let c = cluster(&[
+                ("s1", [3, 1, 0]),
+                ("s2", [5, 1, 0]),
+                ("s3", [2, 1, 0]),
+                ("s4", [2, 1, 0]),
+            ]);
+            let p = balanced("");
+            let without = plan_with(&p, None, &c.snapshot, 0, &mut Memory::default());
+            assert_eq!(stops_of(&without).len(), 2 + 1 + 1 + 1);
+            let mut b = demo_budget();
+            b.max_unavailable = Some(TaskCount::Tasks(3));
+            let plan = plan_with(&p, Some(&b), &c.snapshot, 0, &mut Memory::default());
+            let services: Vec<String> = stops_of(&plan).into_iter().map(|(s, _)| s).collect();
+            assert_eq!(services, ["s2", "s2", "s1"]);
+            assert_eq!(
+                reason(&plan, "s3"),
+                (
+                    State::Converging,
+                    "1 moves needed, 0 now: DisruptionBudget prod-nights: the cluster's stops for this pass are spent on services further from their spread"
+                )
+            );
+            // With room for four, s3 comes before s4.
+            b.max_unavailable = Some(TaskCount::Tasks(4));
+            let plan = plan_with(&p, Some(&b), &c.snapshot, 0, &mut Memory::default());
+            let services: Vec<String> = stops_of(&plan).into_iter().map(|(s, _)| s).collect();
+            assert_eq!(services, ["s2", "s2", "s1", "s3"]);
+        }
+
+        #[test]
+        fn a_service_given_fewer_stops_is_planned_again_within_them() {
+            let c = cluster(&[("s1", [5, 1, 0])]);
+            let mut b = demo_budget();
+            b.moves = Some(MoveRate {
+                max: 3,
+                per: Duration::from_secs(3600),
+            });
+            let mut memory = Memory::default();
+            memory.ledger.stopped("gone", "s9", "us-east-1a", 0);
+            memory.ledger.stopped("gone", "s9", "us-east-1a", 0);
+            let plan = plan_with(&balanced(""), Some(&b), &c.snapshot, 1_000, &mut memory);
+            assert_eq!(
+                stops_of(&plan),
+                [("s1".to_owned(), "us-east-1a".to_owned())]
+            );
+            let (state, why) = reason(&plan, "s1");
+            assert_eq!(state, State::Converging);
+            assert_eq!(
+                why,
+                "3 moves needed, 1 now (maxUnavailable 2); DisruptionBudget prod-nights: 1 more stops in the cluster this pass"
+            );
+            // The stops of a service that is gone are settled, but count
+            // toward the rate for the period.
+            assert_eq!(memory.ledger.in_flight().count(), 0);
+            assert_eq!(memory.ledger.stops.len(), 2);
+        }
+
+        #[test]
+        fn a_held_service_says_which_limit_holds_it_and_until_when() {
+            let c = cluster(&[("s1", [3, 1, 0]), ("s2", [1, 1, 1])]);
+            let p = balanced("");
+            // In flight: a stop of s2 whose task still runs.
+            let mut b = demo_budget();
+            b.max_unavailable = Some(TaskCount::Tasks(1));
+            let mut memory = Memory::default();
+            memory.ledger.stopped("s2-t5", "s2", "us-east-1b", 0);
+            let plan = plan_with(&p, Some(&b), &c.snapshot, 1_000, &mut memory);
+            assert!(stops_of(&plan).is_empty());
+            assert_eq!(
+                reason(&plan, "s1"),
+                (
+                    State::Converging,
+                    "1 moves needed, 0 now: DisruptionBudget prod-nights: 1 tasks stopped and not yet replaced (maxUnavailable 1)"
+                )
+            );
+            // A window: 22:48 in Berlin, 3h12m before it opens.
+            let mut b = demo_budget();
+            b.windows =
+                vec![Window::new("0 2 * * *", Duration::from_secs(7200), "Europe/Berlin").unwrap()];
+            let mut memory = Memory {
+                wall_offset: NEW_YEAR - 2 * 3_600_000 - 12 * 60_000,
+                ..Memory::default()
+            };
+            let plan = plan_with(&p, Some(&b), &c.snapshot, 0, &mut memory);
+            assert!(stops_of(&plan).is_empty());
+            assert_eq!(
+                reason(&plan, "s1").1,
+                "1 moves needed, 0 now: DisruptionBudget prod-nights: waiting for window 02:00-04:00 Europe/Berlin (opens in 3h12m)"
+            );
+            // Inside it, the stop is made.
+            memory.wall_offset = NEW_YEAR + 3_600_000;
+            let plan = plan_with(&p, Some(&b), &c.snapshot, 0, &mut memory);
+            assert_eq!(stops_of(&plan).len(), 1);
+            // The rate: two stops in the last hour, at most two.
+            let mut b = demo_budget();
+            b.moves = Some(MoveRate {
+                max: 2,
+                per: Duration::from_secs(3600),
+            });
+            let mut memory = Memory::default();
+            memory.ledger.stopped("x", "s9", "us-east-1a", 0);
+            memory.ledger.stopped("y", "s9", "us-east-1a", 48 * 60_000);
+            let plan = plan_with(&p, Some(&b), &c.snapshot, 50 * 60_000, &mut memory);
+            assert_eq!(
+                reason(&plan, "s1").1,
+                "1 moves needed, 0 now: DisruptionBudget prod-nights: 2 moves in the last 1h (moves.max 2); the next in 10m"
+            );
+        }
+
+        #[test]
+        fn one_zone_at_a_time_plans_the_second_service_in_the_first_ones_zone() {
+            // s1 is over-full in zone a, s2 in zone b; s3 has tasks to
+            // move from zones a and b both.
+            let c = cluster(&[("s1", [3, 1, 0]), ("s2", [1, 3, 0]), ("s3", [3, 3, 0])]);
+            let p = balanced("");
+            let without = plan_with(&p, None, &c.snapshot, 0, &mut Memory::default());
+            let zones: BTreeSet<String> = stops_of(&without).into_iter().map(|(_, z)| z).collect();
+            assert_eq!(zones.len(), 2);
+            let mut b = demo_budget();
+            b.one_zone_at_a_time = true;
+            let plan = plan_with(&p, Some(&b), &c.snapshot, 0, &mut Memory::default());
+            // s1 and s3 are as far from their spread (skew 3); s1 goes
+            // first by name, and its stop in zone a sets the zone. s3, with
+            // stops in zones a and b, is planned again in zone a alone; s2,
+            // over-full in zone b only, waits.
+            let stops = stops_of(&plan);
+            assert!(stops.iter().all(|(_, z)| z == "us-east-1a"), "{stops:?}");
+            // A second stop of s3 in zone a would not be a step of an
+            // optimal plan ((1, 3, 2) is no nearer than (2, 3, 1)).
+            assert_eq!(
+                stops.iter().map(|(s, _)| s.as_str()).collect::<Vec<_>>(),
+                ["s1", "s3"]
+            );
+            assert_eq!(
+                reason(&plan, "s2").1,
+                "1 moves needed, 0 now: DisruptionBudget prod-nights: oneZoneAtATime: stops are in us-east-1a until they are replaced"
+            );
+        }
+
+        #[test]
+        fn dry_run_policies_spend_a_copy_of_the_budget() {
+            let c = cluster(&[("s1", [5, 1, 0]), ("t1", [3, 1, 0])]);
+            let mut p = balanced("  mode: DryRun\n");
+            p.extend(policies(&policy(
+                "t",
+                "t1",
+                "  placement: {azBalanced: true}\n",
+            )));
+            let mut b = demo_budget();
+            b.max_unavailable = Some(TaskCount::Tasks(1));
+            let plan = plan_with(&p, Some(&b), &c.snapshot, 0, &mut Memory::default());
+            // s1 (DryRun, the most skewed) shows its one stop; t1 still gets
+            // the one stop the acting policies may make.
+            let shown: Vec<(String, bool)> = plan
+                .actions
+                .iter()
+                .map(|a| (a.service.clone(), a.dry_run))
+                .collect();
+            assert_eq!(shown, [("s1".to_owned(), true), ("t1".to_owned(), false)]);
+        }
     }
 }

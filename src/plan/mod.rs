@@ -421,6 +421,9 @@ fn spend_budget(
             .then_with(|| a.service.cmp(&b.service))
             .then_with(|| a.policy.cmp(&b.policy))
     });
+    // The stops, in the order they were given: the first to execute are
+    // those of the services furthest from their spread.
+    let mut spent: Vec<Action> = vec![];
     for i in order {
         let planned = stops(plan, &plan.statuses[i]);
         let zones_of =
@@ -444,6 +447,7 @@ fn spend_budget(
             };
         if fits {
             allowance.spend(n, &zones);
+            spent.extend(planned.iter().map(|a| plan.actions[*a].clone()));
             continue;
         }
         // Planned again within what is left, or held.
@@ -451,11 +455,6 @@ fn spend_budget(
             ActionKind::StopTask { zone, .. } => Some(zone.clone()),
             ActionKind::SetDesiredCount { .. } => None,
         };
-        let mut remove = planned;
-        remove.sort_unstable();
-        for a in remove.into_iter().rev() {
-            plan.actions.remove(a);
-        }
         let status = &mut plan.statuses[i];
         if allowance.one_zone && limit.zone.is_none() {
             limit.zone = first_zone;
@@ -503,9 +502,12 @@ fn spend_budget(
         allowance.spend(replanned.len() as u32, &zones);
         for mut action in replanned {
             action.dry_run = is_dry;
-            plan.actions.push(action);
+            spent.push(action);
         }
     }
+    plan.actions
+        .retain(|a| !matches!(a.kind, ActionKind::StopTask { .. }));
+    plan.actions.extend(spent);
 }
 
 /// Applies the policy's rules to one service, in order: the desired count

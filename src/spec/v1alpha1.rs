@@ -408,3 +408,14 @@ pub struct Window {
     #[schemars(with = "Option<String>", length(min = 1))]
     pub time_zone: Option<Spanned<String>>,
 }
+
+/// Any document of `stevedore.io/v1alpha1`, for the schema that editors
+/// read: a ServicePolicy or a DisruptionBudget, told apart by `kind`.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[schemars(title = "stevedore.io/v1alpha1: ServicePolicy or DisruptionBudget")]
+#[allow(dead_code)] // schema only
+pub enum AnyDocument {
+    ServicePolicy(ServicePolicy),
+    DisruptionBudget(DisruptionBudget),
+}

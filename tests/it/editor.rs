@@ -55,7 +55,10 @@ fn editor_diagnostics(files: &[PathBuf]) -> Vec<(String, Vec<EditorDiagnostic>)>
 
 #[test]
 fn the_modeline_makes_editors_flag_mistakes_and_accept_good_policies() {
-    let mut files = vec![repo("tests/fixtures/editor/typo.yaml")];
+    let mut files = vec![
+        repo("tests/fixtures/editor/typo.yaml"),
+        repo("tests/fixtures/editor/budget-typo.yaml"),
+    ];
     files.extend(stevedore::spec::policy_files(&repo("specs")).unwrap());
     files.extend(stevedore::spec::policy_files(&repo("examples/policies")).unwrap());
     let results = editor_diagnostics(&files);
@@ -68,7 +71,16 @@ fn the_modeline_makes_editors_flag_mistakes_and_accept_good_policies() {
                 && message.contains("maxskew")),
         "the editor does not flag `maxskew` at 13:9: {typo:?}"
     );
-    for (file, diagnostics) in &results[1..] {
+    // The other kind, by the same modeline: its own fields are known.
+    let (_, budget_typo) = &results[1];
+    assert!(
+        budget_typo
+            .iter()
+            .any(|(line, column, message)| (*line, *column) == (8, 3)
+                && message.contains("oneZoneAtATme")),
+        "the editor does not flag `oneZoneAtATme` at 8:3: {budget_typo:?}"
+    );
+    for (file, diagnostics) in &results[2..] {
         assert!(diagnostics.is_empty(), "{file}: {diagnostics:?}");
     }
 }
