@@ -335,7 +335,14 @@ pub fn plan_with_index(
                 }
                 let reading = memory.readings.get(&key).copied().flatten();
                 let history = memory.history.entry(key).or_default();
-                let (decision, why) = scaling::decide(rule, service.desired, reading, now, history);
+                let (decision, why) = scaling::decide_at(
+                    rule,
+                    service.desired,
+                    reading,
+                    now,
+                    now + memory.wall_offset,
+                    history,
+                );
                 if let scaling::Decision::Scale { to } = decision {
                     actions.push(Action {
                         policy: policy.name.clone(),

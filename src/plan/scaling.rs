@@ -14,10 +14,16 @@
 //!    `scaleOutStep`; below `scaleInBelow`, minus `scaleInStep` (percentages
 //!    of the count, rounded up, at least one task); within the bounds.
 //!    Every recommendation is remembered for the stabilization window.
-//! 4. Out: at once, unless the last scale-out is within `scaleOutCooldown`.
-//! 5. In: only to the highest recommendation of the stabilization window
-//!    (so one low reading among high ones changes nothing), and not within
-//!    `scaleInCooldown` of the last scaling either way.
+//! 4. Out: once the metric has been above `scaleOutAbove` for
+//!    `scaleOutAfter` metric periods in a row, unless the last scale-out is
+//!    within `scaleOutCooldown`.
+//! 5. In: once it has been below `scaleInBelow` for `scaleInAfter` periods
+//!    in a row, only to the highest recommendation of the stabilization
+//!    window (so one low reading among high ones changes nothing), and not
+//!    within `scaleInCooldown` of the last scaling either way.
+//! 6. A schedule's window raises `minTasks` while it is open; once the data
+//!    has been missing for `onMissingMetric.after`, the fallback applies
+//!    (hold, or a fixed count).
 
 use std::collections::VecDeque;
 use std::fmt::Write;
@@ -34,7 +40,24 @@ pub struct History {
     pub last_scaled: Option<Millis>,
     /// Recommendations within the stabilization window, oldest first.
     pub recommendations: VecDeque<(Millis, u32)>,
+    /// Where each recent metric period's reading stood, by period number
+    /// (time / period), oldest first.
+    pub periods: VecDeque<(u64, Side)>,
+    /// When the metric last had data, or when its absence was first seen.
+    pub last_data: Option<Millis>,
 }
+
+/// Where a reading stands against the thresholds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Above,
+    Within,
+    Below,
+    NoData,
+}
+
+/// Periods kept: enough for the longest `scaleOutAfter`/`scaleInAfter`.
+const PERIODS_KEPT: usize = 61;
 
 impl History {
     /// Remembers a recommendation, and forgets those older than the window.
@@ -47,6 +70,34 @@ impl History {
         {
             self.recommendations.pop_front();
         }
+    }
+
+    /// Notes where this period's reading stands (the latest reading of a
+    /// period is the one that counts).
+    fn note_period(&mut self, period: u64, side: Side) {
+        match self.periods.back_mut() {
+            Some((p, s)) if *p == period => *s = side,
+            _ => self.periods.push_back((period, side)),
+        }
+        while self.periods.len() > PERIODS_KEPT {
+            self.periods.pop_front();
+        }
+    }
+
+    /// How many periods in a row, up to the current one, stood on `side`.
+    /// A period with no pass at all (a pass that ran long) does not break
+    /// the run; two in a row do.
+    fn run_of(&self, side: Side) -> u32 {
+        let mut run = 0;
+        let mut next: Option<u64> = None;
+        for (period, s) in self.periods.iter().rev() {
+            if *s != side || next.is_some_and(|n| n.saturating_sub(*period) > 2) {
+                break;
+            }
+            run += 1;
+            next = Some(*period);
+        }
+        run
     }
 
     /// Notes a scaling that was carried out.
@@ -67,7 +118,8 @@ pub enum Decision {
     Hold,
 }
 
-/// The decision for one service, and why, in one line.
+/// The decision for one service, and why, in one line, where the planner's
+/// clock is the wall clock (no offset).
 pub fn decide(
     scaling: &Scaling,
     current: u32,
@@ -75,12 +127,45 @@ pub fn decide(
     now: Millis,
     history: &mut History,
 ) -> (Decision, String) {
-    let (min, max) = (scaling.min_tasks, scaling.max_tasks);
+    decide_at(scaling, current, reading, now, now, history)
+}
+
+/// The decision at `now` (the planner's clock), `wall` being the same
+/// instant on the wall clock (schedules).
+pub fn decide_at(
+    scaling: &Scaling,
+    current: u32,
+    reading: Option<f64>,
+    now: Millis,
+    wall: Millis,
+    history: &mut History,
+) -> (Decision, String) {
+    let max = scaling.max_tasks;
+    // The floor: minTasks, or a schedule's while its window is open.
+    let (min, floor_why) = scaling
+        .schedules
+        .iter()
+        .filter(|f| f.min_tasks > scaling.min_tasks)
+        .filter_map(|f| f.window.open_until(wall).map(|until| (f, until)))
+        .max_by_key(|(f, _)| f.min_tasks)
+        .map_or((scaling.min_tasks, None), |(f, until)| {
+            let opened = until - f.window.duration.as_millis() as Millis;
+            (
+                f.min_tasks,
+                Some(format!(
+                    "schedule `{}` ({}) raises minTasks to {}",
+                    f.window.schedule,
+                    f.window.describe_from(opened),
+                    f.min_tasks
+                )),
+            )
+        });
     if current < min {
-        return (
-            Decision::Scale { to: min },
-            format!("desiredCount {current} is below minTasks {min}"),
-        );
+        let why = match &floor_why {
+            Some(why) => format!("{why}: {current} -> {min}"),
+            None => format!("desiredCount {current} is below minTasks {min}"),
+        };
+        return (Decision::Scale { to: min }, why);
     }
     if current > max {
         return (
@@ -90,16 +175,48 @@ pub fn decide(
     }
     let metric = metric_name(&scaling.metric);
     let window = scaling.scale_in_stabilization.as_millis() as Millis;
+    let Metric::CloudWatch { period, .. } = &scaling.metric;
+    let period_number = now / (period.as_millis() as Millis).max(1);
+    let (out_above, in_below) = (scaling.scale_out_above, scaling.scale_in_below);
+    let side = match reading {
+        None => Side::NoData,
+        Some(v) if v > out_above => Side::Above,
+        Some(v) if v < in_below => Side::Below,
+        Some(_) => Side::Within,
+    };
+    history.note_period(period_number, side);
     let Some(value) = reading else {
         // No data recommends holding: after a gap, scaling in again needs
         // a whole window of low readings, not the first one.
         history.remember(now, current, window);
+        let since = *history.last_data.get_or_insert(now);
+        let missing = now.saturating_sub(since);
+        if let Some(fallback) = &scaling.on_missing_metric
+            && missing >= fallback.after.as_millis() as Millis
+        {
+            let gone = format!(
+                "no data for {metric} for {} (onMissingMetric.after {})",
+                super::budget::span(missing),
+                super::budget::span(fallback.after.as_millis() as Millis)
+            );
+            return match fallback.tasks {
+                Some(tasks) if tasks.clamp(min, max) != current => {
+                    let to = tasks.clamp(min, max);
+                    (Decision::Scale { to }, format!("{gone}: {current} -> {to}"))
+                }
+                Some(_) => (Decision::Hold, format!("{gone}: holding {current}")),
+                None => (
+                    Decision::Hold,
+                    format!("{gone}: holding {current} (onMissingMetric: Hold)"),
+                ),
+            };
+        }
         return (
             Decision::Hold,
             format!("no data for {metric}: holding {current} (missing data is not zero)"),
         );
     };
-    let (out_above, in_below) = (scaling.scale_out_above, scaling.scale_in_below);
+    history.last_data = Some(now);
     let recommendation = if value > out_above {
         current
             .saturating_add(scaling.scale_out_step.resolve(current, 1))
@@ -114,6 +231,17 @@ pub fn decide(
     history.remember(now, recommendation, window);
     let seen = format!("{metric} = {}", number(value));
     if recommendation > current {
+        let run = history.run_of(Side::Above);
+        if run < scaling.scale_out_after {
+            return (
+                Decision::Hold,
+                format!(
+                    "{seen} > scaleOutAbove {} for {run} of {} periods (scaleOutAfter): holding {current}",
+                    number(out_above),
+                    scaling.scale_out_after
+                ),
+            );
+        }
         let cooldown = scaling.scale_out_cooldown.as_millis() as Millis;
         if let Some(last) = history.last_scale_out
             && now.saturating_sub(last) < cooldown
@@ -138,6 +266,17 @@ pub fn decide(
         return (Decision::Scale { to: recommendation }, reason);
     }
     if recommendation < current {
+        let run = history.run_of(Side::Below);
+        if run < scaling.scale_in_after {
+            return (
+                Decision::Hold,
+                format!(
+                    "{seen} < scaleInBelow {} for {run} of {} periods (scaleInAfter): holding {current}",
+                    number(in_below),
+                    scaling.scale_in_after
+                ),
+            );
+        }
         // The highest recommendation of the window: one high reading in it
         // keeps the count, so a noisy metric cannot make it go up and down.
         let stabilized = history
@@ -246,6 +385,12 @@ mod tests {
             scale_out_cooldown: Duration::from_secs(60),
             scale_in_cooldown: Duration::from_secs(300),
             scale_in_stabilization: Duration::from_secs(300),
+            // One period: these tests are about the cooldowns and the
+            // window; the runs of periods have their own.
+            scale_out_after: 1,
+            scale_in_after: 1,
+            on_missing_metric: None,
+            schedules: vec![],
         }
     }
 
@@ -526,5 +671,176 @@ mod tests {
                 prop_assert_eq!(decide(&s, 4, Some(*v), i as Millis * 15 * S, &mut h).0, Decision::Hold);
             }
         }
+    }
+
+    /// Runs a series of readings, one a minute (the metric's period),
+    /// carrying out every decision; returns the counts scaled to, with the
+    /// minute.
+    fn series(s: &Scaling, start: u32, readings: &[Option<f64>]) -> Vec<(usize, u32)> {
+        let mut h = History::default();
+        let mut current = start;
+        let mut steps = vec![];
+        for (minute, r) in readings.iter().enumerate() {
+            let now = minute as Millis * 60 * S;
+            if let (Decision::Scale { to }, _) = decide(s, current, *r, now, &mut h) {
+                h.scaled(current, to, now);
+                current = to;
+                steps.push((minute, to));
+            }
+        }
+        steps
+    }
+
+    fn defaults() -> Scaling {
+        Scaling {
+            scale_out_after: crate::spec::policy::defaults::SCALE_AFTER_PERIODS,
+            scale_in_after: crate::spec::policy::defaults::SCALE_AFTER_PERIODS,
+            ..scaling()
+        }
+    }
+
+    #[test]
+    fn a_metric_alternating_around_a_threshold_never_scales_and_a_sustained_breach_does() {
+        let s = defaults();
+        let zigzag: Vec<Option<f64>> = (0..30)
+            .map(|m| Some(if m % 2 == 0 { 68.0 } else { 72.0 }))
+            .collect();
+        assert_eq!(series(&s, 4, &zigzag), []);
+        // The same with one period each: a scale-out every other minute,
+        // as far as the cooldown lets it.
+        let eager = Scaling {
+            scale_out_after: 1,
+            ..defaults()
+        };
+        assert!(series(&eager, 4, &zigzag).len() >= 3);
+        // Above from minute 3 on: out at minute 4, its second period.
+        let breach: Vec<Option<f64>> = (0..8)
+            .map(|m| Some(if m >= 3 { 80.0 } else { 50.0 }))
+            .collect();
+        assert_eq!(series(&s, 4, &breach)[0], (4, 6));
+        // Below in a row as well, for a scale-in (after the window too).
+        let low: Vec<Option<f64>> = (0..8)
+            .map(|m| Some(if m % 2 == 0 { 20.0 } else { 40.0 }))
+            .collect();
+        assert_eq!(series(&s, 4, &low), []);
+    }
+
+    #[test]
+    fn the_reason_says_how_many_periods_of_the_run_have_passed() {
+        let s = defaults();
+        let mut h = History::default();
+        let (d, why) = decide(&s, 4, Some(80.0), 0, &mut h);
+        assert_eq!(d, Decision::Hold);
+        assert_eq!(
+            why,
+            "AWS/ECS CPUUtilization (Average) = 80 > scaleOutAbove 70 for 1 of 2 periods (scaleOutAfter): holding 4"
+        );
+        // A second reading in the same period is not a second period.
+        assert_eq!(decide(&s, 4, Some(80.0), 30 * S, &mut h).0, Decision::Hold);
+        assert_eq!(
+            decide(&s, 4, Some(80.0), 60 * S, &mut h).0,
+            Decision::Scale { to: 6 }
+        );
+    }
+
+    #[test]
+    fn one_period_without_a_pass_does_not_break_a_run_two_do() {
+        let mut h = History::default();
+        for p in [0, 1, 3] {
+            h.note_period(p, Side::Above);
+        }
+        assert_eq!(h.run_of(Side::Above), 3);
+        h.note_period(6, Side::Above);
+        assert_eq!(h.run_of(Side::Above), 1);
+        h.note_period(7, Side::Within);
+        assert_eq!(h.run_of(Side::Above), 0);
+    }
+
+    #[test]
+    fn a_missing_metric_takes_the_fallback_once_it_has_been_missing_long_enough() {
+        let mut s = defaults();
+        s.on_missing_metric = Some(crate::spec::policy::OnMissingMetric {
+            after: Duration::from_secs(300),
+            tasks: Some(8),
+        });
+        // Data for two minutes, then none.
+        let mut readings = vec![Some(50.0), Some(50.0)];
+        readings.extend(std::iter::repeat_n(None, 10));
+        // The last data at minute 1; five minutes later, at minute 6: 8.
+        assert_eq!(series(&s, 4, &readings), [(6, 8)]);
+        let mut h = History::default();
+        decide(&s, 4, Some(50.0), 0, &mut h);
+        let (_, why) = decide(&s, 4, None, 300 * S, &mut h);
+        assert_eq!(
+            why,
+            "no data for AWS/ECS CPUUtilization (Average) for 5m (onMissingMetric.after 5m): 4 -> 8"
+        );
+        // Hold: the count stays, and the reason says why.
+        s.on_missing_metric = Some(crate::spec::policy::OnMissingMetric {
+            after: Duration::from_secs(300),
+            tasks: None,
+        });
+        assert_eq!(series(&s, 4, &readings), []);
+        let (_, why) = decide(&s, 4, None, 400 * S, &mut h);
+        assert!(why.ends_with("holding 4 (onMissingMetric: Hold)"), "{why}");
+        // A fallback count within the bounds.
+        s.on_missing_metric = Some(crate::spec::policy::OnMissingMetric {
+            after: Duration::from_secs(60),
+            tasks: Some(50),
+        });
+        assert_eq!(series(&s, 4, &readings)[0].1, s.max_tasks);
+    }
+
+    #[test]
+    fn a_schedule_raises_the_floor_while_its_window_is_open() {
+        let mut s = defaults();
+        s.schedules = vec![crate::spec::policy::ScheduledFloor {
+            window: crate::spec::budget::Window::new(
+                "0 8 * * MON-FRI",
+                Duration::from_secs(10 * 3600),
+                "Europe/Berlin",
+            )
+            .unwrap(),
+            min_tasks: 8,
+        }];
+        // Monday 2026-01-05, 06:59:00 UTC is 07:59 in Berlin.
+        let monday = 1_767_596_340_000;
+        let mut h = History::default();
+        assert_eq!(
+            decide_at(&s, 4, Some(50.0), 0, monday, &mut h).0,
+            Decision::Hold
+        );
+        let (d, why) = decide_at(&s, 4, Some(50.0), 60 * S, monday + 60 * S, &mut h);
+        assert_eq!(d, Decision::Scale { to: 8 });
+        assert_eq!(
+            why,
+            "schedule `0 8 * * MON-FRI` (08:00-18:00 Europe/Berlin) raises minTasks to 8: 4 -> 8"
+        );
+        // The thresholds stay in charge above the floor.
+        assert_eq!(
+            decide_at(&s, 8, Some(90.0), 120 * S, monday + 120 * S, &mut h).0,
+            Decision::Hold
+        );
+        assert_eq!(
+            decide_at(&s, 8, Some(90.0), 180 * S, monday + 180 * S, &mut h).0,
+            Decision::Scale { to: 10 }
+        );
+        // At 18:00 the floor is minTasks again: low readings scale in.
+        let evening = monday + 10 * 3600 * S + 60 * S;
+        let mut h = History::default();
+        let mut last = Decision::Hold;
+        for m in 0..8 {
+            last = decide_at(&s, 8, Some(10.0), m * 60 * S, evening + m * 60 * S, &mut h).0;
+            if last != Decision::Hold {
+                break;
+            }
+        }
+        assert_eq!(last, Decision::Scale { to: 7 });
+        // Saturday: no floor.
+        let saturday = monday + 5 * 86_400 * S + 3600 * S;
+        assert_eq!(
+            decide_at(&s, 4, Some(50.0), 0, saturday, &mut History::default()).0,
+            Decision::Hold
+        );
     }
 }

@@ -683,7 +683,7 @@ fn a_fargate_service_is_scaled() {
     let p = policies(&policy(
         "api",
         "api",
-        "  scaling:\n    minTasks: 2\n    maxTasks: 10\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n",
+        "  scaling:\n    minTasks: 2\n    maxTasks: 10\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n    scaleOutAfter: 1\n",
     ));
     let mut input = Memory::default();
     input

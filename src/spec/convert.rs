@@ -10,8 +10,8 @@ use serde_saphyr::Spanned;
 use super::budget::{self, Budget, MoveRate as BudgetMoveRate, Window, WindowError};
 use super::glob::Glob;
 use super::policy::{
-    Metric, Mode, OneTaskPerHost, Origin, Placement, Policy, ResourceRef, Scaling, ServiceMatch,
-    SpreadConstraint, Statistic, TaskCount, TopologyKey, defaults,
+    Metric, Mode, OnMissingMetric, OneTaskPerHost, Origin, Placement, Policy, ResourceRef, Scaling,
+    ScheduledFloor, ServiceMatch, SpreadConstraint, Statistic, TaskCount, TopologyKey, defaults,
 };
 use super::quantity::{IntOrPercent, parse_duration, parse_percent};
 use super::source::SourceFile;
@@ -114,41 +114,15 @@ pub fn convert_budget(
             per: per?,
         })
     });
-    let mut windows = vec![];
-    for window in spec.windows.iter().flatten() {
-        // Each part checked on its own, so that every mistake is reported.
-        let w = &window.value;
-        let errors_before = c.diagnostics.len();
-        if let Err(e) = budget::schedule(&w.schedule.value) {
-            c.error(Rule::Schedule, &w.schedule, e.to_string());
-            c.help("five fields: minute hour day-of-month month day-of-week, such as `0 2 * * *` (02:00 daily) or `0 22 * * MON-FRI`");
-        }
-        let zone = w.time_zone.as_ref().map_or("UTC", |z| z.value.as_str());
-        if let (Err(e), Some(at)) = (budget::time_zone(zone), &w.time_zone) {
-            c.error(Rule::TimeZone, at, e.to_string());
-            let names: Vec<String> = jiff::tz::db()
-                .available()
-                .map(|n| n.as_str().to_owned())
-                .collect();
-            if let Some(suggestion) = closest(&at.value, names.iter().map(String::as_str)) {
-                c.help(format!("did you mean `{suggestion}`?"));
-            }
-        }
-        let duration = check_duration(&mut c, Some(&w.duration), "duration", Duration::ZERO);
-        if duration.is_some_and(|d| d.is_zero()) {
-            c.error(
-                Rule::Duration,
-                &w.duration,
-                WindowError::ZeroDuration.to_string(),
-            );
-        }
-        if c.diagnostics.len() == errors_before
-            && let Some(duration) = duration
-            && let Ok(window) = Window::new(&w.schedule.value, duration, zone)
-        {
-            windows.push(window);
-        }
-    }
+    let windows: Vec<Window> = spec
+        .windows
+        .iter()
+        .flatten()
+        .filter_map(|w| {
+            let w = &w.value;
+            check_window(&mut c, &w.schedule, &w.duration, w.time_zone.as_ref())
+        })
+        .collect();
     if c.has_errors() {
         return (None, c.diagnostics);
     }
@@ -796,6 +770,51 @@ fn check_scaling(c: &mut Checker<'_>, scaling: &Spanned<wire::Scaling>) -> Optio
         defaults::SCALE_IN_STABILIZATION,
     );
     let metric = check_metric(c, &s.metric);
+    let mut periods = |value: &Option<Spanned<i64>>, field: &str| match value {
+        None => Some(defaults::SCALE_AFTER_PERIODS),
+        Some(v) => match u32::try_from(v.value) {
+            Ok(n) if (1..=60).contains(&n) => Some(n),
+            _ => {
+                c.error(
+                    Rule::ScaleAfter,
+                    v,
+                    format!(
+                        "{field} must be between 1 and 60 metric periods, got {}",
+                        v.value
+                    ),
+                );
+                None
+            }
+        },
+    };
+    let out_after = periods(&s.scale_out_after, "scaleOutAfter");
+    let in_after = periods(&s.scale_in_after, "scaleInAfter");
+    let on_missing = s
+        .on_missing_metric
+        .as_ref()
+        .map(|m| check_on_missing(c, m, s.min_tasks.value, s.max_tasks.value));
+    let mut schedules = vec![];
+    for schedule in s.schedules.iter().flatten() {
+        let w = &schedule.value;
+        let window = check_window(c, &w.schedule, &w.duration, w.time_zone.as_ref());
+        let floor = match u32::try_from(w.min_tasks.value) {
+            Ok(n) if i64::from(n) <= s.max_tasks.value => Some(n),
+            _ => {
+                c.error(
+                    Rule::TaskBounds,
+                    &w.min_tasks,
+                    format!(
+                        "a schedule's minTasks must be between 0 and maxTasks ({}), got {}",
+                        s.max_tasks.value, w.min_tasks.value
+                    ),
+                );
+                None
+            }
+        };
+        if let (Some(window), Some(min_tasks)) = (window, floor) {
+            schedules.push(ScheduledFloor { window, min_tasks });
+        }
+    }
     if c.diagnostics.len() > errors_before {
         return None;
     }
@@ -810,7 +829,102 @@ fn check_scaling(c: &mut Checker<'_>, scaling: &Spanned<wire::Scaling>) -> Optio
         scale_out_cooldown: out_cooldown?,
         scale_in_cooldown: in_cooldown?,
         scale_in_stabilization: stabilization?,
+        scale_out_after: out_after?,
+        scale_in_after: in_after?,
+        on_missing_metric: match on_missing {
+            None => None,
+            Some(checked) => Some(checked?),
+        },
+        schedules,
     })
+}
+
+fn check_on_missing(
+    c: &mut Checker<'_>,
+    missing: &Spanned<wire::OnMissingMetric>,
+    min: i64,
+    max: i64,
+) -> Option<OnMissingMetric> {
+    let m = &missing.value;
+    let after = check_duration(c, Some(&m.after), "onMissingMetric.after", Duration::ZERO);
+    if after.is_some_and(|a| a.is_zero()) {
+        c.error(
+            Rule::Duration,
+            &m.after,
+            "onMissingMetric.after must be longer than zero",
+        );
+    }
+    let hold = match &m.action {
+        Some(a) => check_enum::<wire::MissingAction>(c, a, "onMissingMetric.action").map(|_| ()),
+        None => Some(()),
+    };
+    let tasks = match (&m.action, &m.tasks) {
+        (Some(action), Some(_)) => {
+            c.error(
+                Rule::OnMissingMetric,
+                action,
+                "set either `action: Hold` or `tasks`, not both",
+            );
+            None
+        }
+        (_, Some(t)) if t.value < min || t.value > max => {
+            c.error(
+                Rule::OnMissingMetric,
+                t,
+                format!(
+                    "onMissingMetric.tasks must be within minTasks ({min}) and maxTasks ({max}), got {}",
+                    t.value
+                ),
+            );
+            None
+        }
+        (_, Some(t)) => Some(u32::try_from(t.value).ok()),
+        (_, None) => Some(None),
+    };
+    hold?;
+    let after = after.filter(|a| !a.is_zero())?;
+    Some(OnMissingMetric {
+        after,
+        tasks: tasks?,
+    })
+}
+
+/// A cron schedule, a duration and a time zone: each checked on its own,
+/// so that every mistake is reported.
+fn check_window(
+    c: &mut Checker<'_>,
+    schedule: &Spanned<String>,
+    duration: &Spanned<String>,
+    time_zone: Option<&Spanned<String>>,
+) -> Option<Window> {
+    let errors_before = c.diagnostics.len();
+    if let Err(e) = budget::schedule(&schedule.value) {
+        c.error(Rule::Schedule, schedule, e.to_string());
+        c.help("five fields: minute hour day-of-month month day-of-week, such as `0 2 * * *` (02:00 daily) or `0 22 * * MON-FRI`");
+    }
+    let zone = time_zone.map_or("UTC", |z| z.value.as_str());
+    if let (Err(e), Some(at)) = (budget::time_zone(zone), time_zone) {
+        c.error(Rule::TimeZone, at, e.to_string());
+        let names: Vec<String> = jiff::tz::db()
+            .available()
+            .map(|n| n.as_str().to_owned())
+            .collect();
+        if let Some(suggestion) = closest(&at.value, names.iter().map(String::as_str)) {
+            c.help(format!("did you mean `{suggestion}`?"));
+        }
+    }
+    let length = check_duration(c, Some(duration), "duration", Duration::ZERO);
+    if length.is_some_and(|d| d.is_zero()) {
+        c.error(
+            Rule::Duration,
+            duration,
+            WindowError::ZeroDuration.to_string(),
+        );
+    }
+    if c.diagnostics.len() > errors_before {
+        return None;
+    }
+    Window::new(&schedule.value, length?, zone).ok()
 }
 
 fn check_metric(c: &mut Checker<'_>, metric: &Spanned<wire::MetricSource>) -> Option<Metric> {

@@ -54,6 +54,8 @@ pub enum Rule {
     Duration,
     MetricSource,
     MetricPeriod,
+    ScaleAfter,
+    OnMissingMetric,
     // Disruption.
     MaxUnavailable,
     // DisruptionBudget.

@@ -192,6 +192,30 @@ pub struct Scaling {
     pub scale_out_cooldown: Duration,
     pub scale_in_cooldown: Duration,
     pub scale_in_stabilization: Duration,
+    /// Consecutive metric periods beyond a threshold before acting.
+    pub scale_out_after: u32,
+    pub scale_in_after: u32,
+    /// The fallback once the metric has had no data for a while.
+    pub on_missing_metric: Option<OnMissingMetric>,
+    /// Floors raised by schedules.
+    pub schedules: Vec<ScheduledFloor>,
+}
+
+/// After `after` without data, hold or go to a fixed count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OnMissingMetric {
+    pub after: Duration,
+    /// `None`: hold.
+    pub tasks: Option<u32>,
+}
+
+/// While `window` is open, at least `min_tasks`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledFloor {
+    pub window: super::budget::Window,
+    pub min_tasks: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -219,4 +243,7 @@ pub mod defaults {
     pub const SCALE_IN_COOLDOWN: Duration = Duration::from_secs(300);
     pub const SCALE_IN_STABILIZATION: Duration = Duration::from_secs(300);
     pub const METRIC_PERIOD: Duration = Duration::from_secs(60);
+    /// Two periods in a row: a metric that alternates around a threshold
+    /// never acts; a sustained breach acts at its second period.
+    pub const SCALE_AFTER_PERIODS: u32 = 2;
 }

@@ -239,6 +239,76 @@ pub struct Scaling {
     /// a noisy metric does not make the service go up and down. Default `300s`.
     #[schemars(with = "Option<DurationSchema>")]
     pub scale_in_stabilization: Option<Spanned<String>>,
+    /// Consecutive metric periods above `scaleOutAbove` before a scale-out
+    /// (as a CloudWatch alarm's datapoints to alarm, with M = N). Default
+    /// 2: a metric alternating around the threshold never scales out, and a
+    /// sustained breach scales out at its second period.
+    #[schemars(with = "Option<u32>", range(min = 1, max = 60))]
+    pub scale_out_after: Option<Spanned<i64>>,
+    /// Consecutive metric periods below `scaleInBelow` before a scale-in
+    /// (the stabilization window applies as well). Default 2.
+    #[schemars(with = "Option<u32>", range(min = 1, max = 60))]
+    pub scale_in_after: Option<Spanned<i64>>,
+    /// What to do once the metric has had no data for a while. Default:
+    /// hold the count for as long as the data is missing.
+    #[schemars(with = "Option<OnMissingMetric>")]
+    pub on_missing_metric: Option<Spanned<OnMissingMetric>>,
+    /// Floors for known peaks: while a schedule's window is open, the count
+    /// is at least its `minTasks`; the thresholds stay in charge above it.
+    #[schemars(with = "Option<Vec<ScalingSchedule>>")]
+    pub schedules: Option<Vec<Spanned<ScalingSchedule>>>,
+}
+
+/// What scaling does when the metric stops. Set `tasks` to move to a
+/// fixed count, or leave it out (or say `action: Hold`) to keep the count.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OnMissingMetric {
+    /// How long without data before the fallback, such as `5m`.
+    #[schemars(with = "DurationSchema")]
+    pub after: Spanned<String>,
+    /// `Hold`: keep the count (the default when `tasks` is not set).
+    #[schemars(with = "Option<MissingAction>")]
+    pub action: Option<Spanned<String>>,
+    /// Set the count to this many tasks (within `minTasks` and `maxTasks`).
+    #[schemars(with = "Option<u32>")]
+    pub tasks: Option<Spanned<i64>>,
+}
+
+/// What to do without data.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    JsonSchema,
+    serde::Serialize,
+    strum::EnumString,
+    strum::VariantNames,
+)]
+pub enum MissingAction {
+    /// Keep the count.
+    Hold,
+}
+
+/// A recurring floor: from each time `schedule` names (in `timeZone`),
+/// for `duration`, the count is at least `minTasks`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScalingSchedule {
+    /// A five-field cron schedule, such as `0 8 * * MON-FRI`.
+    #[schemars(with = "String", length(min = 1))]
+    pub schedule: Spanned<String>,
+    /// How long the floor holds, such as `10h`.
+    #[schemars(with = "DurationSchema")]
+    pub duration: Spanned<String>,
+    /// The IANA time zone the schedule is read in. Default `UTC`.
+    #[schemars(with = "Option<String>", length(min = 1))]
+    pub time_zone: Option<Spanned<String>>,
+    /// The floor while the window is open.
+    #[schemars(with = "u32")]
+    pub min_tasks: Spanned<i64>,
 }
 
 /// Where the metric comes from. Set exactly one source.
