@@ -14,6 +14,7 @@ mod moto;
 mod readme;
 mod reads;
 mod rules;
+mod scaling;
 mod schema;
 mod sim;
 mod snapshots;
