@@ -285,7 +285,7 @@ pub async fn reconcile<B: Backend>(
             executed.push((action.clone(), result));
         }
     }
-    memory.executed(&executed, now);
+    memory.executed(&plan, snapshot, &executed, now);
     Ok(Reconciled {
         plan,
         executed,

@@ -28,6 +28,17 @@ pub struct Stop {
     pub at: Millis,
     /// Replaced: its service was seen back at its desired count without it.
     pub settled: bool,
+    /// The service's tasks when the stop was made (hashes of their ids,
+    /// sorted): a task not among them was started after it.
+    pub known: Vec<u64>,
+}
+
+/// A task id's hash, for [`Stop::known`] (8 bytes a task, not its ARN).
+pub fn id_hash(id: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
 }
 
 /// The stops stevedore made in one cluster, newest last.
@@ -40,14 +51,30 @@ pub struct Ledger {
 const KEPT: Duration = Duration::from_secs(3600);
 
 impl Ledger {
-    /// Notes a stop that was made.
+    /// Notes a stop that was made, without the service's other tasks
+    /// (then a task started after `at` counts as started after it).
     pub fn stopped(&mut self, task: &str, service: &str, zone: &str, at: Millis) {
+        self.stopped_among(task, service, zone, at, vec![]);
+    }
+
+    /// Notes a stop that was made while the service had the tasks `known`
+    /// (their [`id_hash`]es).
+    pub fn stopped_among(
+        &mut self,
+        task: &str,
+        service: &str,
+        zone: &str,
+        at: Millis,
+        mut known: Vec<u64>,
+    ) {
+        known.sort_unstable();
         self.stops.push(Stop {
             task: task.to_owned(),
             service: service.to_owned(),
             zone: zone.to_owned(),
             at,
             settled: false,
+            known,
         });
     }
 
@@ -194,6 +221,7 @@ impl Allowance {
                 self.stops
             },
             zone: self.zone.clone(),
+            settling: vec![],
         }
     }
 
@@ -225,20 +253,66 @@ impl Allowance {
     }
 }
 
-/// What the budget leaves one service for this pass.
+/// What this pass leaves one service beyond its own `maxUnavailable`: the
+/// cluster budget's stops and zone, and the tasks still settling after a
+/// move.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Limit {
     /// The most stops; `None`: only the service's own `maxUnavailable`.
     pub stops: Option<u32>,
     /// Stops only of tasks in this zone.
     pub zone: Option<String>,
+    /// Tasks (snapshot indices) a stevedore move started less than the
+    /// policy's `settleTime` ago: not stopped again (no ping-pong).
+    pub settling: Vec<usize>,
 }
 
 impl Limit {
     pub const NONE: Limit = Limit {
         stops: None,
         zone: None,
+        settling: vec![],
     };
+}
+
+/// The tasks of service `s` that appeared after one of stevedore's stops
+/// of that service and started less than `settle` ago: most likely the
+/// replacements it caused (a scale-out's tasks in the same span are left
+/// alone as well).
+pub fn settling(
+    index: &Index<'_>,
+    s: usize,
+    ledger: &Ledger,
+    settle: Duration,
+    now: Millis,
+) -> Vec<usize> {
+    let snapshot = index.snapshot;
+    let name = &snapshot.services[s].name;
+    let stops: Vec<&Stop> = ledger
+        .stops
+        .iter()
+        .filter(|stop| &stop.service == name)
+        .collect();
+    if stops.is_empty() {
+        return vec![];
+    }
+    let settle = settle.as_millis() as Millis;
+    index.tasks_of[s]
+        .iter()
+        .copied()
+        .filter(|t| {
+            let task = &snapshot.tasks[*t];
+            let recent = now < task.started_at.saturating_add(settle);
+            recent
+                && stops.iter().any(|stop| {
+                    if stop.known.is_empty() {
+                        task.started_at > stop.at
+                    } else {
+                        stop.known.binary_search(&id_hash(&task.id)).is_err()
+                    }
+                })
+        })
+        .collect()
 }
 
 /// How far a service is from its spread, for the order budgets are spent
@@ -300,6 +374,7 @@ mod tests {
                     zone: (*zone).into(),
                     at: *at,
                     settled: *settled,
+                    known: vec![],
                 })
                 .collect(),
         }
@@ -583,6 +658,50 @@ mod tests {
             assert_eq!(
                 reason(&plan, "s2").1,
                 "1 moves needed, 0 now: DisruptionBudget prod-nights: oneZoneAtATime: stops are in us-east-1a until they are replaced"
+            );
+        }
+
+        fn stopped_tasks(plan: &Plan) -> Vec<String> {
+            plan.actions
+                .iter()
+                .filter_map(|a| match &a.kind {
+                    ActionKind::StopTask { task, .. } => Some(task.clone()),
+                    ActionKind::SetDesiredCount { .. } => None,
+                })
+                .collect()
+        }
+
+        #[test]
+        fn a_task_a_move_started_is_left_to_settle_before_it_moves_again() {
+            // s1-t1..t3 in zone a (t3 the youngest), s1-t4 in zone b.
+            let c = cluster(&[("s1", [3, 1, 0])]);
+            let p = policies(&policy("p", "s1", "  placement: {azBalanced: true}\n"));
+            let plan = plan_with(&p, None, &c.snapshot, 10_000, &mut Memory::default());
+            assert_eq!(stopped_tasks(&plan), ["s1-t3"]);
+            // t3 came after a stop of s1 (the stop knew t1, t2 and t4).
+            let mut memory = Memory::default();
+            let known = ["s1-t1", "s1-t2", "s1-t4"].map(id_hash).to_vec();
+            memory
+                .ledger
+                .stopped_among("s1-t0", "s1", "us-east-1a", 0, known);
+            let plan = plan_with(&p, None, &c.snapshot, 10_000, &mut memory);
+            assert_eq!(stopped_tasks(&plan), ["s1-t2"]);
+            // Ten minutes after it started (at 3 s), it may move again.
+            let plan = plan_with(&p, None, &c.snapshot, 603_000, &mut memory);
+            assert_eq!(stopped_tasks(&plan), ["s1-t3"]);
+            // When every task that could move is settling, the service
+            // waits, and says why.
+            let mut memory = Memory::default();
+            memory
+                .ledger
+                .stopped_among("s1-t0", "s1", "us-east-1a", 0, vec![id_hash("s1-t4")]);
+            let plan = plan_with(&p, None, &c.snapshot, 10_000, &mut memory);
+            assert!(stopped_tasks(&plan).is_empty());
+            let (state, why) = reason(&plan, "s1");
+            assert_eq!(state, State::Converging);
+            assert!(
+                why.starts_with("1 moves needed, 0 now: 3 of its tasks were started by stevedore's moves less than 10m ago and are left to settle (settleTime)"),
+                "{why}"
             );
         }
 

@@ -17,6 +17,7 @@
 //! Inputs beyond the policies and the snapshot (the metric readings, and
 //! what earlier passes did: scalings, stops) come in a [`Memory`].
 
+pub mod backoff;
 pub mod budget;
 pub mod one_per_host;
 pub mod optimum;
@@ -219,15 +220,41 @@ pub struct Memory {
     pub history: HashMap<(String, String), scaling::History>,
     /// The stops stevedore made, for the cluster's DisruptionBudget.
     pub ledger: budget::Ledger,
+    /// Per (policy, service): whether the last moves landed as planned.
+    pub moves: HashMap<(String, String), backoff::MoveCheck>,
     /// Added to the planner's `now` to get the wall clock (budget windows):
     /// 0 when `now` is the wall clock; the scenario's start in the simulator.
     pub wall_offset: Millis,
 }
 
 impl Memory {
-    /// Notes the scalings and stops that were carried out, for the
-    /// cooldowns and the budget. DryRun actions were never carried out.
-    pub fn executed<E>(&mut self, executed: &[(Action, Result<(), E>)], now: Millis) {
+    /// Notes the scalings and stops of `plan` that were carried out, for
+    /// the cooldowns, the budget and the check of each service's moves.
+    /// DryRun actions were never carried out.
+    pub fn executed<E>(
+        &mut self,
+        plan: &Plan,
+        snapshot: &ClusterSnapshot,
+        executed: &[(Action, Result<(), E>)],
+        now: Millis,
+    ) {
+        let mut stops: HashMap<(&str, &str), u32> = HashMap::new();
+        for (action, result) in executed {
+            if result.is_ok()
+                && !action.dry_run
+                && matches!(action.kind, ActionKind::StopTask { .. })
+            {
+                *stops.entry((&action.policy, &action.service)).or_default() += 1;
+            }
+        }
+        for status in &plan.statuses {
+            if let Some(n) = stops.get(&(status.policy.as_str(), status.service.as_str())) {
+                self.moves
+                    .entry((status.policy.clone(), status.service.clone()))
+                    .or_default()
+                    .moved(status.moves_remaining, *n);
+            }
+        }
         for (action, result) in executed {
             if result.is_err() || action.dry_run {
                 continue;
@@ -240,7 +267,19 @@ impl Memory {
                         .scaled(*from, *to, now);
                 }
                 ActionKind::StopTask { task, zone, .. } => {
-                    self.ledger.stopped(task, &action.service, zone, now);
+                    let known = snapshot
+                        .tasks
+                        .iter()
+                        .filter(|t| {
+                            snapshot
+                                .services
+                                .get(t.service)
+                                .is_some_and(|s| s.name == action.service)
+                        })
+                        .map(|t| budget::id_hash(&t.id))
+                        .collect();
+                    self.ledger
+                        .stopped_among(task, &action.service, zone, now, known);
                 }
                 ActionKind::SetDesiredCount { .. } => {}
             }
@@ -362,7 +401,28 @@ pub fn plan_with_index(
             }
             if actions.is_empty() {
                 // Placement waits for a new count to take effect.
-                plan_service(policy, index, &topologies, s, &mut status, &mut actions);
+                let limit = budget::Limit {
+                    settling: budget::settling(index, s, &memory.ledger, policy.settle_time, now),
+                    ..budget::Limit::NONE
+                };
+                plan_service(
+                    policy,
+                    index,
+                    &topologies,
+                    s,
+                    &mut status,
+                    &mut actions,
+                    &limit,
+                );
+                if !policy.placement.spread.is_empty() {
+                    hold_while_backing_off(
+                        &mut memory.moves,
+                        &policy.name,
+                        &mut status,
+                        &mut actions,
+                        now,
+                    );
+                }
             }
             let dry_run = policy.mode == Mode::DryRun;
             for mut action in actions {
@@ -377,6 +437,33 @@ pub fn plan_with_index(
         spend_budget(budget, policies, index, &topologies, now, memory, &mut plan);
     }
     plan
+}
+
+/// Holds a service's stops while it backs off after moves that missed.
+fn hold_while_backing_off(
+    moves: &mut HashMap<(String, String), backoff::MoveCheck>,
+    policy: &str,
+    status: &mut ServiceStatus,
+    actions: &mut Vec<Action>,
+    now: Millis,
+) {
+    let key = (policy.to_owned(), status.service.clone());
+    let Some(check) = moves.get_mut(&key) else {
+        return;
+    };
+    let waiting = check.check(status, now);
+    if check.expected.is_none() && check.misses == 0 {
+        moves.remove(&key);
+    }
+    let stops = |a: &Action| matches!(a.kind, ActionKind::StopTask { .. });
+    if let Some(why) = waiting
+        && actions.iter().any(stops)
+    {
+        actions.retain(|a| !stops(a));
+        status.state = State::Converging;
+        status.moves_planned = 0;
+        status.reason = format!("{} moves needed, 0 now: {why}", status.moves_remaining);
+    }
 }
 
 /// Spends the cluster's DisruptionBudget over the stops each service
@@ -473,6 +560,8 @@ fn spend_budget(
                 .position(|p| p.name == status.policy)
                 .expect("a status names a planned policy");
             let s = index.service_by_name[status.service.as_str()];
+            limit.settling =
+                budget::settling(index, s, &memory.ledger, policies[p].settle_time, now);
             let mut again = ServiceStatus {
                 state: State::Satisfied,
                 reason: String::new(),
@@ -526,6 +615,7 @@ fn plan_service(
     s: usize,
     status: &mut ServiceStatus,
     actions: &mut Vec<Action>,
+    limit: &budget::Limit,
 ) {
     let service = &index.snapshot.services[s];
     let places =
@@ -559,15 +649,7 @@ fn plan_service(
         status.reason = "conflict: the service has ECS availabilityZoneRebalancing ENABLED, which also moves tasks between zones; disable it or drop the zone constraint".into();
         return;
     }
-    spread::plan(
-        policy,
-        index,
-        topologies,
-        s,
-        status,
-        actions,
-        &budget::Limit::NONE,
-    );
+    spread::plan(policy, index, topologies, s, status, actions, limit);
 }
 
 #[cfg(test)]

@@ -59,6 +59,9 @@ pub struct Faults {
     pub event_duplication_rate: f64,
     /// Deliver each batch of events in a shuffled order.
     pub event_reordering: bool,
+    /// Place this share of tasks where the service already has the most
+    /// tasks, against its strategy.
+    pub misplacement_rate: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -425,7 +428,40 @@ impl Simulator {
 
     /// Places a new task (or a PROVISIONING one); stays PROVISIONING if nothing fits.
     fn try_place(&mut self, s: usize, existing: Option<usize>) {
-        let candidates = self.view(s).candidates();
+        // The random draw only with the fault on, so that every other run
+        // keeps its sequence of choices.
+        let misplaced = self.faults.misplacement_rate > 0.0
+            && self.rng.random_bool(self.faults.misplacement_rate.min(1.0));
+        let view = self.view(s);
+        let candidates: Vec<usize> = if misplaced {
+            // The instance that can take it in the zone with the most of
+            // the service's tasks: the opposite of a spread.
+            let mut per_zone: BTreeMap<&str, usize> = BTreeMap::new();
+            for t in &self.tasks {
+                if t.task.service == s
+                    && t.task.status != TaskStatus::Stopping
+                    && let Some(i) = t.task.instance
+                {
+                    *per_zone.entry(self.instances[i].zone.as_str()).or_default() += 1;
+                }
+            }
+            (0..self.instances.len())
+                .filter(|i| view.can_host(*i))
+                .max_by_key(|i| {
+                    (
+                        per_zone
+                            .get(self.instances[*i].zone.as_str())
+                            .copied()
+                            .unwrap_or(0),
+                        std::cmp::Reverse(*i),
+                    )
+                })
+                .into_iter()
+                .collect()
+        } else {
+            view.candidates()
+        };
+        drop(view);
         let chosen = (!candidates.is_empty())
             .then(|| candidates[self.rng.random_range(0..candidates.len())]);
         let i = match existing {

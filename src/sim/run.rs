@@ -283,7 +283,12 @@ impl Watch<'_> {
                 .trackers
                 .get(&(status.policy.clone(), status.service.clone()));
             let changed = t.is_none_or(|t| t.satisfied != (status.state == State::Satisfied));
+            // Held back (a budget, a backoff, tasks settling): why nothing moves.
+            let held = status.state == State::Converging
+                && status.moves_planned == 0
+                && status.moves_remaining > 0;
             if status.moves_planned > 0
+                || held
                 || status.state == State::Unsatisfiable
                 || (status.state == State::Satisfied && changed && t.is_some())
             {
@@ -292,8 +297,18 @@ impl Watch<'_> {
                     status.policy, status.service, status.state, status.reason
                 );
                 let key = (status.policy.clone(), status.service.clone());
-                // Say it once, unless it is a new batch of moves.
-                if acted.contains(&key) || self.last_said.get(&key) != Some(&line) {
+                // Said once, unless it is a new batch of moves; a wait's
+                // countdown alone is no news.
+                let news = |line: &str| {
+                    line.split(" (opens in ")
+                        .next()
+                        .and_then(|l| l.split("; next try in ").next())
+                        .and_then(|l| l.split("; the next in ").next())
+                        .unwrap_or(line)
+                        .to_owned()
+                };
+                let last = self.last_said.get(&key).map(|l| news(l));
+                if acted.contains(&key) || last.as_deref() != Some(news(&line).as_str()) {
                     self.say(format_args!("[{}] {line}", clock(now)));
                     self.last_said.insert(key, line);
                 }

@@ -298,6 +298,11 @@ pub struct FaultSpec {
     pub event_duplication_rate: f64,
     #[serde(default)]
     pub event_reordering: bool,
+    /// The share of placements where ECS puts the task in the zone with the
+    /// most of the service's tasks instead of where its strategy says: ECS
+    /// choosing otherwise than stevedore's model predicts, at its worst.
+    #[serde(default)]
+    pub misplacement_rate: f64,
 }
 
 /// A generated cluster: hosts spread over zones, services with tasks laid
@@ -462,6 +467,7 @@ pub fn from_text(name: &str, text: &str, base: &Path) -> Result<Scenario> {
         event_loss_rate: s.faults.event_loss_rate,
         event_duplication_rate: s.faults.event_duplication_rate,
         event_reordering: s.faults.event_reordering,
+        misplacement_rate: s.faults.misplacement_rate,
     };
     for m in &s.metrics {
         if let Some(service) = &m.per_task_of

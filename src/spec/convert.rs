@@ -209,6 +209,15 @@ pub fn convert(source: &SourceFile, doc: wire::ServicePolicy) -> (Option<Policy>
         None => Some(defaults::MAX_UNAVAILABLE),
     };
 
+    let settle_time = check_duration(
+        &mut c,
+        spec.disruption
+            .as_ref()
+            .and_then(|d| d.settle_time.as_ref()),
+        "settleTime",
+        defaults::SETTLE_TIME,
+    );
+
     let mode = match &spec.mode {
         Some(m) => check_enum::<Mode>(&mut c, m, "mode"),
         None => Some(Mode::Enforce),
@@ -236,8 +245,8 @@ pub fn convert(source: &SourceFile, doc: wire::ServicePolicy) -> (Option<Policy>
     if c.has_errors() {
         return (None, c.diagnostics);
     }
-    let (Some(target), Some(placement), Some(max_unavailable), Some(mode)) =
-        (target, placement, max_unavailable, mode)
+    let (Some(target), Some(placement), Some(max_unavailable), Some(settle_time), Some(mode)) =
+        (target, placement, max_unavailable, settle_time, mode)
     else {
         return (None, c.diagnostics);
     };
@@ -248,6 +257,7 @@ pub fn convert(source: &SourceFile, doc: wire::ServicePolicy) -> (Option<Policy>
         placement,
         scaling,
         max_unavailable,
+        settle_time,
         mode,
         origin: Origin {
             name: source.position(doc.metadata.name.referenced),

@@ -24,6 +24,8 @@ pub struct Policy {
     pub scaling: Option<Scaling>,
     /// The disruption budget (default 1 task).
     pub max_unavailable: TaskCount,
+    /// A task a stevedore move started is not moved again this soon.
+    pub settle_time: Duration,
     pub mode: Mode,
     /// Where the policy was written, for status and conflict reports.
     #[serde(skip)]
@@ -238,6 +240,7 @@ pub mod defaults {
     use super::TaskCount;
 
     pub const MAX_UNAVAILABLE: TaskCount = TaskCount::Tasks(1);
+    pub const SETTLE_TIME: Duration = Duration::from_secs(600);
     pub const SCALE_STEP: TaskCount = TaskCount::Tasks(1);
     pub const SCALE_OUT_COOLDOWN: Duration = Duration::from_secs(60);
     pub const SCALE_IN_COOLDOWN: Duration = Duration::from_secs(300);

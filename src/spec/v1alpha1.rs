@@ -373,6 +373,10 @@ pub struct Disruption {
     /// Default 1.
     #[schemars(with = "Option<IntOrPercent>")]
     pub max_unavailable: Option<Spanned<IntOrPercent>>,
+    /// How long a task that a stevedore move started is left alone before
+    /// it may be moved again (no ping-pong). Default `10m`.
+    #[schemars(with = "Option<DurationSchema>")]
+    pub settle_time: Option<Spanned<String>>,
 }
 
 /// Whether stevedore acts on the policy.

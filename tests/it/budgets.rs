@@ -208,3 +208,44 @@ spec:
     assert!(!loaded.has_errors(), "{:?}", findings(&loaded));
     assert_eq!((loaded.policies.len(), loaded.budgets.len()), (1, 2));
 }
+
+#[test]
+fn a_service_whose_moves_miss_backs_off_exponentially_and_never_loops() {
+    let scenario = scenario::load(&repo("examples/scenarios/model-disagrees.yaml")).unwrap();
+    let mut timeline = vec![];
+    let report = run::run(
+        scenario,
+        Display {
+            timeline: Some(&mut timeline),
+            progress: false,
+        },
+    );
+    let timeline = String::from_utf8(timeline).unwrap();
+    let web = &report.services[0];
+    // ECS put every replacement back: nothing converges, and in an hour
+    // six stops are made (24 with the backoff taken out, the settle time
+    // alone spacing them; one every 23 s with neither).
+    assert_eq!(web.state, State::Converging);
+    assert!(
+        web.tasks_moved <= 7,
+        "{} stops:\n{timeline}",
+        web.tasks_moved
+    );
+    // The waits between stops double: 1, 2, 4, 8, 16 minutes and more.
+    let stops: Vec<f64> = report
+        .passes
+        .iter()
+        .filter(|p| p.stops > 0)
+        .map(|p| p.at_s)
+        .collect();
+    let gaps: Vec<f64> = stops.windows(2).map(|w| w[1] - w[0]).collect();
+    for (k, gap) in gaps.iter().enumerate() {
+        let wait = 60.0 * f64::from(1u32 << k);
+        assert!(*gap >= wait, "gap {k} is {gap} s < {wait} s: {gaps:?}");
+    }
+    // And it says so.
+    assert!(
+        timeline.contains("backing off: after stevedore's last moves 2 moves were needed where 1 were expected (ECS placed a replacement otherwise than predicted, 3 in a row); next try in 4m"),
+        "{timeline}"
+    );
+}

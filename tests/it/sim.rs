@@ -72,6 +72,11 @@ fn every_shipped_scenario_keeps_the_invariants() {
     }
     assert!(names.len() >= 5, "{names:?}");
     for name in names {
+        if name == "model-disagrees" {
+            // Its simulated ECS places against the model on purpose: its
+            // moves are mispredicted by design (`budgets.rs` checks it).
+            continue;
+        }
         check_invariants(&run_file(&name));
     }
 }

@@ -189,6 +189,7 @@ fn plan_problem(
     if let Some(zone) = &limit.zone {
         problem.stop_only_in(zone);
     }
+    problem.keep_in_place(&limit.settling);
     status.constraints = problem.reports();
     if let Some(why) = pause {
         status.state = State::Paused;
@@ -254,6 +255,16 @@ fn plan_problem(
                 remaining -= 1;
             }
             Err(Blocked(why)) => {
+                if moves.is_empty() && !limit.settling.is_empty() {
+                    // Maybe only for now: the tasks left alone may move later.
+                    status.state = State::Converging;
+                    status.reason = format!(
+                        "{optimum_now} moves needed, 0 now: {} of its tasks were started by stevedore's moves less than {} ago and are left to settle (settleTime); otherwise: {why}",
+                        limit.settling.len(),
+                        super::budget::span(policy.settle_time.as_millis() as crate::model::Millis)
+                    );
+                    return;
+                }
                 if moves.is_empty() {
                     status.state = State::Unsatisfiable;
                     status.reason = why;

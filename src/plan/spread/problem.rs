@@ -469,6 +469,16 @@ impl<'a> Problem<'a> {
         }
     }
 
+    /// Leaves these tasks where they are (settling after a move).
+    pub(super) fn keep_in_place(&mut self, tasks: &[usize]) {
+        if tasks.is_empty() {
+            return;
+        }
+        for stoppable in &mut self.stoppable {
+            stoppable.retain(|t| !tasks.contains(t));
+        }
+    }
+
     /// The next stop that is a step of an optimal plan whatever ECS does.
     pub(super) fn find_move(&mut self, optimum_now: u32) -> Result<Move, Blocked> {
         let mut first_problem: Option<Blocked> = None;
