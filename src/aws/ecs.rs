@@ -130,7 +130,10 @@ impl AwsBackend {
     /// Waits for an ECS call's turn in its action family's bucket (the call
     /// is counted by the client's interceptor).
     async fn call(&self, operation: &str) {
-        let bucket = if matches!(operation, "StopTask" | "UpdateService") {
+        let bucket = if matches!(
+            operation,
+            "StopTask" | "UpdateService" | "UpdateTaskProtection"
+        ) {
             &self.writes
         } else {
             &self.reads
@@ -635,6 +638,45 @@ impl Backend for AwsBackend {
             );
         }
         Ok(protected)
+    }
+
+    async fn update_task_protection(
+        &self,
+        cluster: &str,
+        tasks: &[String],
+        minutes: Option<u32>,
+    ) -> backend::Result<()> {
+        // One call at a time: these are writes.
+        for chunk in tasks.chunks(limits::UPDATE_TASK_PROTECTION) {
+            self.call("UpdateTaskProtection").await;
+            let mut request = self
+                .ecs
+                .update_task_protection()
+                .cluster(cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .protection_enabled(minutes.is_some());
+            if let Some(m) = minutes {
+                request =
+                    request.expires_in_minutes(m.clamp(1, limits::PROTECTION_MINUTES_MAX) as i32);
+            }
+            let out = request
+                .send()
+                .await
+                .map_err(|e| api_error("UpdateTaskProtection", e))?;
+            if minutes.is_some()
+                && let Some(failure) = out.failures().first()
+            {
+                return Err(backend::Error::Api {
+                    operation: "UpdateTaskProtection",
+                    message: format!(
+                        "{}: {}",
+                        failure.arn().unwrap_or("a task"),
+                        failure.reason().unwrap_or("not protected")
+                    ),
+                });
+            }
+        }
+        Ok(())
     }
 
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> backend::Result<()> {

@@ -25,6 +25,10 @@ pub mod limits {
     pub const DESCRIBE_TASKS: usize = 100;
     pub const DESCRIBE_CONTAINER_INSTANCES: usize = 100;
     pub const GET_TASK_PROTECTION: usize = 100;
+    /// UpdateTaskProtection: at most 10 tasks a call.
+    pub const UPDATE_TASK_PROTECTION: usize = 10;
+    /// UpdateTaskProtection's `expiresInMinutes`: 1 to 2,880 (48 hours).
+    pub const PROTECTION_MINUTES_MAX: u32 = 2_880;
     pub const GET_METRIC_DATA: usize = 500;
     pub const DESCRIBE_SCALABLE_TARGETS: usize = 50;
     /// SQS ReceiveMessage and DeleteMessageBatch: 10 messages.
@@ -107,6 +111,17 @@ pub trait Backend {
         cluster: &str,
         snapshot: &mut ClusterSnapshot,
         touched: &Touched,
+    ) -> impl Future<Output = Result<()>>;
+    /// Turns scale-in protection on for `tasks`, expiring after
+    /// `minutes` (1 to 2,880), or off when `minutes` is `None`
+    /// (UpdateTaskProtection, 10 tasks a call). A task that could not be
+    /// protected is an error; one that could not be unprotected (it is
+    /// gone) is not.
+    fn update_task_protection(
+        &self,
+        cluster: &str,
+        tasks: &[String],
+        minutes: Option<u32>,
     ) -> impl Future<Output = Result<()>>;
     /// The tasks among `tasks` whose scale-in protection is on now.
     fn protected_tasks(

@@ -223,6 +223,18 @@ fn write_plan(plan: &crate::plan::Plan, out: &mut dyn Write) -> std::io::Result<
                     "  ~ desiredCount {from} -> {to}{dry}\n      {}",
                     a.reason
                 )?,
+                ActionKind::ProtectTasks { tasks, minutes } => writeln!(
+                    out,
+                    "  + protect {} tasks from scale-in for {minutes}m{dry}\n      {}",
+                    tasks.len(),
+                    a.reason
+                )?,
+                ActionKind::UnprotectTasks { tasks } => writeln!(
+                    out,
+                    "  - release the protection of {} tasks{dry}\n      {}",
+                    tasks.len(),
+                    a.reason
+                )?,
             }
         }
     }

@@ -226,6 +226,18 @@ impl<B: crate::backend::Backend> crate::backend::Backend for Fenced<'_, B> {
         self.inner.protected_tasks(cluster, tasks).await
     }
 
+    async fn update_task_protection(
+        &self,
+        cluster: &str,
+        tasks: &[String],
+        minutes: Option<u32>,
+    ) -> crate::backend::Result<()> {
+        self.check("UpdateTaskProtection")?;
+        self.inner
+            .update_task_protection(cluster, tasks, minutes)
+            .await
+    }
+
     async fn stop_task(
         &self,
         cluster: &str,

@@ -160,14 +160,21 @@ fn plan_with(specs: &Specs, snapshot: &ClusterSnapshot, now: Millis, memory: &mu
     plan::plan_with(&specs.policies, budget, snapshot, now, memory)
 }
 
-/// The services a plan would stop tasks of, by name.
+/// The services whose tasks' protection must be read before acting, by
+/// name: those a scale-in protects tasks of first (their count changes go
+/// with the first batch), then those the plan stops tasks of.
 fn stopping(plan: &Plan) -> Vec<String> {
-    plan.executable()
-        .filter(|a| matches!(a.kind, ActionKind::StopTask { .. }))
-        .map(|a| a.service.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
+    let of = |kind: fn(&ActionKind) -> bool| {
+        plan.executable()
+            .filter(|a| kind(&a.kind))
+            .map(|a| a.service.clone())
+            .collect::<BTreeSet<_>>()
+    };
+    let protecting = of(|k| matches!(k, ActionKind::ProtectTasks { .. }));
+    let stopping = of(|k| matches!(k, ActionKind::StopTask { .. }));
+    let mut services: Vec<String> = protecting.iter().cloned().collect();
+    services.extend(stopping.difference(&protecting).cloned());
+    services
 }
 
 /// Reads `services` again (unless `fresh`, a snapshot just read in full)
@@ -249,6 +256,9 @@ pub async fn reconcile<B: Backend>(
             .collect()
     };
     let mut executed = vec![];
+    // A scale-in whose protection failed does not set its count: ECS would
+    // choose the tasks to stop by the strategy, undoing the spread.
+    let mut unprotected: BTreeSet<String> = BTreeSet::new();
     for (k, batch) in batches.iter().enumerate() {
         if !batch.is_empty() {
             // Only the first batch may trust a full read made just before.
@@ -275,11 +285,36 @@ pub async fn reconcile<B: Backend>(
                     let reason = format!("stevedore: {} ({})", action.policy, action.rule);
                     backend.stop_task(cluster, task, &reason).await
                 }
-                ActionKind::SetDesiredCount { .. } if k > 0 => continue,
+                ActionKind::SetDesiredCount { .. }
+                | ActionKind::ProtectTasks { .. }
+                | ActionKind::UnprotectTasks { .. }
+                    if k > 0 =>
+                {
+                    continue;
+                }
+                ActionKind::SetDesiredCount { .. } if unprotected.contains(&action.service) => {
+                    tracing::warn!(
+                        "{cluster}/{}: not scaling in: the tasks to keep could not be protected",
+                        action.service
+                    );
+                    continue;
+                }
                 ActionKind::SetDesiredCount { to, .. } => {
                     backend
                         .set_desired_count(cluster, &action.service, *to)
                         .await
+                }
+                ActionKind::ProtectTasks { tasks, minutes } => {
+                    let result = backend
+                        .update_task_protection(cluster, tasks, Some(*minutes))
+                        .await;
+                    if result.is_err() {
+                        unprotected.insert(action.service.clone());
+                    }
+                    result
+                }
+                ActionKind::UnprotectTasks { tasks } => {
+                    backend.update_task_protection(cluster, tasks, None).await
                 }
             };
             executed.push((action.clone(), result));

@@ -509,7 +509,7 @@ mod tests {
                 .iter()
                 .filter_map(|a| match &a.kind {
                     ActionKind::StopTask { zone, .. } => Some((a.service.clone(), zone.clone())),
-                    ActionKind::SetDesiredCount { .. } => None,
+                    _ => None,
                 })
                 .collect()
         }
@@ -666,7 +666,7 @@ mod tests {
                 .iter()
                 .filter_map(|a| match &a.kind {
                     ActionKind::StopTask { task, .. } => Some(task.clone()),
-                    ActionKind::SetDesiredCount { .. } => None,
+                    _ => None,
                 })
                 .collect()
         }

@@ -22,6 +22,7 @@ pub mod budget;
 pub mod one_per_host;
 pub mod optimum;
 pub mod placement;
+pub mod scale_in;
 pub mod scaling;
 pub mod spread;
 
@@ -63,6 +64,13 @@ pub enum ActionKind {
     /// Change the service's desired count.
     #[serde(rename_all = "camelCase")]
     SetDesiredCount { from: u32, to: u32 },
+    /// Turn on scale-in protection, expiring after `minutes`: the tasks a
+    /// scale-in keeps, so that ECS stops the others.
+    #[serde(rename_all = "camelCase")]
+    ProtectTasks { tasks: Vec<String>, minutes: u32 },
+    /// Turn off the protection stevedore turned on, once the scale-in is done.
+    #[serde(rename_all = "camelCase")]
+    UnprotectTasks { tasks: Vec<String> },
 }
 
 impl fmt::Display for Action {
@@ -83,6 +91,18 @@ impl fmt::Display for Action {
             ActionKind::SetDesiredCount { from, to } => {
                 write!(f, "set desiredCount {from} -> {to}{dry}: {}", self.reason)
             }
+            ActionKind::ProtectTasks { tasks, minutes } => write!(
+                f,
+                "protect {} tasks from scale-in for {minutes}m{dry}: {}",
+                tasks.len(),
+                self.reason
+            ),
+            ActionKind::UnprotectTasks { tasks } => write!(
+                f,
+                "release the scale-in protection of {} tasks{dry}: {}",
+                tasks.len(),
+                self.reason
+            ),
         }
     }
 }
@@ -222,6 +242,8 @@ pub struct Memory {
     pub ledger: budget::Ledger,
     /// Per (policy, service): whether the last moves landed as planned.
     pub moves: HashMap<(String, String), backoff::MoveCheck>,
+    /// Per (policy, service): a scale-in whose kept tasks stevedore protected.
+    pub scale_ins: HashMap<(String, String), scale_in::ScaleIn>,
     /// Added to the planner's `now` to get the wall clock (budget windows):
     /// 0 when `now` is the wall clock; the scenario's start in the simulator.
     pub wall_offset: Millis,
@@ -282,6 +304,28 @@ impl Memory {
                         .stopped_among(task, &action.service, zone, now, known);
                 }
                 ActionKind::SetDesiredCount { .. } => {}
+                ActionKind::ProtectTasks { tasks, .. } => {
+                    let to = executed.iter().find_map(|(a, r)| match a.kind {
+                        ActionKind::SetDesiredCount { to, .. }
+                            if r.is_ok() && a.service == action.service =>
+                        {
+                            Some(to)
+                        }
+                        _ => None,
+                    });
+                    self.scale_ins.insert(
+                        (action.policy.clone(), action.service.clone()),
+                        scale_in::ScaleIn {
+                            to,
+                            protected: tasks.clone(),
+                            at: now,
+                        },
+                    );
+                }
+                ActionKind::UnprotectTasks { .. } => {
+                    self.scale_ins
+                        .remove(&(action.policy.clone(), action.service.clone()));
+                }
             }
         }
     }
@@ -365,6 +409,8 @@ pub fn plan_with_index(
             }
             let mut actions = vec![];
             let key = (policy.name.clone(), service.name.clone());
+            // Placement waits while a scale-in keeps tasks protected.
+            let mut scale_in_under_way = false;
             if let Some(rule) = &policy.scaling {
                 if service.autoscaling_target {
                     status.state = State::Paused;
@@ -373,16 +419,49 @@ pub fn plan_with_index(
                     continue;
                 }
                 let reading = memory.readings.get(&key).copied().flatten();
+                if let Some(pending) = memory.scale_ins.get(&key) {
+                    match scale_in::pending(pending, policy, index, s, now) {
+                        scale_in::Pending::Release(action) => {
+                            status.state = State::Converging;
+                            status.reason = format!("scaling: {}", action.reason);
+                            status.scaling = Some(action.reason.clone());
+                            actions.push(action);
+                        }
+                        scale_in::Pending::Wait(why) => {
+                            status.state = State::Converging;
+                            status.reason = format!("scaling: {why}");
+                            status.scaling = Some(why);
+                            scale_in_under_way = true;
+                        }
+                    }
+                }
                 let history = memory.history.entry(key).or_default();
-                let (decision, why) = scaling::decide_at(
-                    rule,
-                    service.desired,
-                    reading,
-                    now,
-                    now + memory.wall_offset,
-                    history,
-                );
+                let (decision, why) = if actions.is_empty() && !scale_in_under_way {
+                    scaling::decide_at(
+                        rule,
+                        service.desired,
+                        reading,
+                        now,
+                        now + memory.wall_offset,
+                        history,
+                    )
+                } else {
+                    (scaling::Decision::Hold, String::new())
+                };
                 if let scaling::Decision::Scale { to } = decision {
+                    if to < service.desired
+                        && !policy.placement.spread.is_empty()
+                        && let Some(removed) = spread::scale_in_removals(
+                            policy,
+                            index,
+                            &topologies,
+                            s,
+                            service.desired - to,
+                        )
+                        && let Some(protect) = scale_in::protect(policy, index, s, &removed, &why)
+                    {
+                        actions.push(protect);
+                    }
                     actions.push(Action {
                         policy: policy.name.clone(),
                         service: service.name.clone(),
@@ -397,9 +476,11 @@ pub fn plan_with_index(
                     status.state = State::Converging;
                     status.reason = format!("scaling: {why}");
                 }
-                status.scaling = Some(why);
+                if !why.is_empty() {
+                    status.scaling = Some(why);
+                }
             }
-            if actions.is_empty() {
+            if actions.is_empty() && !scale_in_under_way {
                 // Placement waits for a new count to take effect.
                 let limit = budget::Limit {
                     settling: budget::settling(index, s, &memory.ledger, policy.settle_time, now),
@@ -525,7 +606,7 @@ fn spend_budget(
                 actions
                     .filter_map(|a| match &a.kind {
                         ActionKind::StopTask { zone, .. } => Some(zone.clone()),
-                        ActionKind::SetDesiredCount { .. } => None,
+                        _ => None,
                     })
                     .collect()
             };
@@ -547,7 +628,7 @@ fn spend_budget(
         // Planned again within what is left, or held.
         let first_zone = match &plan.actions[planned[0]].kind {
             ActionKind::StopTask { zone, .. } => Some(zone.clone()),
-            ActionKind::SetDesiredCount { .. } => None,
+            _ => None,
         };
         let status = &mut plan.statuses[i];
         if allowance.one_zone && limit.zone.is_none() {

@@ -56,7 +56,7 @@ pub fn policy(scope: &Scope<'_>) -> Value {
             {
                 "Sid": "Act",
                 "Effect": "Allow",
-                "Action": ["ecs:StopTask", "ecs:UpdateService"],
+                "Action": ["ecs:StopTask", "ecs:UpdateService", "ecs:UpdateTaskProtection"],
                 "Resource": [ecs(&format!("task/{cluster}/*")), ecs(&format!("service/{cluster}/*"))]
             },
             {

@@ -70,6 +70,9 @@ struct SimTask {
     /// When a PENDING task becomes RUNNING, or a STOPPING one STOPPED.
     due: Millis,
     version: u64,
+    /// When protection set by UpdateTaskProtection expires (none: set
+    /// by the scenario, for good).
+    protected_until: Option<Millis>,
 }
 
 /// Attempts the AWS SDK's standard retry mode makes at one call.
@@ -88,6 +91,8 @@ pub struct Simulator {
     next_event: u64,
     /// The earliest time a task changes state by itself.
     next_due: Millis,
+    /// The earliest time a task's protection expires.
+    next_expiry: Millis,
     pub delays: Delays,
     pub faults: Faults,
     rng: ChaCha8Rng,
@@ -196,6 +201,7 @@ impl Simulator {
             next_task: 0,
             next_event: 0,
             next_due: Millis::MAX,
+            next_expiry: Millis::MAX,
             delays: Delays::default(),
             faults: Faults::default(),
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -259,6 +265,7 @@ impl Simulator {
             },
             due: 0,
             version: 1,
+            protected_until: None,
         });
         Ok(())
     }
@@ -290,6 +297,20 @@ impl Simulator {
 
     fn lifecycle(&mut self) {
         let now = self.now;
+        // Protection set through the API lapses when it expires, as on ECS.
+        if now >= self.next_expiry {
+            self.next_expiry = Millis::MAX;
+            for t in &mut self.tasks {
+                match t.protected_until {
+                    Some(until) if until <= now => {
+                        t.task.protected = false;
+                        t.protected_until = None;
+                    }
+                    Some(until) => self.next_expiry = self.next_expiry.min(until),
+                    None => {}
+                }
+            }
+        }
         if now < self.next_due {
             return;
         }
@@ -479,6 +500,7 @@ impl Simulator {
                     },
                     due: 0,
                     version: 1,
+                    protected_until: None,
                 });
                 self.tasks.len() - 1
             }
@@ -823,7 +845,7 @@ impl Simulator {
         self.count_call(operation, n);
         if let Some(start) = at.as_mut() {
             let (bucket, in_flight) = match operation {
-                "StopTask" | "UpdateService" => (&mut self.writes, 1),
+                "StopTask" | "UpdateService" | "UpdateTaskProtection" => (&mut self.writes, 1),
                 "DescribeServices"
                 | "DescribeTasks"
                 | "DescribeContainerInstances"
@@ -1199,6 +1221,38 @@ impl Backend for SimBackend {
                 .filter(|t| t.task.protected && asked.contains(&t.task.id))
                 .map(|t| t.task.id.clone())
                 .collect())
+        })
+        .await
+    }
+
+    async fn update_task_protection(
+        &self,
+        cluster: &str,
+        tasks: &[String],
+        minutes: Option<u32>,
+    ) -> backend::Result<()> {
+        self.call(|sim, at| {
+            sim.ours(cluster)?;
+            let calls = tasks.len().div_ceil(limits::UPDATE_TASK_PROTECTION) as u64;
+            sim.make_calls("UpdateTaskProtection", calls, at)?;
+            let now = at.unwrap_or(sim.now);
+            let asked: BTreeSet<&String> = tasks.iter().collect();
+            let mut found = 0;
+            for t in sim.tasks.iter_mut().filter(|t| asked.contains(&t.task.id)) {
+                found += 1;
+                t.task.protected = minutes.is_some();
+                t.protected_until = minutes.map(|m| now + Millis::from(m) * 60_000);
+                if let Some(until) = t.protected_until {
+                    sim.next_expiry = sim.next_expiry.min(until);
+                }
+            }
+            if minutes.is_some() && found < asked.len() {
+                return Err(backend::Error::Api {
+                    operation: "UpdateTaskProtection",
+                    message: format!("{} of {} tasks not found", asked.len() - found, asked.len()),
+                });
+            }
+            Ok(())
         })
         .await
     }

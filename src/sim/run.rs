@@ -325,7 +325,7 @@ impl Watch<'_> {
                         action.service
                     ));
                     let key = (action.policy.clone(), action.service.clone());
-                    match action.kind {
+                    match &action.kind {
                         ActionKind::StopTask { .. } => {
                             *moved.entry(key).or_default() += 1;
                         }
@@ -336,13 +336,13 @@ impl Watch<'_> {
                             let skew_excess_before = t.last_skew;
                             t.scaling.push(ScalingStep {
                                 at_s: now as f64 / 1000.0,
-                                from,
-                                to,
+                                from: *from,
+                                to: *to,
                                 reason: action.reason.clone(),
                                 skew_excess_before,
                             });
                         }
-                        ActionKind::SetDesiredCount { .. } => {}
+                        _ => {}
                     }
                 }
                 Err(e) => {

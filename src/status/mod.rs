@@ -369,6 +369,8 @@ impl Observer {
             let kind = match action.kind {
                 ActionKind::StopTask { .. } => "stop_task",
                 ActionKind::SetDesiredCount { .. } => "set_desired_count",
+                ActionKind::ProtectTasks { .. } => "protect_tasks",
+                ActionKind::UnprotectTasks { .. } => "unprotect_tasks",
             };
             self.actions
                 .get_or_create(&ActionLabels {

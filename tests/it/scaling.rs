@@ -170,3 +170,29 @@ spec:
         Some("did you mean `Hold`?")
     );
 }
+
+/// Every scale-in step of a run leaves every spread constraint holding:
+/// the step after it finds no excess, and no task was moved.
+fn every_scale_in_kept_the_spread(report: &Report) {
+    let web = &report.services[0];
+    let ins: Vec<&ScalingStep> = web.scaling.iter().filter(|s| s.to < s.from).collect();
+    assert!(!ins.is_empty(), "{:#?}", web.scaling);
+    for step in &web.scaling {
+        assert_eq!(step.skew_excess_before, 0, "{:#?}", web.scaling);
+    }
+    assert_eq!(web.tasks_moved, 0, "{web:#?}");
+    assert_eq!(web.state, stevedore::plan::State::Satisfied, "{web:#?}");
+    assert!(web.skew.values().all(|s| *s <= 1), "{web:#?}");
+}
+
+#[test]
+fn a_scale_in_protects_the_tasks_to_keep_so_the_spread_holds_without_a_move() {
+    let report = run_edited("scale-in-keeps-the-spread", "maxTasks: 12", "maxTasks: 12");
+    every_scale_in_kept_the_spread(&report);
+    assert_eq!(report.services[0].scaling.len(), 7);
+    // Protected and released at each of the seven steps, in calls of at
+    // most ten tasks (11 + 10 + 9 + ... tasks kept).
+    assert_eq!(report.api_calls.get("UpdateTaskProtection"), Some(&16));
+    // The load-ramp scenario's scale-ins, the same.
+    every_scale_in_kept_the_spread(&run_edited("load-ramp", "maxTasks: 12", "maxTasks: 12"));
+}

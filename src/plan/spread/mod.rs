@@ -63,6 +63,55 @@ pub fn plan(
     plan_with(policy, index, topologies, s, status, actions, limit, true);
 }
 
+/// Which `n` running tasks of service `s` a scale-in should remove so that
+/// the policy's spread constraints need the fewest moves afterwards: one at
+/// a time, from the domain whose loss leaves the smallest optimum (ties:
+/// the fullest host, then by instance), its youngest unprotected task.
+/// `None` when fewer than `n` tasks may go (protected ones never do).
+pub fn scale_in_removals(
+    policy: &Policy,
+    index: &Index<'_>,
+    topologies: &Topologies<'_>,
+    s: usize,
+    n: u32,
+) -> Option<Vec<usize>> {
+    let mut problem = Problem::new(policy, index, topologies, s);
+    let mut removed = vec![];
+    for _ in 0..n {
+        // One optimum per unit: hosts of a unit count the same.
+        let mut by_unit: HashMap<usize, Option<u32>> = HashMap::new();
+        // (optimum after, fullest host first, instance), host.
+        type Choice = ((u32, std::cmp::Reverse<u32>, usize), usize);
+        let mut best: Option<Choice> = None;
+        for h in 0..problem.hosts.len() {
+            if problem.stoppable[h].is_empty() {
+                continue;
+            }
+            let u = problem.unit_of[h] as usize;
+            let after = *by_unit.entry(u).or_insert_with(|| {
+                problem.layout.count[u] -= 1;
+                let m = optimum::min_moves(&problem.layout, &problem.partitions).ok();
+                problem.layout.count[u] += 1;
+                m
+            });
+            let key = (
+                after.unwrap_or(u32::MAX),
+                std::cmp::Reverse(problem.host_count[h]),
+                problem.hosts[h],
+            );
+            if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                best = Some((key, h));
+            }
+        }
+        let (_, h) = best?;
+        let task = problem.stoppable[h].remove(0);
+        problem.layout.count[problem.unit_of[h] as usize] -= 1;
+        problem.host_count[h] -= 1;
+        removed.push(task);
+    }
+    Some(removed)
+}
+
 /// [`plan`], with the unit-level model allowed or not (tests compare both).
 #[allow(clippy::too_many_arguments)]
 fn plan_with(
