@@ -70,6 +70,14 @@ pub(crate) const LIMITS: &[Limit] = &[
     },
     Limit {
         service: "ecs",
+        operation: "UpdateTaskProtection",
+        member: "expiresInMinutes",
+        min: 1,
+        max: 2880,
+        documented: "You can specify a value from 1 minute to up to 2,880 minutes (48 hours).",
+    },
+    Limit {
+        service: "ecs",
         operation: "ListTasks",
         member: "maxResults",
         min: 1,
@@ -250,8 +258,10 @@ print(json.dumps(out))
                     "{limit:?}: botocore says: {text}"
                 );
                 // The phrase carries the limit's own number.
+                let thousands = format!("{},{:03}", limit.max / 1000, limit.max % 1000);
                 assert!(
                     phrase.contains(&limit.max.to_string())
+                        || (limit.max >= 1000 && phrase.contains(&thousands))
                         || (limit.max == 10 && phrase.contains("up to ten")),
                     "{limit:?}"
                 );

@@ -2,7 +2,8 @@
 //! SDK talks to the front, which holds every request to AWS's documented
 //! limits (`limits.rs`), counts calls and calls in flight, fails, holds or
 //! throttles the calls a test asks it to, pages ECS's List calls as ECS
-//! does, and answers GetTaskProtection (which moto does not implement).
+//! does, and answers GetTaskProtection and UpdateTaskProtection (which
+//! moto does not implement).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -110,6 +111,11 @@ impl Moto {
     /// No task is protected any more.
     pub(crate) fn unprotect_all(&self) {
         self.front_state.protected.lock().unwrap().clear();
+    }
+
+    /// The tasks protected now (by the test or through UpdateTaskProtection).
+    pub(crate) fn protected(&self) -> std::collections::BTreeSet<String> {
+        self.front_state.protected.lock().unwrap().clone()
     }
 
     pub(crate) fn protect(&self, task: &str) {
@@ -529,6 +535,33 @@ fn front(moto_port: u16, state: std::sync::Arc<Front>) -> u16 {
                     let _ = write!(
                         stream,
                         "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    return;
+                }
+                if operation == "updatetaskprotection" {
+                    let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+                    let enabled = body["protectionEnabled"].as_bool().unwrap_or(false);
+                    let mut protected = state.protected.lock().unwrap();
+                    let tasks: Vec<serde_json::Value> = body["tasks"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|t| t.as_str())
+                        .map(|t| {
+                            if enabled {
+                                protected.insert(t.to_owned());
+                            } else {
+                                protected.remove(t);
+                            }
+                            serde_json::json!({"taskArn": t, "protectionEnabled": enabled})
+                        })
+                        .collect();
+                    let body =
+                        serde_json::json!({"protectedTasks": tasks, "failures": []}).to_string();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );
                     return;

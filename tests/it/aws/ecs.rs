@@ -275,7 +275,7 @@ async fn cloudwatch_data_drives_a_scale_out_and_missing_data_holds() {
     let cw = cloudwatch(&moto);
     let backend = backend(&moto, client.clone());
     let policies = policy(
-        "  scaling:\n    minTasks: 2\n    maxTasks: 10\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization, dimensions: {ClusterName: \"{cluster}\", ServiceName: \"{service}\"}}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n    scaleOutStep: \"50%\"\n",
+        "  scaling:\n    minTasks: 2\n    maxTasks: 10\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization, dimensions: {ClusterName: \"{cluster}\", ServiceName: \"{service}\"}}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n    scaleOutStep: \"50%\"\n    scaleOutAfter: 1\n",
     );
     let desired = |client: Client| async move {
         client
@@ -459,4 +459,138 @@ async fn an_unreachable_endpoint_gives_no_snapshot_and_no_action() {
             .unwrap_err();
     assert!(error.is_retryable(), "{error}");
     assert_eq!(backend.api_calls().get("StopTask"), None);
+}
+
+/// The scale-in protection dance over the wire: protect the tasks to keep
+/// (in calls of at most ten, expiring, as AWS requires), set the count,
+/// and once ECS has stopped the chosen task, release what stevedore
+/// protected; the task the user protected stays protected throughout.
+#[tokio::test]
+async fn a_scale_in_protects_the_kept_tasks_sets_the_count_and_releases_them() {
+    // 14 tasks: 3, 3 on zone a's hosts, 2 on each other host.
+    let (moto, client) = crate::aws::demo([3, 3, 2, 2, 2, 2]).await;
+    let cw = cloudwatch(&moto);
+    let backend = backend(&moto, client.clone());
+    let specs: stevedore::spec::Specs = policy(
+        "  placement:\n    azBalanced: true\n    spread: [{topologyKey: host, maxSkew: 1}]\n  scaling:\n    minTasks: 2\n    maxTasks: 20\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization, dimensions: {ClusterName: \"{cluster}\", ServiceName: \"{service}\"}}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n    scaleInAfter: 1\n    scaleInStabilization: 0s\n",
+    )
+    .into();
+    let now = stevedore::model::wall_clock();
+    cw.put_metric_data()
+        .namespace("AWS/ECS")
+        .metric_data(
+            aws_sdk_cloudwatch::types::MetricDatum::builder()
+                .metric_name("CPUUtilization")
+                .dimensions(
+                    aws_sdk_cloudwatch::types::Dimension::builder()
+                        .name("ClusterName")
+                        .value("demo")
+                        .build(),
+                )
+                .dimensions(
+                    aws_sdk_cloudwatch::types::Dimension::builder()
+                        .name("ServiceName")
+                        .value("web")
+                        .build(),
+                )
+                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_millis(
+                    now as i64 - 30_000,
+                ))
+                .value(10.0)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let tasks = client
+        .list_tasks()
+        .cluster("demo")
+        .service_name("web")
+        .send()
+        .await
+        .unwrap()
+        .task_arns()
+        .to_vec();
+    assert_eq!(tasks.len(), 14);
+    // The user protected one task.
+    let users = tasks[0].clone();
+    moto.protect(&users);
+
+    let mut memory = stevedore::plan::Memory::default();
+    let mut snapshot = backend.snapshot("demo").await.unwrap();
+    let scaled = stevedore::controller::reconcile(
+        &backend,
+        "demo",
+        &mut snapshot,
+        true,
+        &specs,
+        now,
+        &mut memory,
+    )
+    .await
+    .unwrap();
+    let kinds: Vec<&ActionKind> = scaled.executed.iter().map(|(a, _)| &a.kind).collect();
+    assert!(
+        scaled.executed.iter().all(|(_, r)| r.is_ok()),
+        "{scaled:#?}"
+    );
+    let ActionKind::ProtectTasks {
+        tasks: kept,
+        minutes,
+    } = kinds[0]
+    else {
+        panic!("{kinds:?}");
+    };
+    assert_eq!(kinds[1], &ActionKind::SetDesiredCount { from: 14, to: 13 });
+    assert_eq!(*minutes, stevedore::plan::scale_in::PROTECTION_MINUTES);
+    // All but the user's task and the one to go: in two calls (10 + 2).
+    assert_eq!(kept.len(), 12);
+    assert!(!kept.contains(&users));
+    assert_eq!(moto.calls("UpdateTaskProtection"), 2);
+    let going: Vec<&String> = tasks
+        .iter()
+        .filter(|t| !kept.contains(t) && **t != users)
+        .collect();
+    assert_eq!(going.len(), 1);
+    // The kept ones and the user's.
+    assert_eq!(moto.protected().len(), 13);
+
+    // ECS scales in: it stops the one task not protected.
+    client
+        .stop_task()
+        .cluster("demo")
+        .task(going[0].as_str())
+        .send()
+        .await
+        .unwrap();
+    let mut snapshot = backend.snapshot("demo").await.unwrap();
+    let released = stevedore::controller::reconcile(
+        &backend,
+        "demo",
+        &mut snapshot,
+        true,
+        &specs,
+        now + 60_000,
+        &mut memory,
+    )
+    .await
+    .unwrap();
+    let kinds: Vec<&ActionKind> = released.executed.iter().map(|(a, _)| &a.kind).collect();
+    assert_eq!(
+        kinds,
+        [&ActionKind::UnprotectTasks {
+            tasks: kept.clone()
+        }],
+        "{released:#?}"
+    );
+    assert!(released.executed[0].1.is_ok());
+    // Only the user's protection is left.
+    assert_eq!(
+        moto.protected(),
+        std::collections::BTreeSet::from([users.clone()])
+    );
+    assert_eq!(moto.calls("UpdateTaskProtection"), 4);
+    assert!(crate::aws::controller_role_allows(
+        "ecs:UpdateTaskProtection"
+    ));
 }
