@@ -224,3 +224,50 @@ impl<'a> Topologies<'a> {
         Some(reports)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::tests::{Cluster, policies, policy};
+
+    /// Racks inside zones nest; a rack spanning two zones does not; a
+    /// host without the attribute leaves it out.
+    #[test]
+    fn nesting_maps_each_finer_domain_to_its_coarser_one_or_says_they_cross() {
+        let mut c = Cluster::new();
+        for (host, zone, rack) in [
+            ("a1", "a", "r1"),
+            ("a2", "a", "r2"),
+            ("b1", "b", "r3"),
+            ("b2", "b", "r3"),
+        ] {
+            let i = c.host(host, &format!("us-east-1{zone}"));
+            c.snapshot.instances[i]
+                .attributes
+                .insert("rack".into(), rack.into());
+        }
+        let p = policies(&policy(
+            "p",
+            "web",
+            "  placement:\n    spread: [{topologyKey: zone, maxSkew: 1}, {topologyKey: \"attribute:rack\", maxSkew: 1}]\n",
+        ));
+        let rack = TopologyKey::Attribute("rack".into());
+        let t = Topologies::new(&c.snapshot, &p);
+        let nesting = t
+            .nesting(&rack, &TopologyKey::Zone)
+            .expect("racks nest in zones");
+        // Racks r1, r2, r3 (in order of first sight) lie in zones 0, 0, 1.
+        assert_eq!(*nesting, vec![0, 0, 1]);
+        // Asked again: the same answer (cached).
+        assert_eq!(t.nesting(&rack, &TopologyKey::Zone), Some(nesting));
+        // Zones do not nest in racks: zone a holds two racks.
+        assert_eq!(t.nesting(&TopologyKey::Zone, &rack), None);
+
+        // r3 spans zones a and b: no nesting.
+        c.snapshot.instances[1]
+            .attributes
+            .insert("rack".into(), "r3".into());
+        let t = Topologies::new(&c.snapshot, &p);
+        assert_eq!(t.nesting(&rack, &TopologyKey::Zone), None);
+    }
+}
