@@ -728,6 +728,25 @@ pub fn write_summary(report: &Report, out: &mut dyn Write) -> std::io::Result<()
         let list: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
         list.join(", ")
     };
+    for (cluster, d) in &report.disruption {
+        if d.peak_stopped == 0 {
+            continue;
+        }
+        let mut line = format!(
+            "  disruption in {cluster}: at most {} tasks stopped and not yet replaced at once, in {} zones",
+            d.peak_stopped, d.peak_zones_in_flight
+        );
+        if let Some(most) = d.max_moves_in_window {
+            line.push_str(&format!("; at most {most} stops in the budget's period"));
+        }
+        if d.stops_outside_windows > 0 {
+            line.push_str(&format!(
+                "; {} stops outside its windows",
+                d.stops_outside_windows
+            ));
+        }
+        writeln!(out, "{line}")?;
+    }
     writeln!(out, "  API calls: {}", per_operation(&report.api_calls))?;
     if !report.api_throttles.is_empty() {
         writeln!(out, "  throttled: {}", per_operation(&report.api_throttles))?;
