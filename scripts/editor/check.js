@@ -5,6 +5,10 @@
 // at the top of a policy file reaches the published schema.
 //
 // Usage: check.js SERVER_JS FILE...   (prints one JSON line per file)
+//
+// A line `#@complete` in a file is opened as blank (its indentation kept),
+// and the completions the server offers there are printed too, as an
+// editor shows them when the user types at that place.
 const { spawn } = require("child_process");
 const fs = require("fs");
 const path = require("path");
@@ -62,7 +66,7 @@ async function main() {
   await request("initialize", {
     processId: process.pid,
     rootUri: root,
-    capabilities: { textDocument: { publishDiagnostics: {} }, workspace: { configuration: true } },
+    capabilities: { textDocument: { publishDiagnostics: {}, completion: { completionItem: { snippetSupport: false } } }, workspace: { configuration: true } },
     initializationOptions: {},
   });
   send({ method: "initialized", params: {} });
@@ -72,19 +76,34 @@ async function main() {
   });
   for (const file of files) {
     const uri = pathToFileURL(path.resolve(file)).href;
+    const lines = fs.readFileSync(file, "utf8").split("\n");
+    const at = lines.findIndex((l) => l.trim() === "#@complete");
+    const indent = at >= 0 ? lines[at].indexOf("#") : 0;
+    if (at >= 0) lines[at] = " ".repeat(indent);
+    const text = lines.join("\n");
     const diagnostics = await new Promise((resolve) => {
       const entry = { timer: null, done: () => resolve(results.get(uri) || []) };
       entry.timer = setTimeout(entry.done, 10000);
       waiting.set(uri, entry);
       send({
         method: "textDocument/didOpen",
-        params: { textDocument: { uri, languageId: "yaml", version: 1, text: fs.readFileSync(file, "utf8") } },
+        params: { textDocument: { uri, languageId: "yaml", version: 1, text } },
       });
     });
     waiting.delete(uri);
+    let completions = [];
+    if (at >= 0) {
+      const result = await request("textDocument/completion", {
+        textDocument: { uri },
+        position: { line: at, character: indent },
+      });
+      const items = Array.isArray(result) ? result : (result && result.items) || [];
+      completions = items.map((i) => i.label);
+    }
     console.log(JSON.stringify({
       file,
       diagnostics: diagnostics.map((d) => ({ line: d.range.start.line + 1, column: d.range.start.character + 1, message: d.message })),
+      completions,
     }));
   }
   await request("shutdown", null);

@@ -106,3 +106,40 @@ fn every_shipped_policy_file_has_a_working_modeline() {
         );
     }
 }
+
+/// The editor completes each kind's own fields through the one modeline:
+/// under a DisruptionBudget's `spec` its limits, under a ServicePolicy's
+/// its rules (what is already written is not offered again).
+#[test]
+fn the_editor_completes_the_fields_of_each_kind() {
+    let files = [
+        repo("tests/fixtures/editor/complete/budget.yaml"),
+        repo("tests/fixtures/editor/complete/policy.yaml"),
+    ];
+    let mut command = Command::new("node");
+    command
+        .arg(repo("scripts/editor/check.js"))
+        .arg(language_server())
+        .args(&files)
+        .current_dir(repo(""));
+    let completions: Vec<Vec<String>> = json_lines(&mut command)
+        .into_iter()
+        .map(|v| {
+            let mut labels: Vec<String> = v["completions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l.as_str().unwrap().to_owned())
+                .collect();
+            labels.sort();
+            labels
+        })
+        .collect();
+    assert_eq!(
+        completions,
+        [
+            vec!["maxUnavailable", "moves", "oneZoneAtATime", "windows"],
+            vec!["disruption", "mode", "placement", "scaling"],
+        ]
+    );
+}
