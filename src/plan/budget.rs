@@ -343,24 +343,12 @@ pub fn span(ms: Millis) -> String {
 mod tests {
     use super::*;
     use crate::spec::budget::{MoveRate, Window};
-    use crate::spec::policy::{ResourceRef, TaskCount};
+    use crate::spec::policy::TaskCount;
 
     const NEW_YEAR: Millis = 1_767_225_600_000;
 
     fn budget() -> Budget {
-        Budget {
-            name: "prod-nights".into(),
-            cluster: ResourceRef {
-                written: "prod".into(),
-                name: "prod".into(),
-                scope: None,
-            },
-            max_unavailable: None,
-            one_zone_at_a_time: false,
-            moves: None,
-            windows: vec![],
-            origin: Default::default(),
-        }
+        Budget::unlimited("prod-nights", "prod")
     }
 
     fn ledger(stops: &[(&str, Millis, bool)]) -> Ledger {

@@ -186,6 +186,20 @@ mod tests {
         (c, p, memory)
     }
 
+    /// Every action of the plan done, noted as the controller notes it.
+    fn carried_out(
+        plan: &crate::plan::Plan,
+        snapshot: &crate::model::ClusterSnapshot,
+        memory: &mut Memory,
+    ) {
+        let executed: Vec<_> = plan
+            .actions
+            .iter()
+            .map(|a| (a.clone(), Ok::<(), ()>(())))
+            .collect();
+        memory.executed(plan, snapshot, &executed, 0);
+    }
+
     #[test]
     fn a_scale_in_protects_every_task_but_the_one_whose_loss_keeps_the_spread() {
         let (c, p, mut memory) = cluster();
@@ -230,12 +244,7 @@ mod tests {
         };
         assert_eq!(tasks, &["web-t1", "web-t4", "web-t5"]);
         // Carried out: protected, and the count set.
-        let executed: Vec<_> = plan
-            .actions
-            .iter()
-            .map(|a| (a.clone(), Ok::<(), ()>(())))
-            .collect();
-        memory.executed(&plan, &c.snapshot, &executed, 0);
+        carried_out(&plan, &c.snapshot, &mut memory);
         // While ECS scales in, nothing else: no scaling, no placement.
         let plan = plan_with(&p, None, &c.snapshot, 1_000, &mut memory);
         assert!(plan.actions.is_empty(), "{:?}", plan.actions);
@@ -267,12 +276,7 @@ mod tests {
     fn a_scale_in_that_never_finishes_is_released_when_the_protection_expires() {
         let (c, p, mut memory) = cluster();
         let plan = plan_with(&p, None, &c.snapshot, 0, &mut memory);
-        let executed: Vec<_> = plan
-            .actions
-            .iter()
-            .map(|a| (a.clone(), Ok::<(), ()>(())))
-            .collect();
-        memory.executed(&plan, &c.snapshot, &executed, 0);
+        carried_out(&plan, &c.snapshot, &mut memory);
         // ECS never scaled in (the count still 5 running).
         let expiry = u64::from(super::PROTECTION_MINUTES) * 60_000;
         let plan = plan_with(&p, None, &c.snapshot, expiry - 1, &mut memory);

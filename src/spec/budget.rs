@@ -163,6 +163,24 @@ impl Window {
 }
 
 impl Budget {
+    /// A budget for `cluster` with no limit yet (tests set the ones they need).
+    #[cfg(test)]
+    pub(crate) fn unlimited(name: &str, cluster: &str) -> Budget {
+        Budget {
+            name: name.into(),
+            cluster: ResourceRef {
+                written: cluster.into(),
+                name: cluster.into(),
+                scope: None,
+            },
+            max_unavailable: None,
+            one_zone_at_a_time: false,
+            moves: None,
+            windows: vec![],
+            origin: Position::default(),
+        }
+    }
+
     /// Whether placement moves may happen at `wall` (milliseconds since
     /// the Unix epoch): always without windows, else inside one.
     pub fn window_open(&self, wall: Millis) -> bool {
@@ -251,19 +269,7 @@ mod tests {
 
     #[test]
     fn a_budget_without_windows_is_always_open_and_with_them_only_inside() {
-        let mut budget = Budget {
-            name: "b".into(),
-            cluster: ResourceRef {
-                written: "prod".into(),
-                name: "prod".into(),
-                scope: None,
-            },
-            max_unavailable: None,
-            one_zone_at_a_time: false,
-            moves: None,
-            windows: vec![],
-            origin: Position::default(),
-        };
+        let mut budget = Budget::unlimited("b", "prod");
         assert!(budget.window_open(NEW_YEAR));
         assert_eq!(budget.next_window(NEW_YEAR), None);
         budget.windows = vec![

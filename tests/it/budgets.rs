@@ -8,26 +8,7 @@ use stevedore::plan::State;
 use stevedore::sim::run::{self, Display, Report};
 use stevedore::sim::scenario;
 
-use crate::{findings, load, repo};
-
-fn scenario_text(name: &str) -> String {
-    std::fs::read_to_string(repo(&format!("examples/scenarios/{name}.yaml"))).unwrap()
-}
-
-/// Runs a scenario's text, after replacing `from` with `to` in it.
-fn run_edited(name: &str, from: &str, to: &str) -> Report {
-    let text = scenario_text(name);
-    assert!(text.contains(from), "{name} has no `{from}`");
-    let text = text.replace(from, to);
-    let scenario = scenario::from_text(name, &text, &repo("examples/scenarios")).unwrap();
-    run::run(
-        scenario,
-        Display {
-            timeline: None,
-            progress: false,
-        },
-    )
-}
+use crate::{findings, load, repo, run_edited};
 
 fn run_shipped(name: &str) -> Report {
     run_edited(name, "kind: DisruptionBudget", "kind: DisruptionBudget")

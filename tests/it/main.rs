@@ -26,6 +26,24 @@ pub fn repo(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
+/// Runs a shipped scenario (`examples/scenarios/NAME.yaml`) after
+/// replacing `from` with `to` in its text (which must hold `from`): a run
+/// with and without a setting, from one file.
+pub fn run_edited(name: &str, from: &str, to: &str) -> stevedore::sim::run::Report {
+    let text = std::fs::read_to_string(repo(&format!("examples/scenarios/{name}.yaml"))).unwrap();
+    assert!(text.contains(from), "{name} has no `{from}`");
+    let text = text.replace(from, to);
+    let scenario =
+        stevedore::sim::scenario::from_text(name, &text, &repo("examples/scenarios")).unwrap();
+    stevedore::sim::run::run(
+        scenario,
+        stevedore::sim::run::Display {
+            timeline: None,
+            progress: false,
+        },
+    )
+}
+
 /// Loads in-memory files as `stevedore validate` would.
 pub fn load(files: &[(&str, &str)]) -> stevedore::spec::Loaded {
     stevedore::spec::load_sources(

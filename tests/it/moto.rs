@@ -439,6 +439,16 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// Answers a Get/UpdateTaskProtection call as ECS does.
+fn answer_protected_tasks(stream: &mut TcpStream, tasks: Vec<serde_json::Value>) {
+    let body = serde_json::json!({"protectedTasks": tasks, "failures": []}).to_string();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
 /// A front for moto. It refuses a request past a documented limit (see
 /// `limits.rs`) as AWS does; counts each operation's requests, and the most
 /// in flight at once; holds, fails (the Nth call, any status) or throttles
@@ -557,13 +567,7 @@ fn front(moto_port: u16, state: std::sync::Arc<Front>) -> u16 {
                             serde_json::json!({"taskArn": t, "protectionEnabled": enabled})
                         })
                         .collect();
-                    let body =
-                        serde_json::json!({"protectedTasks": tasks, "failures": []}).to_string();
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
+                    answer_protected_tasks(&mut stream, tasks);
                     return;
                 }
                 if operation == "gettaskprotection" {
@@ -579,13 +583,7 @@ fn front(moto_port: u16, state: std::sync::Arc<Front>) -> u16 {
                         .filter_map(|t| t.as_str())
                         .map(|t| serde_json::json!({"taskArn": t, "protectionEnabled": protected.contains(t)}))
                         .collect();
-                    let body =
-                        serde_json::json!({"protectedTasks": tasks, "failures": []}).to_string();
-                    let _ = write!(
-                        stream,
-                        "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                        body.len()
-                    );
+                    answer_protected_tasks(&mut stream, tasks);
                     return;
                 }
                 if let Some(page) = paged(operation, moto_port, &request, head_end) {

@@ -3,25 +3,9 @@
 //! its report and run once more without the setting it shows, so that each
 //! check is one that run fails.
 
-use stevedore::sim::run::{self, Display, Report, ScalingStep};
-use stevedore::sim::scenario;
+use stevedore::sim::run::{Report, ScalingStep};
 
-use crate::repo;
-
-/// Runs a shipped scenario after replacing `from` with `to` in its text.
-fn run_edited(name: &str, from: &str, to: &str) -> Report {
-    let text = std::fs::read_to_string(repo(&format!("examples/scenarios/{name}.yaml"))).unwrap();
-    assert!(text.contains(from), "{name} has no `{from}`");
-    let text = text.replace(from, to);
-    let scenario = scenario::from_text(name, &text, &repo("examples/scenarios")).unwrap();
-    run::run(
-        scenario,
-        Display {
-            timeline: None,
-            progress: false,
-        },
-    )
-}
+use crate::run_edited;
 
 fn steps(report: &Report) -> &[ScalingStep] {
     &report.services[0].scaling

@@ -302,32 +302,7 @@ async fn cloudwatch_data_drives_a_scale_out_and_missing_data_holds() {
 
     // 85% CPU for this service (another service's data must not count).
     for (service, value) in [("web", 85.0), ("api", 5.0)] {
-        cw.put_metric_data()
-            .namespace("AWS/ECS")
-            .metric_data(
-                aws_sdk_cloudwatch::types::MetricDatum::builder()
-                    .metric_name("CPUUtilization")
-                    .dimensions(
-                        aws_sdk_cloudwatch::types::Dimension::builder()
-                            .name("ClusterName")
-                            .value("demo")
-                            .build(),
-                    )
-                    .dimensions(
-                        aws_sdk_cloudwatch::types::Dimension::builder()
-                            .name("ServiceName")
-                            .value(service)
-                            .build(),
-                    )
-                    .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_millis(
-                        now as i64 - 30_000,
-                    ))
-                    .value(value)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
+        put_cpu(&cw, service, value, now - 30_000).await;
     }
     let scaled =
         stevedore::controller::reconcile_once(&backend, "demo", &policies.clone().into(), now)
@@ -476,32 +451,7 @@ async fn a_scale_in_protects_the_kept_tasks_sets_the_count_and_releases_them() {
     )
     .into();
     let now = stevedore::model::wall_clock();
-    cw.put_metric_data()
-        .namespace("AWS/ECS")
-        .metric_data(
-            aws_sdk_cloudwatch::types::MetricDatum::builder()
-                .metric_name("CPUUtilization")
-                .dimensions(
-                    aws_sdk_cloudwatch::types::Dimension::builder()
-                        .name("ClusterName")
-                        .value("demo")
-                        .build(),
-                )
-                .dimensions(
-                    aws_sdk_cloudwatch::types::Dimension::builder()
-                        .name("ServiceName")
-                        .value("web")
-                        .build(),
-                )
-                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_millis(
-                    now as i64 - 30_000,
-                ))
-                .value(10.0)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
+    put_cpu(&cw, "web", 10.0, now - 30_000).await;
     let tasks = client
         .list_tasks()
         .cluster("demo")
@@ -593,4 +543,30 @@ async fn a_scale_in_protects_the_kept_tasks_sets_the_count_and_releases_them() {
     assert!(crate::aws::controller_role_allows(
         "ecs:UpdateTaskProtection"
     ));
+}
+
+/// Puts one CPUUtilization data point for a service of cluster `demo`.
+async fn put_cpu(cw: &aws_sdk_cloudwatch::Client, service: &str, value: f64, at: u64) {
+    let dimension = |name: &str, value: &str| {
+        aws_sdk_cloudwatch::types::Dimension::builder()
+            .name(name)
+            .value(value)
+            .build()
+    };
+    cw.put_metric_data()
+        .namespace("AWS/ECS")
+        .metric_data(
+            aws_sdk_cloudwatch::types::MetricDatum::builder()
+                .metric_name("CPUUtilization")
+                .dimensions(dimension("ClusterName", "demo"))
+                .dimensions(dimension("ServiceName", service))
+                .timestamp(aws_sdk_cloudwatch::primitives::DateTime::from_millis(
+                    at as i64,
+                ))
+                .value(value)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
 }
