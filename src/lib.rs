@@ -15,7 +15,9 @@
 //!   (what users write, also the source of the JSON Schema);
 //!   [`spec::source`] decodes files (size, UTF-8 and YAML limits);
 //!   [`spec::convert`] validates one document and applies defaults, giving a
-//!   [`spec::Policy`]; [`spec::conflicts`] checks rules across policies;
+//!   [`spec::Policy`] (or a [`spec::Budget`], the second kind, with its cron
+//!   windows in [`spec::budget`]); [`spec::conflicts`] checks rules across
+//!   documents;
 //!   [`spec::diag`] the diagnostics (file, line, column, rule, help) and
 //!   their rustc-style and JSON renderings. [`schema`]: the JSON Schemas
 //!   generated from the wire types.
@@ -24,7 +26,10 @@
 //!   [`plan::optimum`] the fewest moves, [`plan::placement`] how ECS places
 //!   and scales in tasks, [`plan::spread`] which stops (one file per
 //!   concern), [`plan::one_per_host`] and [`plan::scaling`] the desired
-//!   count.
+//!   count; [`plan::budget`] spends a cluster's DisruptionBudget across its
+//!   services and keeps the ledger of stops, [`plan::backoff`] holds a
+//!   service whose moves missed, [`plan::scale_in`] keeps the spread when
+//!   the count goes down.
 //! - [`backend`]: what the controller asks of ECS (the [`backend::Backend`]
 //!   trait, ECS's batch limits), what ECS tells it ([`backend::events`]:
 //!   parsing, dedupe, the [`backend::events::EventSource`] trait), reading
