@@ -11,7 +11,7 @@
 //! starts empty, while tasks still missing keep their services paused (the
 //! per-service steady-state gate) whoever stopped them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use super::{Index, ServiceStatus};
@@ -84,11 +84,7 @@ impl Ledger {
     pub fn settle(&mut self, index: &Index<'_>, budget: Option<&Budget>, now: Millis) {
         let snapshot = index.snapshot;
         for stop in self.stops.iter_mut().filter(|s| !s.settled) {
-            let Some(s) = snapshot
-                .services
-                .iter()
-                .position(|x| x.name == stop.service)
-            else {
+            let Some(&s) = index.service_by_name.get(stop.service.as_str()) else {
                 // The service is gone: nothing left to replace.
                 stop.settled = true;
                 continue;
@@ -109,6 +105,16 @@ impl Ledger {
             .as_millis() as Millis;
         self.stops
             .retain(|s| !s.settled || now.saturating_sub(s.at) < kept);
+    }
+
+    /// The stops of each service, by name (one pass over the ledger, so
+    /// that a plan over thousands of services reads it once).
+    pub fn by_service(&self) -> HashMap<&str, Vec<&Stop>> {
+        let mut map: HashMap<&str, Vec<&Stop>> = HashMap::new();
+        for stop in &self.stops {
+            map.entry(stop.service.as_str()).or_default().push(stop);
+        }
+        map
     }
 
     /// Stops not yet replaced.
@@ -279,20 +285,15 @@ impl Limit {
 /// of that service and started less than `settle` ago: most likely the
 /// replacements it caused (a scale-out's tasks in the same span are left
 /// alone as well).
+/// `stops`: the ledger's stops of that service ([`Ledger::by_service`]).
 pub fn settling(
     index: &Index<'_>,
     s: usize,
-    ledger: &Ledger,
+    stops: &[&Stop],
     settle: Duration,
     now: Millis,
 ) -> Vec<usize> {
     let snapshot = index.snapshot;
-    let name = &snapshot.services[s].name;
-    let stops: Vec<&Stop> = ledger
-        .stops
-        .iter()
-        .filter(|stop| &stop.service == name)
-        .collect();
     if stops.is_empty() {
         return vec![];
     }

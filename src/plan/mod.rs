@@ -277,6 +277,8 @@ impl Memory {
                     .moved(status.moves_remaining, *n);
             }
         }
+        // Built on the first stop: each stop notes its service's tasks.
+        let mut index: Option<Index<'_>> = None;
         for (action, result) in executed {
             if result.is_err() || action.dry_run {
                 continue;
@@ -289,17 +291,17 @@ impl Memory {
                         .scaled(*from, *to, now);
                 }
                 ActionKind::StopTask { task, zone, .. } => {
-                    let known = snapshot
-                        .tasks
-                        .iter()
-                        .filter(|t| {
-                            snapshot
-                                .services
-                                .get(t.service)
-                                .is_some_and(|s| s.name == action.service)
+                    let index = index.get_or_insert_with(|| Index::new(snapshot));
+                    let known = index
+                        .service_by_name
+                        .get(action.service.as_str())
+                        .map(|s| {
+                            index.tasks_of[*s]
+                                .iter()
+                                .map(|t| budget::id_hash(&snapshot.tasks[*t].id))
+                                .collect()
                         })
-                        .map(|t| budget::id_hash(&t.id))
-                        .collect();
+                        .unwrap_or_default();
                     self.ledger
                         .stopped_among(task, &action.service, zone, now, known);
                 }
@@ -376,6 +378,7 @@ pub fn plan_with_index(
         }
     }
 
+    let stops_of = memory.ledger.by_service();
     for (p, services) in targets.iter().enumerate() {
         let policy = &policies[p];
         for &s in services {
@@ -483,7 +486,15 @@ pub fn plan_with_index(
             if actions.is_empty() && !scale_in_under_way {
                 // Placement waits for a new count to take effect.
                 let limit = budget::Limit {
-                    settling: budget::settling(index, s, &memory.ledger, policy.settle_time, now),
+                    settling: budget::settling(
+                        index,
+                        s,
+                        stops_of
+                            .get(service.name.as_str())
+                            .map_or(&[][..], Vec::as_slice),
+                        policy.settle_time,
+                        now,
+                    ),
                     ..budget::Limit::NONE
                 };
                 plan_service(
@@ -559,7 +570,7 @@ fn spend_budget(
     index: &Index<'_>,
     topologies: &spread::Topologies<'_>,
     now: Millis,
-    memory: &mut Memory,
+    memory: &Memory,
     plan: &mut Plan,
 ) {
     let snapshot = index.snapshot;
@@ -576,6 +587,7 @@ fn spend_budget(
         now + memory.wall_offset,
     );
     let mut dry = acting.clone();
+    let stops_of = memory.ledger.by_service();
     let stops = |plan: &Plan, status: &ServiceStatus| -> Vec<usize> {
         (0..plan.actions.len())
             .filter(|i| {
@@ -641,8 +653,15 @@ fn spend_budget(
                 .position(|p| p.name == status.policy)
                 .expect("a status names a planned policy");
             let s = index.service_by_name[status.service.as_str()];
-            limit.settling =
-                budget::settling(index, s, &memory.ledger, policies[p].settle_time, now);
+            limit.settling = budget::settling(
+                index,
+                s,
+                stops_of
+                    .get(status.service.as_str())
+                    .map_or(&[][..], Vec::as_slice),
+                policies[p].settle_time,
+                now,
+            );
             let mut again = ServiceStatus {
                 state: State::Satisfied,
                 reason: String::new(),
