@@ -695,6 +695,43 @@ mod tests {
         }
 
         #[test]
+        fn a_closed_window_holds_placement_but_never_scaling() {
+            let c = cluster(&[("s1", [3, 1, 0])]);
+            let p = policies(&policy(
+                "p",
+                "s1",
+                "  placement: {azBalanced: true}\n  scaling:\n    minTasks: 1\n    maxTasks: 10\n    metric: {cloudWatch: {namespace: AWS/ECS, name: CPUUtilization}}\n    scaleOutAbove: 70\n    scaleInBelow: 30\n    scaleOutAfter: 1\n",
+            ));
+            let mut b = demo_budget();
+            b.max_unavailable = Some(TaskCount::Tasks(1));
+            b.windows = vec![Window::new("0 2 * * *", Duration::from_secs(3600), "UTC").unwrap()];
+            // Midnight: the window is closed.
+            let mut memory = Memory {
+                wall_offset: NEW_YEAR,
+                ..Memory::default()
+            };
+            memory
+                .readings
+                .insert(("p".into(), "s1".into()), Some(90.0));
+            let plan = plan_with(&p, Some(&b), &c.snapshot, 0, &mut memory);
+            assert_eq!(
+                plan.actions.iter().map(|a| &a.kind).collect::<Vec<_>>(),
+                [&ActionKind::SetDesiredCount { from: 4, to: 5 }]
+            );
+            // With the count settled, the stop waits for the window.
+            memory
+                .readings
+                .insert(("p".into(), "s1".into()), Some(50.0));
+            let plan = plan_with(&p, Some(&b), &c.snapshot, 120_000, &mut memory);
+            assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+            assert!(
+                reason(&plan, "s1")
+                    .1
+                    .contains("waiting for window 02:00-03:00 UTC")
+            );
+        }
+
+        #[test]
         fn dry_run_policies_spend_a_copy_of_the_budget() {
             let c = cluster(&[("s1", [5, 1, 0]), ("t1", [3, 1, 0])]);
             let mut p = balanced("  mode: DryRun\n");
