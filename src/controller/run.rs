@@ -386,6 +386,9 @@ pub async fn run<B: Backend, E: EventSource>(
         // or news from the event queue (debounced).
         let mut tally = intake::Tally::default();
         let managed = clusters(&in_force.policies, options.cluster.as_deref());
+        // A budget's window opening is a reason to look: a quiet cluster
+        // would otherwise wait for its resync to notice.
+        let window_opens = window_opening(&in_force, &options.clock);
         let mut admit = |messages: &[crate::backend::events::Message],
                          schedule: &mut Schedule,
                          tally: &mut intake::Tally,
@@ -435,7 +438,7 @@ pub async fn run<B: Backend, E: EventSource>(
                 }
                 continue;
             }
-            let next = next_poll.into_iter().fold(
+            let next = next_poll.into_iter().chain(window_opens).fold(
                 epoch + std::time::Duration::from_millis(schedule.next_wake()),
                 |a, b| a.min(b),
             );
@@ -529,6 +532,19 @@ fn adopt(
     observer.policies_loaded(&clusters(&in_force.policies, options.cluster.as_deref()));
     let (schedule, now) = schedule;
     schedule.set_scaling_every(now, scaling_interval(&in_force.policies));
+}
+
+/// When the next window of any budget opens, on tokio's clock (a few
+/// milliseconds after, so that the pass finds it open).
+fn window_opening(specs: &Specs, clock: &Clock) -> Option<tokio::time::Instant> {
+    let wall = clock.now() + clock.wall_offset();
+    let at = specs
+        .budgets
+        .iter()
+        .filter_map(|b| b.next_window(wall))
+        .map(|(_, at)| at)
+        .min()?;
+    Some(tokio::time::Instant::now() + std::time::Duration::from_millis(at - wall + 10))
 }
 
 /// `3 policies and 1 budget loaded`, for the log.

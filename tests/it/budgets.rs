@@ -72,6 +72,17 @@ fn a_window_holds_every_stop_until_it_opens_and_the_cluster_converges_inside_it(
         let at = s.converged_at_s.unwrap();
         assert!((1800.0..5400.0).contains(&at), "{}: {at}", s.service);
     }
+    // The loop wakes when the window opens: with a resync of 20 minutes
+    // (passes at 0 and 1,200 s), the first stop still comes at 1,800 s,
+    // not at the next resync (2,400 s).
+    let quiet = run_edited(
+        "budget-window",
+        "  duration: 45m\n",
+        "  duration: 45m\n  resync: 20m\n",
+    );
+    let first = quiet.reactions[0].first_stop_s.unwrap() + quiet.reactions[0].at_s;
+    assert!((1800.0..1805.0).contains(&first), "first stop at {first} s");
+    assert_eq!(converged_optimally(&quiet), 10);
     // Started at 02:00 Berlin time instead (`startAt` is read), the
     // window is open: the first stop follows the host at once.
     let early = run_edited(
