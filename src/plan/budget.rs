@@ -456,9 +456,10 @@ mod tests {
     /// Plans on small clusters built by hand, with a budget.
     mod planned {
         use super::*;
+        use crate::model::TaskStatus;
         use crate::model::{PlacementField, PlacementStrategy};
         use crate::plan::tests::{Cluster, policies, policy};
-        use crate::plan::{ActionKind, Memory, Plan, State, plan_with};
+        use crate::plan::{ActionKind, Index, Memory, Plan, State, plan_with};
 
         /// Zones a, b, c with two hosts each; each service has the given
         /// tasks per zone, on the zone's first host.
@@ -729,6 +730,69 @@ mod tests {
                     .1
                     .contains("waiting for window 02:00-03:00 UTC")
             );
+        }
+
+        #[test]
+        fn a_stop_is_in_flight_until_its_service_runs_its_count_again_without_it() {
+            // s1: t1, t2, t3 on zone a's first host, t4 in zone b.
+            let mut c = cluster(&[("s1", [3, 1, 0])]);
+            let in_flight = |c: &Cluster, ledger: &mut Ledger, now| {
+                ledger.settle(&Index::new(&c.snapshot), None, now);
+                ledger.in_flight().count()
+            };
+            let mut ledger = Ledger::default();
+            ledger.stopped("s1-t3", "s1", "us-east-1a", 0);
+            // The stopped task still runs.
+            assert_eq!(in_flight(&c, &mut ledger, 1_000), 1);
+            // Gone, but the service runs 3 of 4.
+            c.snapshot.tasks[2].status = TaskStatus::Stopping;
+            c.snapshot.services[0].running = 3;
+            assert_eq!(in_flight(&c, &mut ledger, 2_000), 1);
+            // The replacement is pending.
+            c.snapshot.services[0].running = 4;
+            c.snapshot.services[0].pending = 1;
+            assert_eq!(in_flight(&c, &mut ledger, 3_000), 1);
+            // ECS counts 4 running, the task list only 3.
+            c.snapshot.services[0].pending = 0;
+            assert_eq!(in_flight(&c, &mut ledger, 4_000), 1);
+            // Replaced: 4 running, the stopped one not among them.
+            let h = c.snapshot.tasks[3].instance.unwrap();
+            c.tasks(0, h, 1);
+            c.snapshot.services[0].desired = 4;
+            c.snapshot.services[0].running = 4;
+            assert_eq!(in_flight(&c, &mut ledger, 5_000), 0);
+            // Kept for the rate for an hour after it was made, then forgotten.
+            assert_eq!(ledger.stops.len(), 1);
+            in_flight(&c, &mut ledger, 3_600_000 - 1);
+            assert_eq!(ledger.stops.len(), 1);
+            in_flight(&c, &mut ledger, 3_600_000);
+            assert!(ledger.stops.is_empty());
+            // An unsettled stop is never forgotten; a longer rate period
+            // keeps settled ones longer.
+            ledger.stopped("s1-t1", "s1", "us-east-1a", 0);
+            in_flight(&c, &mut ledger, 10 * 3_600_000);
+            assert_eq!(ledger.stops.len(), 1);
+            let mut b = demo_budget();
+            b.moves = Some(MoveRate {
+                max: 5,
+                per: Duration::from_secs(2 * 3600),
+            });
+            let mut ledger = Ledger::default();
+            ledger.stopped("gone", "s1", "us-east-1a", 0);
+            ledger.settle(&Index::new(&c.snapshot), Some(&b), 3_600_000);
+            assert_eq!(ledger.stops.len(), 1);
+            ledger.settle(&Index::new(&c.snapshot), Some(&b), 7_200_000);
+            assert!(ledger.stops.is_empty());
+        }
+
+        #[test]
+        fn without_one_zone_at_a_time_spending_sets_no_zone() {
+            let mut a = allowance(&demo_budget(), &Ledger::default(), 40, 0, NEW_YEAR);
+            a.spend(
+                2,
+                &["us-east-1a".to_owned(), "us-east-1b".to_owned()].into(),
+            );
+            assert_eq!(a.limit().zone, None);
         }
 
         #[test]
