@@ -51,8 +51,8 @@ pub struct Ledger {
 const KEPT: Duration = Duration::from_secs(3600);
 
 impl Ledger {
-    /// Notes a stop that was made, without the service's other tasks
-    /// (then a task started after `at` counts as started after it).
+    /// Notes a stop that was made, knowing none of the service's tasks
+    /// (then every task of the service counts as started after it).
     pub fn stopped(&mut self, task: &str, service: &str, zone: &str, at: Millis) {
         self.stopped_among(task, service, zone, at, vec![]);
     }
@@ -305,13 +305,9 @@ pub fn settling(
             let task = &snapshot.tasks[*t];
             let recent = now < task.started_at.saturating_add(settle);
             recent
-                && stops.iter().any(|stop| {
-                    if stop.known.is_empty() {
-                        task.started_at > stop.at
-                    } else {
-                        stop.known.binary_search(&id_hash(&task.id)).is_err()
-                    }
-                })
+                && stops
+                    .iter()
+                    .any(|stop| stop.known.binary_search(&id_hash(&task.id)).is_err())
         })
         .collect()
 }

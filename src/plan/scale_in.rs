@@ -245,8 +245,12 @@ mod tests {
         assert_eq!(tasks, &["web-t1", "web-t4", "web-t5"]);
         // Carried out: protected, and the count set.
         carried_out(&plan, &c.snapshot, &mut memory);
-        // While ECS scales in, nothing else: no scaling, no placement.
+        // While ECS scales in, nothing else: no scaling, no placement;
+        // the count set is not enough, the task must have stopped.
         let plan = plan_with(&p, None, &c.snapshot, 1_000, &mut memory);
+        assert!(plan.actions.is_empty(), "{:?}", plan.actions);
+        c.snapshot.services[0].desired = 4;
+        let plan = plan_with(&p, None, &c.snapshot, 1_500, &mut memory);
         assert!(plan.actions.is_empty(), "{:?}", plan.actions);
         assert!(
             plan.statuses[0].reason.contains("scale-in to 4 under way"),

@@ -242,6 +242,22 @@ mod tests {
         assert_eq!(w.open_until(july), Some(july + HOUR));
     }
 
+    /// Windows compare (a reload that changed nothing) and print by what
+    /// was written.
+    #[test]
+    fn windows_are_equal_when_written_alike_and_print_what_was_written() {
+        let hour = Duration::from_secs(3600);
+        let w = Window::new("0 2 * * *", hour, "UTC").unwrap();
+        assert_eq!(w, Window::new("0 2 * * *", hour, "UTC").unwrap());
+        assert_ne!(w, Window::new("0 3 * * *", hour, "UTC").unwrap());
+        assert_ne!(w, Window::new("0 2 * * *", 2 * hour, "UTC").unwrap());
+        assert_ne!(w, Window::new("0 2 * * *", hour, "Europe/Berlin").unwrap());
+        assert_eq!(
+            format!("{w:?}"),
+            "Window { schedule: \"0 2 * * *\", duration: 3600s, time_zone: \"UTC\" }"
+        );
+    }
+
     #[test]
     fn bad_schedules_zones_and_durations_are_refused() {
         let hour = Duration::from_secs(3600);
