@@ -56,8 +56,8 @@ pub enum Side {
     NoData,
 }
 
-/// Periods kept: enough for the longest `scaleOutAfter`/`scaleInAfter`.
-const PERIODS_KEPT: usize = 61;
+/// Periods kept: the longest `scaleOutAfter`/`scaleInAfter` (60).
+const PERIODS_KEPT: usize = 60;
 
 impl History {
     /// Remembers a recommendation, and forgets those older than the window.
@@ -741,6 +741,46 @@ mod tests {
             decide(&s, 4, Some(80.0), 60 * S, &mut h).0,
             Decision::Scale { to: 6 }
         );
+    }
+
+    #[test]
+    fn a_reading_inside_the_band_breaks_a_run_below() {
+        let s = Scaling {
+            scale_in_cooldown: Duration::ZERO,
+            scale_in_stabilization: Duration::ZERO,
+            ..defaults()
+        };
+        // Within, then below: one period below, not two; a reading at a
+        // threshold is within.
+        assert_eq!(series(&s, 4, &[Some(50.0), Some(10.0)]), []);
+        assert_eq!(series(&s, 4, &[Some(30.0), Some(10.0)]), []);
+        assert_eq!(series(&s, 4, &[Some(70.0), Some(90.0)]), []);
+        assert_eq!(series(&s, 4, &[Some(90.0), Some(90.0)]), [(1, 6)]);
+        assert_eq!(series(&s, 4, &[Some(10.0), Some(10.0)]), [(1, 3)]);
+    }
+
+    #[test]
+    fn a_schedule_no_higher_than_min_tasks_is_not_named_as_the_floor() {
+        let mut s = defaults();
+        s.schedules = vec![crate::spec::policy::ScheduledFloor {
+            window: crate::spec::budget::Window::new("* * * * *", Duration::from_secs(60), "UTC")
+                .unwrap(),
+            min_tasks: s.min_tasks,
+        }];
+        let (d, why) = decide(&s, 1, Some(50.0), 0, &mut History::default());
+        assert_eq!(d, Decision::Scale { to: 2 });
+        assert_eq!(why, "desiredCount 1 is below minTasks 2");
+    }
+
+    #[test]
+    fn the_longest_run_allowed_is_remembered_whole() {
+        let s = Scaling {
+            scale_out_after: 60,
+            ..defaults()
+        };
+        let above = vec![Some(90.0); 61];
+        // Out at the 60th minute above (minute 59), not before.
+        assert_eq!(series(&s, 4, &above).first(), Some(&(59, 6)));
     }
 
     #[test]
