@@ -588,18 +588,26 @@ fn spend_budget(
     );
     let mut dry = acting.clone();
     let stops_of = memory.ledger.by_service();
-    let stops = |plan: &Plan, status: &ServiceStatus| -> Vec<usize> {
-        (0..plan.actions.len())
-            .filter(|i| {
-                let a = &plan.actions[*i];
-                matches!(a.kind, ActionKind::StopTask { .. })
-                    && a.policy == status.policy
-                    && a.service == status.service
-            })
-            .collect()
+    // Each service's stops (indices into the actions, which stay as they
+    // are until the end), found in one pass: thousands of services may
+    // have some.
+    let mut stops_by_service: HashMap<(&str, &str), Vec<usize>> = HashMap::new();
+    for (i, a) in plan.actions.iter().enumerate() {
+        if matches!(a.kind, ActionKind::StopTask { .. }) {
+            stops_by_service
+                .entry((a.policy.as_str(), a.service.as_str()))
+                .or_default()
+                .push(i);
+        }
+    }
+    let stops = |status: &ServiceStatus| -> Vec<usize> {
+        stops_by_service
+            .get(&(status.policy.as_str(), status.service.as_str()))
+            .cloned()
+            .unwrap_or_default()
     };
     let mut order: Vec<usize> = (0..plan.statuses.len())
-        .filter(|i| !stops(plan, &plan.statuses[*i]).is_empty())
+        .filter(|i| !stops(&plan.statuses[*i]).is_empty())
         .collect();
     order.sort_by(|a, b| {
         let (a, b) = (&plan.statuses[*a], &plan.statuses[*b]);
@@ -612,7 +620,7 @@ fn spend_budget(
     // those of the services furthest from their spread.
     let mut spent: Vec<Action> = vec![];
     for i in order {
-        let planned = stops(plan, &plan.statuses[i]);
+        let planned = stops(&plan.statuses[i]);
         let zones_of =
             |actions: &mut dyn Iterator<Item = &Action>| -> std::collections::BTreeSet<String> {
                 actions
