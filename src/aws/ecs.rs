@@ -712,6 +712,7 @@ impl Backend for AwsBackend {
 
     async fn metric_data(
         &self,
+        _cluster: &str,
         queries: &[MetricQuery],
         now: u64,
     ) -> backend::Result<Vec<Option<f64>>> {

@@ -9,9 +9,11 @@
 
 pub mod api_counter;
 pub mod ecs;
+pub mod router;
 pub mod sqs;
 
 pub use ecs::AwsBackend;
+pub use router::Router;
 pub use sqs::{QueueError, SqsEvents};
 
 use api_counter::ApiCounter;
@@ -42,6 +44,32 @@ impl AwsClients {
         AwsClients {
             config: sdk_config(endpoint_url).await,
             counter: ApiCounter::default(),
+        }
+    }
+
+    /// The clients for a cluster at `location`: its region, and the role
+    /// assumed there (through STS, with the controller's own credentials;
+    /// the SDK's identity cache renews them before they expire). Calls
+    /// count into the same counter.
+    pub async fn at(&self, location: &crate::spec::cluster::Location) -> AwsClients {
+        let mut config = self
+            .config
+            .to_builder()
+            .region(aws_config::Region::new(location.region.clone()));
+        if let Some(role) = &location.role {
+            let mut provider = aws_config::sts::AssumeRoleProvider::builder(&role.arn)
+                .session_name("stevedore")
+                .configure(&self.config);
+            if let Some(id) = &role.external_id {
+                provider = provider.external_id(id);
+            }
+            config = config.credentials_provider(
+                aws_sdk_ecs::config::SharedCredentialsProvider::new(provider.build().await),
+            );
+        }
+        AwsClients {
+            config: config.build(),
+            counter: self.counter.clone(),
         }
     }
 

@@ -130,9 +130,11 @@ pub trait Backend {
         tasks: &[String],
     ) -> impl Future<Output = Result<BTreeSet<String>>>;
     /// The latest data point of each metric at `now` (within its last three
-    /// periods), in order; `None` where there is none.
+    /// periods), in order; `None` where there is none. `cluster` says
+    /// whose account and region to read them in.
     fn metric_data(
         &self,
+        cluster: &str,
         queries: &[MetricQuery],
         now: Millis,
     ) -> impl Future<Output = Result<Vec<Option<f64>>>>;
@@ -143,6 +145,12 @@ pub trait Backend {
         cluster: &str,
         services: &[String],
     ) -> impl Future<Output = Result<BTreeSet<String>>>;
+    /// Where the clusters that are not in the controller's own account and
+    /// region live (the specs' Cluster documents), given again whenever the
+    /// specs change. A backend with one place (the simulator) ignores it.
+    fn locate(&self, clusters: &[crate::spec::Cluster]) {
+        let _ = clusters;
+    }
     /// Calls made so far, per ECS operation.
     fn api_calls(&self) -> BTreeMap<String, u64>;
     /// Attempts the API refused for their rate so far, per operation,

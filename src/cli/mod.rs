@@ -136,7 +136,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
         Command::Plan(args) => plan::plan(&args, out, err),
         Command::Install(args) => setup::install(args, out, err),
         Command::Uninstall(args) => setup::uninstall(args, out, err),
-        Command::IamPolicy(args) => setup::iam_policy(args, out),
+        Command::IamPolicy(args) => setup::iam_policy(args, out, err),
         Command::Run(args) => run::run(args, err),
         Command::Status(args) => status::status(&args, out, err),
     };

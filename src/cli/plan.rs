@@ -51,6 +51,7 @@ fn plan_scenario(
         spec::Specs {
             policies: scenario.policies,
             budgets: scenario.budgets,
+            ..Default::default()
         }
     } else {
         match policies_or_report(spec::load_paths(specs), err) {
@@ -134,9 +135,11 @@ fn plan_live(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         Err(code) => return code,
     };
     let runtime = super::runtime();
-    let backend = runtime.block_on(crate::aws::AwsBackend::connect(
+    let clients = runtime.block_on(crate::aws::AwsClients::connect(
         args.endpoint.endpoint_url.as_deref(),
     ));
+    let backend = crate::aws::Router::new(&clients);
+    crate::backend::Backend::locate(&backend, &specs.clusters);
     let mut plans = vec![];
     for name in crate::controller::clusters(&specs.policies, args.cluster.as_deref()) {
         // The plan `run --once` would carry out, its stops verified the same

@@ -172,7 +172,7 @@ pub fn run(args: Args, err: &mut dyn Write) -> u8 {
         endpoint.endpoint_url.as_deref(),
     ));
     let audit = audit_bus.map(|bus| crate::status::audit::Audit::new(clients.eventbridge(), &bus));
-    let backend = crate::aws::AwsBackend::from_clients(&clients);
+    let backend = crate::aws::Router::new(&clients);
     let observer = std::sync::Arc::new(crate::status::Observer::new());
     // Leader election: the lease is kept by a task of its own, so a long
     // pass does not let it lapse; writes are fenced by it.

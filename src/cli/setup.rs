@@ -33,8 +33,19 @@ pub struct UninstallArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct IamArgs {
+    /// The cluster in the controller's own account (with --specs: may be
+    /// left out when every cluster is in another account).
+    #[arg(long, required_unless_present = "specs")]
+    pub cluster: Option<String>,
+    /// Policy files or directories: for each account their Cluster
+    /// documents name a role in, print that role's permissions and trust
+    /// policy, and add `sts:AssumeRole` to the controller's policy.
     #[arg(long)]
-    pub cluster: String,
+    pub specs: Vec<std::path::PathBuf>,
+    /// With --specs: the controller's own role, which the roles in other
+    /// accounts trust.
+    #[arg(long, requires = "specs", value_name = "ARN")]
+    pub controller_role: Option<String>,
     /// Scope to one region (default: any).
     #[arg(long)]
     pub region: Option<String>,
@@ -94,23 +105,80 @@ pub fn uninstall(args: UninstallArgs, out: &mut dyn Write, err: &mut dyn Write) 
     })
 }
 
-pub fn iam_policy(args: IamArgs, out: &mut dyn Write) -> u8 {
+pub fn iam_policy(args: IamArgs, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     use crate::setup::iam;
-    let queue = args
-        .queue_name
-        .unwrap_or_else(|| iam::default_queue(&args.cluster));
-    let scope = iam::Scope {
-        cluster: &args.cluster,
-        region: args.region.as_deref(),
-        account: args.account.as_deref(),
-        queue: &queue,
+    let own = args.cluster.as_deref().map(|cluster| {
+        let queue = args
+            .queue_name
+            .clone()
+            .unwrap_or_else(|| iam::default_queue(cluster));
+        let scope = iam::Scope {
+            cluster,
+            region: args.region.as_deref(),
+            account: args.account.as_deref(),
+            queue: &queue,
+        };
+        match (args.role, &args.lease_table) {
+            (IamRole::Controller, Some(table)) => {
+                iam::with_lease(iam::policy(&scope), &scope, table)
+            }
+            (IamRole::Controller, None) => iam::policy(&scope),
+            (IamRole::Installer, _) => iam::installer_policy(&scope),
+        }
+    });
+    if args.specs.is_empty() {
+        let policy = own.unwrap_or_default();
+        return write_json(&policy, out).map_or(exit::USAGE, |()| exit::OK);
+    }
+    let specs = match super::policies_or_report(crate::spec::load_paths(&args.specs), err) {
+        Ok(specs) => specs,
+        Err(code) => return code,
     };
-    let policy = match (args.role, args.lease_table) {
-        (IamRole::Controller, Some(table)) => iam::with_lease(iam::policy(&scope), &scope, &table),
-        (IamRole::Controller, None) => iam::policy(&scope),
-        (IamRole::Installer, _) => iam::installer_policy(&scope),
-    };
-    write_json(&policy, out).map_or(exit::USAGE, |()| exit::OK)
+    let controller_role = args
+        .controller_role
+        .as_deref()
+        .unwrap_or("arn:aws:iam::CONTROLLER_ACCOUNT:role/CONTROLLER_ROLE");
+    write_json(
+        &accounts_policies(own, &specs.clusters, controller_role),
+        out,
+    )
+    .map_or(exit::USAGE, |()| exit::OK)
+}
+
+/// `iam-policy --specs`: the controller's policy (its own cluster's, if
+/// any, with `sts:AssumeRole` on every role the Cluster documents name),
+/// and for each such role its permissions and its trust policy.
+fn accounts_policies(
+    own: Option<serde_json::Value>,
+    clusters: &[crate::spec::Cluster],
+    controller_role: &str,
+) -> serde_json::Value {
+    use crate::setup::iam;
+    use std::collections::BTreeMap;
+    let mut roles: BTreeMap<&crate::spec::cluster::AssumedRole, Vec<(&str, &str)>> =
+        BTreeMap::new();
+    for c in clusters {
+        if let Some(role) = &c.role {
+            roles.entry(role).or_default().push((&c.name, &c.region));
+        }
+    }
+    let arns: Vec<&str> = roles.keys().map(|r| r.arn.as_str()).collect();
+    let targets: Vec<serde_json::Value> = roles
+        .iter()
+        .map(|(role, clusters)| {
+            serde_json::json!({
+                "account": role.account(),
+                "roleArn": role.arn,
+                "clusters": clusters.iter().map(|(c, r)| format!("{r}/{c}")).collect::<Vec<_>>(),
+                "permissions": iam::target_role_policy(role.account(), clusters),
+                "trustPolicy": iam::trust_policy(controller_role, role.external_id.as_deref()),
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "controller": iam::with_assume_role(own.unwrap_or_else(|| serde_json::json!({})), &arns),
+        "targets": targets,
+    })
 }
 
 /// Runs `install` or `uninstall` with connected clients, reporting failure.

@@ -32,6 +32,7 @@ pub fn validate(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
                 "files": loaded.files,
                 "policies": loaded.policies.iter().map(|p| &p.name).collect::<Vec<_>>(),
                 "budgets": loaded.budgets.iter().map(|b| &b.name).collect::<Vec<_>>(),
+                "clusters": loaded.clusters.iter().map(|c| &c.document).collect::<Vec<_>>(),
                 "errors": loaded.error_count(),
                 "warnings": loaded.warning_count(),
                 "diagnostics": loaded.diagnostics,
@@ -51,10 +52,18 @@ fn write_human(loaded: &spec::Loaded, out: &mut dyn Write) -> std::io::Result<()
     // Here the diagnostics are the output, not an error beside it.
     super::print_diagnostics(&loaded.diagnostics, out);
     let files = plural(loaded.files.len(), "file");
-    let mut policies = plural(loaded.policies.len(), "policy");
+    let mut kinds = vec![plural(loaded.policies.len(), "policy")];
     if !loaded.budgets.is_empty() {
-        policies = format!("{policies} and {}", plural(loaded.budgets.len(), "budget"));
+        kinds.push(plural(loaded.budgets.len(), "budget"));
     }
+    if !loaded.clusters.is_empty() {
+        kinds.push(plural(loaded.clusters.len(), "cluster"));
+    }
+    let policies = match kinds.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+        None => String::new(),
+    };
     if loaded.has_errors() {
         writeln!(
             out,

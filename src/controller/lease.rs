@@ -262,10 +262,15 @@ impl<B: crate::backend::Backend> crate::backend::Backend for Fenced<'_, B> {
 
     async fn metric_data(
         &self,
+        cluster: &str,
         queries: &[crate::backend::MetricQuery],
         now: u64,
     ) -> crate::backend::Result<Vec<Option<f64>>> {
-        self.inner.metric_data(queries, now).await
+        self.inner.metric_data(cluster, queries, now).await
+    }
+
+    fn locate(&self, clusters: &[crate::spec::Cluster]) {
+        self.inner.locate(clusters);
     }
 
     async fn scalable_targets(

@@ -77,7 +77,9 @@ pub async fn read<B: Backend>(
     let mut distinct: Vec<MetricQuery> = wanted.iter().map(|(_, q)| q.clone()).collect();
     distinct.sort();
     distinct.dedup();
-    let values = backend.metric_data(&distinct, now).await?;
+    let values = backend
+        .metric_data(&snapshot.cluster, &distinct, now)
+        .await?;
     Ok(wanted
         .into_iter()
         .map(|(key, q)| {

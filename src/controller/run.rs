@@ -217,6 +217,7 @@ pub async fn run<B: Backend, E: EventSource>(
         }
     };
     let mut next_poll = git(options).map(|g| tokio::time::Instant::now() + g.poll);
+    backend.locate(&in_force.clusters);
     observer.policies_loaded(&clusters(&in_force.policies, options.cluster.as_deref()));
     let mut summary = RunSummary::default();
     let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
@@ -264,6 +265,7 @@ pub async fn run<B: Backend, E: EventSource>(
             tracing::info!("specs: changed (read at resync); {}", specs_loaded(&newer));
             let now = since_epoch(tokio::time::Instant::now());
             adopt(
+                backend,
                 &mut in_force,
                 newer,
                 options,
@@ -421,6 +423,7 @@ pub async fn run<B: Backend, E: EventSource>(
                             tracing::info!(commit = %commit, "specs: commit {commit}: {}, reconciling", specs_loaded(&newer));
                             observer.commit(&commit);
                             adopt(
+                                backend,
                                 &mut in_force,
                                 newer,
                                 options,
@@ -493,6 +496,7 @@ pub async fn run<B: Backend, E: EventSource>(
                         Reload::Changed(newer) => {
                             tracing::info!("specs: changed; {}, reconciling", specs_loaded(&newer));
                             adopt(
+                                backend,
                                 &mut in_force,
                                 newer,
                                 options,
@@ -522,6 +526,7 @@ pub async fn run<B: Backend, E: EventSource>(
 /// Puts newly loaded policies in force, tells the observer which clusters
 /// they name, and sets the scaling tick to their period.
 fn adopt(
+    backend: &impl Backend,
     in_force: &mut Specs,
     newer: Specs,
     options: &RunOptions,
@@ -529,6 +534,7 @@ fn adopt(
     schedule: (&mut Schedule, Millis),
 ) {
     *in_force = newer;
+    backend.locate(&in_force.clusters);
     observer.policies_loaded(&clusters(&in_force.policies, options.cluster.as_deref()));
     let (schedule, now) = schedule;
     schedule.set_scaling_every(now, scaling_interval(&in_force.policies));

@@ -151,6 +151,105 @@ pub fn with_lease(mut policy: Value, scope: &Scope<'_>, table: &str) -> Value {
     policy
 }
 
+/// The permissions of the role stevedore assumes in another account: read
+/// and act on the clusters it manages there, `(cluster, region)`, and read
+/// their scaling metrics. The event queue, audit bus and lease stay in the
+/// controller's own account, under its own role.
+pub fn target_role_policy(account: &str, clusters: &[(&str, &str)]) -> Value {
+    let arns = |resource: &dyn Fn(&str) -> String| -> Vec<String> {
+        clusters
+            .iter()
+            .map(|(cluster, region)| {
+                format!("arn:aws:ecs:{region}:{account}:{}", resource(cluster))
+            })
+            .collect()
+    };
+    let mut act = arns(&|c| format!("task/{c}/*"));
+    act.extend(arns(&|c| format!("service/{c}/*")));
+    let mut read = act.clone();
+    read.extend(arns(&|c| format!("container-instance/{c}/*")));
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadCluster",
+                "Effect": "Allow",
+                "Action": ECS_READS_ON_CLUSTER,
+                "Resource": arns(&|c| format!("cluster/{c}"))
+            },
+            {
+                "Sid": "ReadServicesTasksInstances",
+                "Effect": "Allow",
+                "Action": ["ecs:DescribeServices", "ecs:DescribeTasks", "ecs:DescribeContainerInstances", "ecs:GetTaskProtection"],
+                "Resource": read
+            },
+            {
+                "Sid": "ReadTaskDefinitions",
+                "Effect": "Allow",
+                "Action": ["ecs:DescribeTaskDefinition"],
+                // DescribeTaskDefinition supports no resource-level permission.
+                "Resource": "*"
+            },
+            {
+                "Sid": "Act",
+                "Effect": "Allow",
+                "Action": ["ecs:StopTask", "ecs:UpdateService", "ecs:UpdateTaskProtection"],
+                "Resource": act
+            },
+            {
+                "Sid": "ReadScalingMetrics",
+                "Effect": "Allow",
+                "Action": ["cloudwatch:GetMetricData"],
+                // GetMetricData supports no resource-level permission.
+                "Resource": "*"
+            },
+            {
+                "Sid": "FindOtherScalers",
+                "Effect": "Allow",
+                "Action": ["application-autoscaling:DescribeScalableTargets"],
+                // Describe calls of Application Auto Scaling support no resource-level permission.
+                "Resource": "*"
+            }
+        ]
+    })
+}
+
+/// The trust policy of a role in another account: the controller's role
+/// may assume it, with the external ID when one is set.
+pub fn trust_policy(controller_role: &str, external_id: Option<&str>) -> Value {
+    let mut statement = json!({
+        "Sid": "StevedoreController",
+        "Effect": "Allow",
+        "Principal": {"AWS": controller_role},
+        "Action": "sts:AssumeRole"
+    });
+    if let Some(id) = external_id {
+        statement["Condition"] = json!({"StringEquals": {"sts:ExternalId": id}});
+    }
+    json!({"Version": "2012-10-17", "Statement": [statement]})
+}
+
+/// Adds what reaching clusters in other accounts needs: assuming their
+/// roles. `policy` may be empty (`{}`): the controller manages no cluster
+/// of its own account.
+pub fn with_assume_role(mut policy: Value, roles: &[&str]) -> Value {
+    if roles.is_empty() {
+        return policy;
+    }
+    if policy.get("Statement").is_none() {
+        policy = json!({"Version": "2012-10-17", "Statement": []});
+    }
+    if let Some(statements) = policy["Statement"].as_array_mut() {
+        statements.push(json!({
+            "Sid": "AssumeClusterRoles",
+            "Effect": "Allow",
+            "Action": ["sts:AssumeRole"],
+            "Resource": roles
+        }));
+    }
+    policy
+}
+
 /// Whether the policy allows an action (such as `ecs:StopTask`).
 pub fn allows(policy: &Value, action: &str) -> bool {
     policy["Statement"]
@@ -229,5 +328,37 @@ mod tests {
             !allows(&installer, "ecs:StopTask"),
             "the installer acts on no task"
         );
+    }
+
+    #[test]
+    fn a_target_role_reads_and_acts_on_its_clusters_only_and_trusts_the_controller() {
+        let p = target_role_policy(
+            "111111111111",
+            &[("east", "us-east-1"), ("west", "eu-west-1")],
+        );
+        let text = p.to_string();
+        assert!(text.contains("arn:aws:ecs:eu-west-1:111111111111:cluster/west"));
+        assert!(text.contains("arn:aws:ecs:us-east-1:111111111111:task/east/*"));
+        assert!(allows(&p, "ecs:StopTask") && allows(&p, "ecs:ListTasks"));
+        for home_only in [
+            "sqs:ReceiveMessage",
+            "events:PutEvents",
+            "dynamodb:UpdateItem",
+        ] {
+            assert!(!allows(&p, home_only), "{home_only}");
+        }
+        let trust = trust_policy("arn:aws:iam::123456789012:role/stevedore", Some("xyz"));
+        assert_eq!(
+            trust["Statement"][0]["Condition"]["StringEquals"]["sts:ExternalId"],
+            "xyz"
+        );
+        assert!(
+            trust_policy("r", None)["Statement"][0]
+                .get("Condition")
+                .is_none()
+        );
+        let controller = with_assume_role(json!({}), &["arn:aws:iam::111111111111:role/x"]);
+        assert!(allows(&controller, "sts:AssumeRole"));
+        assert_eq!(with_assume_role(json!({}), &[]), json!({}));
     }
 }

@@ -1304,6 +1304,7 @@ impl Backend for SimBackend {
 
     async fn metric_data(
         &self,
+        _cluster: &str,
         queries: &[MetricQuery],
         _now: Millis,
     ) -> backend::Result<Vec<Option<f64>>> {

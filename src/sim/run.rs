@@ -448,7 +448,11 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         ..
     } = scenario;
     let cluster = sim.cluster.clone();
-    let specs = crate::spec::Specs { policies, budgets };
+    let specs = crate::spec::Specs {
+        policies,
+        budgets,
+        ..Default::default()
+    };
     let epoch = tokio::time::Instant::now();
     let backend = SimBackend::timed(sim, epoch);
     let source = SimEvents::default();

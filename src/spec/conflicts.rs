@@ -41,6 +41,30 @@ pub fn unique_names(kind: &str, names: &[(String, Position)]) -> Vec<Diagnostic>
     diagnostics
 }
 
+/// At most one Cluster document per cluster name: two would leave it
+/// unclear where the cluster is. (Policies name clusters by name, so two
+/// clusters of one name in two accounts cannot both be managed.)
+pub fn one_location_per_cluster(clusters: &[super::cluster::Cluster]) -> Vec<Diagnostic> {
+    let mut diagnostics = vec![];
+    for (i, later) in clusters.iter().enumerate() {
+        if let Some(earlier) = clusters[..i].iter().find(|c| c.name == later.name) {
+            diagnostics.push(
+                Diagnostic::error(
+                    Rule::ClusterConflict,
+                    later.origin.clone(),
+                    format!(
+                        "Cluster `{}` also says where cluster `{}` is",
+                        later.document, later.name
+                    ),
+                )
+                .with_related(earlier.origin.clone(), format!("Cluster `{}` first", earlier.document))
+                .with_help("one Cluster document per cluster name: policies name clusters by name, so two clusters of one name (in two accounts or regions) cannot both be managed by one controller"),
+            );
+        }
+    }
+    diagnostics
+}
+
 /// At most one DisruptionBudget per cluster: two would leave it unclear
 /// which limit holds.
 pub fn one_budget_per_cluster(budgets: &[Budget]) -> Vec<Diagnostic> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde_saphyr::Spanned;
 
 use super::budget::{self, Budget, MoveRate as BudgetMoveRate, Window, WindowError};
+use super::cluster;
 use super::glob::Glob;
 use super::policy::{
     Metric, Mode, OnMissingMetric, OneTaskPerHost, Origin, Placement, Policy, ResourceRef, Scaling,
@@ -51,6 +52,74 @@ impl Checker<'_> {
     fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
+}
+
+/// Validates one decoded Cluster document: its name, region and role.
+pub fn convert_cluster(
+    source: &SourceFile,
+    doc: wire::Cluster,
+) -> (Option<cluster::Cluster>, Vec<Diagnostic>) {
+    let mut c = Checker {
+        source,
+        diagnostics: vec![],
+    };
+    check_name(&mut c, &doc.metadata.name);
+    let spec = &doc.spec.value;
+    let named = spec.name.as_ref().unwrap_or(&doc.metadata.name);
+    if !is_ecs_name(&named.value) {
+        c.error(
+            Rule::TargetFormat,
+            named,
+            format!("`{}` is not a cluster name", named.value),
+        );
+        c.help("a cluster name has 1 to 255 letters, digits, `-` and `_` (a Cluster names its cluster by name, never by ARN: the ARN's region and account are `region` and `roleArn`)");
+    }
+    if let Some(why) = cluster::region_problem(&spec.region.value) {
+        c.error(
+            Rule::Region,
+            &spec.region,
+            format!("`{}` is not an AWS region", spec.region.value),
+        );
+        c.help(why);
+    }
+    if let Some(role) = &spec.role_arn
+        && let Some(why) = cluster::role_arn_problem(&role.value)
+    {
+        c.error(
+            Rule::RoleArn,
+            role,
+            format!("`{}` is not an IAM role ARN", role.value),
+        );
+        c.help(why);
+    }
+    if let Some(id) = &spec.external_id {
+        if let Some(why) = cluster::external_id_problem(&id.value) {
+            c.error(Rule::ExternalId, id, "not a valid external ID");
+            c.help(why);
+        }
+        if spec.role_arn.is_none() {
+            c.error(
+                Rule::ExternalId,
+                id,
+                "an external ID without `roleArn` is never sent",
+            );
+            c.help("add the `roleArn` whose trust policy requires it, or remove `externalId`");
+        }
+    }
+    if c.has_errors() {
+        return (None, c.diagnostics);
+    }
+    let cluster = cluster::Cluster {
+        document: doc.metadata.name.value.clone(),
+        name: named.value.clone(),
+        region: spec.region.value.clone(),
+        role: spec.role_arn.as_ref().map(|arn| cluster::AssumedRole {
+            arn: arn.value.clone(),
+            external_id: spec.external_id.as_ref().map(|id| id.value.clone()),
+        }),
+        origin: source.position(named.referenced),
+    };
+    (Some(cluster), c.diagnostics)
 }
 
 /// Validates one decoded DisruptionBudget and, when it has no errors,

@@ -63,6 +63,11 @@ pub enum Rule {
     MoveRate,
     Schedule,
     TimeZone,
+    // Cluster.
+    Region,
+    RoleArn,
+    ExternalId,
+    ClusterConflict,
 }
 
 impl Rule {

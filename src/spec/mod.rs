@@ -7,6 +7,7 @@
 //! and default (`convert`, once a document is known to be valid).
 
 pub mod budget;
+pub mod cluster;
 pub mod conflicts;
 pub mod convert;
 pub mod diag;
@@ -19,6 +20,7 @@ pub mod v1alpha1;
 use std::path::{Path, PathBuf};
 
 pub use budget::Budget;
+pub use cluster::Cluster;
 pub use policy::Policy;
 
 use diag::Diagnostic;
@@ -40,12 +42,14 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything the controller runs on: the policies, and the clusters'
-/// DisruptionBudgets (at most one each).
+/// Everything the controller runs on: the policies, the clusters'
+/// DisruptionBudgets (at most one each), and where the clusters that are
+/// not in the controller's own account and region live.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Specs {
     pub policies: Vec<Policy>,
     pub budgets: Vec<Budget>,
+    pub clusters: Vec<Cluster>,
 }
 
 impl From<Vec<Policy>> for Specs {
@@ -53,7 +57,7 @@ impl From<Vec<Policy>> for Specs {
     fn from(policies: Vec<Policy>) -> Specs {
         Specs {
             policies,
-            budgets: vec![],
+            ..Specs::default()
         }
     }
 }
@@ -73,6 +77,8 @@ pub struct Loaded {
     pub policies: Vec<Policy>,
     /// DisruptionBudgets that passed their own validation (same caveat).
     pub budgets: Vec<Budget>,
+    /// Cluster documents that passed their own validation (same caveat).
+    pub clusters: Vec<Cluster>,
     /// Sorted by file and position.
     pub diagnostics: Vec<Diagnostic>,
     /// The files read, in order.
@@ -97,6 +103,7 @@ impl Loaded {
         Specs {
             policies: self.policies.clone(),
             budgets: self.budgets.clone(),
+            clusters: self.clusters.clone(),
         }
     }
 }
@@ -184,7 +191,7 @@ fn read_limited(path: &Path) -> Result<Vec<u8>> {
 /// pure core of [`load_paths`].
 pub fn load_sources(sources: Vec<(String, Vec<u8>)>) -> Loaded {
     let mut loaded = Loaded::default();
-    let (mut policy_names, mut budget_names) = (vec![], vec![]);
+    let (mut policy_names, mut budget_names, mut cluster_names) = (vec![], vec![], vec![]);
     for (name, bytes) in sources {
         loaded.files.push(name.clone());
         let Some(file) = source::decode(&name, &bytes, &mut loaded.diagnostics) else {
@@ -206,6 +213,12 @@ pub fn load_sources(sources: Vec<(String, Vec<u8>)>) -> Loaded {
                     loaded.diagnostics.extend(diagnostics);
                     loaded.budgets.extend(budget);
                 }
+                source::Document::Cluster(document) => {
+                    cluster_names.push(named);
+                    let (cluster, diagnostics) = convert::convert_cluster(&file.source, document);
+                    loaded.diagnostics.extend(diagnostics);
+                    loaded.clusters.extend(cluster);
+                }
             }
         }
     }
@@ -216,9 +229,16 @@ pub fn load_sources(sources: Vec<(String, Vec<u8>)>) -> Loaded {
         v1alpha1::BUDGET_KIND,
         &budget_names,
     ));
+    loaded.diagnostics.extend(conflicts::unique_names(
+        v1alpha1::CLUSTER_KIND,
+        &cluster_names,
+    ));
     loaded
         .diagnostics
         .extend(conflicts::one_budget_per_cluster(&loaded.budgets));
+    loaded
+        .diagnostics
+        .extend(conflicts::one_location_per_cluster(&loaded.clusters));
     loaded
         .diagnostics
         .extend(conflicts::overlapping_targets(&loaded.policies));

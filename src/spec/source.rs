@@ -4,7 +4,7 @@
 
 use serde_saphyr::{Error as YamlError, MessageFormatter};
 
-use super::v1alpha1::{self, API_VERSION, BUDGET_KIND, KINDS, TypeMeta};
+use super::v1alpha1::{self, API_VERSION, BUDGET_KIND, CLUSTER_KIND, KINDS, TypeMeta};
 use crate::spec::diag::{Diagnostic, Position, Rule, closest};
 
 /// Files larger than this are rejected unread: a policy file is a few KiB.
@@ -62,6 +62,7 @@ pub struct DecodedFile {
 pub enum Document {
     Policy(v1alpha1::ServicePolicy),
     Budget(v1alpha1::DisruptionBudget),
+    Cluster(v1alpha1::Cluster),
 }
 
 impl Document {
@@ -70,6 +71,7 @@ impl Document {
         match self {
             Document::Policy(p) => &p.metadata.name,
             Document::Budget(b) => &b.metadata.name,
+            Document::Cluster(c) => &c.metadata.name,
         }
     }
 }
@@ -137,19 +139,23 @@ pub fn decode(name: &str, bytes: &[u8], diagnostics: &mut Vec<Diagnostic>) -> Op
     let metas: Vec<_> = read_documents::<TypeMeta>(&source.text);
     let policies: Vec<_> = read_documents::<v1alpha1::ServicePolicy>(&source.text);
     let budgets: Vec<_> = read_documents::<v1alpha1::DisruptionBudget>(&source.text);
+    let clusters: Vec<_> = read_documents::<v1alpha1::Cluster>(&source.text);
     // Every pass sees the same documents; if they somehow disagree, the
     // ServicePolicy pass alone decides (`convert` checks apiVersion and
     // kind again).
-    let agree = metas.len() == policies.len() && budgets.len() == policies.len();
+    let agree = metas.len() == policies.len()
+        && budgets.len() == policies.len()
+        && clusters.len() == policies.len();
     let mut metas = metas.into_iter();
     let mut budgets = budgets.into_iter();
+    let mut clusters = clusters.into_iter();
 
     let mut documents = vec![];
     for policy in policies {
-        let (meta, budget) = if agree {
-            (metas.next(), budgets.next())
+        let (meta, budget, cluster) = if agree {
+            (metas.next(), budgets.next(), clusters.next())
         } else {
-            (None, None)
+            (None, None, None)
         };
         let meta = meta.and_then(Result::ok);
         if let Some(meta) = &meta
@@ -157,12 +163,13 @@ pub fn decode(name: &str, bytes: &[u8], diagnostics: &mut Vec<Diagnostic>) -> Op
         {
             continue;
         }
-        let is_budget = meta
+        let kind = meta
             .as_ref()
             .and_then(|m| m.kind.as_ref())
-            .is_some_and(|k| k.value == BUDGET_KIND);
-        let decoded = match budget {
-            Some(budget) if is_budget => budget.map(Document::Budget),
+            .map(|k| k.value.as_str());
+        let decoded = match (kind, budget, cluster) {
+            (Some(BUDGET_KIND), Some(budget), _) => budget.map(Document::Budget),
+            (Some(CLUSTER_KIND), _, Some(cluster)) => cluster.map(Document::Cluster),
             _ => policy.map(Document::Policy),
         };
         match decoded {

@@ -22,8 +22,10 @@ pub const API_VERSION: &str = "stevedore.io/v1alpha1";
 pub const KIND: &str = "ServicePolicy";
 /// The kind of a cluster's disruption budget.
 pub const BUDGET_KIND: &str = "DisruptionBudget";
+/// The kind that says where a cluster lives and how to reach it.
+pub const CLUSTER_KIND: &str = "Cluster";
 /// Every kind this version defines.
-pub const KINDS: [&str; 2] = [KIND, BUDGET_KIND];
+pub const KINDS: [&str; 3] = [KIND, BUDGET_KIND, CLUSTER_KIND];
 
 /// Only `apiVersion` and `kind`, read first so that a document of another
 /// version or kind gets one clear error instead of a list of unknown fields.
@@ -483,13 +485,69 @@ pub struct Window {
     pub time_zone: Option<Spanned<String>>,
 }
 
+/// A Cluster says where an ECS cluster lives, when it is not in the
+/// controller's own account and region, and how to reach it: the region,
+/// and the IAM role to assume there. Policies and budgets name the cluster
+/// as before; a cluster without a Cluster document is reached with the
+/// controller's own credentials and region.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "Cluster (stevedore.io/v1alpha1)")]
+pub struct Cluster {
+    /// The version of this format: `stevedore.io/v1alpha1`.
+    #[schemars(with = "ApiVersionSchema")]
+    pub api_version: Spanned<String>,
+    /// The kind of object: `Cluster`.
+    #[schemars(with = "ClusterKindSchema")]
+    pub kind: Spanned<String>,
+    /// Name and labels of the document.
+    pub metadata: ObjectMeta,
+    /// Where the cluster is and how to reach it.
+    #[schemars(with = "ClusterSpec")]
+    pub spec: Spanned<ClusterSpec>,
+}
+
+#[derive(JsonSchema)]
+#[schemars(inline)]
+#[allow(dead_code)] // schema only
+enum ClusterKindSchema {
+    Cluster,
+}
+
+/// Where a cluster lives and how to reach it.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSpec {
+    /// The ECS cluster's name, as policies and budgets write it. Default:
+    /// `metadata.name`. At most one Cluster document per name.
+    #[schemars(with = "Option<String>", length(min = 1, max = 255))]
+    pub name: Option<Spanned<String>>,
+    /// The AWS region the cluster is in, such as `eu-west-1`.
+    #[schemars(with = "String", regex(pattern = r"^[a-z]{2}(-[a-z]+)+-[0-9]+$"))]
+    pub region: Spanned<String>,
+    /// The IAM role stevedore assumes to read and act on the cluster (a
+    /// role in the cluster's account that trusts the controller's role).
+    /// None: the controller's own credentials.
+    #[schemars(
+        with = "Option<String>",
+        regex(pattern = r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$")
+    )]
+    pub role_arn: Option<Spanned<String>>,
+    /// The external ID the role's trust policy requires, if any (2 to
+    /// 1,224 characters). Only with `roleArn`.
+    #[schemars(with = "Option<String>", length(min = 2, max = 1224))]
+    pub external_id: Option<Spanned<String>>,
+}
+
 /// Any document of `stevedore.io/v1alpha1`, for the schema that editors
-/// read: a ServicePolicy or a DisruptionBudget, told apart by `kind`.
+/// read: a ServicePolicy, a DisruptionBudget or a Cluster, told apart by
+/// `kind`.
 #[derive(JsonSchema)]
 #[serde(untagged)]
-#[schemars(title = "stevedore.io/v1alpha1: ServicePolicy or DisruptionBudget")]
+#[schemars(title = "stevedore.io/v1alpha1: ServicePolicy, DisruptionBudget or Cluster")]
 #[allow(dead_code, clippy::large_enum_variant)] // schema only: never built
 pub enum AnyDocument {
     ServicePolicy(ServicePolicy),
     DisruptionBudget(DisruptionBudget),
+    Cluster(Cluster),
 }

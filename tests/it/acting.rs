@@ -240,9 +240,8 @@ async fn a_removed_policy_stops_managing_its_service_and_touches_nothing() {
 #[tokio::test]
 async fn a_stalled_leader_is_taken_over_and_follows_once_resumed() {
     let moto = Moto::start();
-    let client = moto.client();
     // Balanced: the leader's first pass needs no stop.
-    cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    cluster(&moto, [1, 1, 1, 1, 1, 1]).await;
     lease_table(&dynamodb(&moto)).await;
     let specs = specs_dir(UNBALANCED);
     let dir = specs.path().to_str().unwrap().to_owned();
@@ -314,7 +313,7 @@ async fn a_stalled_leader_is_taken_over_and_follows_once_resumed() {
 async fn after_events_protection_is_read_again_before_any_stop() {
     let moto = Moto::start();
     let c = crate::aws::clients(&moto);
-    let hosts = cluster(&moto, &c.ecs, [1, 1, 1, 1, 1, 1]).await;
+    let hosts = cluster(&moto, [1, 1, 1, 1, 1, 1]).await;
     let queue_url = crate::aws::installed_queue(&c).await;
     let specs = specs_dir(UNBALANCED);
     let mut child =
@@ -426,7 +425,7 @@ async fn after_events_protection_is_read_again_before_any_stop() {
 async fn two_thousand_events_are_drained_in_batches_with_one_pass_per_window() {
     let moto = Moto::start();
     let c = crate::aws::clients(&moto);
-    cluster(&moto, &c.ecs, [1, 1, 1, 1, 1, 1]).await;
+    cluster(&moto, [1, 1, 1, 1, 1, 1]).await;
     let queue_url = crate::aws::installed_queue(&c).await;
     let specs = specs_dir(UNBALANCED);
     let mut child = crate::aws::run_on_events(

@@ -23,7 +23,7 @@ fn shipped_specs_and_examples_are_valid() {
     let out = stevedore(&["validate", "specs", "examples/policies"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     assert!(
-        stdout(&out).starts_with("ok: 7 policies and 1 budget in 7 files"),
+        stdout(&out).starts_with("ok: 7 policies, 1 budget and 1 cluster in 8 files"),
         "{}",
         stdout(&out)
     );

@@ -58,6 +58,7 @@ fn the_modeline_makes_editors_flag_mistakes_and_accept_good_policies() {
     let mut files = vec![
         repo("tests/fixtures/editor/typo.yaml"),
         repo("tests/fixtures/editor/budget-typo.yaml"),
+        repo("tests/fixtures/editor/cluster-typo.yaml"),
     ];
     files.extend(stevedore::spec::policy_files(&repo("specs")).unwrap());
     files.extend(stevedore::spec::policy_files(&repo("examples/policies")).unwrap());
@@ -80,7 +81,15 @@ fn the_modeline_makes_editors_flag_mistakes_and_accept_good_policies() {
                 && message.contains("oneZoneAtATme")),
         "the editor does not flag `oneZoneAtATme` at 8:3: {budget_typo:?}"
     );
-    for (file, diagnostics) in &results[2..] {
+    let (_, cluster_typo) = &results[2];
+    assert!(
+        cluster_typo
+            .iter()
+            .any(|(line, column, message)| (*line, *column) == (9, 3)
+                && message.contains("externalID")),
+        "the editor does not flag `externalID` at 9:3: {cluster_typo:?}"
+    );
+    for (file, diagnostics) in &results[3..] {
         assert!(diagnostics.is_empty(), "{file}: {diagnostics:?}");
     }
 }

@@ -148,15 +148,70 @@ pub(crate) const LIMITS: &[Limit] = &[
         max: 50,
         documented: "This value can be between 1 and 50.",
     },
+    Limit {
+        service: "sts",
+        operation: "AssumeRole",
+        member: "RoleSessionName",
+        min: 2,
+        max: 64,
+        documented: "shape",
+    },
+    Limit {
+        service: "sts",
+        operation: "AssumeRole",
+        member: "ExternalId",
+        min: 2,
+        max: 1224,
+        documented: "shape",
+    },
+    Limit {
+        service: "sts",
+        operation: "AssumeRole",
+        member: "DurationSeconds",
+        min: 900,
+        max: 43200,
+        documented: "shape",
+    },
 ];
 
-/// The size of a request member: a list's items, a number's value.
+/// Members whose size is their text's length (strings), not their value.
+const LENGTHS: [&str; 2] = ["RoleSessionName", "ExternalId"];
+
+/// The size of a request member: a list's items, a number's value, a
+/// string's length.
 fn size(value: &serde_json::Value) -> Option<usize> {
     match value {
         serde_json::Value::Array(items) => Some(items.len()),
         serde_json::Value::Number(n) => n.as_u64().map(|n| n as usize),
+        serde_json::Value::String(s) => Some(s.chars().count()),
         _ => None,
     }
+}
+
+/// A form value with its `%XX` escapes (and `+`) decoded.
+fn form_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = vec![];
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                match u8::from_str_radix(hex, 16) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The limits a request breaks, one line each. `operation` is the
@@ -182,12 +237,24 @@ pub(crate) fn broken(operation: &str, body: &[u8]) -> Vec<String> {
                 .iter()
                 .filter_map(|l| {
                     let prefix = format!("{}.member.", l.member);
-                    let n = form
+                    let items = form
                         .split('&')
                         .filter_map(|pair| pair.strip_prefix(&prefix))
                         .filter_map(|rest| rest.split(['.', '=']).next()?.parse::<usize>().ok())
-                        .max()?;
-                    Some((l.member, n))
+                        .max();
+                    // A scalar member: `Member=value`.
+                    let scalar = || {
+                        let value = form_decoded(
+                            form.split('&')
+                                .find_map(|pair| pair.strip_prefix(&format!("{}=", l.member)))?,
+                        );
+                        if LENGTHS.contains(&l.member) {
+                            Some(value.chars().count())
+                        } else {
+                            value.parse::<usize>().ok()
+                        }
+                    };
+                    Some((l.member, items.or_else(scalar)?))
                 })
                 .collect()
         }
@@ -289,4 +356,10 @@ fn a_request_past_a_limit_is_told_apart() {
     let form = "Action=GetMetricData&MetricDataQueries.member.500.Id=q";
     assert!(broken("GetMetricData", form.as_bytes()).is_empty());
     assert!(broken("StopTask", b"{}").is_empty());
+    // Strings of the query protocol are measured by their length, decoded.
+    let form = "Action=AssumeRole&RoleSessionName=stevedore&ExternalId=a%3Ab&DurationSeconds=3600";
+    assert!(broken("AssumeRole", form.as_bytes()).is_empty());
+    let form = "Action=AssumeRole&RoleSessionName=s&ExternalId=1&DurationSeconds=60";
+    assert_eq!(broken("AssumeRole", form.as_bytes()).len(), 3);
+    assert_eq!(form_decoded("a%3Ab+c"), "a:b c");
 }

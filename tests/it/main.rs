@@ -4,6 +4,7 @@ mod acting;
 mod aws;
 mod budgets;
 mod cli;
+mod clusters;
 mod deploy;
 mod editor;
 mod githost;

@@ -225,6 +225,17 @@ impl Moto {
     /// credential scope tells moto which service is meant; it does not check
     /// signatures. `parameters` are form-encoded here.
     pub(crate) fn query(&self, service: &str, parameters: &[(&str, &str)]) -> String {
+        self.query_as(service, &Account::home(), parameters)
+    }
+
+    /// The same, as `account` (moto tells accounts and regions apart by
+    /// the access key and the credential scope).
+    pub(crate) fn query_as(
+        &self,
+        service: &str,
+        account: &Account,
+        parameters: &[(&str, &str)],
+    ) -> String {
         let encode = |text: &str| -> String {
             text.bytes()
                 .map(|b| match b {
@@ -240,7 +251,8 @@ impl Moto {
             .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
             .collect();
         let auth = format!(
-            "Authorization: AWS4-HMAC-SHA256 Credential=test/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n"
+            "Authorization: AWS4-HMAC-SHA256 Credential={}/20260101/{}/{service}/aws4_request, SignedHeaders=host, Signature=0\r\n",
+            account.access_key, account.region
         );
         self.request(
             "/",
@@ -250,17 +262,22 @@ impl Moto {
         )
     }
 
-    /// An EC2 instance in a zone (moto registers only existing instances
-    /// with ECS).
-    pub(crate) fn ec2_instance(&self, zone: &str) -> String {
-        self.ec2_instances(zone, 1).remove(0)
-    }
-
     /// `count` EC2 instances in a zone, in one RunInstances call.
     pub(crate) fn ec2_instances(&self, zone: &str, count: usize) -> Vec<String> {
+        self.ec2_instances_as(&Account::home(), zone, count)
+    }
+
+    /// The same, in another account or region.
+    pub(crate) fn ec2_instances_as(
+        &self,
+        account: &Account,
+        zone: &str,
+        count: usize,
+    ) -> Vec<String> {
         let count = count.to_string();
-        let response = self.query(
+        let response = self.query_as(
             "ec2",
+            account,
             &[
                 ("Action", "RunInstances"),
                 ("Version", "2016-11-15"),
@@ -281,13 +298,76 @@ impl Moto {
     }
 
     pub(crate) fn client(&self) -> Client {
+        self.client_as(&Account::home())
+    }
+
+    /// An ECS client of another account or region.
+    pub(crate) fn client_as(&self, account: &Account) -> Client {
         let config = aws_sdk_ecs::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .endpoint_url(self.url())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+            .region(Region::new(account.region.clone()))
+            .credentials_provider(Credentials::new(
+                account.access_key.clone(),
+                "test",
+                account.session_token.clone(),
+                None,
+                "static",
+            ))
             .build();
         Client::from_conf(config)
+    }
+
+    /// The credentials of `role` (in another account), assumed through
+    /// moto's STS, used in `region`.
+    pub(crate) fn assume(&self, role: &str, region: &str) -> Account {
+        let response = self.query(
+            "sts",
+            &[
+                ("Action", "AssumeRole"),
+                ("Version", "2011-06-15"),
+                ("RoleArn", role),
+                ("RoleSessionName", "stevedore-test"),
+            ],
+        );
+        let field = |name: &str| {
+            response
+                .split(&format!("<{name}>"))
+                .nth(1)
+                .and_then(|rest| rest.split(&format!("</{name}>")).next())
+                .unwrap_or_else(|| panic!("no {name} in {response}"))
+                .to_owned()
+        };
+        Account {
+            access_key: field("AccessKeyId"),
+            session_token: Some(field("SessionToken")),
+            region: region.to_owned(),
+        }
+    }
+}
+
+/// Whom a test's call is made as, and where: moto keeps each account's
+/// and region's resources apart.
+#[derive(Debug, Clone)]
+pub(crate) struct Account {
+    pub(crate) access_key: String,
+    pub(crate) session_token: Option<String>,
+    pub(crate) region: String,
+}
+
+impl Account {
+    /// The test's own credentials (moto's default account) in us-east-1.
+    pub(crate) fn home() -> Account {
+        Account::home_in("us-east-1")
+    }
+
+    /// The test's own credentials in another region.
+    pub(crate) fn home_in(region: &str) -> Account {
+        Account {
+            access_key: "test".into(),
+            session_token: None,
+            region: region.into(),
+        }
     }
 }
 

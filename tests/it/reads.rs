@@ -217,7 +217,7 @@ async fn reconcile_failing_half_way(fail: impl Fn(&Moto)) -> (backend::Error, Mo
     let moto = Moto::start();
     let client = moto.client();
     // Five tasks in one zone: a plan would stop some.
-    cluster(&moto, &client, [3, 2, 0, 0, 0, 1]).await;
+    cluster(&moto, [3, 2, 0, 0, 0, 1]).await;
     fail(&moto);
     let backend = AwsBackend::new(client);
     let policies = policy("  placement: {azBalanced: true}\n");
@@ -336,7 +336,7 @@ async fn metrics_are_read_500_to_a_call_each_value_to_its_query() {
     }
     let queries: Vec<MetricQuery> = (0..1_101).map(query).collect();
     let values = backend(&moto, moto.client())
-        .metric_data(&queries, now)
+        .metric_data("demo", &queries, now)
         .await
         .unwrap();
     assert_eq!(

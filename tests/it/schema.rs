@@ -143,7 +143,7 @@ fn every_shipped_policy_is_valid_for_the_independent_validator() {
         .iter()
         .map(|f| {
             let loaded = stevedore::spec::load_paths(std::slice::from_ref(f)).unwrap();
-            loaded.policies.len() + loaded.budgets.len()
+            loaded.policies.len() + loaded.budgets.len() + loaded.clusters.len()
         })
         .sum();
     assert_eq!(verdicts.len(), documents);

@@ -7,7 +7,7 @@ use super::*;
 async fn plan_shows_the_stops_against_live_state() {
     let moto = Moto::start();
     let client = moto.client();
-    let hosts = cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let hosts = cluster(&moto, [3, 2, 1, 0, 0, 0]).await;
     let specs = specs_dir("  placement: {azBalanced: true}\n");
     let out = stevedore(&moto, &["plan", "--specs", specs.path().to_str().unwrap()]);
     let text = String::from_utf8_lossy(&out.stdout);

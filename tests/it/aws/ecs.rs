@@ -90,7 +90,7 @@ async fn describes_are_batched_by_100_and_none_is_lost_in_flight() {
 async fn one_reconcile_performs_exactly_the_optimal_stop_and_nothing_else() {
     let moto = Moto::start();
     let client = moto.client();
-    let hosts = cluster(&moto, &client, [3, 2, 1, 0, 0, 0]).await;
+    let hosts = cluster(&moto, [3, 2, 1, 0, 0, 0]).await;
     let backend = AwsBackend::new(client.clone());
     let policies = policy("  placement: {azBalanced: true}\n");
 
@@ -197,7 +197,7 @@ async fn a_protected_task_is_never_stopped() {
 async fn a_refresh_reads_only_what_events_touched_and_matches_a_full_read() {
     let moto = Moto::start();
     let client = moto.client();
-    let hosts = cluster(&moto, &client, [2, 1, 1, 0, 0, 0]).await;
+    let hosts = cluster(&moto, [2, 1, 1, 0, 0, 0]).await;
     let backend = AwsBackend::new(client.clone());
     let before = backend.snapshot("demo").await.unwrap();
     let calls_before = backend.api_calls();
@@ -381,7 +381,7 @@ async fn a_dry_run_policy_stops_nothing() {
 async fn one_task_per_host_does_not_count_a_draining_host() {
     let moto = Moto::start();
     let client = moto.client();
-    let hosts = cluster(&moto, &client, [1, 1, 1, 1, 1, 1]).await;
+    let hosts = cluster(&moto, [1, 1, 1, 1, 1, 1]).await;
     client
         .update_container_instances_state()
         .cluster("demo")

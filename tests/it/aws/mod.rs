@@ -51,7 +51,7 @@ pub(crate) async fn register_host(client: &Client, instance_id: &str, zone: &str
 pub(crate) async fn demo(layout: [u32; 6]) -> (Moto, Client) {
     let moto = Moto::start();
     let client = moto.client();
-    cluster(&moto, &client, layout).await;
+    cluster(&moto, layout).await;
     (moto, client)
 }
 
@@ -68,30 +68,49 @@ pub(crate) fn controller_role_allows(action: &str) -> bool {
 
 /// A cluster `demo` with two hosts per zone in three zones, service `web`
 /// with `layout[h]` tasks on host `h` (hosts a1, a2, b1, b2, c1, c2).
-pub(crate) async fn cluster(moto: &Moto, client: &Client, layout: [u32; 6]) -> Vec<String> {
+pub(crate) async fn cluster(moto: &Moto, layout: [u32; 6]) -> Vec<String> {
+    cluster_in(moto, &crate::moto::Account::home(), "demo", layout).await
+}
+
+/// The same, named `name`, in the account and region of `account`
+/// (zones `REGIONa`, `b`, `c`).
+pub(crate) async fn cluster_in(
+    moto: &Moto,
+    account: &crate::moto::Account,
+    name: &str,
+    layout: [u32; 6],
+) -> Vec<String> {
+    let client = moto.client_as(account);
+    let region = &account.region;
     client
         .create_cluster()
-        .cluster_name("demo")
+        .cluster_name(name)
         .send()
         .await
         .unwrap();
     let mut hosts = vec![];
-    for zone in [
-        "us-east-1a",
-        "us-east-1a",
-        "us-east-1b",
-        "us-east-1b",
-        "us-east-1c",
-        "us-east-1c",
-    ] {
-        let arn = register_host(client, &moto.ec2_instance(zone), zone).await;
+    for zone in ["a", "a", "b", "b", "c", "c"].map(|z| format!("{region}{z}")) {
+        let instance = moto.ec2_instances_as(account, &zone, 1).remove(0);
+        let document = serde_json::json!({"instanceId": instance, "availabilityZone": zone, "region": region, "instanceType": "m5.xlarge"}).to_string();
+        let arn = client
+            .register_container_instance()
+            .cluster(name)
+            .instance_identity_document(document)
+            .send()
+            .await
+            .unwrap()
+            .container_instance()
+            .unwrap()
+            .container_instance_arn()
+            .unwrap()
+            .to_owned();
         client
             .put_attributes()
-            .cluster("demo")
+            .cluster(name)
             .attributes(
                 Attribute::builder()
                     .name("ecs.availability-zone")
-                    .value(zone)
+                    .value(&zone)
                     .target_id(&arn)
                     .build()
                     .unwrap(),
@@ -118,7 +137,7 @@ pub(crate) async fn cluster(moto: &Moto, client: &Client, layout: [u32; 6]) -> V
     let total: u32 = layout.iter().sum();
     client
         .create_service()
-        .cluster("demo")
+        .cluster(name)
         .service_name("web")
         .task_definition("web")
         .desired_count(total as i32)
@@ -127,7 +146,7 @@ pub(crate) async fn cluster(moto: &Moto, client: &Client, layout: [u32; 6]) -> V
         .unwrap();
     client
         .update_service()
-        .cluster("demo")
+        .cluster(name)
         .service("web")
         .desired_count(total as i32)
         .send()
@@ -137,7 +156,7 @@ pub(crate) async fn cluster(moto: &Moto, client: &Client, layout: [u32; 6]) -> V
         for _ in 0..n {
             client
                 .start_task()
-                .cluster("demo")
+                .cluster(name)
                 .task_definition("web")
                 .container_instances(host)
                 .started_by("ecs-svc/web")

@@ -8,7 +8,7 @@ use super::*;
 async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops_on_sigterm() {
     let moto = Moto::start();
     let c = clients(&moto);
-    cluster(&moto, &c.ecs, [1, 1, 1, 1, 1, 1]).await;
+    cluster(&moto, [1, 1, 1, 1, 1, 1]).await;
     let queue_url = installed_queue(&c).await;
     let specs = specs_dir("  placement: {azBalanced: true}\n");
 
@@ -253,7 +253,7 @@ async fn run_serves_health_readiness_metrics_and_status() {
 async fn actions_and_status_changes_are_published_to_eventbridge() {
     let moto = Moto::start();
     let c = clients(&moto);
-    cluster(&moto, &c.ecs, [3, 2, 1, 0, 0, 0]).await;
+    cluster(&moto, [3, 2, 1, 0, 0, 0]).await;
     // An ordinary rule routes stevedore's events to a queue.
     let queue_url = c
         .sqs

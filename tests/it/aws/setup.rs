@@ -201,7 +201,7 @@ async fn install_dry_run_creates_nothing() {
 async fn the_cloudformation_template_deploys_and_its_command_runs() {
     let moto = Moto::start();
     let c = clients(&moto);
-    cluster(&moto, &c.ecs, [3, 2, 1, 0, 0, 0]).await;
+    cluster(&moto, [3, 2, 1, 0, 0, 0]).await;
     let origin = tempfile::tempdir().unwrap();
     policies_repository(origin.path());
     let specs = format!("file://{}", origin.path().display());
