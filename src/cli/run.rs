@@ -85,6 +85,12 @@ pub struct LeaseArgs {
     /// a third of it before another replica may start.
     #[arg(long, default_value = "15s", value_parser = super::duration)]
     pub lease_duration: std::time::Duration,
+    /// Share the clusters among the replicas instead of electing one
+    /// leader: a lease per cluster in the same table, each replica
+    /// holding about C/N of them (N from the replicas' heartbeats), and
+    /// reading and acting on only those.
+    #[arg(long, requires = "lease_table")]
+    pub share_clusters: bool,
 }
 
 /// How `run` logs.
@@ -176,15 +182,46 @@ pub fn run(args: Args, err: &mut dyn Write) -> u8 {
     let observer = std::sync::Arc::new(crate::status::Observer::new());
     // Leader election: the lease is kept by a task of its own, so a long
     // pass does not let it lapse; writes are fenced by it.
+    let (clusters_named, named) = tokio::sync::watch::channel(Vec::<String>::new());
+    let holder = format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "stevedore".into()),
+        std::process::id()
+    );
     let (leader, stop_keeping) = match lease.lease_table {
         None => (None, None),
+        Some(table) if lease.share_clusters => {
+            let shares = crate::controller::lease::Shares::new(
+                clients.dynamodb(),
+                &table,
+                &lease.lease_name,
+                &holder,
+                lease.lease_duration,
+            );
+            // As for one lease: a table that cannot be written is an error now.
+            if let Err(e) = runtime.block_on(shares.heartbeat(crate::model::wall_clock())) {
+                let _ = writeln!(
+                    err,
+                    "error: {e}\n(the table must exist, with the string partition key `name`, and the role must allow dynamodb:UpdateItem and dynamodb:Scan on it: see `stevedore iam-policy --lease-table`)"
+                );
+                return exit::USAGE;
+            }
+            let (send, receive) = tokio::sync::watch::channel(
+                crate::controller::lease::Standings::PerCluster(Default::default()),
+            );
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            let observer = std::sync::Arc::clone(&observer);
+            runtime.spawn(crate::controller::lease::keep_shared(
+                shares,
+                named,
+                send,
+                move |answered| observer.lease_answered(answered),
+                stopped,
+            ));
+            (Some(receive), Some(stop))
+        }
         Some(table) => {
             let duration = lease.lease_duration;
-            let holder = format!(
-                "{}-{}",
-                std::env::var("HOSTNAME").unwrap_or_else(|_| "stevedore".into()),
-                std::process::id()
-            );
             let mut lease = crate::controller::lease::Lease::new(
                 clients.dynamodb(),
                 &table,
@@ -206,7 +243,8 @@ pub fn run(args: Args, err: &mut dyn Write) -> u8 {
                     return exit::USAGE;
                 }
             };
-            let (send, receive) = tokio::sync::watch::channel(first);
+            let (send, receive) =
+                tokio::sync::watch::channel(crate::controller::lease::Standings::All(first));
             let (stop, stopped) = tokio::sync::oneshot::channel();
             let observer = std::sync::Arc::clone(&observer);
             runtime.spawn(crate::controller::lease::keep(
@@ -225,6 +263,7 @@ pub fn run(args: Args, err: &mut dyn Write) -> u8 {
         resync,
         audit,
         leader: leader.clone(),
+        clusters_named: Some(clusters_named),
         policies: match git {
             Some(git) => crate::controller::PolicySource::Git(git),
             None => crate::controller::PolicySource::Files(specs),

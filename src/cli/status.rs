@@ -34,6 +34,23 @@ pub fn status(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 
 fn write_status(doc: &crate::status::StatusDoc, out: &mut dyn Write) -> std::io::Result<()> {
     writeln!(out, "ready: {}", doc.ready)?;
+    if doc.clusters.iter().any(|c| !c.held) {
+        let names = |held: bool| -> String {
+            let names: Vec<&str> = doc
+                .clusters
+                .iter()
+                .filter(|c| c.held == held)
+                .map(|c| c.name.as_str())
+                .collect();
+            if names.is_empty() {
+                "none".into()
+            } else {
+                names.join(", ")
+            }
+        };
+        writeln!(out, "holds: {}", names(true))?;
+        writeln!(out, "held elsewhere: {}", names(false))?;
+    }
     let rows: Vec<[String; 5]> = doc
         .policies
         .iter()

@@ -30,7 +30,13 @@ pub struct RunOptions {
     /// With leader election: this replica's standing, kept by
     /// [`crate::controller::lease::keep`]. A follower plans and reports, and acts on
     /// nothing (its backend is also [`crate::controller::lease::Fenced`]).
-    pub leader: Option<tokio::sync::watch::Receiver<crate::controller::lease::Standing>>,
+    /// With clusters shared by replicas ([`crate::controller::lease::keep_shared`]),
+    /// a standing per cluster: a replica reads and acts on only the
+    /// clusters it holds.
+    pub leader: Option<tokio::sync::watch::Receiver<crate::controller::lease::Standings>>,
+    /// Told the clusters the policies name, whenever they change (what
+    /// the shared leases are kept over).
+    pub clusters_named: Option<tokio::sync::watch::Sender<Vec<String>>>,
     /// Where the policies come from.
     pub policies: PolicySource,
     /// The time the planner sees (cooldowns, metric windows): the wall
@@ -131,18 +137,39 @@ fn git(options: &RunOptions) -> Option<&GitSpecs> {
     }
 }
 
-/// Whether this replica may act now (always, without leader election).
-fn leading(options: &RunOptions) -> bool {
+/// Whether this replica may act on `cluster` now (always, without leases).
+fn leading(options: &RunOptions, cluster: &str) -> bool {
     options
         .leader
         .as_ref()
-        .is_none_or(|standing| standing.borrow().leads(crate::model::wall_clock()))
+        .is_none_or(|standing| standing.borrow().leads(cluster, crate::model::wall_clock()))
 }
 
-/// Resolves when this replica becomes leader; never without leader election.
-async fn leadership_gained(
-    standing: Option<&mut tokio::sync::watch::Receiver<crate::controller::lease::Standing>>,
-) {
+/// Whether the clusters are shared by replicas: each reads only its own.
+fn shared(options: &RunOptions) -> bool {
+    options
+        .leader
+        .as_ref()
+        .is_some_and(|standing| standing.borrow().shared())
+}
+
+/// The clusters among `clusters` this replica may act on now.
+fn held(options: &RunOptions, clusters: &[String]) -> std::collections::BTreeSet<String> {
+    clusters
+        .iter()
+        .filter(|c| leading(options, c))
+        .cloned()
+        .collect()
+}
+
+/// Resolves when the clusters among `clusters` this replica holds are no
+/// longer `before`, with whether it gained one (the lease taken, or a
+/// shared cluster's); never without leases.
+async fn leases_changed(
+    standing: Option<&mut tokio::sync::watch::Receiver<crate::controller::lease::Standings>>,
+    clusters: &[String],
+    before: &std::collections::BTreeSet<String>,
+) -> bool {
     let Some(standing) = standing else {
         return std::future::pending().await;
     };
@@ -151,9 +178,33 @@ async fn leadership_gained(
             return std::future::pending().await;
         }
         let now = crate::model::wall_clock();
-        if standing.borrow_and_update().leads(now) {
-            return;
+        let held = standing.borrow_and_update().held(clusters, now);
+        if held.iter().any(|c| !before.contains(*c)) {
+            return true;
         }
+        if held.len() != before.len() {
+            return false;
+        }
+    }
+}
+
+/// Tells the observer which clusters this replica holds, and the lease
+/// keeper which clusters the policies name.
+fn announce(options: &RunOptions, observer: &crate::status::Observer, clusters: &[String]) {
+    let held = held(options, clusters);
+    observer.clusters_held(
+        &clusters
+            .iter()
+            .map(|c| (c.clone(), held.contains(c)))
+            .collect(),
+        shared(options),
+    );
+    if let Some(named) = &options.clusters_named {
+        named.send_if_modified(|n| {
+            let changed = n != clusters;
+            n.clone_from(&clusters.to_vec());
+            changed
+        });
     }
 }
 
@@ -219,6 +270,11 @@ pub async fn run<B: Backend, E: EventSource>(
     let mut next_poll = git(options).map(|g| tokio::time::Instant::now() + g.poll);
     backend.locate(&in_force.clusters);
     observer.policies_loaded(&clusters(&in_force.policies, options.cluster.as_deref()));
+    announce(
+        options,
+        observer,
+        &clusters(&in_force.policies, options.cluster.as_deref()),
+    );
     let mut summary = RunSummary::default();
     let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
     let mut memories: std::collections::BTreeMap<String, Memory> = Default::default();
@@ -274,8 +330,26 @@ pub async fn run<B: Backend, E: EventSource>(
             );
         }
         let mut effective = in_force.clone();
-        let leader = leading(options);
-        if options.leader.is_some() {
+        let named = clusters(&in_force.policies, options.cluster.as_deref());
+        let mut held_now = held(options, &named);
+        announce(options, observer, &named);
+        if options.leader.is_some() && shared(options) {
+            tracing::info!(
+                held = held_now.len(),
+                "holding {} of {} clusters{}",
+                held_now.len(),
+                named.len(),
+                if held_now.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ": {}",
+                        held_now.iter().cloned().collect::<Vec<_>>().join(", ")
+                    )
+                }
+            );
+        } else if options.leader.is_some() {
+            let leader = held_now.len() == named.len();
             tracing::info!(
                 leader,
                 "{}",
@@ -286,12 +360,21 @@ pub async fn run<B: Backend, E: EventSource>(
                 }
             );
         }
-        if options.dry_run || !leader {
-            effective
-                .policies
-                .iter_mut()
-                .for_each(|p| p.mode = crate::spec::policy::Mode::DryRun);
-        }
+        effective
+            .policies
+            .iter_mut()
+            .filter(|p| options.dry_run || !held_now.contains(&p.target.cluster.name))
+            .for_each(|p| p.mode = crate::spec::policy::Mode::DryRun);
+        // Shared clusters: a replica reads only those it holds.
+        let to_read: Vec<String> = if shared(options) {
+            named
+                .iter()
+                .filter(|c| held_now.contains(*c))
+                .cloned()
+                .collect()
+        } else {
+            named.clone()
+        };
         let kind = match due {
             Some(Due::Full) => PassKind::Full,
             Some(Due::Events) => PassKind::Events,
@@ -302,7 +385,7 @@ pub async fn run<B: Backend, E: EventSource>(
         let mut passes = vec![];
         let mut received = vec![];
         let pass = async {
-            for cluster in clusters(&effective.policies, options.cluster.as_deref()) {
+            for cluster in to_read.iter().cloned() {
                 summary.reconciles += 1;
                 let started = tokio::time::Instant::now();
                 let calls_before = total_calls(backend);
@@ -460,11 +543,7 @@ pub async fn run<B: Backend, E: EventSource>(
                 break;
             }
             let wait = next - now;
-            let gained = leadership_gained(if leading(options) {
-                None
-            } else {
-                standing.as_mut()
-            });
+            let gained = leases_changed(standing.as_mut(), &managed, &held_now);
             let specs_changed = async {
                 match watcher.as_mut() {
                     Some(w) => w.changed().await,
@@ -475,15 +554,34 @@ pub async fn run<B: Backend, E: EventSource>(
                 received = intake::next_batch(&mut inbox) => Wake::Received(received),
                 () = tokio::time::sleep(wait) => Wake::Due,
                 () = specs_changed => Wake::SpecsChanged,
-                () = gained => Wake::Leader,
+                gained = gained => Wake::Leases { gained },
                 () = &mut shutdown => Wake::Shutdown,
             };
             let received = match wake {
                 Wake::Received(received) => received,
                 Wake::Due => continue,
-                Wake::Leader => {
-                    tracing::info!("leader: took the lease, reconciling");
+                Wake::Leases { gained: true } => {
+                    if shared(options) {
+                        tracing::info!("leases: took a lease, reconciling");
+                    } else {
+                        tracing::info!("leader: took the lease, reconciling");
+                    }
                     break;
+                }
+                Wake::Leases { gained: false } => {
+                    let now_held = held(options, &managed);
+                    if shared(options) {
+                        tracing::info!(
+                            "leases: now holding {} of {} clusters; acting on none of the others",
+                            now_held.len(),
+                            managed.len()
+                        );
+                    } else {
+                        tracing::info!("leader: lost the lease; planning and reporting only");
+                    }
+                    announce(options, observer, &managed);
+                    held_now = now_held;
+                    continue;
                 }
                 Wake::Shutdown => {
                     tracing::info!("shutting down after {} reconciles", summary.reconciles);
@@ -535,7 +633,9 @@ fn adopt(
 ) {
     *in_force = newer;
     backend.locate(&in_force.clusters);
-    observer.policies_loaded(&clusters(&in_force.policies, options.cluster.as_deref()));
+    let named = clusters(&in_force.policies, options.cluster.as_deref());
+    observer.policies_loaded(&named);
+    announce(options, observer, &named);
     let (schedule, now) = schedule;
     schedule.set_scaling_every(now, scaling_interval(&in_force.policies));
 }
@@ -588,7 +688,10 @@ enum Wake {
     /// The next pass is due.
     Due,
     SpecsChanged,
-    Leader,
+    /// The clusters this replica holds changed.
+    Leases {
+        gained: bool,
+    },
     Shutdown,
 }
 

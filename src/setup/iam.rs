@@ -144,7 +144,8 @@ pub fn with_lease(mut policy: Value, scope: &Scope<'_>, table: &str) -> Value {
         statements.push(json!({
             "Sid": "LeaderLease",
             "Effect": "Allow",
-            "Action": ["dynamodb:UpdateItem"],
+            // Scan: with shared clusters, each replica counts the live heartbeats.
+            "Action": ["dynamodb:UpdateItem", "dynamodb:Scan"],
             "Resource": format!("arn:aws:dynamodb:{region}:{account}:table/{table}")
         }));
     }

@@ -476,6 +476,7 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
     });
     let at = |ms: Millis| epoch + std::time::Duration::from_millis(ms);
     let options = controller::RunOptions {
+        clusters_named: None,
         cluster: None,
         once: false,
         dry_run: false,

@@ -94,6 +94,22 @@ pub struct StatusDoc {
     pub commit: Option<String>,
     pub policies: Vec<PolicyStatus>,
     pub last_actions: Vec<ActionRecord>,
+    /// Every cluster the policies name, and whether this replica holds it.
+    #[serde(default)]
+    pub clusters: Vec<ClusterHeld>,
+}
+
+/// A cluster as `/status` lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterHeld {
+    pub name: String,
+    /// This replica may act on it: always without leases; with leader
+    /// election while it leads; with shared clusters while it holds the
+    /// cluster's lease.
+    pub held: bool,
+    /// Read in full at least once.
+    pub read: bool,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -138,6 +154,10 @@ struct Board {
     commit: Option<String>,
     /// Clusters to read, and whether each was read in full once.
     clusters: BTreeMap<String, bool>,
+    /// Whether this replica holds each cluster (absent: held).
+    held: BTreeMap<String, bool>,
+    /// Clusters are shared by replicas: one not held is never read.
+    shared: bool,
     statuses: BTreeMap<(String, String, String), PolicyStatus>,
     last_actions: VecDeque<ActionRecord>,
     /// API calls already counted, per operation (the backend's are totals).
@@ -283,6 +303,14 @@ impl Observer {
         // A cluster no policy names any more is no longer reported.
         board.statuses.retain(|(c, _, _), _| read.contains_key(c));
         board.clusters = read;
+    }
+
+    /// Which of the clusters this replica holds; `shared`: clusters are
+    /// shared by replicas, so one not held is not read (nor waited for).
+    pub fn clusters_held(&self, held: &BTreeMap<String, bool>, shared: bool) {
+        let mut board = self.board();
+        board.held = held.clone();
+        board.shared = shared;
     }
 
     /// The policies now come from this commit.
@@ -481,10 +509,14 @@ impl Observer {
     /// election) the lease answering.
     pub fn ready(&self) -> bool {
         let board = self.board();
+        let waits_for = |cluster: &str| !board.shared || board.held.get(cluster) == Some(&true);
         board.policies_loaded
             && !board.lease_failing
             && !board.clusters.is_empty()
-            && board.clusters.values().all(|r| *r)
+            && board
+                .clusters
+                .iter()
+                .all(|(cluster, read)| *read || !waits_for(cluster))
     }
 
     pub fn status(&self) -> StatusDoc {
@@ -495,6 +527,15 @@ impl Observer {
             commit: board.commit.clone(),
             policies: board.statuses.values().cloned().collect(),
             last_actions: board.last_actions.iter().cloned().collect(),
+            clusters: board
+                .clusters
+                .iter()
+                .map(|(name, read)| ClusterHeld {
+                    name: name.clone(),
+                    held: board.held.get(name).copied().unwrap_or(true),
+                    read: *read,
+                })
+                .collect(),
         }
     }
 

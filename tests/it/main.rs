@@ -14,6 +14,7 @@ mod longrun;
 mod moto;
 mod readme;
 mod reads;
+mod replicas;
 mod rules;
 mod scaling;
 mod schema;
