@@ -161,6 +161,83 @@ fn main() {
     drop(built);
     let _ = backend.api_calls();
     dedupe_memory(if full { 300_000 } else { 30_000 });
+    drop(backend);
+    per_cluster(&runtime, full);
+}
+
+/// What one cluster costs a replica, for sizing replicas that share
+/// clusters: per cluster size, the view kept between passes, the peak of a
+/// full read and reconcile, the time of such a pass in this process
+/// (controller and simulated ECS together, no API latency: the CPU a pass
+/// costs, at most), and the API calls of a full read, which bound how
+/// many clusters one account and region can serve (ECS's reads: 20 a
+/// second sustained).
+fn per_cluster(runtime: &tokio::runtime::Runtime, full: bool) {
+    let sizes: &[(u32, u32, u32)] = if full {
+        &[(20, 20, 200), (100, 100, 2_000), (500, 500, 10_000)]
+    } else {
+        &[(20, 20, 200)]
+    };
+    println!("per cluster (balanced, one azBalanced policy per service):");
+    for &(hosts, services, tasks) in sizes {
+        let g = scenario::GenerateSpec {
+            hosts,
+            services,
+            tasks,
+            zones: 3,
+            skewed_share: 0.0,
+        };
+        let generated = scenario::generated(g, 7, 0);
+        let specs: stevedore::spec::Specs = generated.policies.into();
+        let backend = SimBackend::new(generated.sim);
+        let baseline = reset_peak();
+        let mut view = ClusterView::default();
+        let mut took = vec![];
+        let mut calls = 0;
+        let mut kept = 0;
+        let mut pass_peak = 0;
+        for pass in 0..7 {
+            let calls_before: u64 = backend.api_calls().values().sum();
+            let before = reset_peak();
+            let started = std::time::Instant::now();
+            runtime.block_on(async {
+                let snapshot = view
+                    .read(&backend, "demo", true)
+                    .await
+                    .expect("a full read");
+                let outcome = controller::reconcile(
+                    &backend,
+                    "demo",
+                    snapshot,
+                    true,
+                    &specs,
+                    0,
+                    &mut Default::default(),
+                )
+                .await
+                .expect("a reconcile");
+                view.note_executed(&outcome.executed);
+            });
+            // The first pass also describes every task definition.
+            if pass > 0 {
+                took.push(started.elapsed());
+                calls = backend.api_calls().values().sum::<u64>() - calls_before;
+            }
+            pass_peak = pass_peak.max(peak() - before);
+            kept = current() - baseline;
+        }
+        took.sort();
+        let median = took[took.len() / 2];
+        // Reads a replica may spend in one 5-minute resync in one account
+        // and region, over the calls of one full read.
+        let per_resync = (20 * 300) as u64 / calls.max(1);
+        println!(
+            "  {hosts} hosts, {services} services, {tasks} tasks: view kept {}, peak of a full pass {}, a full pass {:.2} ms in process, {calls} read calls (at most {per_resync} such clusters per account and region at a 5 min resync)",
+            mib(kept),
+            mib(pass_peak),
+            median.as_secs_f64() * 1000.0
+        );
+    }
 }
 
 /// The event dedupe's heap over a long life: tasks that start, run and

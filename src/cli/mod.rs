@@ -17,6 +17,7 @@ pub mod plan;
 pub mod run;
 pub mod setup;
 pub mod sim;
+pub mod snapshot;
 pub mod status;
 pub mod validate;
 
@@ -74,6 +75,9 @@ pub enum Command {
     Run(run::Args),
     /// Print a running controller's /status as a table.
     Status(status::Args),
+    /// Write a live cluster as a scenario file, for `stevedore sim`: hosts,
+    /// services, their tasks by host, and the policy files that target it.
+    Snapshot(snapshot::Args),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -138,6 +142,7 @@ pub fn run(cli: Cli, out: &mut dyn Write, err: &mut dyn Write) -> ExitCode {
         Command::Uninstall(args) => setup::uninstall(args, out, err),
         Command::IamPolicy(args) => setup::iam_policy(args, out, err),
         Command::Run(args) => run::run(args, err),
+        Command::Snapshot(args) => snapshot::snapshot(&args, out, err),
         Command::Status(args) => status::status(&args, out, err),
     };
     ExitCode::from(status)

@@ -162,10 +162,13 @@ fn plan_with(specs: &Specs, snapshot: &ClusterSnapshot, now: Millis, memory: &mu
 
 /// The services whose tasks' protection must be read before acting, by
 /// name: those a scale-in protects tasks of first (their count changes go
-/// with the first batch), then those the plan stops tasks of.
+/// with the first batch), then those the plan stops tasks of. DryRun
+/// policies' stops too: a dry run lists only stops the real run would make,
+/// never a protected task.
 fn stopping(plan: &Plan) -> Vec<String> {
     let of = |kind: fn(&ActionKind) -> bool| {
-        plan.executable()
+        plan.actions
+            .iter()
             .filter(|a| kind(&a.kind))
             .map(|a| a.service.clone())
             .collect::<BTreeSet<_>>()

@@ -12,6 +12,7 @@
 //! - [`scenario`]: the scenario file format and the large-cluster generator.
 //! - [`run`]: runs the controller against a scenario and reports.
 
+pub mod capture;
 pub mod run;
 pub mod scenario;
 
@@ -242,6 +243,19 @@ impl Simulator {
         instance: usize,
         started_at: Millis,
     ) -> Result<(), String> {
+        let id = self.task_id();
+        self.add_task_as(service, instance, started_at, id)
+    }
+
+    /// The same, with the task's id given (a snapshot of a live cluster
+    /// keeps its tasks' ARNs).
+    pub fn add_task_as(
+        &mut self,
+        service: usize,
+        instance: usize,
+        started_at: Millis,
+        id: String,
+    ) -> Result<(), String> {
         let size = self.services[service].task_size;
         let inst = &mut self.instances[instance];
         if !inst.remaining.fits(size) {
@@ -253,7 +267,6 @@ impl Simulator {
         inst.remaining = inst.remaining.minus(size);
         inst.ports_in_use
             .extend(self.services[service].host_ports.iter().copied());
-        let id = self.task_id();
         self.tasks.push(SimTask {
             task: Task {
                 id,

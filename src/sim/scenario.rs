@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use schemars::JsonSchema;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{Delays, Faults, Simulator};
 use crate::model::{
@@ -59,7 +59,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A simulation scenario.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(title = "Scenario (stevedore.io/v1alpha1)")]
 pub struct ScenarioFile {
@@ -73,16 +73,17 @@ pub struct ScenarioFile {
     pub spec: ScenarioSpec,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScenarioMeta {
     pub name: String,
     /// What the scenario shows, printed before the run.
     #[serde(default)]
+    #[serde(skip_serializing_if = "String::is_empty")]
     pub description: String,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ScenarioSpec {
     /// The cluster's name; policies must target it. Default `demo`.
@@ -90,6 +91,7 @@ pub struct ScenarioSpec {
     pub cluster: String,
     /// Seeds the scheduler's random choices among equally good instances.
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_zero")]
     pub seed: u64,
     /// How long to simulate.
     #[schemars(with = "DurationSchema")]
@@ -97,37 +99,49 @@ pub struct ScenarioSpec {
     /// The wall-clock time at the scenario's start, an RFC 3339 timestamp
     /// such as `2026-01-01T00:00:00Z` (the default): DisruptionBudget
     /// windows are read on it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub start_at: Option<String>,
     /// The controller's periodic resync. Default `60s`.
     #[schemars(with = "Option<DurationSchema>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resync: Option<String>,
     /// From placement to RUNNING. Default `20s`.
     #[schemars(with = "Option<DurationSchema>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub task_start_delay: Option<String>,
     /// From a stop request to STOPPED. Default `10s`.
     #[schemars(with = "Option<DurationSchema>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub task_stop_delay: Option<String>,
     /// One API call's round trip once ECS's rate allows it (the token
     /// buckets are ECS's: reads 100 at once then 20 a second, writes 50
     /// then 5). Default `30ms`.
     #[schemars(with = "Option<DurationSchema>")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub api_latency: Option<String>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_empty")]
     pub hosts: Vec<HostSpec>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_empty")]
     pub services: Vec<ServiceSpec>,
     /// Policy files or directories (relative to the scenario file), or
     /// inline documents: ServicePolicies and DisruptionBudgets.
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_empty")]
     pub policies: Vec<PolicySource>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_empty")]
     pub timeline: Vec<TimelineEntry>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "FaultSpec::is_none")]
     pub faults: FaultSpec,
     /// Metrics served to scaling policies, as CloudWatch would serve them.
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_empty")]
     pub metrics: Vec<MetricSpec>,
     /// Generate a large cluster instead of (or besides) listing it.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub generate: Option<GenerateSpec>,
 }
 
@@ -136,11 +150,12 @@ fn default_cluster() -> String {
 }
 
 /// One host, or `count` alike (named `NAME-1` ... `NAME-count`).
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HostSpec {
     pub name: String,
     pub zone: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u32>,
     /// CPU units. Default 4096.
     #[serde(default = "default_cpu")]
@@ -149,7 +164,11 @@ pub struct HostSpec {
     #[serde(default = "default_memory")]
     pub memory: u32,
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_empty")]
     pub attributes: BTreeMap<String, String>,
+    /// The host is DRAINING from the start (a snapshot of a live cluster).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub draining: bool,
 }
 
 fn default_cpu() -> u32 {
@@ -159,16 +178,18 @@ fn default_memory() -> u32 {
     8192
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceSpec {
     pub name: String,
     /// Placement strategies in order, as ECS writes them: `spread(FIELD)`,
     /// `binpack(cpu|memory)`, `random`. Empty: ECS's default for services.
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_empty")]
     pub strategy: Vec<String>,
     /// `distinctInstance` or `memberOf(EXPRESSION)`.
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_empty")]
     pub constraints: Vec<String>,
     /// CPU units per task. Default 256.
     #[serde(default = "default_task_cpu")]
@@ -177,19 +198,25 @@ pub struct ServiceSpec {
     #[serde(default = "default_task_memory")]
     pub memory: u32,
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_empty")]
     pub host_ports: Vec<u16>,
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_empty")]
     pub tags: BTreeMap<String, String>,
     /// Initial RUNNING tasks per host.
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_empty")]
     pub tasks: BTreeMap<String, u32>,
     /// Tasks with scale-in protection, per host (taken from `tasks`).
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_empty")]
     pub protected_tasks: BTreeMap<String, u32>,
     /// Default: the number of initial tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub desired: Option<u32>,
     /// ECS's own availabilityZoneRebalancing.
     #[serde(default)]
+    #[serde(skip_serializing_if = "is_false")]
     pub az_rebalancing: bool,
     /// Deployment configuration; also how tasks on a DRAINING host are
     /// replaced. Default 100.
@@ -198,6 +225,43 @@ pub struct ServiceSpec {
     /// Default 200.
     #[serde(default = "default_max_percent")]
     pub maximum_percent: u32,
+    /// Initial RUNNING tasks one by one, with their ids, instead of
+    /// `tasks` counts (a snapshot of a live cluster, so that a plan names
+    /// the same tasks): the youngest last.
+    #[serde(default, skip_serializing_if = "is_empty")]
+    pub running_tasks: Vec<RunningTask>,
+}
+
+/// One RUNNING task of a service, as a snapshot of a live cluster lists it.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RunningTask {
+    /// The task's id (its ARN on ECS).
+    pub id: String,
+    /// The host it runs on, by name.
+    pub host: String,
+    /// When it started, RFC 3339 (informative: the simulator keeps only
+    /// the order, which the planner reads to choose the youngest task).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// Scale-in protection is on.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub protected: bool,
+}
+
+fn is_empty<T>(c: &T) -> bool
+where
+    for<'a> &'a T: IntoIterator,
+{
+    c.into_iter().next().is_none()
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 fn default_min_healthy() -> u32 {
@@ -214,30 +278,38 @@ fn default_task_memory() -> u32 {
     512
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PolicySource {
     /// A policy file or directory, relative to the scenario file.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
     /// Policy documents, as YAML text.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub inline: Option<String>,
 }
 
 /// Something that happens at a moment of the run. Set exactly one event.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TimelineEntry {
     #[schemars(with = "DurationSchema")]
     pub at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host_joins: Option<HostSpec>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host_drains: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host_terminates: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub zone_fails: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub zone_recovers: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub set_desired_count: Option<SetDesiredCount>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetDesiredCount {
     pub service: String,
@@ -248,7 +320,7 @@ pub struct SetDesiredCount {
 /// tasks (as CPU utilization is: the same load on more tasks reads lower),
 /// with noise and gaps. A scaling policy reads it when its namespace, name
 /// and dimensions are the same.
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricSpec {
     pub namespace: String,
@@ -268,7 +340,7 @@ pub struct MetricSpec {
     pub gaps: Vec<Gap>,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LoadPoint {
     #[schemars(with = "DurationSchema")]
@@ -276,7 +348,7 @@ pub struct LoadPoint {
     pub value: f64,
 }
 
-#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Gap {
     #[schemars(with = "DurationSchema")]
@@ -285,7 +357,7 @@ pub struct Gap {
     pub to: String,
 }
 
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FaultSpec {
     #[serde(default)]
@@ -305,9 +377,21 @@ pub struct FaultSpec {
     pub misplacement_rate: f64,
 }
 
+impl FaultSpec {
+    /// No fault at all (the default).
+    fn is_none(&self) -> bool {
+        self.api_error_rate == 0.0
+            && self.throttle_rate == 0.0
+            && self.event_loss_rate == 0.0
+            && self.event_duplication_rate == 0.0
+            && !self.event_reordering
+            && self.misplacement_rate == 0.0
+    }
+}
+
 /// A generated cluster: hosts spread over zones, services with tasks laid
 /// out with a skew, one azBalanced policy per service.
-#[derive(Debug, Clone, Copy, Deserialize, JsonSchema, PartialEq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, JsonSchema, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GenerateSpec {
     pub hosts: u32,
@@ -428,6 +512,9 @@ pub fn from_text(name: &str, text: &str, base: &Path) -> Result<Scenario> {
                 return Err(invalid(format!("host `{}` is defined twice", instance.id)));
             }
             sim.add_instance(instance);
+            if host.draining {
+                sim.drain(sim.instances.len() - 1);
+            }
         }
     }
     let mut clock = 0;
@@ -455,6 +542,33 @@ pub fn from_text(name: &str, text: &str, base: &Path) -> Result<Scenario> {
                 }
                 placed += 1;
             }
+        }
+        if !spec.running_tasks.is_empty() && !spec.tasks.is_empty() {
+            return Err(invalid(format!(
+                "service `{}`: set `tasks` (counts per host) or `runningTasks` (one by one), not both",
+                spec.name
+            )));
+        }
+        // One by one, in the order written; tasks started at the same
+        // moment keep one start time, so the planner's order is the live one.
+        let mut last_start: Option<&str> = None;
+        for task in &spec.running_tasks {
+            let i = sim.instance_index(&task.host).ok_or_else(|| {
+                invalid(format!(
+                    "service `{}`: task {}: no host named `{}`",
+                    spec.name, task.id, task.host
+                ))
+            })?;
+            if last_start.is_none() || last_start != task.started_at.as_deref() {
+                clock += 1_000;
+            }
+            last_start = task.started_at.as_deref();
+            sim.add_task_as(sv, i, clock, task.id.clone())
+                .map_err(|e| invalid(format!("service `{}`: {e}", spec.name)))?;
+            if task.protected {
+                sim.protect_task(&task.id);
+            }
+            placed += 1;
         }
         sim.services[sv].desired = spec.desired.unwrap_or(placed);
     }
@@ -730,6 +844,7 @@ pub fn generate_into(sim: &mut Simulator, g: GenerateSpec, seed: u64) {
             cpu: size.cpu,
             memory: size.memory,
             attributes: BTreeMap::new(),
+            draining: false,
         };
         for instance in instances(&spec) {
             sim.instances.push(instance);
@@ -756,6 +871,7 @@ pub fn generate_into(sim: &mut Simulator, g: GenerateSpec, seed: u64) {
             cpu: 128,
             memory: 256,
             host_ports: vec![],
+            running_tasks: vec![],
             tags: BTreeMap::new(),
             tasks: BTreeMap::new(),
             protected_tasks: BTreeMap::new(),

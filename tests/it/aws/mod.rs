@@ -27,6 +27,7 @@ mod commands;
 mod ecs;
 mod running;
 mod setup;
+mod snapshot;
 
 /// Registers an EC2 instance in `zone` with cluster `demo`; its container
 /// instance ARN.
