@@ -674,11 +674,8 @@ mod tests {
     use crate::sim::SimBackend;
     use crate::sim::scenario::{GenerateSpec, generated};
 
-    /// Every write is checked against the standing at the moment it is
-    /// made: a pass that began as leader and outlived the lease writes no
-    /// more, and what it asked for never reaches the backend behind.
-    #[tokio::test]
-    async fn each_write_is_checked_against_the_lease_when_it_is_made() {
+    /// A simulated cluster `demo`: one service of three tasks on three hosts.
+    fn one_service() -> SimBackend {
         let g = GenerateSpec {
             hosts: 3,
             services: 1,
@@ -686,7 +683,15 @@ mod tests {
             zones: 3,
             skewed_share: 0.0,
         };
-        let sim = SimBackend::new(generated(g, 1, 0).sim);
+        SimBackend::new(generated(g, 1, 0).sim)
+    }
+
+    /// Every write is checked against the standing at the moment it is
+    /// made: a pass that began as leader and outlived the lease writes no
+    /// more, and what it asked for never reaches the backend behind.
+    #[tokio::test]
+    async fn each_write_is_checked_against_the_lease_when_it_is_made() {
+        let sim = one_service();
         let snapshot = sim.snapshot("demo").await.unwrap();
         let (task, service) = (
             snapshot.tasks[0].id.clone(),
@@ -760,14 +765,7 @@ mod tests {
                 .is_empty()
         );
 
-        let g = GenerateSpec {
-            hosts: 3,
-            services: 1,
-            tasks: 3,
-            zones: 3,
-            skewed_share: 0.0,
-        };
-        let sim = SimBackend::new(generated(g, 1, 0).sim);
+        let sim = one_service();
         let snapshot = sim.snapshot("demo").await.unwrap();
         let service = snapshot.services[0].name.clone();
         let (_send, receive) = tokio::sync::watch::channel(standings);

@@ -152,67 +152,50 @@ pub fn with_lease(mut policy: Value, scope: &Scope<'_>, table: &str) -> Value {
     policy
 }
 
+/// The statements of [`policy`] for what lives in the controller's own
+/// account only: the event queue and the audit bus.
+const HOME_ONLY: [&str; 2] = ["PublishAudit", "ReadEvents"];
+
 /// The permissions of the role stevedore assumes in another account: read
 /// and act on the clusters it manages there, `(cluster, region)`, and read
-/// their scaling metrics. The event queue, audit bus and lease stay in the
-/// controller's own account, under its own role.
+/// their scaling metrics: [`policy`]'s statements for each cluster, merged,
+/// without those of the event queue and audit bus (they stay in the
+/// controller's own account, under its own role).
 pub fn target_role_policy(account: &str, clusters: &[(&str, &str)]) -> Value {
-    let arns = |resource: &dyn Fn(&str) -> String| -> Vec<String> {
-        clusters
-            .iter()
-            .map(|(cluster, region)| {
-                format!("arn:aws:ecs:{region}:{account}:{}", resource(cluster))
-            })
-            .collect()
-    };
-    let mut act = arns(&|c| format!("task/{c}/*"));
-    act.extend(arns(&|c| format!("service/{c}/*")));
-    let mut read = act.clone();
-    read.extend(arns(&|c| format!("container-instance/{c}/*")));
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "ReadCluster",
-                "Effect": "Allow",
-                "Action": ECS_READS_ON_CLUSTER,
-                "Resource": arns(&|c| format!("cluster/{c}"))
-            },
-            {
-                "Sid": "ReadServicesTasksInstances",
-                "Effect": "Allow",
-                "Action": ["ecs:DescribeServices", "ecs:DescribeTasks", "ecs:DescribeContainerInstances", "ecs:GetTaskProtection"],
-                "Resource": read
-            },
-            {
-                "Sid": "ReadTaskDefinitions",
-                "Effect": "Allow",
-                "Action": ["ecs:DescribeTaskDefinition"],
-                // DescribeTaskDefinition supports no resource-level permission.
-                "Resource": "*"
-            },
-            {
-                "Sid": "Act",
-                "Effect": "Allow",
-                "Action": ["ecs:StopTask", "ecs:UpdateService", "ecs:UpdateTaskProtection"],
-                "Resource": act
-            },
-            {
-                "Sid": "ReadScalingMetrics",
-                "Effect": "Allow",
-                "Action": ["cloudwatch:GetMetricData"],
-                // GetMetricData supports no resource-level permission.
-                "Resource": "*"
-            },
-            {
-                "Sid": "FindOtherScalers",
-                "Effect": "Allow",
-                "Action": ["application-autoscaling:DescribeScalableTargets"],
-                // Describe calls of Application Auto Scaling support no resource-level permission.
-                "Resource": "*"
+    let mut merged: Vec<Value> = vec![];
+    for (cluster, region) in clusters {
+        let one = policy(&Scope {
+            cluster,
+            region: Some(region),
+            account: Some(account),
+            queue: "",
+        });
+        for statement in one["Statement"].as_array().into_iter().flatten() {
+            let sid = statement["Sid"].as_str().unwrap_or_default();
+            if HOME_ONLY.contains(&sid) {
+                continue;
             }
-        ]
-    })
+            match merged.iter_mut().find(|m| m["Sid"] == sid) {
+                Some(m) if m["Resource"] != "*" => {
+                    let mut resources = resource_list(&m["Resource"]);
+                    resources.extend(resource_list(&statement["Resource"]));
+                    resources.dedup();
+                    m["Resource"] = json!(resources);
+                }
+                Some(_) => {}
+                None => merged.push(statement.clone()),
+            }
+        }
+    }
+    json!({"Version": "2012-10-17", "Statement": merged})
+}
+
+/// A statement's resources as a list.
+fn resource_list(resource: &Value) -> Vec<Value> {
+    match resource {
+        Value::Array(list) => list.clone(),
+        one => vec![one.clone()],
+    }
 }
 
 /// The trust policy of a role in another account: the controller's role

@@ -5,7 +5,7 @@
 //! keeps accounts apart by the assumed credentials, so reaching the
 //! cluster proves the role was assumed).
 
-use crate::aws::{cluster_in, stevedore};
+use crate::aws::{cluster_in, stevedore, stopped_in};
 use crate::moto::{Account, Moto};
 use crate::{findings, load};
 
@@ -80,30 +80,6 @@ fn policy(cluster: &str) -> String {
     format!(
         "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: {cluster}-web}}\nspec:\n  target: {{cluster: {cluster}, service: web}}\n  placement: {{azBalanced: true}}\n"
     )
-}
-
-/// Tasks of service `web` stopped so far in a cluster.
-async fn stopped_in(client: &aws_sdk_ecs::Client, cluster: &str) -> usize {
-    let arns = client
-        .list_tasks()
-        .cluster(cluster)
-        .desired_status(aws_sdk_ecs::types::DesiredStatus::Stopped)
-        .send()
-        .await
-        .unwrap()
-        .task_arns()
-        .to_vec();
-    let out = client
-        .describe_tasks()
-        .cluster(cluster)
-        .set_tasks(Some(arns))
-        .send()
-        .await
-        .unwrap();
-    out.tasks()
-        .iter()
-        .filter(|t| t.desired_status() == Some("STOPPED"))
-        .count()
 }
 
 #[tokio::test]

@@ -32,10 +32,21 @@ mod snapshot;
 /// Registers an EC2 instance in `zone` with cluster `demo`; its container
 /// instance ARN.
 pub(crate) async fn register_host(client: &Client, instance_id: &str, zone: &str) -> String {
-    let document = serde_json::json!({"instanceId": instance_id, "availabilityZone": zone, "region": "us-east-1", "instanceType": "m5.xlarge"}).to_string();
+    register_host_in(client, "demo", "us-east-1", instance_id, zone).await
+}
+
+/// The same, with cluster `cluster` of region `region`.
+pub(crate) async fn register_host_in(
+    client: &Client,
+    cluster: &str,
+    region: &str,
+    instance_id: &str,
+    zone: &str,
+) -> String {
+    let document = serde_json::json!({"instanceId": instance_id, "availabilityZone": zone, "region": region, "instanceType": "m5.xlarge"}).to_string();
     client
         .register_container_instance()
-        .cluster("demo")
+        .cluster(cluster)
         .instance_identity_document(document)
         .send()
         .await
@@ -92,19 +103,7 @@ pub(crate) async fn cluster_in(
     let mut hosts = vec![];
     for zone in ["a", "a", "b", "b", "c", "c"].map(|z| format!("{region}{z}")) {
         let instance = moto.ec2_instances_as(account, &zone, 1).remove(0);
-        let document = serde_json::json!({"instanceId": instance, "availabilityZone": zone, "region": region, "instanceType": "m5.xlarge"}).to_string();
-        let arn = client
-            .register_container_instance()
-            .cluster(name)
-            .instance_identity_document(document)
-            .send()
-            .await
-            .unwrap()
-            .container_instance()
-            .unwrap()
-            .container_instance_arn()
-            .unwrap()
-            .to_owned();
+        let arn = register_host_in(&client, name, region, &instance, &zone).await;
         client
             .put_attributes()
             .cluster(name)
@@ -246,9 +245,14 @@ pub(crate) fn specs_dir(rest: &str) -> tempfile::TempDir {
 }
 
 pub(crate) async fn stopped(client: &Client) -> usize {
+    stopped_in(client, "demo").await
+}
+
+/// Tasks of a cluster stopped so far.
+pub(crate) async fn stopped_in(client: &Client, cluster: &str) -> usize {
     let arns = client
         .list_tasks()
-        .cluster("demo")
+        .cluster(cluster)
         .send()
         .await
         .unwrap()
@@ -256,7 +260,7 @@ pub(crate) async fn stopped(client: &Client) -> usize {
         .to_vec();
     let out = client
         .describe_tasks()
-        .cluster("demo")
+        .cluster(cluster)
         .set_tasks(Some(arns))
         .send()
         .await
