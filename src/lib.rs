@@ -16,8 +16,9 @@
 //!   [`spec::source`] decodes files (size, UTF-8 and YAML limits);
 //!   [`spec::convert`] validates one document and applies defaults, giving a
 //!   [`spec::Policy`] (or a [`spec::Budget`], the second kind, with its cron
-//!   windows in [`spec::budget`]); [`spec::conflicts`] checks rules across
-//!   documents;
+//!   windows in [`spec::budget`], or a [`spec::Cluster`], the third: where a
+//!   cluster lives and the role to reach it); [`spec::conflicts`] checks
+//!   rules across documents;
 //!   [`spec::diag`] the diagnostics (file, line, column, rule, help) and
 //!   their rustc-style and JSON renderings. [`schema`]: the JSON Schemas
 //!   generated from the wire types.
@@ -36,11 +37,15 @@
 //!   again only what events touched ([`backend::refresh`]) and ECS's API
 //!   rates ([`backend::pacing`]). Both backends implement these.
 //! - [`aws`]: the AWS side: one SDK configuration for every client, the
-//!   backend over ECS ([`aws::ecs`]), the SQS queue ([`aws::sqs`]), calls
-//!   counted per operation ([`aws::api_counter`]).
+//!   backend over ECS ([`aws::ecs`]), one per location, behind the backend
+//!   that routes each cluster to its region and assumed role
+//!   ([`aws::router`]), the SQS queue ([`aws::sqs`]), calls counted per
+//!   operation ([`aws::api_counter`]).
 //! - [`sim`]: the ECS simulator, a backend and an event source of its own,
 //!   scenario files and the large-cluster generator ([`sim::scenario`]),
-//!   and the run of a scenario on tokio's paused clock ([`sim::run`]).
+//!   and the run of a scenario on tokio's paused clock ([`sim::run`]); a
+//!   live cluster captured as a scenario ([`sim::capture`], `stevedore
+//!   snapshot`).
 //! - [`status`]: what the controller tells the world: health, readiness,
 //!   Prometheus metrics and `/status` (the server), audit events to
 //!   EventBridge ([`status::audit`]), and [`status::outcome`], what one
@@ -51,8 +56,8 @@
 //!   the loop ([`controller::run`]) with its schedule
 //!   ([`controller::schedule`]: when to look), its event intake (a receive
 //!   always in flight), the policies in force (reloaded), metric readings
-//!   for scaling ([`controller::readings`]) and leader election
-//!   ([`controller::lease`]). The loop takes a backend, an event source and
+//!   for scaling ([`controller::readings`]) and leases
+//!   ([`controller::lease`]: one leader, or clusters shared by replicas). The loop takes a backend, an event source and
 //!   a clock, so `stevedore sim` runs this very loop.
 //! - [`setup`]: the EventBridge rule and SQS queue, and the IAM policies.
 //! - [`cli`]: one file per command; `main.rs` only calls it.
