@@ -283,6 +283,19 @@ async fn three_replicas_share_nine_clusters_and_take_over_a_stalled_ones() {
         }
     }
 
+    // `stevedore status` says which clusters a replica holds.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .args(["status", "--url", &format!("http://{}", a.address)])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    let mine: Vec<String> = a.holds().into_iter().collect();
+    assert!(
+        table.contains(&format!("holds: {}", mine.join(", "))),
+        "{table}"
+    );
+    assert!(table.contains("held elsewhere: "), "{table}");
+
     // Each cluster needs one stop: it is made once, by its holder.
     let claims: Vec<BTreeSet<String>> = all.iter().map(|r| r.holds()).collect();
     for cluster in names() {
