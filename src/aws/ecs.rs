@@ -548,8 +548,9 @@ fn constraint(c: &aws_sdk_ecs::types::PlacementConstraint) -> Option<PlacementCo
     }
 }
 
-impl Backend for AwsBackend {
-    async fn snapshot(&self, cluster: &str) -> backend::Result<ClusterSnapshot> {
+impl AwsBackend {
+    /// Every service, instance and task of the cluster, as one snapshot.
+    async fn read_all(&self, cluster: &str) -> backend::Result<ClusterSnapshot> {
         let taken_at = crate::model::wall_clock();
         let arns = self.service_arns(cluster).await?;
         let services = self.describe_services(cluster, &arns).await?;
@@ -581,6 +582,17 @@ impl Backend for AwsBackend {
         };
         refresh::apply(&mut snapshot, everything);
         Ok(snapshot)
+    }
+}
+
+impl Backend for AwsBackend {
+    async fn snapshot(&self, cluster: &str) -> backend::Result<ClusterSnapshot> {
+        // ECS's message ("Cluster not found.") does not name the cluster.
+        let name = cluster.rsplit('/').next().unwrap_or(cluster);
+        self.read_all(cluster).await.map_err(|e| match e {
+            backend::Error::ClusterNotFound(_) => backend::Error::ClusterNotFound(name.to_owned()),
+            e => e,
+        })
     }
 
     async fn refresh(

@@ -26,13 +26,52 @@ pub struct Args {
     pub endpoint: Endpoint,
     #[arg(long, value_enum, default_value_t = Output::Human)]
     pub output: Output,
+    /// Exit 1 when a policy matches nothing (its service or cluster does
+    /// not exist: NotFound), for CI.
+    #[arg(long)]
+    pub fail_on_idle: bool,
 }
 
 pub fn plan(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    match &args.sim {
-        Some(scenario) => plan_scenario(&args.specs, scenario, args.output, out, err),
-        None => plan_live(args, out, err),
+    let plans = match &args.sim {
+        Some(scenario) => plan_scenario(&args.specs, scenario, err).map(|p| vec![p]),
+        None => plan_live(args, err),
+    };
+    let plans = match plans {
+        Ok(plans) => plans,
+        Err(code) => return code,
+    };
+    let written = match (args.output, &args.sim) {
+        (Output::Json, Some(_)) => write_json(&plans[0], out),
+        (Output::Json, None) => write_json(&plans, out),
+        (Output::Human, Some(_)) => write_plan(&plans[0], out),
+        (Output::Human, None) => plans.iter().try_for_each(|p| {
+            writeln!(out, "cluster {}:", p.cluster).and_then(|()| write_plan(p, out))
+        }),
+    };
+    if written.is_err() {
+        return exit::USAGE;
     }
+    let idle: Vec<&str> = plans
+        .iter()
+        .flat_map(|p| &p.statuses)
+        .filter(|s| s.state == crate::plan::State::NotFound)
+        .map(|s| s.policy.as_str())
+        .collect();
+    if args.fail_on_idle && !idle.is_empty() {
+        let _ = writeln!(
+            err,
+            "error: {} matching nothing: {}",
+            if idle.len() == 1 {
+                "1 policy"
+            } else {
+                "policies"
+            },
+            idle.join(", ")
+        );
+        return exit::INVALID;
+    }
+    exit::OK
 }
 
 /// `plan --sim`: the controller's own path (read, verify, metrics) on the
@@ -40,12 +79,10 @@ pub fn plan(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 fn plan_scenario(
     specs: &[PathBuf],
     scenario: &Path,
-    output: Output,
-    out: &mut dyn Write,
     err: &mut dyn Write,
-) -> u8 {
+) -> Result<crate::plan::Plan, u8> {
     let Some(scenario) = super::sim::load_scenario(Some(scenario), err) else {
-        return exit::USAGE;
+        return Err(exit::USAGE);
     };
     let specs = if specs.is_empty() {
         spec::Specs {
@@ -54,14 +91,11 @@ fn plan_scenario(
             ..Default::default()
         }
     } else {
-        match policies_or_report(spec::load_paths(specs), err) {
-            Ok(specs) => specs,
-            Err(code) => return code,
-        }
+        policies_or_report(spec::load_paths(specs), err)?
     };
     let cluster = scenario.sim.cluster.clone();
     let backend = crate::sim::SimBackend::new(scenario.sim);
-    let plan = match super::runtime().block_on(crate::controller::plan_once(
+    let mut plan = match super::runtime().block_on(crate::controller::plan_once(
         &backend,
         &cluster,
         &specs,
@@ -70,14 +104,17 @@ fn plan_scenario(
         Ok(plan) => plan,
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
-            return exit::INVALID;
+            return Err(exit::INVALID);
         }
     };
-    let written = match output {
-        Output::Json => write_json(&plan, out),
-        Output::Human => write_plan(&plan, out),
-    };
-    written.map_or(exit::USAGE, |()| exit::OK)
+    // The simulated ECS has one cluster: policies of any other match nothing.
+    for other in crate::controller::clusters(&specs.policies, None) {
+        if other != cluster {
+            let absent = crate::plan::cluster_not_found(&specs.policies, &other);
+            plan.statuses.extend(absent.statuses);
+        }
+    }
+    Ok(plan)
 }
 
 /// Loads policies for a live command, reporting problems.
@@ -128,12 +165,10 @@ fn tempfile_dir() -> std::io::Result<PathBuf> {
     Ok(dir)
 }
 
-/// `plan` against live ECS: one snapshot per cluster, planned and shown.
-fn plan_live(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let specs = match live_policies(&args.specs, &args.git_ref, err) {
-        Ok(specs) => specs,
-        Err(code) => return code,
-    };
+/// `plan` against live ECS: one snapshot per cluster, planned. A cluster
+/// that does not exist has its policies NotFound; the others are planned.
+fn plan_live(args: &Args, err: &mut dyn Write) -> Result<Vec<crate::plan::Plan>, u8> {
+    let specs = live_policies(&args.specs, &args.git_ref, err)?;
     let runtime = super::runtime();
     let clients = runtime.block_on(crate::aws::AwsClients::connect(
         args.endpoint.endpoint_url.as_deref(),
@@ -146,19 +181,17 @@ fn plan_live(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         // way (on the wall clock: the snapshot's time is AWS's).
         match runtime.block_on(crate::controller::plan_once(&backend, &name, &specs, 0)) {
             Ok(plan) => plans.push(plan),
+            Err(crate::backend::Error::ClusterNotFound(_)) => {
+                let _ = writeln!(err, "warning: cluster `{name}` not found");
+                plans.push(crate::plan::cluster_not_found(&specs.policies, &name));
+            }
             Err(e) => {
                 let _ = writeln!(err, "error: {name}: {e}");
-                return exit::INVALID;
+                return Err(exit::INVALID);
             }
         }
     }
-    let written = match args.output {
-        Output::Json => write_json(&plans, out),
-        Output::Human => plans.iter().try_for_each(|p| {
-            writeln!(out, "cluster {}:", p.cluster).and_then(|()| write_plan(p, out))
-        }),
-    };
-    written.map_or(exit::USAGE, |()| exit::OK)
+    Ok(plans)
 }
 
 /// The plan as a readable diff: per policy and service, its state, then
@@ -166,11 +199,14 @@ fn plan_live(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
 fn write_plan(plan: &crate::plan::Plan, out: &mut dyn Write) -> std::io::Result<()> {
     use crate::plan::ActionKind;
     for status in &plan.statuses {
+        let who = if status.service.is_empty() {
+            status.policy.clone()
+        } else {
+            format!("{}/{}", status.policy, status.service)
+        };
         writeln!(
             out,
-            "{}/{}: {:?}{}",
-            status.policy,
-            status.service,
+            "{who}: {:?}{}",
             status.state,
             if status.reason.is_empty() {
                 String::new()

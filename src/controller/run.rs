@@ -405,6 +405,13 @@ pub async fn run<B: Backend, E: EventSource>(
                         read_calls = total_calls(backend) - calls_before;
                         reconcile(backend, &cluster, snapshot, full, &effective, now, memory).await
                     }
+                    // A cluster that does not exist is an answer, not a
+                    // failure: its policies are NotFound, the others go on.
+                    Err(backend::Error::ClusterNotFound(_)) => Ok(Reconciled {
+                        plan: crate::plan::cluster_not_found(&effective.policies, &cluster),
+                        executed: vec![],
+                        metric_error: None,
+                    }),
                     Err(e) => Err(e),
                 };
                 match &outcome {
@@ -707,6 +714,18 @@ fn report(cluster: &str, outcome: &Reconciled, summary: &mut RunSummary) {
     }
     for status in &outcome.plan.statuses {
         let (policy, service) = (status.policy.as_str(), status.service.as_str());
+        if status.state == crate::plan::State::NotFound {
+            tracing::warn!(
+                cluster,
+                policy,
+                service,
+                state = ?status.state,
+                "{cluster}/{policy}/{service}: {:?}: {}",
+                status.state,
+                status.reason
+            );
+            continue;
+        }
         tracing::info!(
             cluster,
             policy,

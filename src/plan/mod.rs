@@ -118,6 +118,9 @@ pub enum State {
     Unsatisfiable,
     /// Not acted on for now (deployment, not steady, conflict; see the reason).
     Paused,
+    /// The policy's target matches no service, or its cluster does not
+    /// exist: nothing to do, and likely a typo (see the reason).
+    NotFound,
 }
 
 /// How one spread constraint stands.
@@ -524,11 +527,89 @@ pub fn plan_with_index(
             plan.statuses.push(status);
         }
     }
+    // Every policy of this cluster is accounted for: one that matches no
+    // service says so.
+    for (policy, services) in policies.iter().zip(&targets) {
+        if services.is_empty() && policy.target.cluster.name == snapshot.cluster {
+            plan.statuses
+                .push(not_found(policy, &snapshot.cluster, Some(snapshot)));
+        }
+    }
     memory.ledger.settle(index, budget, now);
     if let Some(budget) = budget {
         spend_budget(budget, policies, index, &topologies, now, memory, &mut plan);
     }
     plan
+}
+
+/// The status of a policy that matches nothing: its target names a service
+/// the cluster does not have (with the closest name it has), or its
+/// selector matches none, or (`snapshot` None) the cluster does not exist.
+pub fn not_found(
+    policy: &Policy,
+    cluster: &str,
+    snapshot: Option<&ClusterSnapshot>,
+) -> ServiceStatus {
+    let (service, reason) = match (snapshot, &policy.target.services) {
+        (None, ServiceMatch::Named(r)) => (
+            r.name.clone(),
+            format!("cluster `{cluster}` not found: the policy matches nothing"),
+        ),
+        (None, _) => (
+            String::new(),
+            format!("cluster `{cluster}` not found: the policy matches nothing"),
+        ),
+        (Some(snapshot), ServiceMatch::Named(r)) => {
+            let names = snapshot.services.iter().map(|s| s.name.as_str());
+            let mut reason = format!("no service `{}` in cluster `{cluster}`", r.name);
+            if let Some(close) = crate::spec::diag::closest(&r.name, names) {
+                reason.push_str(&format!("; did you mean `{close}`?"));
+            }
+            (r.name.clone(), reason)
+        }
+        (Some(_), ServiceMatch::Selector { name_pattern, tags }) => {
+            let mut what = vec![];
+            if let Some(g) = name_pattern {
+                what.push(format!("namePattern `{}`", g.as_str()));
+            }
+            if !tags.is_empty() {
+                let tags: Vec<String> = tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                what.push(format!("tags {}", tags.join(", ")));
+            }
+            (
+                String::new(),
+                format!(
+                    "no service in cluster `{cluster}` matches {}",
+                    what.join(" and ")
+                ),
+            )
+        }
+    };
+    ServiceStatus {
+        policy: policy.name.clone(),
+        service,
+        state: State::NotFound,
+        reason,
+        constraints: vec![],
+        moves_remaining: 0,
+        moves_planned: 0,
+        forced_redeploy_tasks: 0,
+        scaling: None,
+        warnings: vec![],
+    }
+}
+
+/// The plan of a cluster that does not exist: each of its policies NotFound.
+pub fn cluster_not_found(policies: &[Policy], cluster: &str) -> Plan {
+    Plan {
+        cluster: cluster.to_owned(),
+        actions: vec![],
+        statuses: policies
+            .iter()
+            .filter(|p| p.target.cluster.name == cluster)
+            .map(|p| not_found(p, cluster, None))
+            .collect(),
+    }
 }
 
 /// Holds a service's stops while it backs off after moves that missed.

@@ -831,3 +831,46 @@ fn a_blocked_move_names_the_landing_that_would_not_help() {
         plan.statuses[0].reason
     );
 }
+
+#[test]
+fn a_policy_that_matches_nothing_is_not_found_with_the_closest_name() {
+    let c = three_zones([1, 1, 1], spread_zone());
+    let typo = policies(&policy("web-az", "webb", AZ));
+    let plan = plan(&typo, &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.statuses.len(), 1, "{plan:#?}");
+    let status = &plan.statuses[0];
+    assert_eq!(
+        (status.state, status.service.as_str()),
+        (State::NotFound, "webb")
+    );
+    assert_eq!(
+        status.reason,
+        "no service `webb` in cluster `demo`; did you mean `web`?"
+    );
+    // A selector that matches no service says what it looked for.
+    let selector = "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {name: by-tag}\nspec:\n  target: {cluster: demo, serviceSelector: {namePattern: 'api-*', tags: {tier: front}}}\n  placement: {azBalanced: true}\n";
+    let plan = super::plan(&policies(selector), &c.snapshot, 0);
+    assert_eq!(plan.statuses[0].state, State::NotFound);
+    assert_eq!(
+        plan.statuses[0].reason,
+        "no service in cluster `demo` matches namePattern `api-*` and tags tier=front"
+    );
+    // A policy of another cluster is that cluster's to report, not this one's.
+    let elsewhere = policy("web-az", "web", AZ).replace("cluster: demo", "cluster: prod");
+    assert!(
+        super::plan(&policies(&elsewhere), &c.snapshot, 0)
+            .statuses
+            .is_empty()
+    );
+    // A cluster that does not exist: each of its policies, none of the others'.
+    let mut both = policies(&elsewhere);
+    both.extend(typo);
+    let absent = cluster_not_found(&both, "prod");
+    assert_eq!(absent.statuses.len(), 1);
+    assert_eq!(absent.statuses[0].state, State::NotFound);
+    assert_eq!(
+        absent.statuses[0].reason,
+        "cluster `prod` not found: the policy matches nothing"
+    );
+}

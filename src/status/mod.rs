@@ -491,11 +491,16 @@ impl Observer {
                 },
             );
         }
-        let mut by_state: BTreeMap<String, i64> =
-            ["Satisfied", "Converging", "Unsatisfiable", "Paused"]
-                .iter()
-                .map(|s| ((*s).to_owned(), 0))
-                .collect();
+        let mut by_state: BTreeMap<String, i64> = [
+            "Satisfied",
+            "Converging",
+            "Unsatisfiable",
+            "Paused",
+            "NotFound",
+        ]
+        .iter()
+        .map(|s| ((*s).to_owned(), 0))
+        .collect();
         for s in board.statuses.values() {
             *by_state.entry(s.state.clone()).or_default() += 1;
         }

@@ -902,3 +902,26 @@ fn every_shipped_scenario_ends_as_pinned() {
     }
     insta::assert_snapshot!(out);
 }
+
+/// A policy whose service does not exist is in the report as NotFound,
+/// with the name it likely meant, not left out.
+#[test]
+fn a_policy_matching_nothing_is_in_the_report_as_not_found() {
+    let report = crate::run_edited(
+        "host-joins-after-scale-out",
+        "service: web}",
+        "service: webb}",
+    );
+    let idle: Vec<_> = report
+        .services
+        .iter()
+        .filter(|s| s.state == stevedore::plan::State::NotFound)
+        .collect();
+    assert_eq!(idle.len(), 1, "{:#?}", report.services);
+    assert_eq!(idle[0].policy, "web-balanced");
+    assert!(
+        idle[0].reason.ends_with("did you mean `web`?"),
+        "{}",
+        idle[0].reason
+    );
+}

@@ -81,19 +81,79 @@ async fn run_refuses_invalid_policies_and_reports_unreachable_clusters() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stdout).contains("unknown field `maxskew`"));
 
-    // A cluster that does not exist: no snapshot, nothing done, exit 1.
+    // A cluster that does not exist is no failed read: its policy is
+    // NotFound, named with its cluster, and the run goes on (exit 0).
     let good = specs_dir("  placement: {azBalanced: true}\n");
     let out = stevedore(
         &moto,
         &["run", "--specs", good.path().to_str().unwrap(), "--once"],
     );
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("demo/web/web: NotFound: cluster `demo` not found"),
+        "{text}"
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("demo: no snapshot, nothing done"));
+}
+
+/// Every policy is accounted for: one whose cluster does not exist, or
+/// whose service is misspelt, is listed as NotFound (with the closest
+/// name), the others are planned as usual, and `--fail-on-idle` makes CI
+/// fail on it.
+#[tokio::test]
+async fn plan_lists_policies_that_match_nothing_and_can_fail_on_them() {
+    let (moto, _client) = crate::aws::demo([3, 2, 1, 0, 0, 0]).await;
+    let specs = specs_dir("  placement: {azBalanced: true}\n");
+    let policy = |name: &str, cluster: &str, service: &str| {
+        format!(
+            "apiVersion: stevedore.io/v1alpha1\nkind: ServicePolicy\nmetadata: {{name: {name}}}\nspec:\n  target: {{cluster: {cluster}, service: {service}}}\n  placement: {{azBalanced: true}}\n"
+        )
+    };
+    std::fs::write(
+        specs.path().join("typo.yaml"),
+        policy("typo", "demo", "webb"),
+    )
+    .unwrap();
+    std::fs::write(
+        specs.path().join("gone.yaml"),
+        policy("gone", "nowhere", "web"),
+    )
+    .unwrap();
+    let dir = specs.path().to_str().unwrap();
+    let out = stevedore(&moto, &["plan", "--specs", dir]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("cluster demo:"), "{text}");
+    assert!(
+        text.contains("web/web: Converging"),
+        "the others are planned: {text}"
+    );
+    assert!(
+        text.contains(
+            "typo/webb: NotFound (no service `webb` in cluster `demo`; did you mean `web`?)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("cluster nowhere:"), "{text}");
+    assert!(
+        text.contains(
+            "gone/web: NotFound (cluster `nowhere` not found: the policy matches nothing)"
+        ),
+        "{text}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cluster `nowhere` not found"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = stevedore(&moto, &["plan", "--specs", dir, "--fail-on-idle"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("matching nothing: gone, typo")
+            || String::from_utf8_lossy(&out.stderr).contains("matching nothing: typo, gone"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[tokio::test]
