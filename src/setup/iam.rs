@@ -341,6 +341,15 @@ mod tests {
                 .get("Condition")
                 .is_none()
         );
+        // Unscoped reads stay `*`, merged or not.
+        for s in p["Statement"].as_array().unwrap() {
+            if s["Sid"] == "ReadTaskDefinitions" {
+                assert_eq!(s["Resource"], "*");
+            }
+        }
+        assert_eq!(default_queue("prod"), "stevedore-prod");
+        let one = json!({"Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole"}]});
+        assert!(allows(&one, "sts:AssumeRole") && !allows(&one, "ecs:StopTask"));
         let controller = with_assume_role(json!({}), &["arn:aws:iam::111111111111:role/x"]);
         assert!(allows(&controller, "sts:AssumeRole"));
         assert_eq!(with_assume_role(json!({}), &[]), json!({}));

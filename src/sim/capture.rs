@@ -239,6 +239,36 @@ spec:
         for t in &mut snapshot.tasks {
             t.protected = protected.contains(&t.id);
         }
+        // A task still PENDING, and one with no host: left out, and said.
+        let mut with_pending = snapshot.clone();
+        let mut pending = snapshot.tasks[0].clone();
+        pending.id = "pending".into();
+        pending.status = crate::model::TaskStatus::Pending;
+        let mut homeless = snapshot.tasks[0].clone();
+        homeless.id = "homeless".into();
+        homeless.instance = None;
+        with_pending.tasks.extend([pending, homeless]);
+        let noted = capture(&with_pending, &[]);
+        let text = noted.to_yaml().unwrap();
+        assert!(
+            !text.contains("id: pending") && !text.contains("id: homeless"),
+            "{text}"
+        );
+        assert!(
+            noted
+                .notes
+                .iter()
+                .any(|n| n.contains("web: 2 tasks not RUNNING")),
+            "{:?}",
+            noted.notes
+        );
+        assert!(
+            noted
+                .scenario
+                .metadata
+                .description
+                .contains("Not read, or not replayed:\n- ")
+        );
         let captured = capture(&snapshot, &[]);
         let yaml = captured.to_yaml().unwrap();
         let copy = crate::sim::scenario::from_text("copy", &yaml, std::path::Path::new("."))

@@ -133,6 +133,8 @@ mod tests {
             ("arn:aws:iam::111111111111:role/", "not a role"),
             ("arn:aws:sts::111111111111:role/x", "written"),
             ("arn:aws:iam:eu-west-1:111111111111:role/x", "written"),
+            ("arx:aws:iam::111111111111:role/x", "written"),
+            ("arn:gcp:iam::111111111111:role/x", "written"),
         ] {
             assert!(role_arn_problem(bad).unwrap().contains(why), "{bad}");
         }

@@ -106,12 +106,21 @@ async fn one_controller_reaches_clusters_in_two_regions_and_another_account() {
     // Without the Cluster documents, neither is where the controller looks.
     let alone = tempfile::tempdir().unwrap();
     std::fs::write(alone.path().join("far.yaml"), policy("far")).unwrap();
-    let out = stevedore(&moto, &["plan", "--specs", alone.path().to_str().unwrap()]);
-    assert_ne!(out.status.code(), Some(0));
+    let out = stevedore(
+        &moto,
+        &[
+            "plan",
+            "--specs",
+            alone.path().to_str().unwrap(),
+            "--fail-on-idle",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not found"),
+        String::from_utf8_lossy(&out.stdout)
+            .contains("far-web/web: NotFound (cluster `far` not found"),
         "{}",
-        String::from_utf8_lossy(&out.stderr)
+        String::from_utf8_lossy(&out.stdout)
     );
     assert_eq!(moto.calls("AssumeRole"), 0);
 
