@@ -28,6 +28,22 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+/// The clock disagreement a lease of `duration` ms tolerates: a third.
+fn margin_of(duration: u64) -> u64 {
+    duration / 3
+}
+
+/// How often to write a lease with this margin: a third of it (at least
+/// 100 ms), so a renewal has two more chances before the holder's deadline.
+fn tick_period(margin: u64) -> std::time::Duration {
+    std::time::Duration::from_millis((margin / 3).max(100))
+}
+
+/// An SDK error as one line with its causes.
+fn sdk_message(e: &(impl std::error::Error + 'static)) -> String {
+    aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()
+}
+
 /// Why the lease could not be read or written (losing a race is not an error).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("lease {table}/{name}: {message}")]
@@ -120,7 +136,7 @@ impl Lease {
             name: name.to_owned(),
             holder: holder.to_owned(),
             duration,
-            margin: duration / 3,
+            margin: margin_of(duration),
             standing: Standing::Follower,
         }
     }
@@ -149,7 +165,7 @@ impl Lease {
     /// How often to call [`Lease::tick`]: a third of the margin, so a
     /// renewal has two more chances before the leader's own deadline.
     pub fn tick_every(&self) -> std::time::Duration {
-        std::time::Duration::from_millis((self.margin / 3).max(100))
+        tick_period(self.margin)
     }
 
     /// Renews the lease if this replica holds it, else tries to acquire it.
@@ -210,9 +226,7 @@ impl Lease {
                 self.standing = Standing::Follower;
             }
             Err(e) => {
-                return Err(
-                    self.error(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
-                );
+                return Err(self.error(sdk_message(&e)));
             }
         }
         Ok(&self.standing)
@@ -252,7 +266,7 @@ impl Lease {
             {
                 Ok(())
             }
-            Err(e) => Err(self.error(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())),
+            Err(e) => Err(self.error(sdk_message(&e))),
         }
     }
 }
@@ -306,13 +320,12 @@ impl Shares {
         format!("{}#replica/", self.name)
     }
 
-    /// How often to call [`Shares::tick`]: as a single lease ticks.
+    /// How often to call [`Shares::tick`]: as each of its leases ticks.
     pub fn tick_every(&self) -> std::time::Duration {
-        let duration = self.duration.as_millis() as u64;
-        std::time::Duration::from_millis((duration / 9).max(100))
+        tick_period(margin_of(self.duration.as_millis() as u64))
     }
 
-    /// This replica's standings, as of `now`.
+    /// This replica's standings.
     pub fn standings(&self) -> Standings {
         Standings::PerCluster(
             self.leases
@@ -343,7 +356,7 @@ impl Shares {
             .send()
             .await
             .map(drop)
-            .map_err(|e| self.error(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()))
+            .map_err(|e| self.error(sdk_message(&e)))
     }
 
     /// The replicas whose heartbeat has not expired at `now` (a Scan of
@@ -363,9 +376,7 @@ impl Shares {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| {
-                    self.error(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
-                })?;
+                .map_err(|e| self.error(sdk_message(&e)))?;
             live += page.items().len();
             start = page.last_evaluated_key().cloned();
             if start.is_none() {

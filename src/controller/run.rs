@@ -137,14 +137,6 @@ fn git(options: &RunOptions) -> Option<&GitSpecs> {
     }
 }
 
-/// Whether this replica may act on `cluster` now (always, without leases).
-fn leading(options: &RunOptions, cluster: &str) -> bool {
-    options
-        .leader
-        .as_ref()
-        .is_none_or(|standing| standing.borrow().leads(cluster, crate::model::wall_clock()))
-}
-
 /// Whether the clusters are shared by replicas: each reads only its own.
 fn shared(options: &RunOptions) -> bool {
     options
@@ -153,13 +145,18 @@ fn shared(options: &RunOptions) -> bool {
         .is_some_and(|standing| standing.borrow().shared())
 }
 
-/// The clusters among `clusters` this replica may act on now.
+/// The clusters among `clusters` this replica may act on now (all of
+/// them without leases).
 fn held(options: &RunOptions, clusters: &[String]) -> std::collections::BTreeSet<String> {
-    clusters
-        .iter()
-        .filter(|c| leading(options, c))
-        .cloned()
-        .collect()
+    match &options.leader {
+        None => clusters.iter().cloned().collect(),
+        Some(standing) => standing
+            .borrow()
+            .held(clusters, crate::model::wall_clock())
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+    }
 }
 
 /// Resolves when the clusters among `clusters` this replica holds are no
@@ -188,10 +185,14 @@ async fn leases_changed(
     }
 }
 
-/// Tells the observer which clusters this replica holds, and the lease
-/// keeper which clusters the policies name.
-fn announce(options: &RunOptions, observer: &crate::status::Observer, clusters: &[String]) {
-    let held = held(options, clusters);
+/// Tells the observer which of `clusters` (those the policies name) this
+/// replica holds, `held`, and the lease keeper which clusters are named.
+fn announce(
+    options: &RunOptions,
+    observer: &crate::status::Observer,
+    clusters: &[String],
+    held: &std::collections::BTreeSet<String>,
+) {
     observer.clusters_held(
         &clusters
             .iter()
@@ -202,7 +203,9 @@ fn announce(options: &RunOptions, observer: &crate::status::Observer, clusters: 
     if let Some(named) = &options.clusters_named {
         named.send_if_modified(|n| {
             let changed = n != clusters;
-            n.clone_from(&clusters.to_vec());
+            if changed {
+                *n = clusters.to_vec();
+            }
             changed
         });
     }
@@ -269,12 +272,8 @@ pub async fn run<B: Backend, E: EventSource>(
     };
     let mut next_poll = git(options).map(|g| tokio::time::Instant::now() + g.poll);
     backend.locate(&in_force.clusters);
+    // Which clusters this replica holds is told at each pass (`announce`).
     observer.policies_loaded(&clusters(&in_force.policies, options.cluster.as_deref()));
-    announce(
-        options,
-        observer,
-        &clusters(&in_force.policies, options.cluster.as_deref()),
-    );
     let mut summary = RunSummary::default();
     let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
     let mut memories: std::collections::BTreeMap<String, Memory> = Default::default();
@@ -332,8 +331,8 @@ pub async fn run<B: Backend, E: EventSource>(
         let mut effective = in_force.clone();
         let named = clusters(&in_force.policies, options.cluster.as_deref());
         let mut held_now = held(options, &named);
-        announce(options, observer, &named);
-        if options.leader.is_some() && shared(options) {
+        announce(options, observer, &named, &held_now);
+        if shared(options) {
             tracing::info!(
                 held = held_now.len(),
                 "holding {} of {} clusters{}",
@@ -586,7 +585,7 @@ pub async fn run<B: Backend, E: EventSource>(
                     } else {
                         tracing::info!("leader: lost the lease; planning and reporting only");
                     }
-                    announce(options, observer, &managed);
+                    announce(options, observer, &managed, &now_held);
                     held_now = now_held;
                     continue;
                 }
@@ -640,9 +639,7 @@ fn adopt(
 ) {
     *in_force = newer;
     backend.locate(&in_force.clusters);
-    let named = clusters(&in_force.policies, options.cluster.as_deref());
-    observer.policies_loaded(&named);
-    announce(options, observer, &named);
+    observer.policies_loaded(&clusters(&in_force.policies, options.cluster.as_deref()));
     let (schedule, now) = schedule;
     schedule.set_scaling_every(now, scaling_interval(&in_force.policies));
 }

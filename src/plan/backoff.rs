@@ -74,16 +74,8 @@ mod tests {
 
     fn status(state: State, remaining: u32) -> ServiceStatus {
         ServiceStatus {
-            policy: "p".into(),
-            service: "s".into(),
-            state,
-            reason: String::new(),
-            constraints: vec![],
             moves_remaining: remaining,
-            moves_planned: 0,
-            forced_redeploy_tasks: 0,
-            scaling: None,
-            warnings: vec![],
+            ..ServiceStatus::new("p", "s", state, "")
         }
     }
 

@@ -156,6 +156,29 @@ pub struct ServiceStatus {
     pub warnings: Vec<String>,
 }
 
+impl ServiceStatus {
+    /// A status with nothing measured yet: no constraint, no move.
+    pub fn new(
+        policy: &str,
+        service: &str,
+        state: State,
+        reason: impl Into<String>,
+    ) -> ServiceStatus {
+        ServiceStatus {
+            policy: policy.to_owned(),
+            service: service.to_owned(),
+            state,
+            reason: reason.into(),
+            constraints: vec![],
+            moves_remaining: 0,
+            moves_planned: 0,
+            forced_redeploy_tasks: 0,
+            scaling: None,
+            warnings: vec![],
+        }
+    }
+}
+
 /// The planner's output.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {
@@ -392,16 +415,8 @@ pub fn plan_with_index(
                 .map(|q| policies[*q].name.as_str())
                 .collect();
             let mut status = ServiceStatus {
-                policy: policy.name.clone(),
-                service: service.name.clone(),
-                state: State::Satisfied,
-                reason: String::new(),
-                constraints: vec![],
-                moves_remaining: 0,
-                moves_planned: 0,
                 forced_redeploy_tasks: index.running(s).count() as u32,
-                scaling: None,
-                warnings: vec![],
+                ..ServiceStatus::new(&policy.name, &service.name, State::Satisfied, "")
             };
             if !others.is_empty() {
                 status.state = State::Paused;
@@ -585,18 +600,7 @@ pub fn not_found(
             )
         }
     };
-    ServiceStatus {
-        policy: policy.name.clone(),
-        service,
-        state: State::NotFound,
-        reason,
-        constraints: vec![],
-        moves_remaining: 0,
-        moves_planned: 0,
-        forced_redeploy_tasks: 0,
-        scaling: None,
-        warnings: vec![],
-    }
+    ServiceStatus::new(&policy.name, &service, State::NotFound, reason)
 }
 
 /// The plan of a cluster that does not exist: each of its policies NotFound.

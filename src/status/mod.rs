@@ -607,18 +607,12 @@ mod tests {
             plan: Plan {
                 cluster: "prod".into(),
                 actions: vec![],
-                statuses: vec![ServiceStatus {
-                    policy: "web".into(),
-                    service: "web".into(),
+                statuses: vec![ServiceStatus::new(
+                    "web",
+                    "web",
                     state,
-                    reason: format!("{state:?}"),
-                    constraints: vec![],
-                    moves_remaining: 0,
-                    moves_planned: 0,
-                    forced_redeploy_tasks: 0,
-                    scaling: None,
-                    warnings: vec![],
-                }],
+                    format!("{state:?}"),
+                )],
             },
             executed: vec![],
             metric_error: None,

@@ -465,18 +465,7 @@ mod tests {
         let index = Index::new(&c.snapshot);
         let topologies = Topologies::new(&c.snapshot, p);
         [true, false].map(|prefer_units| {
-            let mut status = ServiceStatus {
-                policy: p[0].name.clone(),
-                service: "web".into(),
-                state: State::Satisfied,
-                reason: String::new(),
-                constraints: vec![],
-                moves_remaining: 0,
-                moves_planned: 0,
-                forced_redeploy_tasks: 0,
-                scaling: None,
-                warnings: vec![],
-            };
+            let mut status = ServiceStatus::new(&p[0].name, "web", State::Satisfied, "");
             let mut actions = vec![];
             plan_with(
                 &p[0],
