@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use aws_sdk_ecs::Client;
-use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata};
+use aws_sdk_ecs::error::ProvideErrorMetadata;
 use aws_sdk_ecs::types::{DesiredStatus, ServiceField};
 
 use super::AwsClients;
@@ -49,9 +49,9 @@ pub struct AwsBackend {
 }
 
 /// Turns an SDK error into a backend error, keeping the operation's name.
-fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
+fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     operation: &'static str,
-    e: aws_sdk_ecs::error::SdkError<E, R>,
+    e: aws_sdk_ecs::error::SdkError<E, super::HttpResponse>,
 ) -> backend::Error {
     match e.code() {
         Some("ThrottlingException" | "Throttling" | "TooManyRequestsException") => {
@@ -62,7 +62,7 @@ fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt:
         }
         _ => backend::Error::Api {
             operation,
-            message: DisplayErrorContext(&e).to_string(),
+            message: super::one_line(&e),
         },
     }
 }
@@ -151,7 +151,7 @@ impl AwsBackend {
     /// One call per batch of `ids`, at most [`DESCRIBE_IN_FLIGHT`] in
     /// flight, each counted and paced; the outputs in order, or the first
     /// error.
-    async fn batched<O, E, R, F, Fut>(
+    async fn batched<O, E, F, Fut>(
         &self,
         operation: &'static str,
         ids: &[String],
@@ -160,9 +160,10 @@ impl AwsBackend {
     ) -> backend::Result<Vec<O>>
     where
         F: Fn(Vec<String>) -> Fut,
-        Fut: std::future::Future<Output = Result<O, aws_sdk_ecs::error::SdkError<E, R>>>,
+        Fut: std::future::Future<
+                Output = Result<O, aws_sdk_ecs::error::SdkError<E, super::HttpResponse>>,
+            >,
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
     {
         use futures_util::{StreamExt, TryStreamExt};
         futures_util::stream::iter(ids.chunks(size))
@@ -782,7 +783,7 @@ impl Backend for AwsBackend {
                     .await
                     .map_err(|e| backend::Error::Api {
                         operation: "GetMetricData",
-                        message: DisplayErrorContext(&e).to_string(),
+                        message: super::one_line(&e),
                     })?;
                 for result in out.metric_data_results() {
                     let i = result
@@ -836,7 +837,7 @@ impl Backend for AwsBackend {
                     .await
                     .map_err(|e| backend::Error::Api {
                         operation: "DescribeScalableTargets",
-                        message: DisplayErrorContext(&e).to_string(),
+                        message: super::one_line(&e),
                     })?;
                 found.extend(
                     out.scalable_targets()

@@ -109,3 +109,76 @@ impl AwsClients {
         aws_sdk_dynamodb::Client::from_conf(config.interceptor(self.counter.clone()).build())
     }
 }
+
+/// The most of a raw response body written to the debug log.
+const RAW_BODY_LOGGED: usize = 1024;
+
+/// An SDK error as one short line: HTTP status, AWS error code, message and
+/// request id (`HTTP 400 ClusterNotFoundException: Cluster not found.
+/// (request id 5c2f…)`). What the SDK would print whole (an HTML error
+/// page, a response that did not parse, with its headers) is logged only at
+/// debug level, truncated, so an error line stays readable and bounded
+/// whatever the endpoint answers.
+pub fn one_line<E>(e: &aws_smithy_runtime_api::client::result::SdkError<E, HttpResponse>) -> String
+where
+    E: aws_sdk_ecs::error::ProvideErrorMetadata + std::error::Error + 'static,
+{
+    use aws_sdk_ecs::error::{DisplayErrorContext, ProvideErrorMetadata};
+    use aws_sdk_ecs::operation::RequestId;
+    use aws_smithy_runtime_api::client::result::SdkError;
+
+    let raw = match e {
+        SdkError::ServiceError(s) => Some(s.raw()),
+        SdkError::ResponseError(r) => Some(r.raw()),
+        _ => None,
+    };
+    let Some(raw) = raw else {
+        // No response: a timeout, a connection refused, a request not built.
+        return clip(&DisplayErrorContext(e).to_string(), 300);
+    };
+    let body = raw.body().bytes().unwrap_or_default();
+    tracing::debug!(
+        status = raw.status().as_u16(),
+        body = %String::from_utf8_lossy(&body[..body.len().min(RAW_BODY_LOGGED)]),
+        truncated = body.len() > RAW_BODY_LOGGED,
+        "raw response of a failed call"
+    );
+    let mut line = format!("HTTP {}", raw.status().as_u16());
+    match (e.code(), e.message()) {
+        (Some(code), Some(message)) => line += &format!(" {code}: {}", clip(message, 300)),
+        (Some(code), None) => line += &format!(" {code}"),
+        _ if matches!(e, SdkError::ResponseError(_)) => {
+            line += ": the response could not be read";
+            let mut causes = vec![];
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                causes.push(c.to_string());
+                cause = c.source();
+            }
+            causes.dedup();
+            if !causes.is_empty() {
+                line += &format!(" ({})", clip(&causes.join(": "), 200));
+            }
+        }
+        _ => line += ": no AWS error in the response",
+    }
+    if let Some(id) = e.request_id() {
+        line += &format!(" (request id {})", clip(id, 100));
+    }
+    line
+}
+
+/// The SDK's raw HTTP response type, the same for every service's client.
+pub(crate) type HttpResponse = aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+/// `text` on one line, at most `max` characters (with `…` when cut).
+fn clip(text: &str, max: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match flat.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &flat[..at]),
+        None => flat,
+    }
+}

@@ -2,8 +2,6 @@
 //! controller's [`EventSource`]: received ten at a time, deleted ten to a
 //! DeleteMessageBatch call.
 
-use aws_sdk_sqs::error::DisplayErrorContext;
-
 use crate::backend::events::EventSource;
 use crate::backend::limits;
 
@@ -52,7 +50,7 @@ impl EventSource for SqsEvents {
             .wait_time_seconds(wait.as_secs().min(20) as i32)
             .send()
             .await
-            .map_err(|e| QueueError::Receive(DisplayErrorContext(&e).to_string()))?;
+            .map_err(|e| QueueError::Receive(super::one_line(&e)))?;
         Ok(out
             .messages()
             .iter()
@@ -89,7 +87,7 @@ impl EventSource for SqsEvents {
                 .set_entries(Some(entries))
                 .send()
                 .await
-                .map_err(|e| QueueError::Delete(DisplayErrorContext(&e).to_string()))?;
+                .map_err(|e| QueueError::Delete(super::one_line(&e)))?;
             failed.extend(
                 out.failed()
                     .iter()

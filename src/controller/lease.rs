@@ -39,11 +39,6 @@ fn tick_period(margin: u64) -> std::time::Duration {
     std::time::Duration::from_millis((margin / 3).max(100))
 }
 
-/// An SDK error as one line with its causes.
-fn sdk_message(e: &(impl std::error::Error + 'static)) -> String {
-    aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string()
-}
-
 /// Why the lease could not be read or written (losing a race is not an error).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("lease {table}/{name}: {message}")]
@@ -226,7 +221,7 @@ impl Lease {
                 self.standing = Standing::Follower;
             }
             Err(e) => {
-                return Err(self.error(sdk_message(&e)));
+                return Err(self.error(crate::aws::one_line(&e)));
             }
         }
         Ok(&self.standing)
@@ -266,7 +261,7 @@ impl Lease {
             {
                 Ok(())
             }
-            Err(e) => Err(self.error(sdk_message(&e))),
+            Err(e) => Err(self.error(crate::aws::one_line(&e))),
         }
     }
 }
@@ -356,7 +351,7 @@ impl Shares {
             .send()
             .await
             .map(drop)
-            .map_err(|e| self.error(sdk_message(&e)))
+            .map_err(|e| self.error(crate::aws::one_line(&e)))
     }
 
     /// The replicas whose heartbeat has not expired at `now` (a Scan of
@@ -376,7 +371,7 @@ impl Shares {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(|e| self.error(sdk_message(&e)))?;
+                .map_err(|e| self.error(crate::aws::one_line(&e)))?;
             live += page.items().len();
             start = page.last_evaluated_key().cloned();
             if start.is_none() {

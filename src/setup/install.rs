@@ -5,7 +5,6 @@
 
 use std::io::Write;
 
-use aws_sdk_ecs::error::DisplayErrorContext;
 use aws_sdk_eventbridge::types::{RuleState, Target};
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::json;
@@ -92,12 +91,12 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn failed<E: std::error::Error + 'static, R: std::fmt::Debug>(
+fn failed<E: aws_sdk_ecs::error::ProvideErrorMetadata + std::error::Error + 'static>(
     operation: &'static str,
-) -> impl FnOnce(aws_sdk_ecs::error::SdkError<E, R>) -> Error {
+) -> impl FnOnce(aws_sdk_ecs::error::SdkError<E, crate::aws::HttpResponse>) -> Error {
     move |e| Error::Api {
         operation,
-        message: DisplayErrorContext(&e).to_string(),
+        message: crate::aws::one_line(&e),
     }
 }
 

@@ -106,9 +106,7 @@ impl Audit {
                 .set_entries(Some(batch))
                 .send()
                 .await
-                .map_err(|e| {
-                    Error::Call(aws_sdk_eventbridge::error::DisplayErrorContext(&e).to_string())
-                })?;
+                .map_err(|e| Error::Call(crate::aws::one_line(&e)))?;
             if out.failed_entry_count() > 0 {
                 return Err(Error::Entries {
                     failed: out.failed_entry_count(),

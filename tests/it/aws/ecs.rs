@@ -436,6 +436,97 @@ async fn an_unreachable_endpoint_gives_no_snapshot_and_no_action() {
     assert_eq!(backend.api_calls().get("StopTask"), None);
 }
 
+/// An endpoint on 127.0.0.1:0 that answers every request with `status`,
+/// `body` and a request id, as a proxy or a broken stand-in might.
+fn endpoint_answering(status: &'static str, content_type: &'static str, body: String) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut request = vec![0; length];
+            let _ = reader.read_exact(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\nx-amzn-requestid: req-42\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    format!("http://{address}")
+}
+
+/// What a failed call reports, whatever the endpoint answered: one line
+/// with the operation, HTTP status, AWS error code, message and request id,
+/// never the raw response (kept for the debug log).
+#[tokio::test]
+async fn a_failed_call_is_reported_in_one_short_line() {
+    let backend_at = |url: String| {
+        let config = aws_sdk_ecs::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(url)
+            .region(Region::new("us-east-1"))
+            .retry_config(aws_sdk_ecs::config::retry::RetryConfig::disabled())
+            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+            .build();
+        AwsBackend::new(Client::from_conf(config))
+    };
+    let html = format!(
+        "<html><head><title>500 Internal Server Error</title></head><body>{}</body></html>",
+        "<p>upstream failed</p>\n".repeat(400)
+    );
+    let cases = [
+        (
+            endpoint_answering("500 Internal Server Error", "text/html", html),
+            "ListServices: HTTP 500: the response could not be read (",
+        ),
+        (
+            endpoint_answering(
+                "400 Bad Request",
+                "application/x-amz-json-1.1",
+                r#"{"__type":"InvalidParameterException","message":"The cluster is not valid."}"#
+                    .into(),
+            ),
+            "ListServices: HTTP 400 InvalidParameterException: The cluster is not valid. (request id req-42)",
+        ),
+        (
+            // A field of the wrong type: the SDK cannot read the answer.
+            endpoint_answering(
+                "200 OK",
+                "application/x-amz-json-1.1",
+                format!(r#"{{"serviceArns": 5, "padding": "{}"}}"#, "x".repeat(8000)),
+            ),
+            "ListServices: HTTP 200: the response could not be read (",
+        ),
+    ];
+    for (url, expected) in cases {
+        let error = backend_at(url)
+            .snapshot("demo")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with(expected), "{error}");
+        assert!(error.ends_with("(request id req-42)"), "{error}");
+        assert!(!error.contains('\n') && error.len() < 400, "{error}");
+        assert!(
+            !error.contains("<html") && !error.contains("xxxx"),
+            "{error}"
+        );
+    }
+}
+
 /// The scale-in protection dance over the wire: protect the tasks to keep
 /// (in calls of at most ten, expiring, as AWS requires), set the count,
 /// and once ECS has stopped the chosen task, release what stevedore
