@@ -102,16 +102,64 @@ pub enum LogFormat {
 
 /// Logs to standard output, in the chosen format.
 fn init_logging(format: LogFormat) {
-    let builder = tracing_subscriber::fmt()
-        .with_writer(std::io::stdout)
-        .with_target(false);
     // A second call (tests run commands in one process) keeps the first.
-    let _ = match format {
-        LogFormat::Human => builder
-            .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-            .try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-    };
+    match format {
+        LogFormat::Human => {
+            let ansi = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let _ = tracing::subscriber::set_global_default(human_logs(std::io::stdout, ansi));
+        }
+        LogFormat::Json => {
+            let _ = tracing_subscriber::fmt()
+                .with_writer(std::io::stdout)
+                .with_target(false)
+                .json()
+                .flatten_event(true)
+                .try_init();
+        }
+    }
+}
+
+/// The human log format, writing to `writer`. Every field value (the
+/// message too) has its control characters escaped: an ARN or a message
+/// from outside (an event, an API error, a policy file) may hold a newline
+/// or a terminal escape, which would forge a log line or recolour the
+/// terminal. (The JSON format escapes them already.)
+fn human_logs<W>(writer: W, ansi: bool) -> impl tracing::Subscriber + Send + Sync
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    use tracing_subscriber::field::MakeExt;
+    let fields = tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = escape_controls(&format!("{value:?}"));
+        if field.name() == "message" {
+            write!(w, "{text}")
+        } else {
+            write!(w, "{field}={text}")
+        }
+    })
+    .delimited(" ");
+    tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_target(false)
+        .with_ansi(ansi)
+        .fmt_fields(fields)
+        .finish()
+}
+
+/// `text` with each control character written as an escape (`\n`, `\u{1b}`).
+fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Where `run` serves its status by default.
@@ -366,5 +414,56 @@ pub fn run(args: Args, err: &mut dyn Write) -> u8 {
             exit::INVALID
         }
         Ok(_) => exit::OK,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the human format wrote for one event logged with `log`.
+    fn logged(log: impl FnOnce()) -> String {
+        let buffer = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buffer.clone();
+        let writer = move || Sink(sink.clone());
+        tracing::subscriber::with_default(human_logs(writer, false), log);
+        String::from_utf8(buffer.lock().unwrap().clone()).unwrap()
+    }
+
+    struct Sink(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Sink {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn outside_text_cannot_forge_a_human_log_line() {
+        let arn = "arn:aws:ecs:us-east-1:1:task/x\nINFO forged line \u{1b}[31m";
+        let line = logged(|| {
+            tracing::warn!(
+                task = %arn,
+                why = ?"tab\there",
+                "events: malformed message {arn}: deleted"
+            )
+        });
+        // One line, ending in the one newline the formatter writes.
+        assert_eq!(line.matches('\n').count(), 1, "{line}");
+        assert!(!line.contains('\u{1b}'), "{line}");
+        assert!(
+            line.contains(r"events: malformed message arn:aws:ecs:us-east-1:1:task/x\nINFO forged line \u{1b}[31m: deleted"),
+            "{line}"
+        );
+        assert!(
+            line.contains(r"task=arn:aws:ecs:us-east-1:1:task/x\nINFO"),
+            "{line}"
+        );
+        assert!(line.contains(r#"why="tab\there""#), "{line}");
+        assert!(line.contains(" WARN "), "{line}");
     }
 }
