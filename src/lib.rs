@@ -94,3 +94,4 @@ pub mod sim;
 pub mod source;
 pub mod spec;
 pub mod status;
+pub mod words;

@@ -206,8 +206,9 @@ fn write_plan(plan: &crate::plan::Plan, out: &mut dyn Write) -> std::io::Result<
         };
         writeln!(
             out,
-            "{who}: {:?}{}",
+            "{who}: {:?}{}{}",
             status.state,
+            if status.dry_run { " [dry run]" } else { "" },
             if status.reason.is_empty() {
                 String::new()
             } else {
@@ -264,24 +265,30 @@ fn write_plan(plan: &crate::plan::Plan, out: &mut dyn Write) -> std::io::Result<
                 )?,
                 ActionKind::ProtectTasks { tasks, minutes } => writeln!(
                     out,
-                    "  + protect {} tasks from scale-in for {minutes}m{dry}\n      {}",
-                    tasks.len(),
+                    "  + protect {} from scale-in for {minutes}m{dry}\n      {}",
+                    crate::words::count(tasks.len() as u64, "task"),
                     a.reason
                 )?,
                 ActionKind::UnprotectTasks { tasks } => writeln!(
                     out,
-                    "  - release the protection of {} tasks{dry}\n      {}",
-                    tasks.len(),
+                    "  - release the protection of {}{dry}\n      {}",
+                    crate::words::count(tasks.len() as u64, "task"),
                     a.reason
                 )?,
             }
+        }
+        for later in &status.later_moves {
+            writeln!(
+                out,
+                "  - later, after the moves above: {later} (dry run: not executed)"
+            )?;
         }
     }
     let executable = plan.executable().count();
     writeln!(
         out,
-        "\n{} actions ({} executable, {} dry run)",
-        plan.actions.len(),
+        "\n{} ({} executable, {} dry run)",
+        crate::words::count(plan.actions.len() as u64, "action"),
         executable,
         plan.actions.len() - executable
     )

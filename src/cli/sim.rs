@@ -59,6 +59,11 @@ pub(super) fn load_scenario(path: Option<&Path>, err: &mut dyn Write) -> Option<
             let _ = writeln!(err, "error: the scenario's policies are invalid");
             None
         }
+        Err(scenario::Error::Decode(diagnostic)) => {
+            super::print_diagnostics([diagnostic.as_ref()], err);
+            let _ = writeln!(err, "error: the scenario is invalid");
+            None
+        }
         Err(e) => {
             let _ = writeln!(err, "error: {e}");
             None

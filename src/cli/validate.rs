@@ -81,9 +81,5 @@ fn write_human(loaded: &spec::Loaded, out: &mut dyn Write) -> std::io::Result<()
 }
 
 fn plural(n: usize, noun: &str) -> String {
-    match (n, noun) {
-        (1, _) => format!("1 {noun}"),
-        (_, "policy") => format!("{n} policies"),
-        _ => format!("{n} {noun}s"),
-    }
+    crate::words::count(n as u64, noun)
 }

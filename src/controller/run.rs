@@ -728,10 +728,21 @@ fn report(cluster: &str, outcome: &Reconciled, summary: &mut RunSummary) {
             policy,
             service,
             state = ?status.state,
-            "{cluster}/{policy}/{service}: {:?}: {}",
+            dry_run = status.dry_run,
+            "{cluster}/{policy}/{service}: {:?}{}: {}",
             status.state,
+            if status.dry_run { " [dry run]" } else { "" },
             status.reason
         );
+        for later in &status.later_moves {
+            tracing::info!(
+                cluster,
+                policy,
+                service,
+                result = "dry run",
+                "{cluster}/{policy}/{service}: later, after this pass's moves: {later} (dry run: not executed)"
+            );
+        }
         if let Some(scaling) = &status.scaling {
             tracing::info!(
                 cluster,

@@ -30,12 +30,15 @@ pub struct MoveCheck {
     pub until: Millis,
     /// The last miss: (expected, found).
     pub last_miss: Option<(u32, u32)>,
+    /// Stops made since the service last needed none.
+    pub done: u32,
 }
 
 impl MoveCheck {
     /// Notes stops made: `remaining` moves were needed, `stops` made.
     pub fn moved(&mut self, remaining: u32, stops: u32) {
         self.expected = Some(remaining.saturating_sub(stops));
+        self.done += stops;
     }
 
     /// Checks the last moves once the service is steady again (not
@@ -60,7 +63,10 @@ impl MoveCheck {
         let (expected, found) = self.last_miss?;
         (now < self.until).then(|| {
             format!(
-                "backing off: after stevedore's last moves {found} moves were needed where {expected} were expected (ECS placed a replacement otherwise than predicted, {} in a row); next try in {}",
+                "backing off: after stevedore's last moves {} {} needed where {expected} {} expected (ECS placed a replacement otherwise than predicted, {} in a row); next try in {}",
+                crate::words::count(found, "move"),
+                if found == 1 { "was" } else { "were" },
+                if expected == 1 { "was" } else { "were" },
                 self.misses,
                 span(self.until - now)
             )

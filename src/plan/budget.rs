@@ -176,7 +176,8 @@ pub fn allowance(
         allowance.stops = Some(max.saturating_sub(in_flight));
         if in_flight >= max {
             allowance.held = Some(format!(
-                "{in_flight} tasks stopped and not yet replaced (maxUnavailable {max})"
+                "{} stopped and not yet replaced (maxUnavailable {max})",
+                crate::words::count(in_flight, "task")
             ));
             return allowance;
         }
@@ -190,8 +191,8 @@ pub fn allowance(
             let frees_at =
                 recent.iter().map(|s| s.at).min().unwrap_or(now) + rate.per.as_millis() as Millis;
             allowance.held = Some(format!(
-                "{} moves in the last {} (moves.max {}); the next in {}",
-                recent.len(),
+                "{} in the last {} (moves.max {}); the next in {}",
+                crate::words::count(recent.len() as u64, "move"),
                 span(rate.per.as_millis() as Millis),
                 rate.max,
                 span(frees_at.saturating_sub(now))
@@ -228,6 +229,7 @@ impl Allowance {
             },
             zone: self.zone.clone(),
             settling: vec![],
+            moves_done: 0,
         }
     }
 
@@ -252,7 +254,10 @@ impl Allowance {
             (None, _, Some(zone)) if self.one_zone => {
                 format!("oneZoneAtATime: stops are in {zone} until they are replaced")
             }
-            (None, Some(n), _) => format!("{n} more stops in the cluster this pass"),
+            (None, Some(n), _) => format!(
+                "{n} more {} in the cluster this pass",
+                if n == 1 { "stop" } else { "stops" }
+            ),
             (None, None, _) => "no limit".into(),
         };
         format!("DisruptionBudget {}: {why}", self.budget)
@@ -271,6 +276,9 @@ pub struct Limit {
     /// Tasks (snapshot indices) a stevedore move started less than the
     /// policy's `settleTime` ago: not stopped again (no ping-pong).
     pub settling: Vec<usize>,
+    /// Stops stevedore already made toward this spread in earlier passes:
+    /// this pass's moves are numbered after them ("move 3 of 4").
+    pub moves_done: u32,
 }
 
 impl Limit {
@@ -278,6 +286,7 @@ impl Limit {
         stops: None,
         zone: None,
         settling: vec![],
+        moves_done: 0,
     };
 }
 
@@ -527,7 +536,7 @@ mod tests {
                 reason(&plan, "s3"),
                 (
                     State::Converging,
-                    "1 moves needed, 0 now: DisruptionBudget prod-nights: the cluster's stops for this pass are spent on services further from their spread"
+                    "1 move needed, 0 now: DisruptionBudget prod-nights: the cluster's stops for this pass are spent on services further from their spread"
                 )
             );
             // With room for four, s3 comes before s4.
@@ -557,7 +566,7 @@ mod tests {
             assert_eq!(state, State::Converging);
             assert_eq!(
                 why,
-                "3 moves needed, 1 now (maxUnavailable 2); DisruptionBudget prod-nights: 1 more stops in the cluster this pass"
+                "3 moves needed, 1 now (maxUnavailable 2); DisruptionBudget prod-nights: 1 more stop in the cluster this pass"
             );
             // The stops of a service that is gone are settled, but count
             // toward the rate for the period.
@@ -580,7 +589,7 @@ mod tests {
                 reason(&plan, "s1"),
                 (
                     State::Converging,
-                    "1 moves needed, 0 now: DisruptionBudget prod-nights: 1 tasks stopped and not yet replaced (maxUnavailable 1)"
+                    "1 move needed, 0 now: DisruptionBudget prod-nights: 1 task stopped and not yet replaced (maxUnavailable 1)"
                 )
             );
             // A window: 22:48 in Berlin, 3h12m before it opens.
@@ -595,7 +604,7 @@ mod tests {
             assert!(stops_of(&plan).is_empty());
             assert_eq!(
                 reason(&plan, "s1").1,
-                "1 moves needed, 0 now: DisruptionBudget prod-nights: waiting for window 02:00-04:00 Europe/Berlin (opens in 3h12m)"
+                "1 move needed, 0 now: DisruptionBudget prod-nights: waiting for window 02:00-04:00 Europe/Berlin (opens in 3h12m)"
             );
             // Inside it, the stop is made.
             memory.wall_offset = NEW_YEAR + 3_600_000;
@@ -613,7 +622,7 @@ mod tests {
             let plan = plan_with(&p, Some(&b), &c.snapshot, 50 * 60_000, &mut memory);
             assert_eq!(
                 reason(&plan, "s1").1,
-                "1 moves needed, 0 now: DisruptionBudget prod-nights: 2 moves in the last 1h (moves.max 2); the next in 10m"
+                "1 move needed, 0 now: DisruptionBudget prod-nights: 2 moves in the last 1h (moves.max 2); the next in 10m"
             );
         }
 
@@ -643,7 +652,7 @@ mod tests {
             );
             assert_eq!(
                 reason(&plan, "s2").1,
-                "1 moves needed, 0 now: DisruptionBudget prod-nights: oneZoneAtATime: stops are in us-east-1a until they are replaced"
+                "1 move needed, 0 now: DisruptionBudget prod-nights: oneZoneAtATime: stops are in us-east-1a until they are replaced"
             );
         }
 
@@ -686,7 +695,7 @@ mod tests {
             let (state, why) = reason(&plan, "s1");
             assert_eq!(state, State::Converging);
             assert!(
-                why.starts_with("1 moves needed, 0 now: 3 of its tasks were started by stevedore's moves less than 10m ago and are left to settle (settleTime)"),
+                why.starts_with("1 move needed, 0 now: 3 of its tasks were started by stevedore's moves less than 10m ago and are left to settle (settleTime)"),
                 "{why}"
             );
         }

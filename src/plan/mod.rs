@@ -93,14 +93,14 @@ impl fmt::Display for Action {
             }
             ActionKind::ProtectTasks { tasks, minutes } => write!(
                 f,
-                "protect {} tasks from scale-in for {minutes}m{dry}: {}",
-                tasks.len(),
+                "protect {} from scale-in for {minutes}m{dry}: {}",
+                crate::words::count(tasks.len() as u64, "task"),
                 self.reason
             ),
             ActionKind::UnprotectTasks { tasks } => write!(
                 f,
-                "release the scale-in protection of {} tasks{dry}: {}",
-                tasks.len(),
+                "release the scale-in protection of {}{dry}: {}",
+                crate::words::count(tasks.len() as u64, "task"),
                 self.reason
             ),
         }
@@ -154,6 +154,12 @@ pub struct ServiceStatus {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scaling: Option<String>,
     pub warnings: Vec<String>,
+    /// The policy is DryRun: its actions are listed, never carried out.
+    pub dry_run: bool,
+    /// A DryRun policy's moves after the ones it would make now, as the
+    /// model predicts them: every move it would make, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub later_moves: Vec<String>,
 }
 
 impl ServiceStatus {
@@ -175,6 +181,8 @@ impl ServiceStatus {
             forced_redeploy_tasks: 0,
             scaling: None,
             warnings: vec![],
+            dry_run: false,
+            later_moves: vec![],
         }
     }
 }
@@ -513,6 +521,10 @@ pub fn plan_with_index(
                         policy.settle_time,
                         now,
                     ),
+                    moves_done: memory
+                        .moves
+                        .get(&(policy.name.clone(), service.name.clone()))
+                        .map_or(0, |check| check.done),
                     ..budget::Limit::NONE
                 };
                 plan_service(
@@ -535,6 +547,14 @@ pub fn plan_with_index(
                 }
             }
             let dry_run = policy.mode == Mode::DryRun;
+            status.dry_run = dry_run;
+            if status.reason.is_empty() {
+                // A policy of scaling alone says where its scaling stands.
+                status.reason = match &status.scaling {
+                    Some(scaling) => format!("scaling: {scaling}"),
+                    None => "no rule applies".into(),
+                };
+            }
             for mut action in actions {
                 action.dry_run = dry_run;
                 plan.actions.push(action);
@@ -616,6 +636,11 @@ pub fn cluster_not_found(policies: &[Policy], cluster: &str) -> Plan {
     }
 }
 
+/// "3 moves needed", "1 move needed".
+pub(crate) fn needed(moves: u32) -> String {
+    format!("{} needed", crate::words::count(moves, "move"))
+}
+
 /// Holds a service's stops while it backs off after moves that missed.
 fn hold_while_backing_off(
     moves: &mut HashMap<(String, String), backoff::MoveCheck>,
@@ -629,7 +654,8 @@ fn hold_while_backing_off(
         return;
     };
     let waiting = check.check(status, now);
-    if check.expected.is_none() && check.misses == 0 {
+    // Kept while the service converges: its moves are numbered across passes.
+    if check.expected.is_none() && check.misses == 0 && status.moves_remaining == 0 {
         moves.remove(&key);
     }
     let stops = |a: &Action| matches!(a.kind, ActionKind::StopTask { .. });
@@ -639,7 +665,7 @@ fn hold_while_backing_off(
         actions.retain(|a| !stops(a));
         status.state = State::Converging;
         status.moves_planned = 0;
-        status.reason = format!("{} moves needed, 0 now: {why}", status.moves_remaining);
+        status.reason = format!("{}, 0 now: {why}", needed(status.moves_remaining));
     }
 }
 
@@ -746,6 +772,10 @@ fn spend_budget(
                 .position(|p| p.name == status.policy)
                 .expect("a status names a planned policy");
             let s = index.service_by_name[status.service.as_str()];
+            limit.moves_done = memory
+                .moves
+                .get(&(status.policy.clone(), status.service.clone()))
+                .map_or(0, |check| check.done);
             limit.settling = budget::settling(
                 index,
                 s,
@@ -781,8 +811,8 @@ fn spend_budget(
             status.state = State::Converging;
             status.moves_planned = 0;
             status.reason = format!(
-                "{} moves needed, 0 now: {}",
-                status.moves_remaining,
+                "{}, 0 now: {}",
+                needed(status.moves_remaining),
                 allowance.why_held(&limit)
             );
             continue;

@@ -56,9 +56,9 @@ pub fn pending(
     let expired = now >= scale_in.at + Millis::from(PROTECTION_MINUTES) * 60_000;
     if !done && !expired {
         return Pending::Wait(format!(
-            "scale-in to {} under way; {} tasks kept protected until it is done",
+            "scale-in to {} under way; {} kept protected until it is done",
             scale_in.to.unwrap_or(service.desired),
-            scale_in.protected.len()
+            crate::words::count(scale_in.protected.len() as u64, "task")
         ));
     }
     // Only the tasks that still exist; those ECS stopped need nothing.

@@ -98,6 +98,22 @@ pub struct Report {
     /// Per cluster, what the placement stops cost, as the simulated ECS
     /// lived it: what a DisruptionBudget bounds.
     pub disruption: BTreeMap<String, DisruptionReport>,
+    /// Every action, in order: each one carried out (or failed), and each
+    /// DryRun action when first planned (not again while it stays the same).
+    pub actions: Vec<ActionReport>,
+}
+
+/// One action of the run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActionReport {
+    /// Virtual seconds from the start of the pass that planned it.
+    pub at_s: f64,
+    #[serde(flatten)]
+    pub action: crate::plan::Action,
+    /// Why the call failed; `None`: carried out (or a dry run).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Stops and their replacements over the run, counted by the simulator.
@@ -235,6 +251,7 @@ struct Watch<'a> {
     last_said: BTreeMap<(String, String), String>,
     passes: Vec<PassReport>,
     failed_actions: u64,
+    actions: Vec<ActionReport>,
 }
 
 impl Watch<'_> {
@@ -316,6 +333,11 @@ impl Watch<'_> {
         }
         let mut moved: BTreeMap<(String, String), u32> = BTreeMap::new();
         for (action, result) in &outcome.executed {
+            self.actions.push(ActionReport {
+                at_s: now as f64 / 1000.0,
+                action: action.clone(),
+                error: result.as_ref().err().map(ToString::to_string),
+            });
             match result {
                 Ok(()) => {
                     self.say(format_args!(
@@ -356,16 +378,34 @@ impl Watch<'_> {
                 }
             }
         }
+        // A service's dry-run actions, said (and reported) when they change.
+        let mut dry: BTreeMap<(String, String), Vec<&crate::plan::Action>> = BTreeMap::new();
         for action in outcome.plan.actions.iter().filter(|a| a.dry_run) {
-            let line = format!("{}/{}: {action}", action.policy, action.service);
-            let key = (
+            dry.entry((
                 action.policy.clone(),
                 format!("{} (dry run)", action.service),
-            );
-            if self.last_said.get(&key) != Some(&line) {
-                self.say(format_args!("[{}]   {line}", clock(now)));
-                self.last_said.insert(key, line);
+            ))
+            .or_default()
+            .push(action);
+        }
+        for (key, actions) in dry {
+            let lines: Vec<String> = actions
+                .iter()
+                .map(|a| format!("{}/{}: {a}", a.policy, a.service))
+                .collect();
+            let said = lines.join("\n");
+            if self.last_said.get(&key) == Some(&said) {
+                continue;
             }
+            for (line, action) in lines.iter().zip(actions) {
+                self.say(format_args!("[{}]   {line}", clock(now)));
+                self.actions.push(ActionReport {
+                    at_s: now as f64 / 1000.0,
+                    action: action.clone(),
+                    error: None,
+                });
+            }
+            self.last_said.insert(key, said);
         }
         for status in &outcome.plan.statuses {
             let key = (status.policy.clone(), status.service.clone());
@@ -473,6 +513,7 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         last_said: BTreeMap::new(),
         passes: vec![],
         failed_actions: 0,
+        actions: vec![],
     });
     let at = |ms: Millis| epoch + std::time::Duration::from_millis(ms);
     let options = controller::RunOptions {
@@ -570,6 +611,7 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         api_throttles: BTreeMap::new(),
         api_wait_s: watch.passes.iter().map(|p| p.took_s).sum(),
         passes: std::mem::take(&mut watch.passes),
+        actions: std::mem::take(&mut watch.actions),
         reactions: {
             let stops = &backend.lock().stop_requests;
             timeline

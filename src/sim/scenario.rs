@@ -45,8 +45,10 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    Yaml(String),
+    /// The file is not a scenario: where and why (rendered like a
+    /// policy's diagnostics).
+    #[error("{}: {}", .0.position, .0.message)]
+    Decode(Box<crate::spec::diag::Diagnostic>),
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
     /// The scenario's policies are invalid; the diagnostics say why.
@@ -465,9 +467,11 @@ pub fn load(path: &Path) -> Result<Scenario> {
 /// Builds a scenario from its text; `base` resolves policy paths.
 pub fn from_text(name: &str, text: &str, base: &Path) -> Result<Scenario> {
     let file: ScenarioFile = serde_saphyr::from_str(text).map_err(|e| {
-        Error::Yaml(
-            e.render_with_options(serde_saphyr::render_options! { source_name: Some(name) }),
-        )
+        let source = crate::spec::source::SourceFile {
+            name: name.to_owned(),
+            text: text.to_owned(),
+        };
+        Error::Decode(Box::new(crate::spec::source::decode_error(&source, &e)))
     })?;
     let invalid = |message: String| Error::Invalid {
         path: name.to_owned(),

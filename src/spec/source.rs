@@ -264,7 +264,7 @@ fn innermost(mut e: &YamlError) -> &YamlError {
     }
 }
 
-fn decode_error(source: &SourceFile, error: &YamlError) -> Diagnostic {
+pub(crate) fn decode_error(source: &SourceFile, error: &YamlError) -> Diagnostic {
     let position = error
         .location()
         .filter(|l| l.line() > 0)
@@ -272,6 +272,33 @@ fn decode_error(source: &SourceFile, error: &YamlError) -> Diagnostic {
     let message = serde_saphyr::DefaultMessageFormatter
         .format_message(innermost(error))
         .into_owned();
+    let diagnostic = decoded(position.clone(), message.clone(), error);
+    // Inside a `{` or `[` never closed, a plain value runs on into the next
+    // line (`true` becomes `true disruption: ...`), and the decoder blames
+    // the value: the bracket is the mistake. (The parser's own errors name
+    // the bracket already.)
+    if !matches!(diagnostic.rule, Rule::YamlSyntax | Rule::YamlLimits)
+        && position.line > 0
+        && let Some((line, column, bracket)) =
+            unclosed_bracket_around(&source.text, position.line, position.column)
+    {
+        return Diagnostic::error(
+            Rule::YamlSyntax,
+            source.position_at(line, column),
+            format!("unclosed bracket '{bracket}'"),
+        )
+        .with_help(format!(
+            "close it with '{}' on its line; the parser read on into the following lines and reported: {message} at {}:{}",
+            if bracket == '{' { '}' } else { ']' },
+            position.line,
+            position.column
+        ));
+    }
+    diagnostic
+}
+
+/// The diagnostic of a decoding error, by its kind.
+fn decoded(position: Position, message: String, error: &YamlError) -> Diagnostic {
     match innermost(error) {
         YamlError::SerdeUnknownField { field, expected, .. } => {
             let diagnostic = Diagnostic::error(Rule::UnknownField, position, format!("unknown field `{field}`"));
@@ -312,9 +339,59 @@ fn decode_error(source: &SourceFile, error: &YamlError) -> Diagnostic {
     }
 }
 
+/// The innermost flow bracket (`{` or `[`) open at 1-based (`line`,
+/// `column`) that is still open at the end of the text, with its place.
+/// Quoted strings and comments are skipped; block scalars are rare in
+/// policy files and are read as plain text (at worst, no bracket is found).
+fn unclosed_bracket_around(text: &str, line: u64, column: u64) -> Option<(u64, u64, char)> {
+    let mut open: Vec<(u64, u64, char)> = vec![];
+    let mut enclosing: Option<usize> = None;
+    for (l, text_line) in (1u64..).zip(text.lines()) {
+        let mut quote: Option<char> = None;
+        let mut previous = ' ';
+        for (c, ch) in (1u64..).zip(text_line.chars()) {
+            if enclosing.is_none() && (l, c) >= (line, column) {
+                enclosing = Some(open.len());
+            }
+            match (quote, ch) {
+                (Some(q), _) if ch == q => quote = None,
+                (Some(_), _) => {}
+                (None, '\'' | '"') => quote = Some(ch),
+                (None, '#') if previous.is_whitespace() => break,
+                (None, '{' | '[') => open.push((l, c, ch)),
+                (None, '}' | ']') => {
+                    open.pop();
+                    if enclosing.is_some_and(|depth| open.len() < depth) {
+                        // The bracket around the error was closed.
+                        return None;
+                    }
+                }
+                _ => {}
+            }
+            previous = ch;
+        }
+    }
+    let depth = enclosing?;
+    (depth > 0).then(|| open.get(depth - 1).copied()).flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bracket_left_open_is_named_not_the_value_it_swallowed() {
+        let text = "spec:\n  placement: {azBalanced: true\n  disruption: {maxUnavailable: 1}\n";
+        assert_eq!(unclosed_bracket_around(text, 2, 27), Some((2, 14, '{')));
+        // Closed, even over several lines: the value is the mistake.
+        let text = "spec:\n  placement: {azBalanced: yes,\n    x: 1}\n";
+        assert_eq!(unclosed_bracket_around(text, 2, 27), None);
+        // Brackets in quotes and comments do not count.
+        let text = "a: '{' # [\nb: {c: \"}\", d: x\n";
+        assert_eq!(unclosed_bracket_around(text, 2, 19), Some((2, 4, '{')));
+        // Outside any bracket.
+        assert_eq!(unclosed_bracket_around("a: {b: 1}\nc: x\n", 2, 4), None);
+    }
 
     /// An alias bomb where any shape is accepted (`IgnoredAny`), so only
     /// the replay budget in [`options`] can stop it: 10^9 nodes otherwise.

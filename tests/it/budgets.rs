@@ -237,7 +237,7 @@ fn a_service_whose_moves_miss_backs_off_exponentially_and_never_loops() {
     }
     // And it says so.
     assert!(
-        timeline.contains("backing off: after stevedore's last moves 2 moves were needed where 1 were expected (ECS placed a replacement otherwise than predicted, 3 in a row); next try in 4m"),
+        timeline.contains("backing off: after stevedore's last moves 2 moves were needed where 1 was expected (ECS placed a replacement otherwise than predicted, 3 in a row); next try in 4m"),
         "{timeline}"
     );
 }

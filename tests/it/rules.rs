@@ -189,6 +189,18 @@ fn decoding_rules() {
             &["yaml-syntax@6 '{cluster: demo'"],
         ),
         (
+            // The parser reads on into the next line ("true disruption:
+            // ..."), and blamed the boolean: the open bracket is the mistake.
+            "unclosed bracket before more lines",
+            policy(
+                "web",
+                &format!(
+                    "{TARGET}  placement: {{azBalanced: true\n  disruption: {{maxUnavailable: 1}}\n"
+                ),
+            ),
+            &["yaml-syntax@7 '{azBalanced: t'"],
+        ),
+        (
             "unknown mode",
             policy(
                 "web",

@@ -493,7 +493,15 @@ fn plan_against_a_scenario_explains_every_action() {
         "{text}"
     );
     assert!(
-        text.contains("1 actions (0 executable, 1 dry run)"),
+        text.contains("  - later, after the moves above: move 2 of 2: "),
+        "{text}"
+    );
+    assert!(
+        text.contains("search-trial/search: Converging [dry run] (2 moves needed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("1 action (0 executable, 1 dry run)"),
         "{text}"
     );
 
@@ -923,5 +931,106 @@ fn a_policy_matching_nothing_is_in_the_report_as_not_found() {
         idle[0].reason.ends_with("did you mean `web`?"),
         "{}",
         idle[0].reason
+    );
+}
+
+/// Six tasks in zone a, none in b and c: four moves, one at a time.
+fn four_moves(mode: &str) -> scenario::Scenario {
+    let text = format!(
+        "apiVersion: stevedore.io/v1alpha1\nkind: Scenario\nmetadata: {{name: four}}\nspec:\n  duration: 10m\n  hosts:\n    - {{name: a, zone: us-east-1a, cpu: 4096, memory: 8192}}\n    - {{name: b, zone: us-east-1b, cpu: 4096, memory: 8192}}\n    - {{name: c, zone: us-east-1c, cpu: 4096, memory: 8192}}\n  services:\n    - name: web\n      cpu: 256\n      memory: 512\n      tasks: {{a: 6}}\n  policies:\n    - inline: |\n        apiVersion: stevedore.io/v1alpha1\n        kind: ServicePolicy\n        metadata: {{name: web}}\n        spec:\n          target: {{cluster: demo, service: web}}\n          mode: {mode}\n          placement: {{azBalanced: true}}\n          disruption: {{maxUnavailable: 1}}\n"
+    );
+    scenario::from_text("four.yaml", &text, Path::new(".")).unwrap()
+}
+
+#[test]
+fn moves_are_numbered_across_batches_and_counted_in_english() {
+    let report = run_report(four_moves("Enforce"));
+    let stops: Vec<&str> = report
+        .actions
+        .iter()
+        .filter(|a| matches!(a.action.kind, stevedore::plan::ActionKind::StopTask { .. }))
+        .map(|a| a.action.reason.as_str())
+        .collect();
+    assert_eq!(stops.len(), 4, "{stops:#?}");
+    for (i, reason) in stops.iter().enumerate() {
+        assert!(
+            reason.starts_with(&format!("move {} of 4: ", i + 1)),
+            "{stops:#?}"
+        );
+    }
+    assert!(
+        report
+            .actions
+            .iter()
+            .all(|a| !a.action.dry_run && a.error.is_none())
+    );
+    let web = service(&report, "web");
+    assert_eq!((web.state, web.tasks_moved), (State::Satisfied, 4));
+    // One move left: "1 move needed", not "1 moves needed".
+    let s = four_moves("Enforce");
+    let mut state = s.sim.state();
+    // Three tasks already moved (to b, c, b): one more is needed.
+    let host = |name: &str| state.instances.iter().position(|i| i.id == name).unwrap();
+    let moved = [host("b"), host("c"), host("b")];
+    for (t, to) in moved.into_iter().enumerate() {
+        state.tasks[t].instance = Some(to);
+    }
+    let plan = stevedore::plan::plan(&s.policies, &state, 0);
+    assert!(
+        plan.statuses[0].reason.starts_with("1 move needed, 1 now"),
+        "{:#?}",
+        plan.statuses[0]
+    );
+}
+
+#[test]
+fn a_dry_run_lists_every_move_it_would_make_and_says_it_is_one() {
+    let s = four_moves("DryRun");
+    let plan = stevedore::plan::plan(&s.policies, &s.sim.state(), 0);
+    let web = &plan.statuses[0];
+    assert!(web.dry_run);
+    assert!(
+        web.reason.contains("dry run: nothing is stopped"),
+        "{web:#?}"
+    );
+    assert_eq!(plan.actions.len(), 1);
+    assert!(plan.actions[0].reason.starts_with("move 1 of 4: "));
+    let later: Vec<&str> = web.later_moves.iter().map(|m| &m[..11]).collect();
+    assert_eq!(later, ["move 2 of 4", "move 3 of 4", "move 4 of 4"]);
+    let json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(json["statuses"][0]["dryRun"], true);
+    assert_eq!(
+        json["statuses"][0]["laterMoves"].as_array().unwrap().len(),
+        3
+    );
+
+    // Over a run: nothing stopped, and the planned move reported once.
+    let report = run_report(four_moves("DryRun"));
+    assert_eq!(service(&report, "web").tasks_moved, 0);
+    assert_eq!(report.actions.len(), 1, "{:#?}", report.actions);
+    assert!(report.actions[0].action.dry_run);
+}
+
+#[test]
+fn a_broken_scenario_is_reported_once_at_its_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: stevedore.io/v1alpha1\nkind: Scenario\nmetadata: {name: bad}\nspec:\n  hosts: [{name: a, zone: us-east-1a}]\n  services: [{name: web, tasks: {a: 1}}]\n  policies: [{file: web.yaml}]\n",
+    )
+    .unwrap();
+    let out = stevedore(&["sim", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("error: error"), "{stderr}");
+    assert!(
+        stderr.contains("error[unknown-field]: unknown field `file`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("bad.yaml:7:15"), "{stderr}");
+    assert!(
+        stderr.ends_with("error: the scenario is invalid\n"),
+        "{stderr}"
     );
 }

@@ -244,7 +244,7 @@ fn plan_problem(
         status.state = State::Paused;
         let needed = optimum::min_moves(&problem.layout, &problem.partitions).unwrap_or(0);
         status.moves_remaining = needed;
-        status.reason = format!("{why}; {needed} moves needed");
+        status.reason = format!("{why}; {}", super::needed(needed));
         return;
     }
     if optimum::satisfied(&problem.layout, &problem.partitions) {
@@ -294,11 +294,17 @@ fn plan_problem(
     let original_count = problem.layout.count.clone();
     let mut moves: Vec<Move> = vec![];
     let mut reasons = vec![];
+    // Moves after this batch (listed by a dry run).
+    let mut later = vec![];
     let mut remaining = optimum_now;
     while (moves.len() as u32) < budget && remaining > 0 {
         match problem.find_move(remaining) {
             Ok(mv) => {
-                reasons.push(problem.reason(&mv, optimum_now - remaining + 1, optimum_now));
+                reasons.push(problem.reason(
+                    &mv,
+                    limit.moves_done + optimum_now - remaining + 1,
+                    limit.moves_done + optimum_now,
+                ));
                 problem.apply(&mv);
                 moves.push(mv);
                 remaining -= 1;
@@ -308,9 +314,20 @@ fn plan_problem(
                     // Maybe only for now: the tasks left alone may move later.
                     status.state = State::Converging;
                     status.reason = format!(
-                        "{optimum_now} moves needed, 0 now: {} of its tasks were started by stevedore's moves less than {} ago and are left to settle (settleTime); otherwise: {why}",
+                        "{}, 0 now: {} of its tasks {} started by stevedore's moves less than {} ago and {} left to settle (settleTime); otherwise: {why}",
+                        super::needed(optimum_now),
                         limit.settling.len(),
-                        super::budget::span(policy.settle_time.as_millis() as crate::model::Millis)
+                        if limit.settling.len() == 1 {
+                            "was"
+                        } else {
+                            "were"
+                        },
+                        super::budget::span(policy.settle_time.as_millis() as crate::model::Millis),
+                        if limit.settling.len() == 1 {
+                            "is"
+                        } else {
+                            "are"
+                        }
                     );
                     return;
                 }
@@ -335,16 +352,45 @@ fn plan_problem(
         )
     {
         moves.pop();
-        reasons.pop();
+        later.insert(0, reasons.pop().expect("a reason per move"));
+    }
+    if policy.mode == crate::spec::policy::Mode::DryRun {
+        // A dry run stops nothing, so it would never get past its first
+        // batch: it lists every move it would make, as the model predicts
+        // them (the batch's moves are applied to `problem` already).
+        while remaining > 0 {
+            let Ok(mv) = problem.find_move(remaining) else {
+                break;
+            };
+            later.push(problem.reason(
+                &mv,
+                limit.moves_done + optimum_now - remaining + 1,
+                limit.moves_done + optimum_now,
+            ));
+            problem.apply(&mv);
+            remaining -= 1;
+        }
+        status.later_moves = later;
     }
 
     status.state = State::Converging;
     status.moves_planned = moves.len() as u32;
     status.reason = format!(
-        "{optimum_now} moves needed, {} now (maxUnavailable {})",
+        "{}, {} now (maxUnavailable {})",
+        super::needed(optimum_now),
         moves.len(),
         policy.max_unavailable
     );
+    if policy.mode == crate::spec::policy::Mode::DryRun {
+        status.reason += &format!(
+            "; dry run: nothing is stopped, {} listed",
+            if optimum_now == 1 {
+                "the move is"
+            } else {
+                "all moves are"
+            }
+        );
+    }
     let rule = policy
         .placement
         .spread

@@ -130,9 +130,12 @@ impl Problem<'_> {
             ),
         };
         format!(
-            "move {step} of {total}: {}; youngest of {} tasks on this host; {} places the replacement on {landing}",
+            "move {step} of {total}: {}; {}; {} places the replacement on {landing}",
             parts.join("; "),
-            self.host_count[mv.from],
+            match self.host_count[mv.from] {
+                1 => "the only task on this host".to_owned(),
+                n => format!("youngest of {n} tasks on this host"),
+            },
             self.strategy_text()
         )
     }
