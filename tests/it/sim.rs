@@ -45,6 +45,8 @@ fn service<'a>(report: &'a Report, name: &str) -> &'a ServiceReport {
 fn check_invariants(report: &Report) {
     for s in &report.services {
         assert_eq!(s.mispredicted_moves, 0, "{}: {s:#?}", report.scenario);
+        // Every state says why, a policy of scaling alone too.
+        assert!(!s.reason.is_empty(), "{}: {s:#?}", report.scenario);
         match s.state {
             State::Satisfied => assert_eq!(
                 s.tasks_moved, s.optimal_moves,
