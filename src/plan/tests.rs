@@ -874,3 +874,57 @@ fn a_policy_that_matches_nothing_is_not_found_with_the_closest_name() {
         "cluster `prod` not found: the policy matches nothing"
     );
 }
+
+#[test]
+fn when_every_task_of_the_fullest_zone_is_protected_the_reason_names_the_zone() {
+    let mut c = three_zones([3, 1, 0], spread_zone());
+    // Two more tasks on a2: zone a has 5 on two hosts, all protected.
+    c.tasks(0, 1, 2);
+    for t in &mut c.snapshot.tasks {
+        if t.instance.is_some_and(|i| i < 2) {
+            t.protected = true;
+        }
+    }
+    let plan = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.statuses[0].state, State::Unsatisfiable);
+    let why = &plan.statuses[0].reason;
+    assert!(
+        why.starts_with(
+            "all 5 tasks in zone us-east-1a (on a1, a2), where stops would start, are protected from scale-in; elsewhere: "
+        ),
+        "{why}"
+    );
+}
+
+#[test]
+fn a_host_port_taken_in_the_only_free_zone_is_named() {
+    let mut c = Cluster::new();
+    let a = c.host("a1", "us-east-1a");
+    let b = c.host("b1", "us-east-1b");
+    let taken = c.host("c1", "us-east-1c");
+    // Another service's task holds port 8080 on c1: room for web's CPU
+    // and memory, but not for its port.
+    c.snapshot.instances[taken].ports_in_use = vec![8080];
+    let web = c.service("web", spread_zone());
+    c.snapshot.services[web].host_ports = vec![8080];
+    c.tasks(web, a, 1);
+    c.tasks(web, b, 1);
+    let three = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert_eq!(
+        three.statuses[0].state,
+        State::Satisfied,
+        "{:#?}",
+        three.statuses
+    );
+    // A third task in zone a: c needs one, and its only host's port is taken.
+    let mut c3 = c;
+    c3.tasks(web, a, 1);
+    let plan = plan(&policies(&policy("web-az", "web", AZ)), &c3.snapshot, 0);
+    assert_eq!(plan.statuses[0].state, State::Unsatisfiable);
+    assert_eq!(
+        plan.statuses[0].reason,
+        "no room in zone us-east-1c: it can hold 0 of the service's tasks (512 CPU units, 1024 MiB each; \
+         host port 8080 on c1 is taken by another task), but spreading 3 tasks over 3 zone domains with maxSkew 1 needs at least 1 there"
+    );
+}

@@ -459,6 +459,52 @@ impl<'a> Problem<'a> {
         (!stoppable_fuller_or_equal).then_some(fullest)
     }
 
+    /// The protected tasks around host `h` in words, with their verb:
+    /// every task of the widest over-skewed domain of `h` when none of
+    /// them may be stopped ("all 5 tasks in zone us-east-1a (on a1, a2),
+    /// where stops would start, are"), else those on `h`.
+    fn protected_around(&self, h: usize) -> String {
+        let unit = self.unit_of[h] as usize;
+        // Coarsest first: the fewest domains.
+        let mut order: Vec<usize> = (0..self.partitions.len()).collect();
+        order.sort_by_key(|j| self.partitions[*j].domains);
+        for j in order {
+            let p = &self.partitions[j];
+            if optimum::skew(&self.layout.count, p) <= self.constraints[j].max_skew {
+                continue;
+            }
+            let domain = p.domain_of[unit];
+            let hosts: Vec<usize> = (0..self.hosts.len())
+                .filter(|x| {
+                    p.domain_of[self.unit_of[*x] as usize] == domain && self.host_count[*x] > 0
+                })
+                .collect();
+            if hosts.len() > 1 && hosts.iter().all(|x| self.stoppable[*x].is_empty()) {
+                let tasks: u32 = hosts.iter().map(|x| self.host_count[*x]).sum();
+                let names: Vec<&str> = hosts
+                    .iter()
+                    .map(|x| self.snapshot.instances[self.hosts[*x]].id.as_str())
+                    .collect();
+                return format!(
+                    "all {tasks} tasks in {} {} (on {}), where stops would start, are",
+                    self.constraints[j].topology,
+                    self.names[j][domain as usize],
+                    names.join(", ")
+                );
+            }
+        }
+        format!(
+            "the {} on {}, where stops would start, {}",
+            if self.host_count[h] == 1 {
+                "task"
+            } else {
+                "tasks"
+            },
+            self.describe(Dest::Instance(self.hosts[h])),
+            if self.host_count[h] == 1 { "is" } else { "are" }
+        )
+    }
+
     /// Keeps only the tasks in `zone` stoppable (a DisruptionBudget's
     /// `oneZoneAtATime`).
     pub(super) fn stop_only_in(&mut self, zone: &str) {
@@ -536,8 +582,8 @@ impl<'a> Problem<'a> {
                 Blocked("every running task of the service is protected from scale-in".into())
             }
             (Some(Blocked(why)), Some(h)) => Blocked(format!(
-                "the tasks on {}, where stops would start, are protected from scale-in; elsewhere: {why}",
-                self.describe(Dest::Instance(self.hosts[h]))
+                "{} protected from scale-in; elsewhere: {why}",
+                self.protected_around(h),
             )),
             (Some(blocked), None) => blocked,
         })

@@ -61,7 +61,6 @@ impl Problem<'_> {
     /// Why no layout within capacity satisfies the constraints.
     pub(super) fn infeasible(&self) -> String {
         let n = self.layout.total();
-        let size = self.service.task_size;
         for (j, c) in self.constraints.iter().enumerate() {
             let p = &self.partitions[j];
             // The emptiest domain holds at least x with N <= x + (k-1)(x+s).
@@ -75,12 +74,11 @@ impl Problem<'_> {
                 let real = p.domain_of.iter().any(|x| *x as usize == d);
                 return if real {
                     format!(
-                        "no room in {} {}: it can hold {} of the service's tasks ({} CPU units, {} MiB each), but spreading {n} tasks over {k} {} domains with maxSkew {} needs at least {need} there",
+                        "no room in {} {}: it can hold {} of the service's tasks ({}), but spreading {n} tasks over {k} {} domains with maxSkew {} needs at least {need} there",
                         c.topology,
                         self.names[j][d],
                         capacity[d],
-                        size.cpu,
-                        size.memory,
+                        self.what_limits(j, d),
                         c.topology,
                         c.max_skew
                     )
@@ -96,6 +94,46 @@ impl Problem<'_> {
             }
         }
         "there is not enough free capacity to satisfy every spread constraint at once".into()
+    }
+
+    /// What keeps more of the service's tasks out of domain `d` of
+    /// constraint `j`: its static host ports, taken by other tasks, when
+    /// they are; else the task size.
+    fn what_limits(&self, j: usize, d: usize) -> String {
+        let size = self.service.task_size;
+        let by_size = format!("{} CPU units, {} MiB each", size.cpu, size.memory);
+        let ports = &self.service.host_ports;
+        if ports.is_empty() {
+            return by_size;
+        }
+        // Hosts of the domain without a task of the service whose ports are
+        // taken: by another service's task.
+        let taken: Vec<String> = self
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(h, _)| {
+                self.partitions[j].domain_of[self.unit_of[*h] as usize] as usize == d
+                    && self.host_count[*h] == 0
+            })
+            .filter_map(|(_, i)| {
+                let instance = &self.snapshot.instances[*i];
+                let port = ports.iter().find(|p| instance.ports_in_use.contains(p))?;
+                Some(format!("{port} on {}", instance.id))
+            })
+            .collect();
+        if taken.is_empty() {
+            return by_size;
+        }
+        format!(
+            "{}; host port {} by another task",
+            by_size,
+            if taken.len() == 1 {
+                format!("{} is taken", taken[0])
+            } else {
+                format!("{} are taken", taken.join(", "))
+            }
+        )
     }
 
     pub(super) fn reason(&self, mv: &Move, step: u32, total: u32) -> String {
