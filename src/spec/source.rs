@@ -388,7 +388,7 @@ mod tests {
         assert_eq!(unclosed_bracket_around(text, 2, 27), None);
         // Brackets in quotes and comments do not count.
         let text = "a: '{' # [\nb: {c: \"}\", d: x\n";
-        assert_eq!(unclosed_bracket_around(text, 2, 19), Some((2, 4, '{')));
+        assert_eq!(unclosed_bracket_around(text, 2, 16), Some((2, 4, '{')));
         // Outside any bracket.
         assert_eq!(unclosed_bracket_around("a: {b: 1}\nc: x\n", 2, 4), None);
     }
