@@ -155,6 +155,42 @@ pub fn duration(text: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Diagnostics styled for a terminal, plain otherwise.
+/// A cluster given on the command line: its name, or its ARN
+/// (`arn:aws:ecs:REGION:ACCOUNT:cluster/NAME`, as the console and
+/// `aws ecs list-clusters` print it), taken as the name.
+pub fn cluster_name(text: &str) -> Result<String, String> {
+    let name = match text.strip_prefix("arn:") {
+        Some(rest) => {
+            let parts: Vec<&str> = rest.splitn(5, ':').collect();
+            match parts.as_slice() {
+                [_partition, "ecs", _region, _account, resource] => {
+                    resource.strip_prefix("cluster/").ok_or_else(|| {
+                        format!("`{text}` is not a cluster ARN (its resource is not cluster/NAME)")
+                    })?
+                }
+                _ => {
+                    return Err(format!(
+                        "`{text}` is not an ECS cluster ARN (arn:aws:ecs:REGION:ACCOUNT:cluster/NAME)"
+                    ));
+                }
+            }
+        }
+        None => text,
+    };
+    // ECS's rule for cluster names: up to 255 letters, digits, hyphens and underscores.
+    if name.is_empty()
+        || name.len() > 255
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(format!(
+            "`{name}` is not a cluster name (1-255 letters, digits, hyphens and underscores)"
+        ));
+    }
+    Ok(name.to_owned())
+}
+
 fn renderer() -> Renderer {
     if std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none() {
         Renderer::styled()

@@ -19,8 +19,9 @@ pub struct Args {
     /// Plan against this scenario's initial state instead of live ECS.
     #[arg(long, value_name = "SCENARIO")]
     pub sim: Option<PathBuf>,
-    /// Only this cluster (by default every cluster the policies name).
-    #[arg(long)]
+    /// Only this cluster, by name or ARN (by default every cluster the
+    /// policies name).
+    #[arg(long, value_parser = super::cluster_name)]
     pub cluster: Option<String>,
     #[command(flatten)]
     pub endpoint: Endpoint,

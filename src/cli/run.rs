@@ -20,8 +20,9 @@ pub struct Args {
     pub specs: Vec<PathBuf>,
     #[command(flatten)]
     pub git: GitArgs,
-    /// Only this cluster (by default every cluster the policies name).
-    #[arg(long)]
+    /// Only this cluster, by name or ARN (by default every cluster the
+    /// policies name).
+    #[arg(long, value_parser = super::cluster_name)]
     pub cluster: Option<String>,
     #[command(flatten)]
     pub endpoint: Endpoint,

@@ -9,7 +9,8 @@ use super::{Endpoint, exit, write_json};
 
 #[derive(Debug, clap::Args)]
 pub struct InstallArgs {
-    #[arg(long)]
+    /// The cluster, by name or ARN.
+    #[arg(long, value_parser = super::cluster_name)]
     pub cluster: String,
     /// Default: stevedore-CLUSTER.
     #[arg(long)]
@@ -23,7 +24,8 @@ pub struct InstallArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct UninstallArgs {
-    #[arg(long)]
+    /// The cluster, by name or ARN.
+    #[arg(long, value_parser = super::cluster_name)]
     pub cluster: String,
     #[arg(long)]
     pub queue_name: Option<String>,
@@ -35,7 +37,7 @@ pub struct UninstallArgs {
 pub struct IamArgs {
     /// The cluster in the controller's own account (with --specs: may be
     /// left out when every cluster is in another account).
-    #[arg(long, required_unless_present = "specs")]
+    #[arg(long, required_unless_present = "specs", value_parser = super::cluster_name)]
     pub cluster: Option<String>,
     /// Policy files or directories: for each account their Cluster
     /// documents name a role in, print that role's permissions and trust

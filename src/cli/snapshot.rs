@@ -9,8 +9,8 @@ use crate::backend::Backend;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The cluster to copy.
-    #[arg(long)]
+    /// The cluster to copy, by name or ARN.
+    #[arg(long, value_parser = super::cluster_name)]
     pub cluster: String,
     /// Policy files or directories: those holding a policy or budget for
     /// the cluster are named in the scenario (by absolute path), and

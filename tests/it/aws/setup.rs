@@ -160,17 +160,54 @@ async fn install_dry_run_creates_nothing() {
         .send()
         .await
         .unwrap();
-    let out = stevedore(&moto, &["install", "--cluster", "demo", "--dry-run"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    // By name, or by the ARN the console prints: the same install.
+    let arn = moto
+        .client()
+        .describe_clusters()
+        .clusters("demo")
+        .send()
+        .await
+        .unwrap()
+        .clusters()[0]
+        .cluster_arn()
+        .unwrap()
+        .to_owned();
+    for cluster in ["demo", arn.as_str()] {
+        let out = stevedore(&moto, &["install", "--cluster", cluster, "--dry-run"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains("would create or update EventBridge rule stevedore-demo"),
+            "{text}"
+        );
+        assert!(text.contains("queue stevedore-demo"), "{text}");
+        let policy = stevedore(&moto, &["iam-policy", "--cluster", cluster]);
+        let policy = String::from_utf8_lossy(&policy.stdout);
+        assert!(
+            policy.contains("\"arn:aws:ecs:*:*:cluster/demo\""),
+            "{policy}"
+        );
+        assert!(!policy.contains("cluster/arn:"), "{policy}");
+    }
+    let out = stevedore(
+        &moto,
+        &[
+            "install",
+            "--cluster",
+            "arn:aws:sqs:us-east-1:1:q",
+            "--dry-run",
+        ],
     );
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        text.contains("would create or update EventBridge rule stevedore-demo"),
-        "{text}"
+        String::from_utf8_lossy(&out.stderr).contains("is not an ECS cluster ARN"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
     let c = clients(&moto);
     assert!(
