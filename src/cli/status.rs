@@ -11,11 +11,19 @@ pub struct Args {
     pub url: String,
     #[arg(long, value_enum, default_value_t = Output::Human)]
     pub output: Output,
+    /// How long to wait for the whole answer (connecting included).
+    #[arg(long, default_value = "10s", value_parser = super::duration)]
+    pub timeout: std::time::Duration,
 }
 
 pub fn status(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     let address = format!("{}/status", args.url.trim_end_matches('/'));
-    let doc: crate::status::StatusDoc = match ureq::get(&address)
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(args.timeout))
+        .build()
+        .into();
+    let doc: crate::status::StatusDoc = match agent
+        .get(&address)
         .call()
         .and_then(|mut r| r.body_mut().read_json())
     {

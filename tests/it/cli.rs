@@ -365,3 +365,26 @@ fn a_git_source_fetches_over_http_and_never_shows_or_sends_a_password_in_clear()
     let config = std::fs::read_to_string(cache.path().join("repo/config")).unwrap();
     assert!(!config.contains("127.0.0.1"), "{config}");
 }
+
+#[test]
+fn status_gives_up_on_a_server_that_never_answers() {
+    // Connections are accepted (by the kernel's backlog), never answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .args(["status", "--url", &url, "--timeout", "1s"])
+        .output()
+        .unwrap();
+    let waited = started.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.starts_with(&format!("error: {url}/status: ")),
+        "{stderr}"
+    );
+    assert!(stderr.to_lowercase().contains("timeout"), "{stderr}");
+    // It gave up at its timeout, not at some far later one.
+    assert!(waited < std::time::Duration::from_secs(30), "{waited:?}");
+    drop(silent);
+}
