@@ -766,11 +766,13 @@ fn spend_budget(
             limit.zone = first_zone;
         }
         let mut replanned = vec![];
-        if limit.stops != Some(0) {
-            let p = policies
-                .iter()
-                .position(|p| p.name == status.policy)
-                .expect("a status names a planned policy");
+        let p = policies
+            .iter()
+            .position(|p| p.name == status.policy)
+            .expect("a status names a planned policy");
+        // Spread stops are planned again within what is left; oneTaskPerHost
+        // moves (a task off a host it should not be on) wait whole.
+        if limit.stops != Some(0) && !policies[p].placement.spread.is_empty() {
             let s = index.service_by_name[status.service.as_str()];
             limit.moves_done = memory
                 .moves

@@ -928,3 +928,123 @@ fn a_host_port_taken_in_the_only_free_zone_is_named() {
          host port 8080 on c1 is taken by another task), but spreading 3 tasks over 3 zone domains with maxSkew 1 needs at least 1 there"
     );
 }
+
+/// Hosts with a `role` attribute (zone, role), and an agent with
+/// `distinctInstance` spread over zones, one task on each host named.
+fn agents(hosts: &[(&str, &str, &str)], on: &[&str]) -> Cluster {
+    let mut c = Cluster::new();
+    for (id, zone, role) in hosts {
+        let h = c.host(id, zone);
+        c.snapshot.instances[h]
+            .attributes
+            .insert("role".into(), (*role).into());
+    }
+    let agent = c.service("agent", spread_zone());
+    c.snapshot.services[agent]
+        .constraints
+        .push(crate::model::PlacementConstraint::DistinctInstance);
+    for id in on {
+        let h = c
+            .snapshot
+            .instances
+            .iter()
+            .position(|i| i.id == *id)
+            .unwrap();
+        c.tasks(agent, h, 1);
+    }
+    c.snapshot.services[agent].desired = on.len() as u32;
+    c.snapshot.services[agent].running = on.len() as u32;
+    c
+}
+
+const INGRESS_AGENT: &str =
+    "  placement:\n    oneTaskPerHost: {hostSelector: {attributes: {role: ingress}}}\n";
+
+#[test]
+fn one_task_per_host_is_satisfied_only_when_every_eligible_host_runs_one() {
+    // The count is right (3 ingress hosts, 3 tasks), but one task runs on
+    // the batch host x1 and c1 has none: ECS, which knows no hostSelector,
+    // put it there.
+    let c = agents(
+        &[
+            ("a1", "us-east-1a", "ingress"),
+            ("x1", "us-east-1a", "batch"),
+            ("b1", "us-east-1b", "ingress"),
+            ("c1", "us-east-1c", "ingress"),
+        ],
+        &["a1", "x1", "b1"],
+    );
+    let policies = policies(&policy("agent-per-host", "agent", INGRESS_AGENT));
+    let plan = plan(&policies, &c.snapshot, 0);
+    let status = &plan.statuses[0];
+    assert_eq!(status.state, State::Converging, "{status:#?}");
+    assert_eq!(
+        status.reason,
+        "desiredCount 3 = 3 eligible hosts; 1 eligible host without a task (c1); 1 move now"
+    );
+    assert_eq!(stops(&plan), [("agent-t2".to_owned(), "x1".to_owned())]);
+    assert_eq!(
+        plan.actions[0].reason,
+        "x1 is not an eligible host, and c1 runs none: spread(attribute:ecs.availability-zone) places the replacement there"
+    );
+    assert_eq!(
+        status.warnings,
+        [
+            "service `agent` has no placement constraint that keeps ECS to the hostSelector's hosts: ECS may place its tasks on 1 excluded host (x1); add memberOf(attribute:role == ingress) to the service"
+        ]
+    );
+    // Covered: satisfied, and said so.
+    let done = agents(
+        &[
+            ("a1", "us-east-1a", "ingress"),
+            ("x1", "us-east-1a", "batch"),
+            ("b1", "us-east-1b", "ingress"),
+            ("c1", "us-east-1c", "ingress"),
+        ],
+        &["a1", "b1", "c1"],
+    );
+    let plan = super::plan(&policies, &done.snapshot, 0);
+    assert_eq!(plan.statuses[0].state, State::Satisfied);
+    assert_eq!(
+        plan.statuses[0].reason,
+        "desiredCount 3 = 3 eligible hosts, each running one task"
+    );
+    assert!(plan.actions.is_empty());
+}
+
+#[test]
+fn a_misplaced_task_is_moved_only_when_ecs_would_cover_the_empty_host() {
+    // The uncovered host a2 is in the same zone as x1: once x1's task
+    // stops, ECS may as well start it on x1 again. stevedore says so and
+    // stops nothing.
+    let hosts = [
+        ("a1", "us-east-1a", "ingress"),
+        ("a2", "us-east-1a", "ingress"),
+        ("x1", "us-east-1a", "batch"),
+        ("b1", "us-east-1b", "ingress"),
+    ];
+    let c = agents(&hosts, &["a1", "x1", "b1"]);
+    let policies = policies(&policy("agent-per-host", "agent", INGRESS_AGENT));
+    let plan = plan(&policies, &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+    let status = &plan.statuses[0];
+    assert_eq!(status.state, State::Unsatisfiable);
+    assert!(
+        status.reason.starts_with(
+            "desiredCount 3 = 3 eligible hosts; 1 eligible host without a task (a2); not moved: ECS (spread(attribute:ecs.availability-zone)) could place the replacement of the task on x1 on a2 or x1"
+        ),
+        "{}",
+        status.reason
+    );
+    // With memberOf(attribute:role == ingress) on the service, ECS keeps to
+    // the ingress hosts: the move is made, and there is no warning.
+    let mut constrained = c;
+    constrained.snapshot.services[0]
+        .constraints
+        .push(crate::model::PlacementConstraint::MemberOf(
+            crate::model::MemberOf::parse("attribute:role == ingress").unwrap(),
+        ));
+    let plan = super::plan(&policies, &constrained.snapshot, 0);
+    assert_eq!(stops(&plan), [("agent-t2".to_owned(), "x1".to_owned())]);
+    assert!(plan.statuses[0].warnings.is_empty());
+}

@@ -395,10 +395,8 @@ async fn after_events_protection_is_read_again_before_any_stop() {
     // Every task of zone a is protected: no stop can balance the zones.
     let status = seen.last().unwrap();
     assert!(
-        status.contains("demo/web/web: Unsatisfiable: the tasks on ")
-            && status.contains(
-                "in zone us-east-1a, where stops would start, are protected from scale-in"
-            ),
+        status.contains("demo/web/web: Unsatisfiable: all 4 tasks in zone us-east-1a (on ")
+            && status.contains("), where stops would start, are protected from scale-in"),
         "{status}"
     );
 

@@ -1036,3 +1036,29 @@ fn a_broken_scenario_is_reported_once_at_its_line_and_column() {
         "{stderr}"
     );
 }
+
+#[test]
+fn one_task_per_host_moves_a_task_off_an_excluded_host_onto_an_uncovered_one() {
+    let text = "apiVersion: stevedore.io/v1alpha1\nkind: Scenario\nmetadata: {name: cover}\nspec:\n  duration: 5m\n  hosts:\n    - {name: a1, zone: us-east-1a, attributes: {role: ingress}}\n    - {name: x1, zone: us-east-1a, attributes: {role: batch}}\n    - {name: b1, zone: us-east-1b, attributes: {role: ingress}}\n    - {name: c1, zone: us-east-1c, attributes: {role: ingress}}\n  services:\n    - name: agent\n      constraints: [distinctInstance]\n      cpu: 128\n      memory: 256\n      tasks: {a1: 1, x1: 1, b1: 1}\n  policies:\n    - inline: |\n        apiVersion: stevedore.io/v1alpha1\n        kind: ServicePolicy\n        metadata: {name: agent-per-host}\n        spec:\n          target: {cluster: demo, service: agent}\n          placement:\n            oneTaskPerHost: {hostSelector: {attributes: {role: ingress}}}\n";
+    let report = run_report(scenario::from_text("cover.yaml", text, Path::new(".")).unwrap());
+    let agent = service(&report, "agent");
+    assert_eq!(
+        (agent.state, agent.tasks_moved, agent.optimal_moves),
+        (State::Satisfied, 1, 1),
+        "{agent:#?}"
+    );
+    assert_eq!(
+        agent.reason,
+        "desiredCount 3 = 3 eligible hosts, each running one task"
+    );
+    let stops: Vec<_> = report
+        .actions
+        .iter()
+        .filter_map(|a| match &a.action.kind {
+            stevedore::plan::ActionKind::StopTask { instance, .. } => Some(instance.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stops, ["x1"]);
+    check_invariants(&report);
+}
