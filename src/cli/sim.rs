@@ -14,13 +14,22 @@ pub struct Args {
     /// Instead of a file: generate HOSTS,SERVICES,TASKS (for example 5000,5000,100000).
     #[arg(long, value_name = "HOSTS,SERVICES,TASKS", conflicts_with = "scenario", value_parser = generate)]
     pub generate: Option<GenerateSpec>,
-    /// How long to simulate a generated cluster.
-    #[arg(long, default_value = "10m", value_parser = super::duration)]
-    pub duration: std::time::Duration,
+    /// How long to simulate (default: the scenario's `duration`; 10m for
+    /// a generated cluster).
+    #[arg(long, value_parser = super::duration)]
+    pub duration: Option<std::time::Duration>,
+    /// Seeds ECS's random choices among equally good hosts, the faults and
+    /// the metrics' noise (default: the scenario's `seed`; 1 for a
+    /// generated cluster). Runs with one seed are the same run.
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// `human` (a timeline and a summary) or `json` (the report).
     #[arg(long, value_enum, default_value_t = Output::Human)]
     pub output: Output,
 }
+
+/// How long a generated cluster is simulated unless `--duration` says.
+const DEFAULT_GENERATED_DURATION: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// The scenario `stevedore sim` runs by default.
 pub const DEMO_SCENARIO: &str =
@@ -59,7 +68,7 @@ pub(super) fn load_scenario(path: Option<&Path>, err: &mut dyn Write) -> Option<
             let _ = writeln!(err, "error: the scenario's policies are invalid");
             None
         }
-        Err(scenario::Error::Decode(diagnostic)) => {
+        Err(scenario::Error::Decode(diagnostic) | scenario::Error::Name(diagnostic)) => {
             super::print_diagnostics([diagnostic.as_ref()], err);
             let _ = writeln!(err, "error: the scenario is invalid");
             None
@@ -73,13 +82,25 @@ pub(super) fn load_scenario(path: Option<&Path>, err: &mut dyn Write) -> Option<
 
 pub fn sim(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     use crate::sim::run;
-    let scenario = match args.generate {
-        Some(g) => scenario::generated(g, 1, args.duration.as_millis() as u64),
+    let mut scenario = match args.generate {
+        Some(g) => scenario::generated(
+            g,
+            args.seed.unwrap_or(1),
+            args.duration
+                .unwrap_or(DEFAULT_GENERATED_DURATION)
+                .as_millis() as u64,
+        ),
         None => match load_scenario(args.scenario.as_deref(), err) {
             Some(s) => s,
             None => return exit::USAGE,
         },
     };
+    if let Some(duration) = args.duration {
+        scenario.duration = duration.as_millis() as u64;
+    }
+    if let Some(seed) = args.seed {
+        scenario.sim.reseed(seed);
+    }
     let human = args.output == Output::Human;
     if human {
         let _ = writeln!(

@@ -125,6 +125,9 @@ pub struct Simulator {
 #[derive(Debug, Clone, Default)]
 pub struct Disruption {
     outstanding: BTreeMap<usize, VecDeque<String>>,
+    /// Per service: tasks lost to an outage (a host terminated, a zone
+    /// failed) and not yet replaced.
+    lost: BTreeMap<usize, u32>,
     /// The most stopped-and-not-replaced tasks at one moment.
     pub peak_stopped: u32,
     /// The most zones with such tasks at one moment.
@@ -140,13 +143,30 @@ impl Disruption {
         self.peak_zones = self.peak_zones.max(zones.len() as u32);
     }
 
+    /// A task of `service` started: it replaces one stevedore stopped,
+    /// else one lost to an outage, else it is new.
     fn started(&mut self, service: usize) {
         if let Some(q) = self.outstanding.get_mut(&service) {
             q.pop_front();
             if q.is_empty() {
                 self.outstanding.remove(&service);
             }
+        } else if let Some(n) = self.lost.get_mut(&service) {
+            *n -= 1;
+            if *n == 0 {
+                self.lost.remove(&service);
+            }
         }
+    }
+
+    /// Tasks of `service` stevedore stopped that are not yet replaced.
+    pub fn stopped_now(&self, service: usize) -> u32 {
+        self.outstanding.get(&service).map_or(0, |q| q.len() as u32)
+    }
+
+    /// Tasks of `service` lost to an outage and not yet replaced.
+    pub fn lost_now(&self, service: usize) -> u32 {
+        self.lost.get(&service).copied().unwrap_or(0)
     }
 }
 
@@ -191,6 +211,14 @@ impl MetricModel {
 pub use crate::backend::limits;
 
 impl Simulator {
+    /// Seeds the scheduler's choices among equal instances, the faults and
+    /// the metrics' noise again, as if the simulator had been made with
+    /// `seed` (`sim --seed`). Call before the run starts.
+    pub fn reseed(&mut self, seed: u64) {
+        self.rng = ChaCha8Rng::seed_from_u64(seed);
+        self.seed = seed;
+    }
+
     pub fn new(cluster: &str, seed: u64) -> Simulator {
         Simulator {
             cluster: cluster.to_owned(),
@@ -645,6 +673,13 @@ impl Simulator {
         let mut i = 0;
         while i < self.tasks.len() {
             if which(&self.tasks[i].task) {
+                if self.tasks[i].task.status == TaskStatus::Running {
+                    *self
+                        .disruption
+                        .lost
+                        .entry(self.tasks[i].task.service)
+                        .or_default() += 1;
+                }
                 self.release(i);
                 self.tasks[i].version += 1;
                 self.task_event_stopped(i);

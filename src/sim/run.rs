@@ -44,12 +44,40 @@ pub struct ServiceReport {
     pub forced_redeploy_tasks: u32,
     /// The most of desired-minus-running seen at any second.
     pub peak_unavailable: u32,
+    /// The same, by cause, each its own peak: tasks stevedore stopped and
+    /// not yet replaced, tasks lost to an outage, and new tasks starting.
+    pub peak_unavailable_by: UnavailableBy,
+    /// Each change of the desired count oneTaskPerHost made.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub count_changes: Vec<CountChange>,
+    /// Every distinct warning the planner gave about the service.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// When the policy was last found satisfied after being unsatisfied
     /// (virtual seconds from the start); `None` if it never converged.
     pub converged_at_s: Option<f64>,
     /// Each change of the desired count stevedore made for a scaling policy.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scaling: Vec<ScalingStep>,
+}
+
+/// The most tasks a service was short of its desired count, by cause.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UnavailableBy {
+    pub stopped: u32,
+    pub lost: u32,
+    pub starting: u32,
+}
+
+/// A change of the desired count by `oneTaskPerHost`, carried out.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CountChange {
+    pub at_s: f64,
+    pub from: u32,
+    pub to: u32,
+    pub reason: String,
 }
 
 /// One scaling action carried out.
@@ -209,6 +237,9 @@ struct Tracker {
     moved: u32,
     forced: Option<u32>,
     peak_unavailable: u32,
+    peak_unavailable_by: UnavailableBy,
+    count_changes: Vec<CountChange>,
+    warnings: std::collections::BTreeSet<String>,
     converged_at: Option<Millis>,
     satisfied: bool,
     /// A timeline event happened since the optimum was last compared.
@@ -352,6 +383,20 @@ impl Watch<'_> {
                             *moved.entry(key).or_default() += 1;
                         }
                         ActionKind::SetDesiredCount { from, to }
+                            if action.rule == "oneTaskPerHost" =>
+                        {
+                            self.trackers
+                                .entry(key)
+                                .or_default()
+                                .count_changes
+                                .push(CountChange {
+                                    at_s: now as f64 / 1000.0,
+                                    from: *from,
+                                    to: *to,
+                                    reason: action.reason.clone(),
+                                });
+                        }
+                        ActionKind::SetDesiredCount { from, to }
                             if action.rule == crate::plan::SCALING_RULE =>
                         {
                             let t = self.trackers.entry(key).or_default();
@@ -411,6 +456,7 @@ impl Watch<'_> {
             let key = (status.policy.clone(), status.service.clone());
             let t = self.trackers.entry(key.clone()).or_default();
             t.forced.get_or_insert(status.forced_redeploy_tasks);
+            t.warnings.extend(status.warnings.iter().cloned());
             let n = moved.get(&key).copied().unwrap_or(0);
             t.moved += n;
             if let Some(skew) = status
@@ -467,9 +513,16 @@ impl Watch<'_> {
         }
         for ((_, service), t) in self.trackers.iter_mut() {
             if let Some(s) = sim.services.iter().position(|x| &x.name == service) {
-                t.peak_unavailable = t
-                    .peak_unavailable
-                    .max(sim.services[s].desired.saturating_sub(running[s]));
+                let short = sim.services[s].desired.saturating_sub(running[s]);
+                t.peak_unavailable = t.peak_unavailable.max(short);
+                // Why short: stevedore's stops first, then an outage's
+                // losses, and the rest are new tasks starting (a scale-out).
+                let stopped = sim.disruption.stopped_now(s).min(short);
+                let lost = sim.disruption.lost_now(s).min(short - stopped);
+                let by = &mut t.peak_unavailable_by;
+                by.stopped = by.stopped.max(stopped);
+                by.lost = by.lost.max(lost);
+                by.starting = by.starting.max(short - stopped - lost);
             }
         }
     }
@@ -689,6 +742,9 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
             mispredicted_moves: t.mispredicted,
             forced_redeploy_tasks: t.forced.unwrap_or(status.forced_redeploy_tasks),
             peak_unavailable: t.peak_unavailable,
+            peak_unavailable_by: t.peak_unavailable_by,
+            count_changes: t.count_changes,
+            warnings: t.warnings.into_iter().collect(),
             converged_at_s: if status.state == State::Satisfied {
                 t.converged_at.map(|c| c as f64 / 1000.0)
             } else {

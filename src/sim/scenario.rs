@@ -51,6 +51,10 @@ pub enum Error {
     Decode(Box<crate::spec::diag::Diagnostic>),
     #[error("{path}: {message}")]
     Invalid { path: String, message: String },
+    /// A name defined twice, or referred to and never defined, at its line
+    /// and column.
+    #[error("{}: {}", .0.position, .0.message)]
+    Name(Box<crate::spec::diag::Diagnostic>),
     /// The scenario's policies are invalid; the diagnostics say why.
     #[error("the scenario's policies are invalid")]
     Policies(Vec<crate::spec::diag::Diagnostic>),
@@ -483,6 +487,7 @@ pub fn from_text(name: &str, text: &str, base: &Path) -> Result<Scenario> {
             spec::v1alpha1::API_VERSION
         )));
     }
+    check_names(name, text, &file.spec)?;
     let s = file.spec;
     let duration = |field: &str, text: Option<&str>, default: Millis| -> Result<Millis> {
         match text {
@@ -689,6 +694,177 @@ pub fn from_text(name: &str, text: &str, base: &Path) -> Result<Scenario> {
         resync: duration("resync", s.resync.as_deref(), 60_000)?,
         timeline,
     })
+}
+
+/// Where the names of a scenario are written: the same document read a
+/// second time, keeping only the names and their places.
+mod located {
+    use serde::Deserialize;
+    use serde_saphyr::Spanned;
+
+    #[derive(Deserialize)]
+    pub struct File {
+        pub spec: Spec,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Spec {
+        #[serde(default)]
+        pub hosts: Vec<Host>,
+        #[serde(default)]
+        pub services: Vec<Service>,
+        #[serde(default)]
+        pub timeline: Vec<Entry>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Host {
+        pub name: Spanned<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Service {
+        pub name: Spanned<String>,
+        #[serde(default)]
+        pub running_tasks: Vec<Task>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Task {
+        pub host: Spanned<String>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Entry {
+        pub host_joins: Option<Host>,
+        pub host_drains: Option<Spanned<String>>,
+        pub host_terminates: Option<Spanned<String>>,
+        pub zone_fails: Option<Spanned<String>>,
+        pub zone_recovers: Option<Spanned<String>>,
+        pub set_desired_count: Option<SetDesiredCount>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct SetDesiredCount {
+        pub service: Spanned<String>,
+    }
+}
+
+/// Checks every name of the scenario, as `validate` checks a policy: a
+/// host (initial or joining) or service defined twice, and a timeline
+/// entry or task naming a host, zone or service that the scenario never
+/// defines, are errors at their line and column (with the closest name).
+fn check_names(name: &str, text: &str, spec: &ScenarioSpec) -> Result<()> {
+    use crate::spec::diag::{Diagnostic, Related, Rule, closest};
+    let Ok(located) = serde_saphyr::from_str::<located::File>(text) else {
+        // Decoded once already; a second reading cannot fail differently.
+        return Ok(());
+    };
+    let source = crate::spec::source::SourceFile {
+        name: name.to_owned(),
+        text: text.to_owned(),
+    };
+    let at = |s: &serde_saphyr::Spanned<String>| source.position(s.referenced);
+    // Hosts, initial then joining, each with the place its name is written.
+    let mut hosts: BTreeMap<String, &serde_saphyr::Spanned<String>> = BTreeMap::new();
+    let mut zones: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    let joining = spec
+        .timeline
+        .iter()
+        .zip(&located.spec.timeline)
+        .filter_map(|(e, l)| e.host_joins.as_ref().zip(l.host_joins.as_ref()));
+    for (host, place) in spec.hosts.iter().zip(&located.spec.hosts).chain(joining) {
+        zones.insert(&host.zone);
+        for instance in instances(host) {
+            if let Some(first) = hosts.get(&instance.id) {
+                let mut d = Diagnostic::error(
+                    Rule::NameUnique,
+                    at(&place.name),
+                    format!("host `{}` is defined twice", instance.id),
+                );
+                d.related.push(Related {
+                    message: "first defined here".into(),
+                    position: at(first),
+                });
+                return Err(Error::Name(Box::new(d)));
+            }
+            hosts.insert(instance.id, &place.name);
+        }
+    }
+    let mut services: BTreeMap<&str, &serde_saphyr::Spanned<String>> = BTreeMap::new();
+    for service in &located.spec.services {
+        if let Some(first) = services.insert(&service.name.value, &service.name) {
+            let mut d = Diagnostic::error(
+                Rule::NameUnique,
+                at(&service.name),
+                format!("service `{}` is defined twice", service.name.value),
+            );
+            d.related.push(Related {
+                message: "first defined here".into(),
+                position: at(first),
+            });
+            return Err(Error::Name(Box::new(d)));
+        }
+    }
+    let unknown = |what: &str, named: &serde_saphyr::Spanned<String>, known: Vec<&str>| {
+        let mut d = Diagnostic::error(
+            Rule::UnknownReference,
+            at(named),
+            format!("no {what} named `{}` in the scenario", named.value),
+        );
+        // Zone names differ by one letter by design: list them instead.
+        let close = (what != "zone")
+            .then(|| closest(&named.value, known.iter().copied()))
+            .flatten();
+        d.help = Some(match close {
+            Some(close) => format!("did you mean `{close}`?"),
+            None => format!("the scenario's {what}s: {}", known.join(", ")),
+        });
+        Error::Name(Box::new(d))
+    };
+    if spec.generate.is_some() {
+        // Generated hosts and services are named only when generated.
+        return Ok(());
+    }
+    let host_names = || hosts.keys().map(String::as_str).collect::<Vec<_>>();
+    for service in &located.spec.services {
+        for task in &service.running_tasks {
+            if !hosts.contains_key(&task.host.value) {
+                return Err(unknown("host", &task.host, host_names()));
+            }
+        }
+    }
+    for entry in &located.spec.timeline {
+        for host in [&entry.host_drains, &entry.host_terminates]
+            .into_iter()
+            .flatten()
+        {
+            if !hosts.contains_key(&host.value) {
+                return Err(unknown("host", host, host_names()));
+            }
+        }
+        for zone in [&entry.zone_fails, &entry.zone_recovers]
+            .into_iter()
+            .flatten()
+        {
+            if !zones.contains(zone.value.as_str()) {
+                return Err(unknown("zone", zone, zones.iter().copied().collect()));
+            }
+        }
+        if let Some(set) = &entry.set_desired_count
+            && !services.contains_key(set.service.value.as_str())
+        {
+            return Err(unknown(
+                "service",
+                &set.service,
+                services.keys().copied().collect(),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// 2026-01-01T00:00:00Z, the default `startAt`.

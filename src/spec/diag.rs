@@ -68,6 +68,9 @@ pub enum Rule {
     RoleArn,
     ExternalId,
     ClusterConflict,
+    // Scenario (the simulator's files).
+    /// A name a scenario refers to (host, zone, service) that it never defines.
+    UnknownReference,
 }
 
 impl Rule {

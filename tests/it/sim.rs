@@ -1062,3 +1062,136 @@ fn one_task_per_host_moves_a_task_off_an_excluded_host_onto_an_uncovered_one() {
     assert_eq!(stops, ["x1"]);
     check_invariants(&report);
 }
+
+/// A scenario with two hosts and a service, and `rest` appended to its spec.
+fn named(rest: &str) -> Result<scenario::Scenario, scenario::Error> {
+    let text = format!(
+        "apiVersion: stevedore.io/v1alpha1\nkind: Scenario\nmetadata: {{name: names}}\nspec:\n  duration: 5m\n  hosts:\n    - {{name: a, zone: us-east-1a, count: 2}}\n    - {{name: b1, zone: us-east-1b}}\n  services:\n    - {{name: web, tasks: {{a-1: 1, b1: 1}}}}\n{rest}"
+    );
+    scenario::from_text("names.yaml", &text, Path::new("."))
+}
+
+/// The rule, line, column and message of a scenario's name error.
+fn name_error(rest: &str) -> (String, u64, u64, String, Option<String>) {
+    match named(rest) {
+        Err(scenario::Error::Name(d)) => (
+            d.rule.id(),
+            d.position.line,
+            d.position.column,
+            d.message.clone(),
+            d.help.clone(),
+        ),
+        Err(e) => panic!("another error: {e}"),
+        Ok(_) => panic!("accepted: {rest}"),
+    }
+}
+
+#[test]
+fn a_scenario_naming_what_it_never_defines_is_an_error_at_its_line_and_column() {
+    assert!(named("  timeline:\n    - {at: 1m, hostDrains: a-2}\n").is_ok());
+    assert_eq!(
+        name_error("  timeline:\n    - {at: 1m, hostDrains: a-3}\n"),
+        (
+            "unknown-reference".into(),
+            12,
+            28,
+            "no host named `a-3` in the scenario".into(),
+            Some("did you mean `a-2`?".into())
+        )
+    );
+    // A host that joins later may be drained.
+    assert!(
+        named("  timeline:\n    - {at: 1m, hostJoins: {name: c1, zone: us-east-1c}}\n    - {at: 2m, hostTerminates: c1}\n")
+            .is_ok()
+    );
+    let (rule, line, column, message, help) =
+        name_error("  timeline:\n    - {at: 1m, zoneFails: us-east-1c}\n");
+    assert_eq!((rule.as_str(), line, column), ("unknown-reference", 12, 27));
+    assert_eq!(message, "no zone named `us-east-1c` in the scenario");
+    assert_eq!(
+        help.as_deref(),
+        Some("the scenario's zones: us-east-1a, us-east-1b")
+    );
+    let (_, line, column, message, _) =
+        name_error("  timeline:\n    - at: 1m\n      setDesiredCount: {service: api, count: 3}\n");
+    assert_eq!((line, column), (13, 34));
+    assert_eq!(message, "no service named `api` in the scenario");
+    // A host joining with a name taken, and a service defined twice.
+    let (rule, line, column, message, _) =
+        name_error("  timeline:\n    - {at: 1m, hostJoins: {name: b1, zone: us-east-1c}}\n");
+    assert_eq!((rule.as_str(), line, column), ("name-unique", 12, 34));
+    assert_eq!(message, "host `b1` is defined twice");
+    let (rule, line, _, message, _) = name_error("    - {name: web}\n");
+    assert_eq!(
+        (rule.as_str(), line, message.as_str()),
+        ("name-unique", 11, "service `web` is defined twice")
+    );
+}
+
+#[test]
+fn sim_duration_and_seed_override_the_file() {
+    let json = |args: &[&str]| -> serde_json::Value {
+        let mut all = vec![
+            "sim",
+            "examples/scenarios/noisy-metric.yaml",
+            "--output",
+            "json",
+        ];
+        all.extend(args);
+        let out = stevedore(&all);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let short = json(&["--duration", "2m"]);
+    assert_eq!(short["durationS"], 120.0);
+    let steps = |r: &serde_json::Value| r["services"][0]["scaling"].clone();
+    // The file's seed is 3: --seed 3 is the same run, --seed 1 another.
+    let file = json(&[]);
+    assert_eq!(file["durationS"], 3600.0);
+    assert_eq!(steps(&json(&["--seed", "3"])), steps(&file));
+    assert_ne!(steps(&json(&["--seed", "1"])), steps(&file));
+}
+
+#[test]
+fn the_report_says_why_a_service_was_short_and_what_one_task_per_host_did() {
+    // A zone fails: its tasks are lost, not stopped by stevedore.
+    let report = run_file("zone-failure-and-recovery");
+    let web = service(&report, "web");
+    assert!(web.peak_unavailable_by.lost > 0, "{web:#?}");
+    // The recovery's moves: stopped by stevedore, within its budget.
+    assert!(web.peak_unavailable_by.stopped >= 1, "{web:#?}");
+    assert!(
+        web.peak_unavailable >= web.peak_unavailable_by.lost,
+        "{web:#?}"
+    );
+    // A scale-out: new tasks starting, nothing lost or stopped.
+    let ramp = run_file("load-ramp");
+    let by = ramp.services[0].peak_unavailable_by;
+    assert!(by.starting > 0 && by.lost == 0 && by.stopped == 0, "{by:?}");
+
+    let agents = run_file("one-task-per-host");
+    let agent = service(&agents, "log-agent");
+    let changes: Vec<(u32, u32)> = agent.count_changes.iter().map(|c| (c.from, c.to)).collect();
+    assert_eq!(changes, [(4, 6), (6, 5)], "{:#?}", agent.count_changes);
+    assert!(
+        agent.count_changes[1].reason.contains("excluded"),
+        "{:#?}",
+        agent.count_changes
+    );
+    // The planner's warnings reach the report.
+    let text = std::fs::read_to_string(repo("examples/scenarios/one-task-per-host.yaml"))
+        .unwrap()
+        .replace("      constraints: [distinctInstance]\n", "");
+    let s = scenario::from_text("no-distinct.yaml", &text, Path::new(".")).unwrap();
+    let report = run_report(s);
+    assert!(
+        service(&report, "log-agent").warnings[0].contains("no distinctInstance"),
+        "{:#?}",
+        service(&report, "log-agent")
+    );
+}
