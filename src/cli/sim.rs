@@ -123,7 +123,12 @@ pub fn sim(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         write_json(&report, out)
     };
     match written {
-        Ok(()) if report.services.iter().any(|s| s.mispredicted_moves > 0) => exit::INVALID,
+        Ok(())
+            if report.services.iter().any(|s| s.mispredicted_moves > 0)
+                || !report.violations.is_empty() =>
+        {
+            exit::INVALID
+        }
         Ok(()) => exit::OK,
         Err(_) => exit::USAGE,
     }

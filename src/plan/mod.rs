@@ -477,6 +477,22 @@ pub fn plan_with_index(
                 } else {
                     (scaling::Decision::Hold, String::new())
                 };
+                // A scale-in while tasks are stopping or starting (a move in
+                // flight, a replacement pending) would take the move's task
+                // with it and leave the spread it was making: it waits for
+                // steady state. A scale-out never waits.
+                let (decision, why) = match decision {
+                    scaling::Decision::Scale { to } if to < service.desired => {
+                        match spread::steady_state_gap(index, s) {
+                            Some(gap) => (
+                                scaling::Decision::Hold,
+                                format!("{why}; the scale-in waits for steady state ({gap})"),
+                            ),
+                            None => (decision, why),
+                        }
+                    }
+                    _ => (decision, why),
+                };
                 if let scaling::Decision::Scale { to } = decision {
                     if to < service.desired
                         && !policy.placement.spread.is_empty()
@@ -536,18 +552,19 @@ pub fn plan_with_index(
                     &mut actions,
                     &limit,
                 );
-                if !policy.placement.spread.is_empty() {
-                    hold_while_backing_off(
-                        &mut memory.moves,
-                        &policy.name,
-                        &mut status,
-                        &mut actions,
-                        now,
-                    );
-                }
+                hold_while_backing_off(
+                    &mut memory.moves,
+                    &policy.name,
+                    &mut status,
+                    &mut actions,
+                    now,
+                );
             }
             let dry_run = policy.mode == Mode::DryRun;
             status.dry_run = dry_run;
+            if dry_run && !actions.is_empty() && !status.reason.contains("dry run") {
+                status.reason += "; dry run: nothing is changed, the actions are listed";
+            }
             if status.reason.is_empty() {
                 // A policy of scaling alone says where its scaling stands.
                 status.reason = match &status.scaling {
@@ -570,6 +587,7 @@ pub fn plan_with_index(
                 .push(not_found(policy, &snapshot.cluster, Some(snapshot)));
         }
     }
+    hold_binpack_stops_behind_other_placements(index, &mut plan);
     memory.ledger.settle(index, budget, now);
     if let Some(budget) = budget {
         spend_budget(budget, policies, index, &topologies, now, memory, &mut plan);
@@ -639,6 +657,142 @@ pub fn cluster_not_found(policies: &[Policy], cluster: &str) -> Plan {
 /// "3 moves needed", "1 move needed".
 pub(crate) fn needed(moves: u32) -> String {
     format!("{} needed", crate::words::count(moves, "move"))
+}
+
+/// Holds for one pass the stops of a binpack service while another service
+/// places tasks in the same pass (a scale-out, or stops whose replacements
+/// ECS will place): a binpack strategy puts a replacement on the fullest
+/// host, which those tasks change. Planned against today's hosts, such a
+/// move could land where it started and be wasted; the next pass plans it
+/// against the hosts as they become. Other strategies place by the
+/// service's own tasks and never wait; of several binpack services, the
+/// first planned goes ahead, so they never hold each other for good.
+fn hold_binpack_stops_behind_other_placements(index: &Index<'_>, plan: &mut Plan) {
+    let binpacks = |service: &str| {
+        index.service_by_name.get(service).is_some_and(|s| {
+            index.snapshot.services[*s]
+                .strategy
+                .iter()
+                .any(|p| matches!(p, crate::model::PlacementStrategy::Binpack(_)))
+        })
+    };
+    let stop = |a: &Action| matches!(a.kind, ActionKind::StopTask { .. });
+    // Services placing tasks in this pass whatever happens: each with what
+    // it does.
+    let mut placing: Vec<(String, String)> = vec![];
+    // Services with tasks ECS has yet to place (a replacement of an earlier
+    // pass, a count raised), and how many: were a binpack stop to free
+    // room, they could take it before the replacement.
+    let mut unplaced: Vec<(usize, u32)> = vec![];
+    for (o, service) in index.snapshot.services.iter().enumerate() {
+        let placed = index.tasks_of[o]
+            .iter()
+            .map(|t| &index.snapshot.tasks[*t])
+            .filter(|t| t.instance.is_some() && t.status != TaskStatus::Stopping)
+            .count() as u32;
+        if service.desired > placed {
+            unplaced.push((o, service.desired - placed));
+        }
+    }
+    for a in plan.actions.iter().filter(|a| !a.dry_run) {
+        let what = match a.kind {
+            ActionKind::SetDesiredCount { from, to } if to > from => {
+                format!("scales out ({from} -> {to}) in this pass")
+            }
+            ActionKind::StopTask { .. } if !binpacks(&a.service) => {
+                "has tasks replaced in this pass".to_owned()
+            }
+            _ => continue,
+        };
+        if !placing.iter().any(|(s, _)| *s == a.service) {
+            placing.push((a.service.clone(), what));
+        }
+    }
+    for status in &mut plan.statuses {
+        let mine = |a: &Action| a.policy == status.policy && a.service == status.service;
+        if !binpacks(&status.service) || !plan.actions.iter().any(|a| mine(a) && stop(a)) {
+            continue;
+        }
+        // Where its stops free room.
+        let freed: Vec<usize> = plan
+            .actions
+            .iter()
+            .filter(|a| mine(a))
+            .filter_map(|a| match &a.kind {
+                ActionKind::StopTask { instance, .. } => index
+                    .snapshot
+                    .instances
+                    .iter()
+                    .position(|i| i.id == *instance),
+                _ => None,
+            })
+            .collect();
+        let me = index.service_by_name.get(status.service.as_str()).copied();
+        // A service waiting for room it could take from under the
+        // replacement; one its constraints keep off every host waits for
+        // ever and holds nothing.
+        let waiting = unplaced
+            .iter()
+            .filter(|(o, _)| Some(*o) != me)
+            .find(|(o, _)| could_place(index, *o, &freed, me))
+            .map(|(o, n)| {
+                (
+                    index.snapshot.services[*o].name.clone(),
+                    format!(
+                        "has {} ECS has yet to place",
+                        crate::words::count(*n, "task")
+                    ),
+                )
+            });
+        match placing
+            .iter()
+            .find(|(s, _)| *s != status.service)
+            .or(waiting.as_ref())
+        {
+            Some((other, what)) => {
+                status.reason = format!(
+                    "{}, 0 now: service `{other}` {what}, and where its new tasks land changes where binpack places replacements",
+                    needed(status.moves_remaining)
+                );
+                plan.actions.retain(|a| !(mine(a) && stop(a)));
+                status.moves_planned = 0;
+            }
+            // This one goes ahead; binpack services after it wait for it.
+            None if !status.dry_run => {
+                placing.push((
+                    status.service.clone(),
+                    "has tasks replaced in this pass".to_owned(),
+                ));
+            }
+            None => {}
+        }
+    }
+}
+
+/// Whether ECS could place a task of service `o` now, or once the tasks of
+/// service `stopping` on the hosts `freed` have stopped.
+fn could_place(index: &Index<'_>, o: usize, freed: &[usize], stopping: Option<usize>) -> bool {
+    let snapshot = index.snapshot;
+    let mut holding = vec![0u32; snapshot.instances.len()];
+    for t in &index.tasks_of[o] {
+        let task = &snapshot.tasks[*t];
+        if let (Some(i), TaskStatus::Running | TaskStatus::Pending) = (task.instance, task.status) {
+            holding[i] += 1;
+        }
+    }
+    let mut view =
+        placement::PlacementView::new(&snapshot.instances, &snapshot.services[o], holding);
+    if !view.candidates().is_empty() {
+        return true;
+    }
+    let Some(stopping) = stopping else {
+        return false;
+    };
+    let size = snapshot.services[stopping].task_size;
+    for i in freed {
+        view.remaining[*i] = view.remaining[*i].plus(size);
+    }
+    !view.candidates().is_empty()
 }
 
 /// Holds a service's stops while it backs off after moves that missed.

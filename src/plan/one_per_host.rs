@@ -88,7 +88,15 @@ pub fn plan(
         } else {
             String::new()
         };
-        status.reason = format!("desiredCount {} -> {eligible_count}", service.desired);
+        let why = format!(
+            "{}{excluded_note}, desiredCount is {}",
+            crate::words::count(eligible_count, "eligible host"),
+            service.desired
+        );
+        status.reason = format!(
+            "desiredCount {} -> {eligible_count}: {why}",
+            service.desired
+        );
         actions.push(Action {
             policy: policy.name.clone(),
             service: service.name.clone(),
@@ -97,11 +105,7 @@ pub fn plan(
                 from: service.desired,
                 to: eligible_count,
             },
-            reason: format!(
-                "{}{excluded_note}, desiredCount is {}",
-                crate::words::count(eligible_count, "eligible host"),
-                service.desired
-            ),
+            reason: why,
             dry_run: false,
         });
         return;
@@ -140,24 +144,29 @@ fn cover(
         }
     }
     for tasks in &mut running {
-        tasks.sort_by_key(|t| (snapshot.tasks[*t].started_at, *t));
+        tasks.sort_by_key(|t| {
+            (
+                !snapshot.tasks[*t].protected,
+                snapshot.tasks[*t].started_at,
+                *t,
+            )
+        });
     }
     let desired = service.desired;
     let total_running: u32 = running.iter().map(|r| r.len() as u32).sum();
     let hosts = crate::words::count(desired, "eligible host");
-    if service.pending > 0 || total_running != desired {
+    if let Some(gap) = super::spread::steady_state_gap(index, s) {
         // Tasks are starting or stopping: coverage is judged at steady state.
-        status.state = State::Converging;
-        status.reason = format!(
-            "desiredCount {desired} = {hosts}; {total_running} running, waiting for ECS to settle"
-        );
+        status.state = State::Paused;
+        status.reason = format!("desiredCount {desired} = {hosts}; {gap}");
         return;
     }
     let uncovered: Vec<usize> = (0..n)
         .filter(|i| eligible[*i] && running[*i].is_empty())
         .collect();
     // Tasks to move: each on a host that is not eligible, and all but the
-    // oldest on an eligible host that runs several.
+    // oldest on an eligible host that runs several (the protected ones
+    // kept first, so that an unprotected one is the one to move).
     let mut misplaced: Vec<(usize, usize)> = vec![];
     let mut draining = vec![];
     for i in 0..n {
@@ -176,11 +185,11 @@ fn cover(
         status.reason = format!("desiredCount {desired} = {hosts}, each running one task");
         return;
     }
-    status.state = State::Converging;
-    // Each misplaced task is one move (with the count right, as many as
-    // there are eligible hosts without a task).
-    status.moves_remaining = misplaced.len() as u32;
+    // Each task not on an eligible host of its own is a move (ECS makes
+    // those of draining hosts).
+    status.moves_remaining = misplaced.len() as u32 + draining.len() as u32;
     if !draining.is_empty() {
+        status.state = State::Paused;
         status.reason = format!(
             "desiredCount {desired} = {hosts}; ECS is moving the tasks off {} ({})",
             crate::words::count(draining.len() as u64, "draining host"),
@@ -188,10 +197,18 @@ fn cover(
         );
         return;
     }
+    status.state = State::Converging;
     let budget = policy
         .max_unavailable
         .resolve(desired, 1)
         .min(total_running.saturating_sub(1));
+    if budget == 0 {
+        status.state = State::Unsatisfiable;
+        status.reason = format!(
+            "desiredCount {desired} = {hosts}; its one task runs elsewhere than on an eligible host, and stevedore never stops a service's last running task"
+        );
+        return;
+    }
     let mut view = PlacementView::new(instances, service, holding);
     let mut uncovered_now = uncovered.clone();
     let mut why_not = vec![];
@@ -200,18 +217,25 @@ fn cover(
         if stops >= budget {
             break;
         }
-        view.remove(from);
+        if snapshot.tasks[task].protected {
+            why_not.push(format!(
+                "the task on {} is protected from scale-in",
+                instances[from].id
+            ));
+            continue;
+        }
+        view.stop(from);
         let candidates = view.candidates();
         let lands_uncovered =
             !candidates.is_empty() && candidates.iter().all(|c| uncovered_now.contains(c));
         if !lands_uncovered {
-            view.place(from);
+            view.keep(from);
             let landing: Vec<&str> = candidates
                 .iter()
                 .map(|c| instances[*c].id.as_str())
                 .collect();
             why_not.push(format!(
-                "ECS ({}) could place the replacement of the task on {} on {}",
+                "ECS ({}) could place the replacement of the task on {} on {}, not only on an uncovered eligible host (a memberOf constraint on the service would keep ECS to the eligible hosts)",
                 crate::model::strategy_text(&service.effective_strategy()),
                 instances[from].id,
                 if landing.is_empty() {
@@ -273,9 +297,6 @@ fn cover(
     } else if !why_not.is_empty() {
         // Nothing stevedore can do: stopping would not cover the host.
         status.state = State::Unsatisfiable;
-        status.reason += &format!(
-            "; not moved: {}, not only on an uncovered eligible host (a memberOf constraint on the service would keep ECS to the eligible hosts)",
-            why_not.join("; ")
-        );
+        status.reason += &format!("; not moved: {}", why_not.join("; "));
     }
 }

@@ -94,6 +94,9 @@ pub struct PlacementView<'a> {
     pub ports_free: Vec<bool>,
     /// Tasks of the service per instance.
     pub count: Vec<u32>,
+    /// Tasks of the service stopped in the plan, per instance: no longer
+    /// counted, their resources and ports held until they have stopped.
+    stopping: Vec<u32>,
     /// For each `spread` strategy: the domain of each instance and the
     /// service's tasks per domain.
     spreads: Vec<SpreadIndex>,
@@ -182,6 +185,7 @@ impl<'a> PlacementView<'a> {
             open,
             remaining: fields.remaining.clone(),
             ports_free,
+            stopping: vec![0; count.len()],
             count,
             spreads,
         }
@@ -222,7 +226,40 @@ impl<'a> PlacementView<'a> {
     /// The instances ECS may choose for the next task, best first by the
     /// strategies (all of them tie on every strategy). Empty when nothing
     /// fits: the task would wait in PROVISIONING.
+    ///
+    /// With tasks stopped in the plan, ECS may place before or after they
+    /// free their resources and ports (the simulator, like the service
+    /// scheduler, places a replacement as soon as the task stops running):
+    /// the instances either way, those with the room freed first.
     pub fn candidates(&self) -> Vec<usize> {
+        let mut best = self.candidates_in(&self.remaining, &self.ports_free);
+        if self.stopping.iter().all(|n| *n == 0) {
+            return best;
+        }
+        let size = self.service.task_size;
+        let held: Vec<Resources> = self
+            .remaining
+            .iter()
+            .zip(&self.stopping)
+            .map(|(r, n)| (0..*n).fold(*r, |r, _| r.minus(size)))
+            .collect();
+        let ports = self.service.host_ports.is_empty();
+        let ports_held: Vec<bool> = self
+            .ports_free
+            .iter()
+            .zip(&self.stopping)
+            .map(|(free, n)| *free && (ports || *n == 0))
+            .collect();
+        for i in self.candidates_in(&held, &ports_held) {
+            if !best.contains(&i) {
+                best.push(i);
+            }
+        }
+        best
+    }
+
+    /// [`PlacementView::candidates`] with these free resources and ports.
+    fn candidates_in(&self, remaining: &[Resources], ports_free: &[bool]) -> Vec<usize> {
         /// One strategy's score of an instance, resolved to plain slices.
         enum Score<'s> {
             Spread {
@@ -259,8 +296,8 @@ impl<'a> PlacementView<'a> {
         let mut best_key = [u64::MAX; MAX];
         for i in 0..self.instances.len() {
             if !self.open[i]
-                || !self.remaining[i].fits(size)
-                || (ports && !self.ports_free[i])
+                || !remaining[i].fits(size)
+                || (ports && !ports_free[i])
                 || (distinct && self.count[i] > 0)
             {
                 continue;
@@ -277,8 +314,8 @@ impl<'a> PlacementView<'a> {
                         domain_of[i].map_or(u64::MAX, |d| u64::from(tasks[d as usize]))
                     }
                     // Least of the resource left.
-                    Score::Cpu => u64::from(self.remaining[i].cpu),
-                    Score::Memory => u64::from(self.remaining[i].memory),
+                    Score::Cpu => u64::from(remaining[i].cpu),
+                    Score::Memory => u64::from(remaining[i].memory),
                 };
                 if order == std::cmp::Ordering::Equal {
                     order = key[k].cmp(&best_key[k]);
@@ -313,6 +350,20 @@ impl<'a> PlacementView<'a> {
                 s.tasks[*d as usize] += 1;
             }
         }
+    }
+
+    /// A task of the service on `i` is stopped: it no longer counts for the
+    /// strategies or distinctInstance, and frees its room once it has
+    /// stopped (see [`PlacementView::candidates`]).
+    pub fn stop(&mut self, i: usize) {
+        self.remove(i);
+        self.stopping[i] += 1;
+    }
+
+    /// Undoes [`PlacementView::stop`]: the task is kept.
+    pub fn keep(&mut self, i: usize) {
+        self.stopping[i] = self.stopping[i].saturating_sub(1);
+        self.place(i);
     }
 
     pub fn remove(&mut self, i: usize) {
@@ -472,6 +523,58 @@ mod tests {
             Just(PlacementStrategy::Binpack(BinpackField::Memory)),
             Just(PlacementStrategy::Random),
         ]
+    }
+
+    /// A stopped task holds its memory until it has stopped, and ECS may
+    /// place its replacement before: binpack then ranks its host fuller.
+    /// The candidates are the hosts either way.
+    #[test]
+    fn a_replacement_may_land_before_or_after_the_stopped_task_frees_its_room() {
+        let size = Resources {
+            cpu: 256,
+            memory: 512,
+        };
+        let host = |name: &str, tasks: u32| {
+            let mut i = Instance::active(
+                name,
+                "z",
+                Resources {
+                    cpu: 4096,
+                    memory: 8192,
+                },
+                Default::default(),
+            );
+            i.remaining = Resources {
+                cpu: 4096 - 256 * tasks,
+                memory: 8192 - 512 * tasks,
+            };
+            i
+        };
+        // h0 holds 3 tasks (one of the service's), h1 holds 3 others.
+        let instances = vec![host("h0", 3), host("h1", 3)];
+        let mut cluster = crate::plan::tests::Cluster::new();
+        let s = cluster.service(
+            "web",
+            vec![PlacementStrategy::Binpack(BinpackField::Memory)],
+        );
+        let mut svc = cluster.snapshot.services[s].clone();
+        svc.task_size = size;
+        let mut view = PlacementView::new(&instances, &svc, vec![1, 0]);
+        // Freed at once, h0 would hold 2 and h1 3: h1 alone. Held, they
+        // tie at 3: either.
+        view.remove(0);
+        assert_eq!(view.candidates(), [1]);
+        view.place(0);
+        view.stop(0);
+        assert_eq!(view.candidates(), [1, 0]);
+        // Kept after all: as before.
+        view.keep(0);
+        assert_eq!(view.count, [1, 0]);
+        assert_eq!(
+            view.remaining,
+            [instances[0].remaining, instances[1].remaining]
+        );
+        assert_eq!(view.stopping, [0, 0]);
     }
 
     proptest! {

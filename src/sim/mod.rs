@@ -113,6 +113,11 @@ pub struct Simulator {
     seed: u64,
     /// When each StopTask call was answered, in order.
     pub stop_requests: Vec<Millis>,
+    /// Tasks stopped on request while they had scale-in protection: what
+    /// stevedore must never do (ECS itself would not refuse).
+    pub stopped_protected: Vec<String>,
+    /// Events dropped by the `eventLossRate` fault so far.
+    pub events_lost: u64,
     /// Tasks stopped on request and not yet replaced, as ECS lives it.
     pub disruption: Disruption,
 }
@@ -153,6 +158,24 @@ impl Disruption {
             }
         } else if let Some(n) = self.lost.get_mut(&service) {
             *n -= 1;
+            if *n == 0 {
+                self.lost.remove(&service);
+            }
+        }
+    }
+
+    /// Keeps at most `short` of `service`'s stopped and lost tasks waiting
+    /// for a replacement (stevedore's first), the rest will have none.
+    fn no_replacement_beyond(&mut self, service: usize, short: u32) {
+        if let Some(q) = self.outstanding.get_mut(&service) {
+            q.truncate(short as usize);
+            if q.is_empty() {
+                self.outstanding.remove(&service);
+            }
+        }
+        let left = short.saturating_sub(self.stopped_now(service));
+        if let Some(n) = self.lost.get_mut(&service) {
+            *n = (*n).min(left);
             if *n == 0 {
                 self.lost.remove(&service);
             }
@@ -245,6 +268,8 @@ impl Simulator {
             metrics: vec![],
             seed,
             stop_requests: vec![],
+            stopped_protected: vec![],
+            events_lost: 0,
             disruption: Disruption::default(),
         }
     }
@@ -697,6 +722,26 @@ impl Simulator {
 
     pub fn set_desired(&mut self, service: usize, desired: u32) {
         self.services[service].desired = desired;
+        // A lower count may leave stopped tasks without a replacement:
+        // they are no longer waiting for one.
+        let alive = self
+            .tasks
+            .iter()
+            .filter(|t| {
+                t.task.service == service
+                    && matches!(
+                        t.task.status,
+                        TaskStatus::Running | TaskStatus::Pending | TaskStatus::Provisioning
+                    )
+            })
+            .count() as u32;
+        self.disruption
+            .no_replacement_beyond(service, desired.saturating_sub(alive));
+    }
+
+    /// Whether events emitted are still held back (delivered later).
+    pub fn events_held(&self) -> bool {
+        !self.events.is_empty()
     }
 
     // ---- reading -----------------------------------------------------------
@@ -1020,6 +1065,7 @@ impl Simulator {
         if self.faults.event_loss_rate > 0.0
             && self.rng.random_bool(self.faults.event_loss_rate.min(1.0))
         {
+            self.events_lost += 1;
             return;
         }
         if self.faults.event_duplication_rate > 0.0
@@ -1094,6 +1140,11 @@ impl SimEvents {
             ));
         }
         self.arrived.notify_one();
+    }
+
+    /// Whether messages wait in the queue for the controller.
+    pub fn is_empty(&self) -> bool {
+        self.queue.borrow().is_empty()
     }
 
     /// Messages received by the controller so far.
@@ -1316,6 +1367,9 @@ impl Backend for SimBackend {
                 .iter()
                 .position(|t| t.task.id == task && t.task.status != TaskStatus::Stopping)
                 .ok_or_else(|| backend::Error::TaskNotFound(task.to_owned()))?;
+            if sim.tasks[i].task.protected {
+                sim.stopped_protected.push(task.to_owned());
+            }
             if sim.tasks[i].task.status == TaskStatus::Running {
                 let t = &sim.tasks[i].task;
                 let zone = t

@@ -129,6 +129,13 @@ pub struct Report {
     /// Every action, in order: each one carried out (or failed), and each
     /// DryRun action when first planned (not again while it stays the same).
     pub actions: Vec<ActionReport>,
+    /// What the controller must never do, seen from the simulated ECS: a
+    /// protected task stopped, a stop beyond a service's `maxUnavailable`
+    /// or the cluster's DisruptionBudget, a write in a pass whose read
+    /// failed, a stop of a service that is not converging, a DryRun action
+    /// carried out, a policy missing from a pass's plan. Empty unless
+    /// something is wrong (`stevedore sim` then exits 1).
+    pub violations: Vec<String>,
 }
 
 /// One action of the run.
@@ -283,6 +290,45 @@ struct Watch<'a> {
     passes: Vec<PassReport>,
     failed_actions: u64,
     actions: Vec<ActionReport>,
+    /// The policies of the cluster, each with its `maxUnavailable`.
+    policies: BTreeMap<String, crate::spec::policy::TaskCount>,
+    /// Write calls the simulated ECS had answered at the end of the last pass.
+    writes_seen: u64,
+    /// Events the simulated queue had lost when the last full read ended:
+    /// any lost since, the controller's view may be stale until the next.
+    lost_before_full_read: u64,
+    violations: Vec<String>,
+    /// Services already reported beyond their maxUnavailable (once each).
+    over_budget: std::collections::BTreeSet<String>,
+}
+
+/// Every service runs its desired count, each task running on an active
+/// host: ECS has nothing left to do.
+fn world_steady(sim: &crate::sim::Simulator) -> bool {
+    let mut running = vec![0u32; sim.services.len()];
+    for t in &sim.tasks {
+        let on_active = t
+            .task
+            .instance
+            .is_some_and(|i| sim.instances[i].status == crate::model::InstanceStatus::Active);
+        if t.task.status != TaskStatus::Running || !on_active {
+            return false;
+        }
+        running[t.task.service] += 1;
+    }
+    sim.services
+        .iter()
+        .zip(running)
+        .all(|(s, n)| s.desired == n)
+}
+
+/// The write calls (StopTask, UpdateService, UpdateTaskProtection) the
+/// simulated ECS has answered.
+fn writes(sim: &crate::sim::Simulator) -> u64 {
+    ["StopTask", "UpdateService", "UpdateTaskProtection"]
+        .iter()
+        .map(|op| sim.api_calls.get(*op).copied().unwrap_or(0))
+        .sum()
 }
 
 impl Watch<'_> {
@@ -293,8 +339,42 @@ impl Watch<'_> {
     }
 
     /// One pass of the controller, as it ended.
-    fn pass(&mut self, pass: &controller::Pass) {
+    fn pass(&mut self, pass: &controller::Pass, backend: &SimBackend, source: &SimEvents) {
         let now = pass.at;
+        let written = writes(&backend.lock());
+        if pass.outcome.is_err() && written > self.writes_seen {
+            self.violations.push(format!(
+                "[{}] a pass whose read failed made {} write calls",
+                clock(now),
+                written - self.writes_seen
+            ));
+        }
+        self.writes_seen = written;
+        // Planned on a view that lost events since its last full read: the
+        // controller may not know of a host gone or a task moved, and a
+        // prediction from it may miss; the fault, not the model, is to
+        // blame, as for a timeline event.
+        // The full read that ends such a time judges moves planned in it.
+        let lost = backend.lock().events_lost;
+        if lost > self.lost_before_full_read {
+            self.trackers.values_mut().for_each(|t| t.disturbed = true);
+        }
+        if pass.outcome.is_ok() && pass.kind == controller::PassKind::Full {
+            self.lost_before_full_read = lost;
+        }
+        // ECS still at work on an event (a drained host's tasks replaced, a
+        // zone's tasks restarted): its effect on the optimum is not all
+        // seen yet, so an event's disturbance lasts until the world is
+        // steady and the controller has been told all of it.
+        // Events still on their way: the controller's view is behind the
+        // world, and an event's effect may not be in it yet.
+        let steady = {
+            let sim = backend.lock();
+            world_steady(&sim) && !sim.events_held() && source.is_empty()
+        };
+        if let Ok(outcome) = &pass.outcome {
+            self.check(now, outcome);
+        }
         self.passes.push(PassReport {
             at_s: now as f64 / 1000.0,
             kind: pass.kind,
@@ -470,7 +550,14 @@ impl Watch<'_> {
             }
             // The optimum is only comparable at steady state: mid-move,
             // stopped tasks are gone and their replacements not yet running.
-            if status.state == State::Unsatisfiable {
+            // A pass that changed the count (scaling, its protection) did
+            // not plan placement, and changes the optimum as an event would.
+            let counted = outcome.plan.actions.iter().any(|a| {
+                a.policy == status.policy
+                    && a.service == status.service
+                    && !matches!(a.kind, ActionKind::StopTask { .. })
+            });
+            if status.state == State::Unsatisfiable || counted {
                 // Whatever makes it satisfiable later is a change of the cluster.
                 t.disturbed = true;
             } else if status.state != State::Paused {
@@ -487,7 +574,7 @@ impl Watch<'_> {
                     _ => {}
                 }
                 t.expected_remaining = Some(observed.saturating_sub(n));
-                t.disturbed = false;
+                t.disturbed = t.disturbed && !steady;
             } else if let Some(expected) = t.expected_remaining.as_mut() {
                 *expected = expected.saturating_sub(n);
             }
@@ -502,6 +589,41 @@ impl Watch<'_> {
         }
     }
 
+    /// What must hold of every pass that read the cluster.
+    fn check(&mut self, now: Millis, outcome: &controller::Reconciled) {
+        for (action, _) in &outcome.executed {
+            let who = format!("{}/{}", action.policy, action.service);
+            if action.dry_run {
+                self.violations.push(format!(
+                    "[{}] {who}: a DryRun action was carried out: {action}",
+                    clock(now)
+                ));
+            }
+            if matches!(action.kind, ActionKind::StopTask { .. }) {
+                let state = outcome
+                    .plan
+                    .statuses
+                    .iter()
+                    .find(|s| s.policy == action.policy && s.service == action.service)
+                    .map(|s| s.state);
+                if state != Some(State::Converging) {
+                    self.violations.push(format!(
+                        "[{}] {who}: a task stopped while the service is {state:?}",
+                        clock(now)
+                    ));
+                }
+            }
+        }
+        for policy in self.policies.keys() {
+            if !outcome.plan.statuses.iter().any(|s| &s.policy == policy) {
+                self.violations.push(format!(
+                    "[{}] policy {policy} is missing from the pass's plan",
+                    clock(now)
+                ));
+            }
+        }
+    }
+
     /// The most of desired-minus-running per service, sampled each second.
     fn sample_unavailable(&mut self, backend: &SimBackend) {
         let sim = backend.lock();
@@ -511,8 +633,18 @@ impl Watch<'_> {
                 running[t.task.service] += 1;
             }
         }
-        for ((_, service), t) in self.trackers.iter_mut() {
+        for ((policy, service), t) in self.trackers.iter_mut() {
             if let Some(s) = sim.services.iter().position(|x| &x.name == service) {
+                let stopped_now = sim.disruption.stopped_now(s);
+                if let Some(max) = self.policies.get(policy)
+                    && stopped_now > max.resolve(sim.services[s].desired, 1)
+                    && self.over_budget.insert(service.clone())
+                {
+                    self.violations.push(format!(
+                        "[{}] {policy}/{service}: {stopped_now} tasks stopped by stevedore and not yet replaced, beyond maxUnavailable",
+                        clock(sim.now)
+                    ));
+                }
                 let short = sim.services[s].desired.saturating_sub(running[s]);
                 t.peak_unavailable = t.peak_unavailable.max(short);
                 // Why short: stevedore's stops first, then an outage's
@@ -567,6 +699,16 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         passes: vec![],
         failed_actions: 0,
         actions: vec![],
+        policies: specs
+            .policies
+            .iter()
+            .filter(|p| p.target.cluster.name == cluster)
+            .map(|p| (p.name.clone(), p.max_unavailable))
+            .collect(),
+        writes_seen: 0,
+        lost_before_full_read: 0,
+        violations: vec![],
+        over_budget: Default::default(),
     });
     let at = |ms: Millis| epoch + std::time::Duration::from_millis(ms);
     let options = controller::RunOptions {
@@ -624,7 +766,8 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
     // The controller, until just after the last second (a pass due at the
     // last second still runs).
     let controller = async {
-        let mut on_pass = |pass: &controller::Pass| watch.borrow_mut().pass(pass);
+        let mut on_pass =
+            |pass: &controller::Pass| watch.borrow_mut().pass(pass, &backend, &source);
         let ran = controller::run(
             &backend,
             Some(&source),
@@ -683,7 +826,23 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
             cluster.clone(),
             DisruptionReport::new(&backend.lock(), specs.budget(&cluster), start_at),
         )]),
+        violations: std::mem::take(&mut watch.violations),
     };
+    // Checked once at the end: the simulated ECS kept what it saw.
+    for task in &backend.lock().stopped_protected {
+        report.violations.push(format!(
+            "task {task} was stopped while protected from scale-in"
+        ));
+    }
+    if let Some(budget) = specs.budget(&cluster)
+        && let Some(crate::spec::policy::TaskCount::Tasks(max)) = budget.max_unavailable
+        && report.disruption[&cluster].peak_stopped > max
+    {
+        report.violations.push(format!(
+            "DisruptionBudget {}: {} tasks stopped and not yet replaced at once, beyond maxUnavailable {max}",
+            budget.name, report.disruption[&cluster].peak_stopped
+        ));
+    }
     let trackers = &mut watch.trackers;
 
     // The final state, planned once more for its report (with the budget,
@@ -777,6 +936,7 @@ fn apply(backend: &SimBackend, event: &Event) {
         }
         Event::ZoneFails(zone) => sim.fail_zone(zone),
         Event::ZoneRecovers(zone) => sim.recover_zone(zone),
+        Event::FaultsEnd => sim.faults = crate::sim::Faults::default(),
         Event::SetDesiredCount { service, count } => {
             if let Some(s) = sim.services.iter().position(|x| &x.name == service) {
                 sim.set_desired(s, *count);
@@ -792,6 +952,9 @@ pub fn write_summary(report: &Report, out: &mut dyn Write) -> std::io::Result<()
         "\n{} after {}s (virtual): {} reconciles, {} events",
         report.scenario, report.duration_s, report.reconciles, report.events_delivered
     )?;
+    for v in &report.violations {
+        writeln!(out, "  VIOLATION: {v}")?;
+    }
     for s in &report.services {
         let zones: Vec<String> = s
             .tasks_per_zone

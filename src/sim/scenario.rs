@@ -381,6 +381,12 @@ pub struct FaultSpec {
     /// choosing otherwise than stevedore's model predicts, at its worst.
     #[serde(default)]
     pub misplacement_rate: f64,
+    /// When the faults stop (default: never): from then on the API, the
+    /// events and the placements are faultless, and the controller is
+    /// expected to converge.
+    #[schemars(with = "Option<DurationSchema>")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
 }
 
 impl FaultSpec {
@@ -425,7 +431,12 @@ pub enum Event {
     HostTerminates(String),
     ZoneFails(String),
     ZoneRecovers(String),
-    SetDesiredCount { service: String, count: u32 },
+    SetDesiredCount {
+        service: String,
+        count: u32,
+    },
+    /// The faults stop (`faults.until`).
+    FaultsEnd,
 }
 
 impl std::fmt::Display for Event {
@@ -436,6 +447,7 @@ impl std::fmt::Display for Event {
             Event::HostTerminates(h) => write!(f, "host {h} terminates"),
             Event::ZoneFails(z) => write!(f, "zone {z} fails"),
             Event::ZoneRecovers(z) => write!(f, "zone {z} recovers"),
+            Event::FaultsEnd => write!(f, "faults stop"),
             Event::SetDesiredCount { service, count } => {
                 write!(f, "desiredCount of {service} set to {count}")
             }
@@ -669,6 +681,9 @@ pub fn from_text(name: &str, text: &str, base: &Path) -> Result<Scenario> {
             )));
         }
         timeline.extend(events.into_iter().map(|e| (at, e)));
+    }
+    if let Some(until) = &s.faults.until {
+        timeline.push((duration("faults.until", Some(until), 0)?, Event::FaultsEnd));
     }
     timeline.sort_by_key(|(at, _)| *at);
 

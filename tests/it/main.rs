@@ -7,6 +7,7 @@ mod cli;
 mod clusters;
 mod deploy;
 mod editor;
+mod fuzz;
 mod githost;
 mod hostile;
 mod limits;

@@ -43,6 +43,12 @@ fn service<'a>(report: &'a Report, name: &str) -> &'a ServiceReport {
 /// (an enumerated optimum, every tie ECS may break) and
 /// `plan::placement::tests` (placement and scale-in from the instances).
 fn check_invariants(report: &Report) {
+    assert!(
+        report.violations.is_empty(),
+        "{}: {:#?}",
+        report.scenario,
+        report.violations
+    );
     for s in &report.services {
         assert_eq!(s.mispredicted_moves, 0, "{}: {s:#?}", report.scenario);
         // Every state says why, a policy of scaling alone too.

@@ -181,7 +181,7 @@ fn plan_with(
 /// two pending ones. Stops of earlier passes whose replacements have not
 /// yet started thus keep the service paused, and `maxUnavailable` is never
 /// spent twice.
-fn steady_state_gap(index: &Index<'_>, s: usize) -> Option<String> {
+pub(crate) fn steady_state_gap(index: &Index<'_>, s: usize) -> Option<String> {
     let service = &index.snapshot.services[s];
     let tasks = &index.snapshot.tasks;
     let listed_running = index.running(s).count() as u32;

@@ -41,7 +41,7 @@ impl Predictor<'_> {
     /// Takes a task off a host (given by its instance and unit).
     pub(super) fn remove(&mut self, instance: usize, unit: usize) {
         match self {
-            Predictor::Hosts(view) => view.remove(instance),
+            Predictor::Hosts(view) => view.stop(instance),
             Predictor::Units(units) => {
                 units.spread[unit] -= 1;
                 units.slots[unit] += 1;
