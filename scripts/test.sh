@@ -2,7 +2,8 @@
 # The whole test suite, exactly as CI runs it. On a fresh machine it first
 # installs what the tests need: the Rust crates (cargo fetches them), a
 # Python virtualenv in .venv with the packages of scripts/requirements-test.txt,
-# and the YAML language server (npm) under scripts/editor/.
+# the YAML language server (npm) under scripts/editor/, and Debian's chromium
+# (apt-get, as root or with sudo) for the tests that render pages.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +22,14 @@ fi
 step "YAML language server (scripts/editor/node_modules), for the editor test"
 if [ ! -x scripts/editor/node_modules/.bin/yaml-language-server ]; then
   (cd scripts/editor && npm ci --silent --no-audit --no-fund)
+fi
+
+step "Chromium (headless), for the tests of the status page and the simulator's report"
+if [ -z "${STEVEDORE_CHROMIUM:-}" ] && ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  # Debian's package, as the README says; root, or sudo without a password.
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo -n"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 
 step "cargo fmt --check"

@@ -358,7 +358,7 @@ pub fn run(args: Args, err: &mut dyn Write) -> u8 {
                     let bound = listener
                         .local_addr()
                         .map_or(address.to_owned(), |a| a.to_string());
-                    tracing::info!(address = %bound, "listening on {bound} (/healthz /readyz /metrics /status)");
+                    tracing::info!(address = %bound, "listening on {bound} (/ for people; /healthz /readyz /metrics /status)");
                     runtime.spawn(crate::status::serve(
                         listener,
                         std::sync::Arc::clone(&observer),

@@ -273,6 +273,7 @@ pub async fn run<B: Backend, E: EventSource>(
     let mut next_poll = git(options).map(|g| tokio::time::Instant::now() + g.poll);
     backend.locate(&in_force.clusters);
     // Which clusters this replica holds is told at each pass (`announce`).
+    observer.resync_period(options.resync);
     observer.policies_loaded(&clusters(&in_force.policies, options.cluster.as_deref()));
     let mut summary = RunSummary::default();
     let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();

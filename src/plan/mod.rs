@@ -124,7 +124,7 @@ pub enum State {
 }
 
 /// How one spread constraint stands.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConstraintReport {
     pub topology: String,

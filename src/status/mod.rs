@@ -1,6 +1,9 @@
 //! What an operator sees of the running controller, served by `stevedore
 //! run --listen ADDR`:
 //!
+//! - `/`: the same as a page for people ([`page`]): each policy's state,
+//!   reason and tasks per domain as bars against `maxSkew`, and the last
+//!   actions, refreshing itself;
 //! - `/healthz`: the process is alive;
 //! - `/readyz`: the policies are loaded and every cluster has been read in
 //!   full once (503 until then);
@@ -15,6 +18,7 @@
 
 pub mod audit;
 pub mod outcome;
+pub mod page;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -57,6 +61,19 @@ pub struct PolicyStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scaling: Option<String>,
+    /// Each spread constraint: its skew and tasks per domain.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub constraints: Vec<crate::plan::ConstraintReport>,
+    /// The fewest task moves still needed.
+    #[serde(default)]
+    pub moves_remaining: u32,
+    /// The policy is DryRun: its actions are listed, never carried out.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The actions the last pass planned for it (a DryRun policy's
+    /// included), as sentences.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub planned: Vec<String>,
 }
 
 /// A policy's state on a service changed (or was first seen: `from` is None).
@@ -179,6 +196,41 @@ pub struct Observer {
     policies: Family<StateLabels, Gauge>,
     skew: Family<SkewLabels, Gauge>,
     event_lag: prometheus_client::metrics::histogram::Histogram,
+    last_success: Family<ClusterLabel, Gauge>,
+    resync_period: Gauge,
+    cluster_held: Family<ClusterLabel, Gauge>,
+    lease_failing: Gauge,
+    policy_state: Family<PolicyStateLabels, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyStateLabels {
+    cluster: String,
+    policy: String,
+    service: String,
+    state: String,
+}
+
+/// Every kind of action, as the metrics name them.
+const ACTION_KINDS: [&str; 4] = [
+    "stop_task",
+    "set_desired_count",
+    "protect_tasks",
+    "unprotect_tasks",
+];
+
+/// Every state a policy can be in, as the metrics name them.
+const STATES: [&str; 5] = [
+    "Satisfied",
+    "Converging",
+    "Unsatisfiable",
+    "Paused",
+    "NotFound",
+];
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabel {
+    cluster: String,
 }
 
 impl Default for Observer {
@@ -271,7 +323,64 @@ impl Observer {
             "Time from an ECS event to its receipt by stevedore",
             event_lag.clone(),
         );
+        let last_success = Family::<ClusterLabel, Gauge>::default();
+        let resync_period = Gauge::default();
+        let cluster_held = Family::<ClusterLabel, Gauge>::default();
+        let lease_failing = Gauge::default();
+        let policy_state = Family::<PolicyStateLabels, Gauge>::default();
+        registry.register(
+            "policy_state",
+            "1 for each policy-service pair's current state, 0 for the others",
+            policy_state.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "When a pass last read the cluster and acted (Unix time), per cluster",
+            last_success.clone(),
+        );
+        registry.register(
+            "resync_period_seconds",
+            "The period of full reads (--resync)",
+            resync_period.clone(),
+        );
+        registry.register(
+            "cluster_held",
+            "1 while this replica may act on the cluster (its lease held, or no leases), else 0",
+            cluster_held.clone(),
+        );
+        registry.register(
+            "lease_failing",
+            "1 while the last write of this replica's lease failed (leader election), else 0",
+            lease_failing.clone(),
+        );
+        // Every series an alert or a dashboard may rate is there from the
+        // start, at 0: a rate over a series that appears only on its first
+        // increment misses that increment, and `absent` cannot tell a
+        // quiet controller from a missing one.
+        for kind in ACTION_KINDS {
+            for result in ["ok", "failed"] {
+                let _ = actions.get_or_create(&ActionLabels {
+                    kind: kind.into(),
+                    result: result.into(),
+                });
+            }
+        }
+        for outcome in ["new", "duplicate", "stale", "malformed"] {
+            let _ = events.get_or_create(&EventLabels {
+                outcome: outcome.into(),
+            });
+        }
+        for outcome in ["changed", "unchanged", "invalid"] {
+            let _ = spec_reloads.get_or_create(&EventLabels {
+                outcome: outcome.into(),
+            });
+        }
         Observer {
+            policy_state,
+            last_success,
+            resync_period,
+            cluster_held,
+            lease_failing,
             event_lag,
             board: Mutex::new(Board::default()),
             registry,
@@ -292,6 +401,18 @@ impl Observer {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// A policy-service pair no longer reported: its state series go.
+    fn forget_policy_state(&self, (cluster, policy, service): &(String, String, String)) {
+        for state in STATES {
+            self.policy_state.remove(&PolicyStateLabels {
+                cluster: cluster.clone(),
+                policy: policy.clone(),
+                service: service.clone(),
+                state: state.into(),
+            });
+        }
+    }
+
     /// The policies were loaded, naming these clusters.
     pub fn policies_loaded(&self, clusters: &[String]) {
         let mut board = self.board();
@@ -301,13 +422,29 @@ impl Observer {
             .map(|c| (c.clone(), board.clusters.get(c).copied().unwrap_or(false)))
             .collect();
         // A cluster no policy names any more is no longer reported.
-        board.statuses.retain(|(c, _, _), _| read.contains_key(c));
+        let gone: Vec<(String, String, String)> = board
+            .statuses
+            .keys()
+            .filter(|(c, _, _)| !read.contains_key(c))
+            .cloned()
+            .collect();
+        for key in gone {
+            board.statuses.remove(&key);
+            self.forget_policy_state(&key);
+        }
         board.clusters = read;
     }
 
     /// Which of the clusters this replica holds; `shared`: clusters are
     /// shared by replicas, so one not held is not read (nor waited for).
     pub fn clusters_held(&self, held: &BTreeMap<String, bool>, shared: bool) {
+        for (cluster, held) in held {
+            self.cluster_held
+                .get_or_create(&ClusterLabel {
+                    cluster: cluster.clone(),
+                })
+                .set(i64::from(*held));
+        }
         let mut board = self.board();
         board.held = held.clone();
         board.shared = shared;
@@ -350,6 +487,12 @@ impl Observer {
     /// know that another does, and is not ready.
     pub fn lease_answered(&self, answered: bool) {
         self.board().lease_failing = !answered;
+        self.lease_failing.set(i64::from(!answered));
+    }
+
+    /// The period of full reads, for alerts that count in resyncs.
+    pub fn resync_period(&self, period: std::time::Duration) {
+        self.resync_period.set(period.as_secs() as i64);
     }
 
     /// How long an event took to arrive (from its envelope's time).
@@ -366,6 +509,13 @@ impl Observer {
         let board = &mut *board;
         add_new(&self.api_calls, &mut board.api_seen, calls);
         add_new(&self.api_throttles, &mut board.throttles_seen, throttles);
+        // An operation called is one that may be throttled: its series
+        // starts at 0.
+        for operation in calls.keys() {
+            let _ = self.api_throttles.get_or_create(&Operation {
+                operation: operation.clone(),
+            });
+        }
     }
 
     /// A reconcile could not read its cluster.
@@ -389,6 +539,13 @@ impl Observer {
             })
             .inc();
         let now = now_rfc3339();
+        if let Ok(since) = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH) {
+            self.last_success
+                .get_or_create(&ClusterLabel {
+                    cluster: cluster.to_owned(),
+                })
+                .set(since.as_secs() as i64);
+        }
         let mut board = self.board();
         if full {
             board.clusters.insert(cluster.to_owned(), true);
@@ -429,9 +586,16 @@ impl Observer {
             .iter()
             .map(|s| (s.policy.as_str(), s.service.as_str()))
             .collect();
-        board
+        let gone: Vec<(String, String, String)> = board
             .statuses
-            .retain(|(c, p, s), _| c != cluster || present.contains(&(p.as_str(), s.as_str())));
+            .keys()
+            .filter(|(c, p, s)| c == cluster && !present.contains(&(p.as_str(), s.as_str())))
+            .cloned()
+            .collect();
+        for key in gone {
+            board.statuses.remove(&key);
+            self.forget_policy_state(&key);
+        }
         for status in &outcome.plan.statuses {
             let key = (
                 cluster.to_owned(),
@@ -470,6 +634,16 @@ impl Observer {
                 condition("Satisfied", status.state == State::Satisfied),
                 condition("Progressing", status.state == State::Converging),
             ];
+            for state in STATES {
+                self.policy_state
+                    .get_or_create(&PolicyStateLabels {
+                        cluster: cluster.to_owned(),
+                        policy: status.policy.clone(),
+                        service: status.service.clone(),
+                        state: state.into(),
+                    })
+                    .set(i64::from(format!("{:?}", status.state) == state));
+            }
             for c in &status.constraints {
                 self.skew
                     .get_or_create(&SkewLabels {
@@ -488,19 +662,21 @@ impl Observer {
                     state: format!("{:?}", status.state),
                     conditions,
                     scaling: status.scaling.clone(),
+                    constraints: status.constraints.clone(),
+                    moves_remaining: status.moves_remaining,
+                    dry_run: status.dry_run,
+                    planned: outcome
+                        .plan
+                        .actions
+                        .iter()
+                        .filter(|a| a.policy == status.policy && a.service == status.service)
+                        .map(|a| a.to_string())
+                        .collect(),
                 },
             );
         }
-        let mut by_state: BTreeMap<String, i64> = [
-            "Satisfied",
-            "Converging",
-            "Unsatisfiable",
-            "Paused",
-            "NotFound",
-        ]
-        .iter()
-        .map(|s| ((*s).to_owned(), 0))
-        .collect();
+        let mut by_state: BTreeMap<String, i64> =
+            STATES.iter().map(|s| ((*s).to_owned(), 0)).collect();
         for s in board.statuses.values() {
             *by_state.entry(s.state.clone()).or_default() += 1;
         }
@@ -553,7 +729,7 @@ impl Observer {
     }
 }
 
-/// Serves `/healthz`, `/readyz`, `/metrics` and `/status` until `shutdown`.
+/// Serves `/`, `/healthz`, `/readyz`, `/metrics` and `/status` until `shutdown`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     observer: Arc<Observer>,
@@ -564,7 +740,12 @@ pub async fn serve(
     let ready = Arc::clone(&observer);
     let metrics = Arc::clone(&observer);
     let status = Arc::clone(&observer);
+    let page = Arc::clone(&observer);
     let app = axum::Router::new()
+        .route(
+            "/",
+            get(move || async move { axum::response::Html(page::render(&page.status())) }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route(
             "/readyz",

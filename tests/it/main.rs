@@ -13,6 +13,7 @@ mod hostile;
 mod limits;
 mod longrun;
 mod moto;
+mod pictures;
 mod readme;
 mod reads;
 mod replicas;

@@ -1,0 +1,372 @@
+//! The page `/` serves: the same document as `/status`, rendered on the
+//! server as one HTML page (inline CSS and SVG, no script, nothing fetched)
+//! that refreshes itself. Per policy and service: its state and reason, and
+//! each spread constraint's tasks per domain as bars against the most a
+//! domain may hold (the emptiest plus `maxSkew`); then the last actions.
+//!
+//! The elements carry `data-` attributes (policy, service, state, domain,
+//! tasks) so that a test reading the rendered DOM finds what it shows.
+
+use std::fmt::Write as _;
+
+use super::{ActionRecord, PolicyStatus, StatusDoc};
+use crate::plan::ConstraintReport;
+
+/// Seconds between the page's refreshes.
+pub const REFRESH_S: u32 = 10;
+
+/// Domains drawn per constraint; the rest are summed up in a line.
+const MAX_BARS: usize = 30;
+
+/// Actions listed, newest first.
+const ACTIONS_SHOWN: usize = 20;
+
+/// Escapes text for HTML content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #1d2330; background: #f6f7f9; }
+h1 { font-size: 1.4em; margin: 0 0 .3em; }
+.meta { color: #5a6272; margin-bottom: 1em; }
+.badge { display: inline-block; padding: 0 .5em; border-radius: .6em; color: #fff; font-weight: 600; }
+.Satisfied { background: #2e7d32; } .Converging { background: #1565c0; }
+.Unsatisfiable { background: #c62828; } .Paused { background: #8d6e00; }
+.NotFound { background: #6a1b9a; } .ready { background: #2e7d32; } .not-ready { background: #c62828; }
+.policy { background: #fff; border: 1px solid #dde1e7; border-radius: 6px; padding: .8em 1em; margin: 0 0 1em; }
+.policy h2 { font-size: 1.1em; margin: 0 0 .3em; }
+.reason { margin: .3em 0 .6em; white-space: pre-wrap; }
+.planned ul { margin: .2em 0; } .planned li { font-size: .92em; }
+.constraint { margin: .4em 0 .8em; }
+.constraint h3 { font-size: .95em; margin: 0 0 .2em; font-weight: 600; }
+svg text { font: 12px system-ui, sans-serif; fill: #1d2330; }
+rect.ok { fill: #64b5f6; } rect.over { fill: #e57373; }
+line.allowed { stroke: #c62828; stroke-dasharray: 4 3; stroke-width: 1.5; }
+table { border-collapse: collapse; background: #fff; width: 100%; }
+td, th { border: 1px solid #dde1e7; padding: .25em .5em; text-align: left; vertical-align: top; }
+td.failed { color: #c62828; }
+.more { color: #5a6272; font-size: .9em; }
+";
+
+/// The whole page.
+pub fn render(doc: &StatusDoc) -> String {
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta http-equiv=\"refresh\" content=\"{REFRESH_S}\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>stevedore</title><style>{STYLE}</style></head><body>\n"
+    );
+    let (class, word) = if doc.ready {
+        ("ready", "ready")
+    } else {
+        ("not-ready", "not ready")
+    };
+    let _ = write!(
+        html,
+        "<h1>stevedore <span class=\"badge {class}\" id=\"ready\">{word}</span></h1>\n<div class=\"meta\">"
+    );
+    let clusters: Vec<String> = doc
+        .clusters
+        .iter()
+        .map(|c| {
+            let mut s = escape(&c.name);
+            if !c.held {
+                s.push_str(" (held by another replica)");
+            } else if !c.read {
+                s.push_str(" (not read yet)");
+            }
+            s
+        })
+        .collect();
+    let _ = write!(
+        html,
+        "{} {}",
+        crate::words::count(doc.clusters.len() as u64, "cluster"),
+        if clusters.is_empty() {
+            String::new()
+        } else {
+            format!("({})", clusters.join(", "))
+        }
+    );
+    if let Some(commit) = &doc.commit {
+        let _ = write!(html, " · policies from commit {}", escape(commit));
+    }
+    let _ = writeln!(
+        html,
+        " · refreshes every {REFRESH_S} s · <a href=\"/status\">/status</a> (JSON) · <a href=\"/metrics\">/metrics</a></div>"
+    );
+    if doc.policies.is_empty() {
+        html.push_str("<p id=\"no-policies\">No policy has been planned yet.</p>\n");
+    }
+    for policy in &doc.policies {
+        policy_section(&mut html, policy);
+    }
+    actions_table(&mut html, &doc.last_actions);
+    html.push_str("</body></html>\n");
+    html
+}
+
+fn policy_section(html: &mut String, p: &PolicyStatus) {
+    let _ = write!(
+        html,
+        "<section class=\"policy\" data-cluster=\"{}\" data-policy=\"{}\" data-service=\"{}\" data-state=\"{}\">\n\
+         <h2>{} / {} <span class=\"badge {}\">{}</span>{}</h2>\n",
+        escape(&p.cluster),
+        escape(&p.policy),
+        escape(&p.service),
+        escape(&p.state),
+        escape(&p.policy),
+        if p.service.is_empty() {
+            "(no service)".to_owned()
+        } else {
+            escape(&p.service)
+        },
+        escape(&p.state),
+        escape(&p.state),
+        if p.dry_run { " <em>dry run</em>" } else { "" },
+    );
+    let reason = p.conditions.first().map_or("", |c| c.message.as_str());
+    let _ = writeln!(html, "<div class=\"reason\">{}</div>", escape(reason));
+    if let Some(scaling) = &p.scaling {
+        let _ = writeln!(
+            html,
+            "<div class=\"scaling\">scaling: {}</div>",
+            escape(scaling)
+        );
+    }
+    for c in &p.constraints {
+        constraint_bars(html, c);
+    }
+    if !p.planned.is_empty() {
+        let _ = write!(
+            html,
+            "<div class=\"planned\">{}:<ul>",
+            if p.dry_run {
+                "would do now (dry run)"
+            } else {
+                "planned by the last pass"
+            }
+        );
+        for action in &p.planned {
+            let _ = write!(html, "<li class=\"planned-action\">{}</li>", escape(action));
+        }
+        html.push_str("</ul></div>\n");
+    }
+    html.push_str("</section>\n");
+}
+
+/// One constraint: a bar per domain, and a dashed line at the most a
+/// domain may hold.
+fn constraint_bars(html: &mut String, c: &ConstraintReport) {
+    let least = c
+        .tasks_per_domain
+        .iter()
+        .map(|(_, n)| *n)
+        .min()
+        .unwrap_or(0);
+    let allowed = least + c.max_skew;
+    let mut domains: Vec<&(String, u32)> = c.tasks_per_domain.iter().collect();
+    let hidden = domains.len().saturating_sub(MAX_BARS);
+    domains.sort_by(|a, b| a.0.cmp(&b.0));
+    if hidden > 0 {
+        // The fullest are the ones to look at.
+        domains.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        domains.truncate(MAX_BARS);
+    }
+    let most = domains.iter().map(|(_, n)| *n).max().unwrap_or(0);
+    let scale = most.max(allowed).max(1) as f64;
+    let (label_w, bar_w, row_h) = (150.0, 320.0, 20.0);
+    let width = label_w + bar_w + 50.0;
+    let height = row_h * domains.len() as f64 + 6.0;
+    let _ = write!(
+        html,
+        "<div class=\"constraint\"><h3>{}: skew {} (maxSkew {}); a domain may hold up to {}</h3>\n\
+         <svg class=\"bars\" data-topology=\"{}\" data-skew=\"{}\" data-max-skew=\"{}\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" role=\"img\" aria-label=\"tasks per {} domain\">\n",
+        escape(&c.topology),
+        c.skew,
+        c.max_skew,
+        crate::words::count(allowed, "task"),
+        escape(&c.topology),
+        c.skew,
+        c.max_skew,
+        escape(&c.topology),
+    );
+    for (row, (domain, tasks)) in domains.iter().enumerate() {
+        let y = row as f64 * row_h + 3.0;
+        let w = f64::from(*tasks) / scale * bar_w;
+        let class = if *tasks > allowed { "over" } else { "ok" };
+        let _ = writeln!(
+            html,
+            "<text x=\"{:.0}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\
+             <rect class=\"bar {class}\" data-domain=\"{}\" data-tasks=\"{tasks}\" x=\"{label_w}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{:.1}\"><title>{}: {}</title></rect>\
+             <text x=\"{:.1}\" y=\"{:.1}\">{tasks}</text>",
+            label_w - 6.0,
+            y + row_h * 0.7,
+            escape(domain),
+            escape(domain),
+            row_h - 5.0,
+            escape(domain),
+            crate::words::count(*tasks, "task"),
+            label_w + w + 4.0,
+            y + row_h * 0.7,
+        );
+    }
+    let x = label_w + f64::from(allowed) / scale * bar_w;
+    let _ = write!(
+        html,
+        "<line class=\"allowed\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"0\" y2=\"{height}\"><title>at most {allowed} per domain (the emptiest holds {least}, maxSkew {})</title></line>\n</svg>",
+        c.max_skew
+    );
+    if hidden > 0 {
+        let rest: Vec<u32> = {
+            let mut all: Vec<u32> = c.tasks_per_domain.iter().map(|(_, n)| *n).collect();
+            all.sort_unstable_by(|a, b| b.cmp(a));
+            all.split_off(MAX_BARS)
+        };
+        let _ = write!(
+            html,
+            "<div class=\"more\">and {} more with {} to {} tasks each</div>",
+            hidden,
+            rest.iter().min().unwrap_or(&0),
+            rest.iter().max().unwrap_or(&0)
+        );
+    }
+    html.push_str("</div>\n");
+}
+
+fn actions_table(html: &mut String, actions: &[ActionRecord]) {
+    html.push_str("<h2>Last actions</h2>\n");
+    if actions.is_empty() {
+        html.push_str("<p id=\"no-actions\">No action yet.</p>\n");
+        return;
+    }
+    html.push_str(
+        "<table id=\"actions\"><tr><th>time</th><th>cluster</th><th>policy / service</th><th>action</th><th>result</th></tr>\n",
+    );
+    for a in actions.iter().rev().take(ACTIONS_SHOWN) {
+        let failed = a.result != "ok";
+        let _ = writeln!(
+            html,
+            "<tr class=\"action\"><td>{}</td><td>{}</td><td>{} / {}</td><td>{}</td><td{}>{}</td></tr>",
+            escape(&a.time),
+            escape(&a.cluster),
+            escape(&a.policy),
+            escape(&a.service),
+            escape(&a.action),
+            if failed { " class=\"failed\"" } else { "" },
+            escape(&a.result)
+        );
+    }
+    html.push_str("</table>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::Condition;
+
+    fn policy(constraints: Vec<ConstraintReport>) -> PolicyStatus {
+        PolicyStatus {
+            cluster: "prod".into(),
+            policy: "web-spread".into(),
+            service: "web".into(),
+            state: "Converging".into(),
+            conditions: vec![Condition {
+                kind: "Satisfied".into(),
+                status: "False".into(),
+                reason: "Converging".into(),
+                message: "1 move needed, 1 now <maxUnavailable 1>".into(),
+                last_transition_time: "2026-12-07T00:00:00Z".into(),
+            }],
+            scaling: None,
+            constraints,
+            moves_remaining: 1,
+            dry_run: false,
+            planned: vec![],
+        }
+    }
+
+    #[test]
+    fn each_domain_is_a_bar_and_those_beyond_the_skew_are_marked() {
+        let doc = StatusDoc {
+            ready: true,
+            policies: vec![policy(vec![ConstraintReport {
+                topology: "zone".into(),
+                max_skew: 1,
+                skew: 3,
+                tasks_per_domain: vec![
+                    ("us-east-1a".into(), 4),
+                    ("us-east-1b".into(), 1),
+                    ("us-east-1c".into(), 2),
+                ],
+            }])],
+            ..StatusDoc::default()
+        };
+        let html = render(&doc);
+        assert!(
+            html.contains(r#"data-policy="web-spread" data-service="web" data-state="Converging""#),
+            "{html}"
+        );
+        // 1a holds 4 where at most 1 + 1 = 2 may be: over; the others fit.
+        assert!(
+            html.contains(r#"class="bar over" data-domain="us-east-1a" data-tasks="4""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"class="bar ok" data-domain="us-east-1b" data-tasks="1""#),
+            "{html}"
+        );
+        assert!(
+            html.contains(r#"class="bar ok" data-domain="us-east-1c" data-tasks="2""#),
+            "{html}"
+        );
+        assert!(html.contains("a domain may hold up to 2 tasks"), "{html}");
+        // The reason is escaped, and the page refreshes itself.
+        assert!(
+            html.contains("1 move needed, 1 now &lt;maxUnavailable 1&gt;"),
+            "{html}"
+        );
+        assert!(html.contains(r#"http-equiv="refresh""#));
+        assert!(!html.contains("<script"), "no script");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "nothing fetched"
+        );
+    }
+
+    #[test]
+    fn many_hosts_show_the_fullest_and_sum_up_the_rest() {
+        let tasks_per_domain: Vec<(String, u32)> =
+            (0..100).map(|h| (format!("i-{h:03}"), h % 4)).collect();
+        let html = render(&StatusDoc {
+            policies: vec![policy(vec![ConstraintReport {
+                topology: "host".into(),
+                max_skew: 1,
+                skew: 3,
+                tasks_per_domain,
+            }])],
+            ..StatusDoc::default()
+        });
+        assert_eq!(html.matches("<rect class=\"bar").count(), MAX_BARS);
+        assert!(
+            html.contains("and 70 more with 0 to 2 tasks each"),
+            "{html}"
+        );
+        assert!(html.contains("not ready"));
+        assert!(html.contains("No action yet."));
+    }
+}
