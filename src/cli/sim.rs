@@ -26,6 +26,11 @@ pub struct Args {
     /// `human` (a timeline and a summary) or `json` (the report).
     #[arg(long, value_enum, default_value_t = Output::Human)]
     pub output: Output,
+    /// Also write the run as one self-contained HTML page to FILE: per
+    /// service, tasks per zone over time, the skew against maxSkew, the
+    /// desired count against the metric, events and actions marked.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// How long a generated cluster is simulated unless `--duration` says.
@@ -114,9 +119,17 @@ pub fn sim(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         let display = run::Display {
             timeline: if human { Some(&mut *out) } else { None },
             progress: std::io::stderr().is_terminal(),
+            series: args.html.is_some(),
         };
         run::run(scenario, display)
     };
+    if let Some(path) = &args.html {
+        if let Err(e) = std::fs::write(path, crate::sim::html::report(&report)) {
+            let _ = writeln!(err, "error: cannot write {}: {e}", path.display());
+            return exit::USAGE;
+        }
+        let _ = writeln!(err, "the report's page: {}", path.display());
+    }
     let written = if human {
         run::write_summary(&report, out)
     } else {

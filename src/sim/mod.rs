@@ -13,6 +13,7 @@
 //! - [`run`]: runs the controller against a scenario and reports.
 
 pub mod capture;
+pub mod html;
 pub mod run;
 pub mod scenario;
 
@@ -768,7 +769,7 @@ impl Simulator {
     }
 
     /// A metric's latest value now, as CloudWatch would report it.
-    fn metric_value(&self, query: &MetricQuery) -> Option<f64> {
+    pub fn metric_value(&self, query: &MetricQuery) -> Option<f64> {
         let m = self.metrics.iter().position(|m| {
             m.namespace == query.namespace
                 && m.name == query.name

@@ -136,7 +136,50 @@ pub struct Report {
     /// carried out, a policy missing from a pass's plan. Empty unless
     /// something is wrong (`stevedore sim` then exits 1).
     pub violations: Vec<String>,
+    /// Per policy and service, the world sampled over time (recorded only
+    /// when asked: `sim --html` plots it).
+    #[serde(skip)]
+    pub series: Vec<Series>,
 }
+
+/// One policy's service over the run, for the plots of `sim --html`.
+#[derive(Debug, Clone, Default)]
+pub struct Series {
+    pub policy: String,
+    pub service: String,
+    /// The zone constraint's maxSkew (azBalanced is 1), if it has one.
+    pub zone_max_skew: Option<u32>,
+    /// The scaling rule, if it has one.
+    pub scaling: Option<ScalingBounds>,
+    pub samples: Vec<Sample>,
+}
+
+/// What a scaling rule keeps the count and the metric within.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScalingBounds {
+    pub min_tasks: u32,
+    pub max_tasks: u32,
+    pub scale_in_below: f64,
+    pub scale_out_above: f64,
+}
+
+/// The service at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub at_s: f64,
+    /// Running tasks per zone (every zone with a host, failed ones too).
+    pub per_zone: BTreeMap<String, u32>,
+    /// The most less the fewest running tasks over the zones with a
+    /// schedulable host, as a zone constraint counts them.
+    pub zone_skew: u32,
+    pub desired: u32,
+    pub running: u32,
+    /// The scaling metric as CloudWatch would report it now.
+    pub metric: Option<f64>,
+}
+
+/// Seconds between two samples of [`Series`].
+pub const SAMPLE_EVERY_S: u64 = 10;
 
 /// One action of the run.
 #[derive(Debug, Clone, Serialize)]
@@ -262,6 +305,8 @@ pub struct Display<'a> {
     pub timeline: Option<&'a mut dyn Write>,
     /// A progress bar on the terminal.
     pub progress: bool,
+    /// Record [`Report::series`] (for `sim --html`).
+    pub series: bool,
 }
 
 fn clock(at: Millis) -> String {
@@ -300,6 +345,8 @@ struct Watch<'a> {
     violations: Vec<String>,
     /// Services already reported beyond their maxUnavailable (once each).
     over_budget: std::collections::BTreeSet<String>,
+    /// With `Display::series`: what is sampled, and the samples.
+    series: Vec<(Series, usize, Option<crate::backend::MetricQuery>)>,
 }
 
 /// Every service runs its desired count, each task running on an active
@@ -624,6 +671,47 @@ impl Watch<'_> {
         }
     }
 
+    /// One sample of each series.
+    fn sample_series(&mut self, now: Millis, backend: &SimBackend) {
+        if self.series.is_empty() {
+            return;
+        }
+        let sim = backend.lock();
+        for (series, s, query) in &mut self.series {
+            let mut per_zone: BTreeMap<String, u32> = BTreeMap::new();
+            let mut open: std::collections::BTreeSet<&str> = Default::default();
+            for i in &sim.instances {
+                per_zone.entry(i.zone.clone()).or_insert(0);
+                if i.schedulable() {
+                    open.insert(i.zone.as_str());
+                }
+            }
+            let mut running = 0;
+            for t in &sim.tasks {
+                if t.task.service == *s
+                    && t.task.status == TaskStatus::Running
+                    && let Some(i) = t.task.instance
+                {
+                    running += 1;
+                    *per_zone.entry(sim.instances[i].zone.clone()).or_insert(0) += 1;
+                }
+            }
+            let counted = per_zone
+                .iter()
+                .filter(|(z, _)| open.contains(z.as_str()))
+                .map(|(_, n)| *n);
+            let zone_skew = counted.clone().max().unwrap_or(0) - counted.min().unwrap_or(0);
+            series.samples.push(Sample {
+                at_s: now as f64 / 1000.0,
+                per_zone,
+                zone_skew,
+                desired: sim.services[*s].desired,
+                running,
+                metric: query.as_ref().and_then(|q| sim.metric_value(q)),
+            });
+        }
+    }
+
     /// The most of desired-minus-running per service, sampled each second.
     fn sample_unavailable(&mut self, backend: &SimBackend) {
         let sim = backend.lock();
@@ -658,6 +746,52 @@ impl Watch<'_> {
             }
         }
     }
+}
+
+/// The series to record: each policy's services, with its zone maxSkew,
+/// its scaling bounds and its metric's query.
+fn series_of(
+    policies: &[crate::spec::Policy],
+    sim: &crate::sim::Simulator,
+) -> Vec<(Series, usize, Option<crate::backend::MetricQuery>)> {
+    let snapshot = sim.state();
+    let queries = crate::controller::readings::queries(policies, &snapshot);
+    let index = crate::plan::Index::new(&snapshot);
+    let mut out = vec![];
+    for policy in policies
+        .iter()
+        .filter(|p| p.target.cluster.name == snapshot.cluster)
+    {
+        for s in index.services_of(policy) {
+            let service = snapshot.services[s].name.clone();
+            let query = queries
+                .iter()
+                .find(|((p, sv), _)| *p == policy.name && *sv == service)
+                .map(|(_, q)| q.clone());
+            out.push((
+                Series {
+                    policy: policy.name.clone(),
+                    service,
+                    zone_max_skew: policy
+                        .placement
+                        .spread
+                        .iter()
+                        .find(|c| c.topology == crate::spec::policy::TopologyKey::Zone)
+                        .map(|c| c.max_skew),
+                    scaling: policy.scaling.as_ref().map(|r| ScalingBounds {
+                        min_tasks: r.min_tasks,
+                        max_tasks: r.max_tasks,
+                        scale_in_below: r.scale_in_below,
+                        scale_out_above: r.scale_out_above,
+                    }),
+                    samples: vec![],
+                },
+                s,
+                query,
+            ));
+        }
+    }
+    out
 }
 
 async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
@@ -709,7 +843,11 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         lost_before_full_read: 0,
         violations: vec![],
         over_budget: Default::default(),
+        series: vec![],
     });
+    if watch.borrow().display.series {
+        watch.borrow_mut().series = series_of(&specs.policies, &backend.lock());
+    }
     let at = |ms: Millis| epoch + std::time::Duration::from_millis(ms);
     let options = controller::RunOptions {
         clusters_named: None,
@@ -749,6 +887,11 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
             };
             source.push(events);
             watch.borrow_mut().sample_unavailable(&backend);
+            if now.is_multiple_of(SAMPLE_EVERY_S * 1000) || now >= duration {
+                watch
+                    .borrow_mut()
+                    .sample_series(now.min(duration), &backend);
+            }
             if let Some(bar) = &progress {
                 bar.set_position(now / 1000);
             }
@@ -827,6 +970,10 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
             DisruptionReport::new(&backend.lock(), specs.budget(&cluster), start_at),
         )]),
         violations: std::mem::take(&mut watch.violations),
+        series: std::mem::take(&mut watch.series)
+            .into_iter()
+            .map(|(series, _, _)| series)
+            .collect(),
     };
     // Checked once at the end: the simulated ECS kept what it saw.
     for task in &backend.lock().stopped_protected {

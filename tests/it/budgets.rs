@@ -210,6 +210,7 @@ fn a_service_whose_moves_miss_backs_off_exponentially_and_never_loops() {
         Display {
             timeline: Some(&mut timeline),
             progress: false,
+            series: false,
         },
     );
     let timeline = String::from_utf8(timeline).unwrap();

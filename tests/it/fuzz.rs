@@ -388,6 +388,7 @@ fn fuzz(cases: u32, fresh: bool) -> Tally {
             Display {
                 timeline: None,
                 progress: false,
+                series: false,
             },
         );
         let mut tally = tally.borrow_mut();
@@ -455,6 +456,7 @@ fn the_cases_the_fuzzer_found_run_clean_and_the_same_every_time() {
                 Display {
                     timeline: None,
                     progress: false,
+                    series: false,
                 },
             );
             let dry_run = |service: &str| {

@@ -44,6 +44,7 @@ pub fn run_edited(name: &str, from: &str, to: &str) -> stevedore::sim::run::Repo
         stevedore::sim::run::Display {
             timeline: None,
             progress: false,
+            series: false,
         },
     )
 }

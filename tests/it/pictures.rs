@@ -305,3 +305,88 @@ async fn the_dashboard_and_the_alerts_query_only_metrics_the_controller_serves()
         assert!(metrics.contains(sample), "{sample} in\n{metrics}");
     }
 }
+
+/// `stevedore sim --html`: the page of a scaling scenario and of a zone's
+/// failure, rendered by Chromium, shows per service a line per zone, the
+/// skew against maxSkew, the count against the metric and its thresholds,
+/// a mark per action of the JSON report and a line per timeline event.
+#[test]
+fn the_simulator_report_plots_each_service_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    for (scenario, picture) in [
+        ("load-ramp", "sim-report-load-ramp.png"),
+        ("zone-failure-and-recovery", "sim-report-zone-failure.png"),
+    ] {
+        let page = dir.path().join(format!("{scenario}.html"));
+        let out = Command::new(env!("CARGO_BIN_EXE_stevedore"))
+            .args(["sim", &format!("examples/scenarios/{scenario}.yaml")])
+            .args(["--output", "json", "--html"])
+            .arg(&page)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let url = format!("file://{}", page.display());
+        let dom = rendered_dom(&url);
+        let events = report["reactions"].as_array().unwrap().len();
+        assert!(
+            events > 0 || scenario == "load-ramp",
+            "{scenario} has events"
+        );
+        for service in report["services"].as_array().unwrap() {
+            let name = service["service"].as_str().unwrap();
+            let section = dom
+                .split("<section ")
+                .find(|s| s.contains(&format!("data-service=\"{name}\"")))
+                .unwrap_or_else(|| panic!("{scenario}: no section for {name}:\n{dom}"));
+            let zones = service["tasksPerZone"].as_object().unwrap();
+            let chart = |kind: &str| {
+                section
+                    .split("<svg ")
+                    .find(|s| s.starts_with(&format!("class=\"chart\" data-chart=\"{kind}\"")))
+                    .unwrap_or_else(|| panic!("{scenario}/{name}: no {kind} chart:\n{section}"))
+            };
+            // A line per zone, each ending at the report's final count.
+            let lines = chart("zones");
+            for (zone, tasks) in zones {
+                assert!(
+                    lines.contains(&format!("data-name=\"{zone}\" data-last=\"{tasks}\"")),
+                    "{scenario}/{name}: zone {zone} ends at {tasks}:\n{lines}"
+                );
+            }
+            // A mark per action of the service, a line per event.
+            let actions = report["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["service"] == service["service"])
+                .count();
+            assert_eq!(lines.matches("class=\"action ").count(), actions, "{lines}");
+            assert_eq!(lines.matches("class=\"event\"").count(), events, "{lines}");
+            let skew = chart("skew");
+            assert!(
+                skew.contains(r#"data-name="maxSkew" data-value="1""#),
+                "{skew}"
+            );
+            if scenario == "load-ramp" {
+                let scaling = chart("scaling");
+                for wanted in [
+                    r#"data-name="scaleOutAbove" data-value="70""#,
+                    r#"data-name="scaleInBelow" data-value="30""#,
+                    r#"data-name="metric""#,
+                    r#"data-name="desired count""#,
+                ] {
+                    assert!(scaling.contains(wanted), "{wanted}:\n{scaling}");
+                }
+                assert!(actions > 0, "load-ramp scales");
+            }
+        }
+        let shot = screenshot(&url, picture, 1200, 900);
+        eprintln!("sim report: {}", shot.display());
+    }
+}

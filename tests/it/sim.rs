@@ -18,6 +18,7 @@ fn run_report(scenario: scenario::Scenario) -> Report {
         Display {
             timeline: None,
             progress: false,
+            series: false,
         },
     )
 }
