@@ -14,12 +14,7 @@ use crate::aws::{
 /// The sum of a metric's samples whose line contains `labels` (all of
 /// them with ""), as the controller's `/metrics` serves them now.
 pub(crate) fn metric(address: &str, name: &str, labels: &str) -> u64 {
-    let text = ureq::get(&format!("http://{address}/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let text = crate::aws::http_text(&format!("http://{address}/metrics"));
     text.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
         .filter(|l| l.contains(labels))

@@ -106,17 +106,12 @@ fn attributes(dom: &str, tag: &str, having: &str, name: &str) -> Vec<String> {
 #[tokio::test]
 async fn the_status_page_shows_each_policys_bars_in_a_real_browser() {
     let (moto, _client) = crate::aws::demo([3, 1, 1, 0, 1, 0]).await;
-    let specs = specs_dir("  mode: DryRun\n  placement: {azBalanced: true}\n");
-    let mut child = run_controller(
+    let serving = Serving::start(
         &moto,
-        specs.path().to_str().unwrap(),
-        &["--resync", "2s", "--listen", "127.0.0.1:0"],
+        "  mode: DryRun\n  placement: {azBalanced: true}\n",
+        "demo/web/web: Converging",
     );
-    let lines = lines_of(&mut child);
-    let mut seen = vec![];
-    let address = status_address(&lines, &mut seen);
-    wait_for(&lines, "demo/web/web: Converging", &mut seen);
-    let url = format!("http://{address}/");
+    let url = format!("http://{}/", serving.address);
 
     let dom = rendered_dom(&url);
     assert!(
@@ -149,10 +144,47 @@ async fn the_status_page_shows_each_policys_bars_in_a_real_browser() {
     assert!(dom.contains(r#"id="ready">ready"#), "{dom}");
     let shot = screenshot(&url, "status-page.png", 1100, 900);
     eprintln!("status page: {}", shot.display());
+    serving.stop();
+}
 
-    sigterm(&child);
-    wait_for(&lines, "shutting down", &mut seen);
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+/// `stevedore run` on moto with one policy (`web.yaml`, the lines after
+/// its target), serving its status on a free port, once it has logged
+/// `ready_line`.
+struct Serving {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    seen: Vec<String>,
+    address: String,
+    _specs: tempfile::TempDir,
+}
+
+impl Serving {
+    fn start(moto: &crate::moto::Moto, policy: &str, ready_line: &str) -> Serving {
+        let specs = specs_dir(policy);
+        let mut child = run_controller(
+            moto,
+            specs.path().to_str().unwrap(),
+            &["--resync", "2s", "--listen", "127.0.0.1:0"],
+        );
+        let lines = lines_of(&mut child);
+        let mut seen = vec![];
+        let address = status_address(&lines, &mut seen);
+        wait_for(&lines, ready_line, &mut seen);
+        Serving {
+            child,
+            lines,
+            seen,
+            address,
+            _specs: specs,
+        }
+    }
+
+    /// SIGTERM, and the process exits 0.
+    fn stop(mut self) {
+        sigterm(&self.child);
+        wait_for(&self.lines, "shutting down", &mut self.seen);
+        assert_eq!(self.child.wait().unwrap().code(), Some(0));
+    }
 }
 
 /// Every series name a `/metrics` text serves: a counter's with `_total`,
@@ -259,25 +291,13 @@ async fn the_dashboard_and_the_alerts_query_only_metrics_the_controller_serves()
 
     // The controller's own /metrics, after a pass.
     let (moto, _client) = crate::aws::demo([1, 1, 1, 1, 1, 1]).await;
-    let specs = specs_dir("  placement: {azBalanced: true}\n");
-    let mut child = run_controller(
+    let serving = Serving::start(
         &moto,
-        specs.path().to_str().unwrap(),
-        &["--resync", "2s", "--listen", "127.0.0.1:0"],
+        "  placement: {azBalanced: true}\n",
+        "demo/web/web: Satisfied",
     );
-    let lines = lines_of(&mut child);
-    let mut seen = vec![];
-    let address = status_address(&lines, &mut seen);
-    wait_for(&lines, "demo/web/web: Satisfied", &mut seen);
-    let metrics = ureq::get(&format!("http://{address}/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
-    sigterm(&child);
-    wait_for(&lines, "shutting down", &mut seen);
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let metrics = crate::aws::http_text(&format!("http://{}/metrics", serving.address));
+    serving.stop();
 
     let served = served(&metrics);
     let mut checked = 0;
@@ -324,13 +344,7 @@ fn the_simulator_report_plots_each_service_in_a_real_browser() {
             .arg(&page)
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let report = crate::json_of_success(&out);
         let url = format!("file://{}", page.display());
         let dom = rendered_dom(&url);
         let events = report["reactions"].as_array().unwrap().len();

@@ -493,6 +493,16 @@ pub(crate) fn controller(moto: &Moto, args: &[&str], env: &[(&str, &str)]) -> Ch
         .unwrap()
 }
 
+/// The body of a GET of `url` (the controller's status server).
+pub(crate) fn http_text(url: &str) -> String {
+    ureq::get(url)
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap()
+}
+
 /// Waits for the controller to log where it serves its status, and returns
 /// that address.
 pub(crate) fn status_address(

@@ -111,12 +111,7 @@ async fn run_wakes_on_events_and_spec_changes_skips_malformed_messages_and_stops
     assert_eq!(moto.calls("DeleteMessage"), 0);
     assert!((3..=5).contains(&moto.calls("DeleteMessageBatch")));
     // The events are counted by outcome, and their lag measured.
-    let metrics = ureq::get(&format!("http://{address}/metrics"))
-        .call()
-        .unwrap()
-        .body_mut()
-        .read_to_string()
-        .unwrap();
+    let metrics = crate::aws::http_text(&format!("http://{address}/metrics"));
     for expected in [
         r#"stevedore_events_total{outcome="malformed"} 1"#,
         r#"stevedore_events_total{outcome="new"} 2"#,
