@@ -272,6 +272,10 @@ pub struct Service {
     pub host_ports: Vec<u16>,
     /// ECS's own `availabilityZoneRebalancing` is ENABLED.
     pub az_rebalancing: bool,
+    /// ECS is rebalancing the service over zones now: its last rebalancing
+    /// service event is SERVICE_REBALANCING_STARTED.
+    #[serde(default)]
+    pub az_rebalancing_in_progress: bool,
     /// An Application Auto Scaling target manages `desiredCount`.
     pub autoscaling_target: bool,
     /// The service runs on Fargate (its launch type or capacity providers):

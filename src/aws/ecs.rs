@@ -379,6 +379,9 @@ impl AwsBackend {
                     az_rebalancing: s
                         .availability_zone_rebalancing()
                         .is_some_and(|r| r.as_str() == "ENABLED"),
+                    az_rebalancing_in_progress: rebalancing_in_progress(
+                        s.events().iter().filter_map(|e| e.message()),
+                    ),
                     autoscaling_target: false,
                     fargate: s.launch_type().is_some_and(|l| l.as_str() == "FARGATE")
                         || s.capacity_provider_strategy()
@@ -860,4 +863,21 @@ impl Backend for AwsBackend {
     fn api_throttles(&self) -> BTreeMap<String, u64> {
         self.counter.throttles()
     }
+}
+
+/// Whether ECS is rebalancing a service over zones, from its service
+/// events (newest first, as DescribeServices lists them): the last
+/// rebalancing message says "AZ Rebalancing in progress"
+/// (SERVICE_REBALANCING_STARTED) rather than "is AZ balanced"
+/// (SERVICE_REBALANCING_COMPLETED).
+pub(crate) fn rebalancing_in_progress<'a>(messages: impl Iterator<Item = &'a str>) -> bool {
+    for message in messages {
+        if message.contains("AZ Rebalancing in progress") {
+            return true;
+        }
+        if message.contains("is AZ balanced") {
+            return false;
+        }
+    }
+    false
 }

@@ -282,6 +282,7 @@ mod tests {
             task_size: Resources::default(),
             host_ports: vec![],
             az_rebalancing: false,
+            az_rebalancing_in_progress: false,
             autoscaling_target: false,
             fargate: false,
             minimum_healthy_percent: 100,

@@ -17,6 +17,7 @@
 //! Inputs beyond the policies and the snapshot (the metric readings, and
 //! what earlier passes did: scalings, stops) come in a [`Memory`].
 
+pub mod az_rebalancing;
 pub mod backoff;
 pub mod budget;
 pub mod one_per_host;
@@ -1017,18 +1018,93 @@ fn plan_service(
     if policy.placement.spread.is_empty() {
         return;
     }
-    if service.az_rebalancing
-        && policy
-            .placement
-            .spread
-            .iter()
-            .any(|c| c.topology == TopologyKey::Zone)
-    {
+    match az_rebalancing::zones(policy, service) {
+        az_rebalancing::Zones::Stevedore => {
+            spread::plan(policy, index, topologies, s, status, actions, limit);
+        }
+        az_rebalancing::Zones::StevedoreBecause(why) => {
+            spread::plan(policy, index, topologies, s, status, actions, limit);
+            status.warnings.push(why);
+        }
+        az_rebalancing::Zones::Ecs => {
+            plan_beside_ecs_rebalancing(policy, index, topologies, s, status, actions, limit);
+        }
+    }
+}
+
+/// A service whose zones ECS's AZ rebalancing balances: no stop for the
+/// zones, and the other constraints' moves planned with the zone skew
+/// held (see [`az_rebalancing`]); nothing while ECS is rebalancing.
+fn plan_beside_ecs_rebalancing(
+    policy: &Policy,
+    index: &Index<'_>,
+    topologies: &spread::Topologies<'_>,
+    s: usize,
+    status: &mut ServiceStatus,
+    actions: &mut Vec<Action>,
+    limit: &budget::Limit,
+) {
+    let service = &index.snapshot.services[s];
+    const DELEGATED: &str = "zones delegated to ECS AZ rebalancing";
+    if service.az_rebalancing_in_progress {
         status.state = State::Paused;
-        status.reason = "conflict: the service has ECS availabilityZoneRebalancing ENABLED, which also moves tasks between zones; disable it or drop the zone constraint".into();
+        status.reason = format!(
+            "{DELEGATED}: ECS is rebalancing the service over zones (SERVICE_REBALANCING_STARTED), and stevedore makes no move until it completes"
+        );
         return;
     }
-    spread::plan(policy, index, topologies, s, status, actions, limit);
+    // The zone skew now: measured by a plan with the zones held as they
+    // are whatever they are (its actions are not kept).
+    let mut measured = status.clone();
+    spread::plan(
+        &az_rebalancing::with_zones_held(policy, 1_000_000),
+        index,
+        topologies,
+        s,
+        &mut measured,
+        &mut vec![],
+        limit,
+    );
+    let zone = |st: &ServiceStatus| st.constraints.iter().position(|c| c.topology == "zone");
+    let Some(z) = zone(&measured) else {
+        // Not measured (a paused or unsteady service): as planned.
+        *status = measured;
+        return;
+    };
+    let zone_skew = measured.constraints[z].skew;
+    let max_skew = policy
+        .placement
+        .spread
+        .iter()
+        .find(|c| c.topology == TopologyKey::Zone)
+        .map_or(1, |c| c.max_skew);
+    if zone_skew > az_rebalancing::ECS_BALANCED_SKEW {
+        // ECS has zone work to do: it starts within seconds, and a move of
+        // ours meanwhile would race it. Everything waits for it.
+        *status = measured;
+        status.constraints[z].max_skew = max_skew;
+        status.moves_planned = 0;
+        status.state = State::Converging;
+        status.reason = format!(
+            "zone skew {zone_skew}{}, {DELEGATED}: ECS balances the zones, and stevedore's other moves wait until it has",
+            if zone_skew > max_skew {
+                format!(" > maxSkew {max_skew}")
+            } else {
+                String::new()
+            }
+        );
+        return;
+    }
+    // Zones as ECS leaves them: moves for the other constraints keep them so.
+    let held = az_rebalancing::with_zones_held(policy, zone_skew);
+    spread::plan(&held, index, topologies, s, status, actions, limit);
+    if let Some(z) = zone(status) {
+        // Reported against the policy's maxSkew, not the held one.
+        status.constraints[z].max_skew = max_skew;
+    }
+    if !status.reason.contains(DELEGATED) {
+        status.reason = format!("{}; {DELEGATED}", status.reason);
+    }
 }
 
 #[cfg(test)]

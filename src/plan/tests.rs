@@ -58,6 +58,7 @@ impl Cluster {
             },
             host_ports: vec![],
             az_rebalancing: false,
+            az_rebalancing_in_progress: false,
             autoscaling_target: false,
             fargate: false,
             minimum_healthy_percent: 100,
@@ -510,16 +511,133 @@ fn two_policies_on_one_service_pause_both() {
 }
 
 #[test]
-fn ecs_zone_rebalancing_is_a_conflict_not_a_fight() {
+fn zones_are_left_to_ecs_rebalancing_and_no_stop_is_made_for_them() {
     let mut c = three_zones([5, 1, 0], spread_zone());
     c.snapshot.services[0].az_rebalancing = true;
-    let plan = plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
-    assert!(plan.actions.is_empty());
+    let plan = super::plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert!(plan.actions.is_empty(), "{:#?}", plan.actions);
+    let status = &plan.statuses[0];
+    assert_eq!(status.state, State::Converging, "{status:#?}");
+    assert!(
+        status
+            .reason
+            .starts_with("zone skew 5 > maxSkew 1, zones delegated to ECS AZ rebalancing"),
+        "{status:#?}"
+    );
+    // Reported against the policy's maxSkew.
+    assert_eq!(
+        (status.constraints[0].skew, status.constraints[0].max_skew),
+        (5, 1)
+    );
+    // Balanced by ECS: satisfied, and said who balances.
+    let mut c = three_zones([2, 2, 2], spread_zone());
+    c.snapshot.services[0].az_rebalancing = true;
+    let plan = super::plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert_eq!(plan.statuses[0].state, State::Satisfied);
     assert!(
         plan.statuses[0]
             .reason
-            .contains("availabilityZoneRebalancing")
+            .ends_with("; zones delegated to ECS AZ rebalancing")
     );
+}
+
+#[test]
+fn while_ecs_rebalances_the_zones_no_move_is_made() {
+    let mut c = three_zones([5, 1, 0], spread_zone());
+    c.snapshot.services[0].az_rebalancing = true;
+    c.snapshot.services[0].az_rebalancing_in_progress = true;
+    let host =
+        "  placement:\n    azBalanced: true\n    spread: [{topologyKey: host, maxSkew: 1}]\n";
+    let plan = super::plan(&policies(&policy("web", "web", host)), &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+    assert_eq!(plan.statuses[0].state, State::Paused);
+    assert!(
+        plan.statuses[0].reason.contains("ECS is rebalancing"),
+        "{:#?}",
+        plan.statuses[0]
+    );
+}
+
+#[test]
+fn host_moves_beside_ecs_rebalancing_never_worsen_the_zones() {
+    // Zones balanced (2/2/2), each zone's tasks on its first host: host
+    // skew 2. Each move stays in its zone (zone spread first, then host).
+    let strategy = vec![
+        PlacementStrategy::Spread(PlacementField::zone()),
+        PlacementStrategy::Spread(PlacementField::Instance),
+    ];
+    let mut c = three_zones([2, 2, 2], strategy.clone());
+    c.snapshot.services[0].az_rebalancing = true;
+    let host = "  placement:\n    azBalanced: true\n    spread: [{topologyKey: host, maxSkew: 1}]\n  disruption: {maxUnavailable: 3}\n";
+    let p = policies(&policy("web", "web", host));
+    let plan = super::plan(&p, &c.snapshot, 0);
+    let status = &plan.statuses[0];
+    assert_eq!(
+        (status.state, status.moves_remaining),
+        (State::Converging, 3),
+        "{status:#?}"
+    );
+    let mut from: Vec<String> = stops(&plan).into_iter().map(|(_, host)| host).collect();
+    from.sort();
+    assert_eq!(from, ["a1", "b1", "c1"]);
+    // Each replacement lands on the other host of its own zone.
+    for (_, host) in stops(&plan) {
+        let zone = &host[..1];
+        let action = plan
+            .actions
+            .iter()
+            .find(|a| a.to_string().contains(&format!(" on {host} ")))
+            .unwrap();
+        assert!(
+            action
+                .reason
+                .ends_with(&format!("places the replacement on {zone}2")),
+            "{action}"
+        );
+    }
+    // Zones 3/2/1: ECS has zone work to do; nothing moves until it has
+    // done it (a move now would race it).
+    let mut c = three_zones([3, 2, 1], strategy);
+    c.snapshot.services[0].az_rebalancing = true;
+    let plan = super::plan(&p, &c.snapshot, 0);
+    assert!(plan.actions.is_empty(), "{:#?}", plan.actions);
+    assert!(
+        plan.statuses[0].reason.starts_with(
+            "zone skew 2 > maxSkew 1, zones delegated to ECS AZ rebalancing: ECS balances the zones, and stevedore's other moves wait until it has"
+        ),
+        "{:#?}",
+        plan.statuses[0]
+    );
+}
+
+#[test]
+fn ecs_rebalancing_that_cannot_run_leaves_the_zones_to_stevedore_and_says_why() {
+    // binpack first: ECS cannot rebalance; stevedore enforces the zones as
+    // for any service (here: its strategy cannot spread them either).
+    let mut c = three_zones(
+        [5, 1, 0],
+        vec![PlacementStrategy::Binpack(
+            crate::model::BinpackField::Memory,
+        )],
+    );
+    c.snapshot.services[0].az_rebalancing = true;
+    let plan = super::plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    let status = &plan.statuses[0];
+    assert_eq!(status.state, State::Unsatisfiable, "{status:#?}");
+    assert_eq!(
+        status.warnings,
+        [
+            "ECS's AZ rebalancing is ENABLED but cannot run (the first placement strategy is binpack(memory), not a spread over zones): stevedore balances the zones itself"
+        ]
+    );
+    // maximumPercent 100: stevedore moves the zones itself.
+    let mut c = three_zones([5, 1, 0], spread_zone());
+    c.snapshot.services[0].az_rebalancing = true;
+    c.snapshot.services[0].maximum_percent = 100;
+    let plan = super::plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert_eq!(plan.statuses[0].state, State::Converging);
+    assert_eq!(stops(&plan).len(), 1);
+    assert!(plan.statuses[0].warnings[0].contains("maximumPercent is 100"));
 }
 
 #[test]

@@ -119,6 +119,15 @@ pub struct Simulator {
     pub stopped_protected: Vec<String>,
     /// Events dropped by the `eventLossRate` fault so far.
     pub events_lost: u64,
+    /// ECS's AZ rebalancing: per service, the task it started in the
+    /// emptiest zone, until it runs and one task of the fullest zone is
+    /// stopped for it.
+    rebalancing: BTreeMap<usize, String>,
+    /// ECS's service events of AZ rebalancing, in order: (virtual time,
+    /// service, message as ECS writes it).
+    pub service_events: Vec<(Millis, String, String)>,
+    /// Tasks ECS's AZ rebalancing stopped, per service.
+    pub rebalancing_stops: BTreeMap<usize, u32>,
     /// Tasks stopped on request and not yet replaced, as ECS lives it.
     pub disruption: Disruption,
 }
@@ -271,6 +280,9 @@ impl Simulator {
             stop_requests: vec![],
             stopped_protected: vec![],
             events_lost: 0,
+            rebalancing: BTreeMap::new(),
+            service_events: vec![],
+            rebalancing_stops: BTreeMap::new(),
             disruption: Disruption::default(),
         }
     }
@@ -359,6 +371,7 @@ impl Simulator {
             self.now = (self.now + 1_000).min(to);
             self.lifecycle();
             self.schedule();
+            self.rebalance_zones();
         }
     }
 
@@ -449,6 +462,11 @@ impl Simulator {
             if active[s] == desired && !unsettled[s] {
                 continue;
             }
+            // An AZ rebalancing step's extra task is not scaled in: the
+            // step stops one of the fullest zone once it runs.
+            if self.rebalancing.contains_key(&s) && active[s] == desired + 1 {
+                continue;
+            }
             let draining = |sim: &Simulator, i: usize| {
                 sim.tasks[i]
                     .task
@@ -516,11 +534,25 @@ impl Simulator {
 
     /// Places a new task (or a PROVISIONING one); stays PROVISIONING if nothing fits.
     fn try_place(&mut self, s: usize, existing: Option<usize>) {
+        self.try_place_in(s, existing, None);
+    }
+
+    /// [`Simulator::try_place`], in `zone` only if given (AZ rebalancing);
+    /// returns the task's index.
+    fn try_place_in(&mut self, s: usize, existing: Option<usize>, zone: Option<&str>) -> usize {
         // The random draw only with the fault on, so that every other run
         // keeps its sequence of choices.
-        let misplaced = self.faults.misplacement_rate > 0.0
+        let misplaced = zone.is_none()
+            && self.faults.misplacement_rate > 0.0
             && self.rng.random_bool(self.faults.misplacement_rate.min(1.0));
-        let view = self.view(s);
+        let mut view = self.view(s);
+        if let Some(zone) = zone {
+            for (i, instance) in self.instances.iter().enumerate() {
+                if instance.zone != zone {
+                    view.open[i] = false;
+                }
+            }
+        }
         let candidates: Vec<usize> = if misplaced {
             // The instance that can take it in the zone with the most of
             // the service's tasks: the opposite of a spread.
@@ -589,6 +621,131 @@ impl Simulator {
         } else if existing.is_none() {
             self.task_event(i);
         }
+        i
+    }
+
+    /// ECS's AZ rebalancing, for each service that has it on and can run
+    /// it: a step that is under way goes on (once the task it started
+    /// runs, one task of the fullest zone stops, as ECS's scale-in by the
+    /// zone spread picks it); a service at steady state whose zones differ
+    /// by more than one task gets a new task in its emptiest zone (with
+    /// SERVICE_REBALANCING_STARTED), and one balanced again says
+    /// SERVICE_REBALANCING_COMPLETED.
+    fn rebalance_zones(&mut self) {
+        for s in 0..self.services.len() {
+            if !self.services[s].az_rebalancing
+                || !crate::plan::az_rebalancing::blockers(&self.services[s]).is_empty()
+            {
+                continue;
+            }
+            if let Some(started) = self.rebalancing.get(&s).cloned() {
+                let new = self.tasks.iter().position(|t| t.task.id == started);
+                match new.map(|i| self.tasks[i].task.status) {
+                    Some(TaskStatus::Running) => {
+                        self.rebalancing.remove(&s);
+                        self.stop_for_rebalancing(s, &started);
+                    }
+                    Some(TaskStatus::Pending | TaskStatus::Provisioning) => {}
+                    // Stopped meanwhile: the step is over.
+                    _ => {
+                        self.rebalancing.remove(&s);
+                    }
+                }
+                continue;
+            }
+            let mine = || self.tasks.iter().filter(move |t| t.task.service == s);
+            let steady = mine().all(|t| {
+                t.task.status == TaskStatus::Running
+                    && t.task
+                        .instance
+                        .is_some_and(|i| self.instances[i].status == InstanceStatus::Active)
+            }) && mine().count() as u32 == self.services[s].desired;
+            if !steady {
+                continue;
+            }
+            let view = self.view(s);
+            let mut per_zone: BTreeMap<String, u32> = BTreeMap::new();
+            for (i, instance) in self.instances.iter().enumerate() {
+                if view.open[i] {
+                    per_zone.entry(instance.zone.clone()).or_insert(0);
+                }
+            }
+            drop(view);
+            for t in mine() {
+                if let Some(i) = t.task.instance
+                    && let Some(n) = per_zone.get_mut(&self.instances[i].zone)
+                {
+                    *n += 1;
+                }
+            }
+            let (Some(most), Some((emptiest, least))) = (
+                per_zone.values().max().copied(),
+                per_zone
+                    .iter()
+                    .min_by_key(|(zone, n)| (**n, (*zone).clone()))
+                    .map(|(z, n)| (z.clone(), *n)),
+            ) else {
+                continue;
+            };
+            let name = self.services[s].name.clone();
+            let counts = per_zone
+                .iter()
+                .map(|(z, n)| format!("{n} tasks in {z}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            if most - least <= crate::plan::az_rebalancing::ECS_BALANCED_SKEW {
+                if self.services[s].az_rebalancing_in_progress {
+                    self.services[s].az_rebalancing_in_progress = false;
+                    self.service_events.push((
+                        self.now,
+                        name.clone(),
+                        format!("service ({name}) is AZ balanced with {counts}."),
+                    ));
+                }
+                continue;
+            }
+            let i = self.try_place_in(s, None, Some(&emptiest));
+            if self.tasks[i].task.instance.is_none() {
+                // No room in that zone: ECS gives the task up.
+                self.begin_stop(i);
+                continue;
+            }
+            self.rebalancing.insert(s, self.tasks[i].task.id.clone());
+            if !self.services[s].az_rebalancing_in_progress {
+                self.services[s].az_rebalancing_in_progress = true;
+                self.service_events.push((
+                    self.now,
+                    name.clone(),
+                    format!(
+                        "service ({name}) is not AZ balanced with {counts}. AZ Rebalancing in progress."
+                    ),
+                ));
+            }
+        }
+    }
+
+    /// The stop of an AZ rebalancing step: a running task of the fullest
+    /// zone (not the one the step started), chosen as ECS's scale-in does.
+    fn stop_for_rebalancing(&mut self, s: usize, started: &str) {
+        let active: Vec<usize> = (0..self.tasks.len())
+            .filter(|i| {
+                let t = &self.tasks[*i].task;
+                t.service == s && t.status == TaskStatus::Running && t.id != started
+            })
+            .collect();
+        let before = self.stop_count(s);
+        self.scale_in(s, 1, &active);
+        if self.stop_count(s) > before {
+            *self.rebalancing_stops.entry(s).or_default() += 1;
+        }
+    }
+
+    /// Tasks of service `s` stopping now.
+    fn stop_count(&self, s: usize) -> usize {
+        self.tasks
+            .iter()
+            .filter(|t| t.task.service == s && t.task.status == TaskStatus::Stopping)
+            .count()
     }
 
     /// Scale-in as ECS does it: tasks not yet running first, then by the

@@ -59,6 +59,14 @@ pub struct ServiceReport {
     /// Each change of the desired count stevedore made for a scaling policy.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scaling: Vec<ScalingStep>,
+    /// Tasks ECS's own AZ rebalancing stopped (each for one it started in
+    /// an emptier zone).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub ecs_rebalancing_stops: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// The most tasks a service was short of its desired count, by cause.
@@ -870,6 +878,7 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
     let stopped = std::cell::Cell::new(false);
     let world = async {
         let mut next_event = 0;
+        let mut ecs_said = 0;
         let mut now: Millis = 0;
         loop {
             while next_event < timeline.len() && timeline[next_event].0 <= now {
@@ -880,11 +889,21 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
                 watch.trackers.values_mut().for_each(|t| t.disturbed = true);
                 next_event += 1;
             }
-            let events = {
+            let (events, said) = {
                 let mut sim = backend.lock();
                 sim.advance(now);
-                sim.take_events()
+                let said: Vec<String> = sim.service_events[ecs_said..]
+                    .iter()
+                    .map(|(_, _, message)| message.clone())
+                    .collect();
+                ecs_said = sim.service_events.len();
+                (sim.take_events(), said)
             };
+            for message in said {
+                watch
+                    .borrow_mut()
+                    .say(format_args!("[{}] ECS: {message}", clock(now)));
+            }
             source.push(events);
             watch.borrow_mut().sample_unavailable(&backend);
             if now.is_multiple_of(SAMPLE_EVERY_S * 1000) || now >= duration {
@@ -1057,6 +1076,9 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
                 None
             },
             scaling: t.scaling,
+            ecs_rebalancing_stops: s
+                .and_then(|s| backend.lock().rebalancing_stops.get(&s).copied())
+                .unwrap_or(0),
         });
     }
     let sim = backend.lock();

@@ -1009,6 +1009,7 @@ fn service(spec: &ServiceSpec) -> Result<Service, String> {
         },
         host_ports: spec.host_ports.clone(),
         az_rebalancing: spec.az_rebalancing,
+        az_rebalancing_in_progress: false,
         autoscaling_target: false,
         fargate: false,
         minimum_healthy_percent: spec.minimum_healthy_percent,

@@ -54,18 +54,12 @@ fn check_invariants(report: &Report) {
         assert_eq!(s.mispredicted_moves, 0, "{}: {s:#?}", report.scenario);
         // Every state says why, a policy of scaling alone too.
         assert!(!s.reason.is_empty(), "{}: {s:#?}", report.scenario);
+        // The moves ECS's own AZ rebalancing made count towards the optimum.
+        let moved = s.tasks_moved + s.ecs_rebalancing_stops;
         match s.state {
-            State::Satisfied => assert_eq!(
-                s.tasks_moved, s.optimal_moves,
-                "{}: {s:#?}",
-                report.scenario
-            ),
+            State::Satisfied => assert_eq!(moved, s.optimal_moves, "{}: {s:#?}", report.scenario),
             State::Unsatisfiable => assert_eq!(s.tasks_moved, 0, "{}: {s:#?}", report.scenario),
-            _ => assert!(
-                s.tasks_moved <= s.optimal_moves,
-                "{}: {s:#?}",
-                report.scenario
-            ),
+            _ => assert!(moved <= s.optimal_moves, "{}: {s:#?}", report.scenario),
         }
     }
 }
@@ -1200,5 +1194,56 @@ fn the_report_says_why_a_service_was_short_and_what_one_task_per_host_did() {
         service(&report, "log-agent").warnings[0].contains("no distinctInstance"),
         "{:#?}",
         service(&report, "log-agent")
+    );
+}
+
+/// ECS's own AZ rebalancing beside stevedore: on `web` (zones 4/2/0,
+/// hosts a-1=4, b-1=2), ECS balances the zones and stevedore, only then,
+/// the hosts, each replacement in its zone: together they make exactly
+/// the moves the host constraint alone needs, nothing is undone, and
+/// nothing is mispredicted. `batch` (binpack first) cannot be rebalanced
+/// by ECS: stevedore says so and enforces its zones itself, as before.
+#[test]
+fn ecs_balances_the_zones_and_stevedore_the_hosts_and_neither_undoes_the_other() {
+    let scenario =
+        stevedore::sim::scenario::load(&repo("examples/scenarios/ecs-az-rebalancing.yaml"))
+            .unwrap();
+    let hosts_alone = stevedore::plan::plan(
+        &crate::aws::policy("  placement:\n    spread: [{topologyKey: host, maxSkew: 1}]\n"),
+        &scenario.sim.state(),
+        0,
+    );
+    let needed = hosts_alone.statuses[0].moves_remaining;
+    assert_eq!(needed, 4, "{:#?}", hosts_alone.statuses[0]);
+    let report = run_file("ecs-az-rebalancing");
+    assert!(report.violations.is_empty(), "{:#?}", report.violations);
+    let web = service(&report, "web");
+    assert_eq!(web.state, State::Satisfied, "{web:#?}");
+    assert_eq!(web.mispredicted_moves, 0, "{web:#?}");
+    assert_eq!(
+        (web.ecs_rebalancing_stops, web.tasks_moved),
+        (2, 2),
+        "ECS moves the zones' two, stevedore the hosts' two: {web:#?}"
+    );
+    assert_eq!(web.ecs_rebalancing_stops + web.tasks_moved, needed);
+    assert_eq!(web.skew.get("zone"), Some(&0));
+    assert_eq!(web.skew.get("host"), Some(&0));
+    // stevedore's stops came after ECS had balanced the zones.
+    let first_stop = report
+        .actions
+        .iter()
+        .find(|a| a.action.service == "web")
+        .map(|a| a.at_s)
+        .unwrap();
+    assert!(
+        first_stop >= 60.0,
+        "stevedore stopped at {first_stop} s, before ECS was done"
+    );
+    let batch = service(&report, "batch");
+    assert_eq!(batch.ecs_rebalancing_stops, 0);
+    assert_eq!(batch.state, State::Unsatisfiable, "{batch:#?}");
+    assert!(
+        batch.warnings[0].contains("ECS's AZ rebalancing is ENABLED but cannot run (the first placement strategy is binpack(memory)"),
+        "{batch:#?}"
     );
 }
