@@ -285,6 +285,34 @@ fn write_plan(plan: &crate::plan::Plan, out: &mut dyn Write) -> std::io::Result<
             )?;
         }
     }
+    // Who does what, where ECS's own AZ rebalancing is on.
+    let shared: Vec<&crate::plan::ServiceStatus> = plan
+        .statuses
+        .iter()
+        .filter(|s| s.zones_balanced_by.is_some())
+        .collect();
+    if !shared.is_empty() {
+        writeln!(out, "\nwho balances what (ECS's AZ rebalancing ENABLED):")?;
+        let rows: Vec<(String, &str)> = shared
+            .iter()
+            .map(|s| {
+                (
+                    format!("{}/{}", s.policy, s.service),
+                    s.zones_balanced_by.as_deref().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max(14);
+        let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max(5);
+        writeln!(
+            out,
+            "  {:w0$}  {:w1$}  HOSTS AND ATTRIBUTES",
+            "POLICY/SERVICE", "ZONES"
+        )?;
+        for (who, zones) in rows {
+            writeln!(out, "  {who:w0$}  {zones:w1$}  stevedore")?;
+        }
+    }
     let executable = plan.executable().count();
     writeln!(
         out,

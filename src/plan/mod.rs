@@ -161,6 +161,10 @@ pub struct ServiceStatus {
     /// model predicts them: every move it would make, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub later_moves: Vec<String>,
+    /// Who balances the zones, said when ECS's AZ rebalancing is ENABLED:
+    /// ECS, or stevedore as ECS's cannot run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub zones_balanced_by: Option<String>,
 }
 
 impl ServiceStatus {
@@ -184,6 +188,7 @@ impl ServiceStatus {
             warnings: vec![],
             dry_run: false,
             later_moves: vec![],
+            zones_balanced_by: None,
         }
     }
 }
@@ -1025,9 +1030,11 @@ fn plan_service(
         az_rebalancing::Zones::StevedoreBecause(why) => {
             spread::plan(policy, index, topologies, s, status, actions, limit);
             status.warnings.push(why);
+            status.zones_balanced_by = Some("stevedore (ECS's AZ rebalancing cannot run)".into());
         }
         az_rebalancing::Zones::Ecs => {
             plan_beside_ecs_rebalancing(policy, index, topologies, s, status, actions, limit);
+            status.zones_balanced_by = Some("ECS (AZ rebalancing)".into());
         }
     }
 }

@@ -47,6 +47,10 @@ pub(crate) struct Front {
     /// Requests past a documented limit (see `limits.rs`), refused as AWS
     /// refuses them; a test that made one fails when its moto is dropped.
     broken: std::sync::Mutex<Vec<String>>,
+    /// Fields DescribeServices answers for a service that moto does not
+    /// keep (such as `availabilityZoneRebalancing` and the service's
+    /// `events`), per service name: merged into moto's answer.
+    service_fields: std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 /// Which calls of an operation fail, and how.
@@ -124,6 +128,16 @@ impl Moto {
             .lock()
             .unwrap()
             .insert(task.to_owned());
+    }
+
+    /// DescribeServices answers these fields for `service` from now on,
+    /// as ECS would (moto knows neither AZ rebalancing nor service events).
+    pub(crate) fn service_fields(&self, service: &str, fields: serde_json::Value) {
+        self.front_state
+            .service_fields
+            .lock()
+            .unwrap()
+            .insert(service.to_owned(), fields);
     }
 
     pub(crate) fn protection_asked(&self) -> usize {
@@ -430,6 +444,44 @@ fn closing(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// moto's DescribeServices answer with `fields` merged into the services
+/// they name (the whole answer as is if it is not JSON).
+fn with_service_fields(
+    response: &[u8],
+    fields: &std::collections::BTreeMap<String, serde_json::Value>,
+) -> Vec<u8> {
+    let Some(head_end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return response.to_vec();
+    };
+    let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&response[head_end + 4..])
+    else {
+        return response.to_vec();
+    };
+    for service in body["services"].as_array_mut().into_iter().flatten() {
+        let name = service["serviceName"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if let (Some(extra), Some(service)) = (
+            fields.get(&name).and_then(|f| f.as_object()),
+            service.as_object_mut(),
+        ) {
+            for (k, v) in extra {
+                service.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    let body = body.to_string();
+    let head = String::from_utf8_lossy(&response[..head_end]);
+    let mut out: String = head
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    out.into_bytes()
+}
+
 /// Sends one request to moto and returns its whole response.
 fn exchange(moto_port: u16, request: &[u8]) -> Vec<u8> {
     let mut response = vec![];
@@ -674,7 +726,13 @@ fn front(moto_port: u16, state: std::sync::Arc<Front>) -> u16 {
                     );
                     return;
                 }
-                let response = exchange(moto_port, &request);
+                let mut response = exchange(moto_port, &request);
+                if operation == "describeservices" {
+                    let fields = state.service_fields.lock().unwrap().clone();
+                    if !fields.is_empty() {
+                        response = with_service_fields(&response, &fields);
+                    }
+                }
                 let _ = stream.write_all(&closing(&response));
             });
         }

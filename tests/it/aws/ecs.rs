@@ -661,3 +661,91 @@ async fn put_cpu(cw: &aws_sdk_cloudwatch::Client, service: &str, value: f64, at:
         .await
         .unwrap();
 }
+
+/// ECS's AZ rebalancing, as DescribeServices tells it (moto knows neither
+/// the field nor service events; the front answers them as ECS does),
+/// drives the planner's decisions: ENABLED, the zones are delegated and
+/// nothing is stopped for them; the last rebalancing event STARTED, no
+/// move at all; COMPLETED after it, moves again; `maximumPercent` 100,
+/// ECS cannot rebalance and stevedore moves the zones itself, saying why.
+#[tokio::test]
+async fn ecs_az_rebalancing_read_from_describe_services_drives_the_plan() {
+    let (moto, client) = crate::aws::demo([4, 0, 2, 0, 0, 0]).await;
+    let backend = AwsBackend::new(client);
+    let policy = crate::aws::policy(
+        "  placement:\n    azBalanced: true\n    spread: [{topologyKey: host, maxSkew: 1}]\n",
+    );
+    let plan =
+        |snapshot: &stevedore::model::ClusterSnapshot| stevedore::plan::plan(&policy, snapshot, 0);
+
+    // Off (moto's answer as is): stevedore balances the zones.
+    let snapshot = backend.snapshot("demo").await.unwrap();
+    assert!(!snapshot.services[0].az_rebalancing);
+    let off = plan(&snapshot);
+    assert_eq!(off.statuses[0].state, State::Converging);
+    assert!(!off.actions.is_empty());
+
+    // ENABLED: the zones (4/2/0) are ECS's; stevedore waits for it.
+    moto.service_fields(
+        "web",
+        serde_json::json!({"availabilityZoneRebalancing": "ENABLED"}),
+    );
+    let snapshot = backend.snapshot("demo").await.unwrap();
+    let web = &snapshot.services[0];
+    assert!(
+        web.az_rebalancing && !web.az_rebalancing_in_progress,
+        "{web:#?}"
+    );
+    let on = plan(&snapshot);
+    assert!(on.actions.is_empty(), "{:#?}", on.actions);
+    assert!(
+        on.statuses[0]
+            .reason
+            .starts_with("zone skew 4 > maxSkew 1, zones delegated to ECS AZ rebalancing"),
+        "{:#?}",
+        on.statuses[0]
+    );
+
+    // Its service events, newest first: rebalancing under way, then done.
+    let started = "service (web) is not AZ balanced with 4 tasks in us-east-1a, 2 tasks in us-east-1b, and 0 tasks in us-east-1c. AZ Rebalancing in progress.";
+    let completed = "service (web) is AZ balanced with 2 tasks in us-east-1a, 2 tasks in us-east-1b, and 2 tasks in us-east-1c.";
+    let event = |id: &str, message: &str| serde_json::json!({"id": id, "createdAt": 1.7e9, "message": message});
+    moto.service_fields(
+        "web",
+        serde_json::json!({"availabilityZoneRebalancing": "ENABLED", "events": [event("2", "service (web) has started 1 tasks: (task x)."), event("1", started)]}),
+    );
+    let snapshot = backend.snapshot("demo").await.unwrap();
+    assert!(snapshot.services[0].az_rebalancing_in_progress);
+    let during = plan(&snapshot);
+    assert_eq!(
+        during.statuses[0].state,
+        State::Paused,
+        "{:#?}",
+        during.statuses[0]
+    );
+    assert!(during.statuses[0].reason.contains("ECS is rebalancing"));
+    moto.service_fields(
+        "web",
+        serde_json::json!({"availabilityZoneRebalancing": "ENABLED", "events": [event("3", completed), event("1", started)]}),
+    );
+    let snapshot = backend.snapshot("demo").await.unwrap();
+    assert!(!snapshot.services[0].az_rebalancing_in_progress);
+
+    // maximumPercent 100: ECS cannot rebalance; stevedore moves the zones.
+    moto.service_fields(
+        "web",
+        serde_json::json!({"availabilityZoneRebalancing": "ENABLED", "deploymentConfiguration": {"maximumPercent": 100, "minimumHealthyPercent": 50}}),
+    );
+    let snapshot = backend.snapshot("demo").await.unwrap();
+    assert_eq!(snapshot.services[0].maximum_percent, 100);
+    let blocked = plan(&snapshot);
+    assert_eq!(blocked.actions, off.actions);
+    assert!(
+        blocked.statuses[0]
+            .warnings
+            .iter()
+            .any(|w| w.contains("cannot run (maximumPercent is 100")),
+        "{:#?}",
+        blocked.statuses[0]
+    );
+}
