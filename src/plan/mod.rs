@@ -1039,6 +1039,20 @@ fn plan_service(
     }
 }
 
+/// Whether ECS could start a task of service `s` in `zone` now.
+fn ecs_has_room(index: &Index<'_>, s: usize, zone: &str) -> bool {
+    let snapshot = index.snapshot;
+    let mut holding = vec![0u32; snapshot.instances.len()];
+    for t in &index.tasks_of[s] {
+        let task = &snapshot.tasks[*t];
+        if let (Some(i), TaskStatus::Running | TaskStatus::Pending) = (task.instance, task.status) {
+            holding[i] += 1;
+        }
+    }
+    let view = placement::PlacementView::new(&snapshot.instances, &snapshot.services[s], holding);
+    (0..snapshot.instances.len()).any(|i| snapshot.instances[i].zone == zone && view.can_host(i))
+}
+
 /// A service whose zones ECS's AZ rebalancing balances: no stop for the
 /// zones, and the other constraints' moves planned with the zone skew
 /// held (see [`az_rebalancing`]); nothing while ECS is rebalancing.
@@ -1088,16 +1102,30 @@ fn plan_beside_ecs_rebalancing(
     if zone_skew > az_rebalancing::ECS_BALANCED_SKEW {
         // ECS has zone work to do: it starts within seconds, and a move of
         // ours meanwhile would race it. Everything waits for it.
+        // ECS starts a task in the emptiest zone first: without room
+        // there, it cannot, and the operator should know.
+        let emptiest = measured.constraints[z]
+            .tasks_per_domain
+            .iter()
+            .min_by_key(|(zone, n)| (*n, zone.clone()))
+            .map(|(zone, _)| zone.clone());
+        let stuck = emptiest.filter(|zone| !ecs_has_room(index, s, zone));
         *status = measured;
         status.constraints[z].max_skew = max_skew;
         status.moves_planned = 0;
         status.state = State::Converging;
         status.reason = format!(
-            "zone skew {zone_skew}{}, {DELEGATED}: ECS balances the zones, and stevedore's other moves wait until it has",
+            "zone skew {zone_skew}{}, {DELEGATED}: ECS balances the zones, and stevedore's other moves wait until it has{}",
             if zone_skew > max_skew {
                 format!(" > maxSkew {max_skew}")
             } else {
                 String::new()
+            },
+            match stuck {
+                Some(zone) => format!(
+                    "; ECS has no room for a task in {zone} now, so it cannot start until room appears there"
+                ),
+                None => String::new(),
             }
         );
         return;

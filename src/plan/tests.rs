@@ -542,6 +542,35 @@ fn zones_are_left_to_ecs_rebalancing_and_no_stop_is_made_for_them() {
 }
 
 #[test]
+fn ecs_without_room_in_the_emptiest_zone_is_said_to_be_stuck() {
+    let mut c = Cluster::new();
+    let a1 = c.host("a1", "us-east-1a");
+    let b1 = c.host("b1", "us-east-1b");
+    // Too small for one task of 512 CPU units / 1 GiB.
+    c.host_sized(
+        "c1",
+        "us-east-1c",
+        Resources {
+            cpu: 256,
+            memory: 512,
+        },
+    );
+    let web = c.service("web", spread_zone());
+    c.tasks(web, a1, 3);
+    c.tasks(web, b1, 1);
+    c.snapshot.services[web].az_rebalancing = true;
+    let plan = super::plan(&policies(&policy("web-az", "web", AZ)), &c.snapshot, 0);
+    assert!(plan.actions.is_empty());
+    assert!(
+        plan.statuses[0]
+            .reason
+            .ends_with("; ECS has no room for a task in us-east-1c now, so it cannot start until room appears there"),
+        "{:#?}",
+        plan.statuses[0]
+    );
+}
+
+#[test]
 fn while_ecs_rebalances_the_zones_no_move_is_made() {
     let mut c = three_zones([5, 1, 0], spread_zone());
     c.snapshot.services[0].az_rebalancing = true;

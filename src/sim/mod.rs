@@ -704,12 +704,15 @@ impl Simulator {
                 }
                 continue;
             }
-            let i = self.try_place_in(s, None, Some(&emptiest));
-            if self.tasks[i].task.instance.is_none() {
-                // No room in that zone: ECS gives the task up.
-                self.begin_stop(i);
+            // No room in that zone: ECS cannot start the step.
+            let view = self.view(s);
+            let room = (0..self.instances.len())
+                .any(|i| self.instances[i].zone == emptiest && view.can_host(i));
+            drop(view);
+            if !room {
                 continue;
             }
+            let i = self.try_place_in(s, None, Some(&emptiest));
             self.rebalancing.insert(s, self.tasks[i].task.id.clone());
             if !self.services[s].az_rebalancing_in_progress {
                 self.services[s].az_rebalancing_in_progress = true;

@@ -350,6 +350,8 @@ struct Watch<'a> {
     /// Events the simulated queue had lost when the last full read ended:
     /// any lost since, the controller's view may be stale until the next.
     lost_before_full_read: u64,
+    /// Tasks ECS's AZ rebalancing had stopped at the last pass.
+    ecs_moves_seen: u32,
     violations: Vec<String>,
     /// Services already reported beyond their maxUnavailable (once each).
     over_budget: std::collections::BTreeSet<String>,
@@ -409,6 +411,13 @@ impl Watch<'_> {
         // controller may not know of a host gone or a task moved, and a
         // prediction from it may miss; the fault, not the model, is to
         // blame, as for a timeline event.
+        // ECS's own AZ rebalancing moved tasks since the last pass: a
+        // change of the cluster the planner did not make, as an event.
+        let ecs_moved: u32 = backend.lock().rebalancing_stops.values().sum();
+        if ecs_moved > self.ecs_moves_seen {
+            self.ecs_moves_seen = ecs_moved;
+            self.trackers.values_mut().for_each(|t| t.disturbed = true);
+        }
         // The full read that ends such a time judges moves planned in it.
         let lost = backend.lock().events_lost;
         if lost > self.lost_before_full_read {
@@ -849,6 +858,7 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
             .collect(),
         writes_seen: 0,
         lost_before_full_read: 0,
+        ecs_moves_seen: 0,
         violations: vec![],
         over_budget: Default::default(),
         series: vec![],

@@ -1,6 +1,7 @@
 //! The invariants, fuzzed: random small clusters, policies of every rule
 //! (spread over zones and hosts, one task per host, scaling, DryRun, a
-//! cluster DisruptionBudget), timelines (hosts joining, draining and
+//! cluster DisruptionBudget) on services with or without ECS's own AZ
+//! rebalancing, timelines (hosts joining, draining and
 //! terminating, a zone failing and recovering, a desired count changed by
 //! hand) and fault mixes (API errors, throttles, events lost, duplicated
 //! and reordered, until a moment), each run through the simulator with
@@ -55,6 +56,8 @@ struct ServiceCase {
     rule: Rule,
     max_unavailable: u32,
     dry_run: bool,
+    /// ECS's own AZ rebalancing is ENABLED.
+    az_rebalancing: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -115,15 +118,19 @@ fn service() -> impl Strategy<Value = ServiceCase> {
         rule(),
         1u32..=2,
         proptest::bool::weighted(0.15),
+        proptest::bool::weighted(0.3),
     )
         .prop_map(
-            |(strategy, tasks, protected, rule, max_unavailable, dry_run)| ServiceCase {
-                strategy,
-                tasks,
-                protected,
-                rule,
-                max_unavailable,
-                dry_run,
+            |(strategy, tasks, protected, rule, max_unavailable, dry_run, az_rebalancing)| {
+                ServiceCase {
+                    strategy,
+                    tasks,
+                    protected,
+                    rule,
+                    max_unavailable,
+                    dry_run,
+                    az_rebalancing,
+                }
             },
         )
 }
@@ -214,9 +221,10 @@ impl Case {
             };
             writeln!(
                 y,
-                "    - {{name: {name}, strategy: {}, constraints: [{}], cpu: 256, memory: 512, tasks: {{{}}}{protected}}}",
+                "    - {{name: {name}, strategy: {}, constraints: [{}], cpu: 256, memory: 512, azRebalancing: {}, tasks: {{{}}}{protected}}}",
                 STRATEGIES[s.strategy],
                 if one_per_host { "distinctInstance" } else { "" },
+                s.az_rebalancing,
                 tasks.join(", ")
             )
             .unwrap();
