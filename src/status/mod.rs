@@ -74,6 +74,9 @@ pub struct PolicyStatus {
     /// included), as sentences.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub planned: Vec<String>,
+    /// Who balances the zones, when ECS's AZ rebalancing is ENABLED.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zones_balanced_by: Option<String>,
 }
 
 /// A policy's state on a service changed (or was first seen: `from` is None).
@@ -672,6 +675,7 @@ impl Observer {
                         .filter(|a| a.policy == status.policy && a.service == status.service)
                         .map(|a| a.to_string())
                         .collect(),
+                    zones_balanced_by: status.zones_balanced_by.clone(),
                 },
             );
         }

@@ -141,6 +141,13 @@ fn policy_section(html: &mut String, p: &PolicyStatus) {
     );
     let reason = p.conditions.first().map_or("", |c| c.message.as_str());
     let _ = writeln!(html, "<div class=\"reason\">{}</div>", escape(reason));
+    if let Some(by) = &p.zones_balanced_by {
+        let _ = writeln!(
+            html,
+            "<div class=\"zones-by\">zones balanced by {}; hosts and attributes by stevedore</div>",
+            escape(by)
+        );
+    }
     if let Some(scaling) = &p.scaling {
         let _ = writeln!(
             html,
@@ -297,6 +304,7 @@ mod tests {
             moves_remaining: 1,
             dry_run: false,
             planned: vec![],
+            zones_balanced_by: None,
         }
     }
 
@@ -368,5 +376,28 @@ mod tests {
         );
         assert!(html.contains("not ready"));
         assert!(html.contains("No action yet."));
+    }
+
+    #[test]
+    fn a_service_whose_zones_ecs_balances_says_so() {
+        let mut p = policy(vec![]);
+        p.zones_balanced_by = Some("ECS (AZ rebalancing)".into());
+        let html = render(&StatusDoc {
+            policies: vec![p],
+            ..StatusDoc::default()
+        });
+        assert!(
+            html.contains(
+                "zones balanced by ECS (AZ rebalancing); hosts and attributes by stevedore"
+            ),
+            "{html}"
+        );
+        assert!(
+            !render(&StatusDoc {
+                policies: vec![policy(vec![])],
+                ..StatusDoc::default()
+            })
+            .contains("zones balanced by")
+        );
     }
 }
