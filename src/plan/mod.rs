@@ -779,15 +779,7 @@ fn hold_binpack_stops_behind_other_placements(index: &Index<'_>, plan: &mut Plan
 /// service `stopping` on the hosts `freed` have stopped.
 fn could_place(index: &Index<'_>, o: usize, freed: &[usize], stopping: Option<usize>) -> bool {
     let snapshot = index.snapshot;
-    let mut holding = vec![0u32; snapshot.instances.len()];
-    for t in &index.tasks_of[o] {
-        let task = &snapshot.tasks[*t];
-        if let (Some(i), TaskStatus::Running | TaskStatus::Pending) = (task.instance, task.status) {
-            holding[i] += 1;
-        }
-    }
-    let mut view =
-        placement::PlacementView::new(&snapshot.instances, &snapshot.services[o], holding);
+    let mut view = placement_now(index, o);
     if !view.candidates().is_empty() {
         return true;
     }
@@ -1041,6 +1033,14 @@ fn plan_service(
 
 /// Whether ECS could start a task of service `s` in `zone` now.
 fn ecs_has_room(index: &Index<'_>, s: usize, zone: &str) -> bool {
+    let instances = &index.snapshot.instances;
+    let view = placement_now(index, s);
+    (0..instances.len()).any(|i| instances[i].zone == zone && view.can_host(i))
+}
+
+/// ECS's placement of service `s` as the cluster stands: its running and
+/// pending tasks hold their hosts.
+fn placement_now<'a>(index: &Index<'a>, s: usize) -> placement::PlacementView<'a> {
     let snapshot = index.snapshot;
     let mut holding = vec![0u32; snapshot.instances.len()];
     for t in &index.tasks_of[s] {
@@ -1049,8 +1049,7 @@ fn ecs_has_room(index: &Index<'_>, s: usize, zone: &str) -> bool {
             holding[i] += 1;
         }
     }
-    let view = placement::PlacementView::new(&snapshot.instances, &snapshot.services[s], holding);
-    (0..snapshot.instances.len()).any(|i| snapshot.instances[i].zone == zone && view.can_host(i))
+    placement::PlacementView::new(&snapshot.instances, &snapshot.services[s], holding)
 }
 
 /// A service whose zones ECS's AZ rebalancing balances: no stop for the
