@@ -222,13 +222,21 @@ fn write_plan(plan: &crate::plan::Plan, out: &mut dyn Write) -> std::io::Result<
                 .iter()
                 .map(|(d, n)| format!("{d}={n}"))
                 .collect();
+            // A host constraint lists only the hosts with tasks.
+            let counts = c.tasks_per_domain.iter().map(|(_, n)| *n);
+            let unlisted = counts.clone().max().unwrap_or(0) - counts.min().unwrap_or(0) < c.skew;
             writeln!(
                 out,
-                "    {} skew {} (max {}): {}",
+                "    {} skew {} (max {}): {}{}",
                 c.topology,
                 c.skew,
                 c.max_skew,
-                domains.join(" ")
+                domains.join(" "),
+                if unlisted {
+                    " (and hosts without tasks)"
+                } else {
+                    ""
+                }
             )?;
         }
         if let Some(scaling) = &status.scaling

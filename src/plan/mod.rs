@@ -131,7 +131,9 @@ pub struct ConstraintReport {
     pub topology: String,
     pub max_skew: u32,
     pub skew: u32,
-    /// Tasks per domain (eligible domains only, empty ones included).
+    /// Tasks per domain (eligible domains only, empty ones included; for
+    /// a host constraint only the hosts with tasks, as a cluster may have
+    /// thousands: `skew` counts the empty ones).
     pub tasks_per_domain: Vec<(String, u32)>,
 }
 

@@ -179,12 +179,15 @@ fn policy_section(html: &mut String, p: &PolicyStatus) {
 /// One constraint: a bar per domain, and a dashed line at the most a
 /// domain may hold.
 fn constraint_bars(html: &mut String, c: &ConstraintReport) {
-    let least = c
+    // The emptiest domain from the skew: a host constraint lists only the
+    // hosts with tasks (thousands of empty ones would say nothing).
+    let fullest = c
         .tasks_per_domain
         .iter()
         .map(|(_, n)| *n)
-        .min()
+        .max()
         .unwrap_or(0);
+    let least = fullest.saturating_sub(c.skew);
     let allowed = least + c.max_skew;
     let mut domains: Vec<&(String, u32)> = c.tasks_per_domain.iter().collect();
     let hidden = domains.len().saturating_sub(MAX_BARS);
@@ -238,6 +241,9 @@ fn constraint_bars(html: &mut String, c: &ConstraintReport) {
         "<line class=\"allowed\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"0\" y2=\"{height}\"><title>at most {allowed} per domain (the emptiest holds {least}, maxSkew {})</title></line>\n</svg>",
         c.max_skew
     );
+    if least == 0 && !c.tasks_per_domain.iter().any(|(_, n)| *n == 0) {
+        html.push_str("<div class=\"more\">domains without tasks are not listed</div>");
+    }
     if hidden > 0 {
         let rest: Vec<u32> = {
             let mut all: Vec<u32> = c.tasks_per_domain.iter().map(|(_, n)| *n).collect();
@@ -398,6 +404,30 @@ mod tests {
                 ..StatusDoc::default()
             })
             .contains("zones balanced by")
+        );
+    }
+
+    #[test]
+    fn a_host_constraint_lists_hosts_with_tasks_and_counts_the_empty_ones() {
+        // Skew 4 over hosts a-1=4, b-1=2 and empty ones: the emptiest
+        // holds 0, so a host may hold 1.
+        let html = render(&StatusDoc {
+            policies: vec![policy(vec![ConstraintReport {
+                topology: "host".into(),
+                max_skew: 1,
+                skew: 4,
+                tasks_per_domain: vec![("a-1".into(), 4), ("b-1".into(), 2)],
+            }])],
+            ..StatusDoc::default()
+        });
+        assert!(html.contains("a domain may hold up to 1 task"), "{html}");
+        assert!(
+            html.contains(r#"class="bar over" data-domain="b-1" data-tasks="2""#),
+            "{html}"
+        );
+        assert!(
+            html.contains("domains without tasks are not listed"),
+            "{html}"
         );
     }
 }
