@@ -153,4 +153,19 @@ mod tests {
             ["a memberOf constraint restricts the zones"]
         );
     }
+
+    #[test]
+    fn the_zones_are_held_as_ecs_left_them_and_nothing_else_changes() {
+        let policies = crate::plan::tests::policies(&crate::plan::tests::policy(
+            "web",
+            "web",
+            "  placement:\n    spread: [{topologyKey: zone, maxSkew: 3}, {topologyKey: host, maxSkew: 2}]\n",
+        ));
+        let skews =
+            |p: &Policy| -> Vec<u32> { p.placement.spread.iter().map(|c| c.max_skew).collect() };
+        // Balanced by ECS: held at its one task, not the policy's 3.
+        assert_eq!(skews(&with_zones_held(&policies[0], 0)), [1, 2]);
+        // Not yet: held where they are, no worse.
+        assert_eq!(skews(&with_zones_held(&policies[0], 4)), [4, 2]);
+    }
 }
