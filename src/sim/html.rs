@@ -29,6 +29,7 @@ svg text { font: 11px system-ui, sans-serif; fill: #1d2330; }
 .limit { stroke: #c62828; stroke-dasharray: 5 4; stroke-width: 1.5; }
 .threshold { stroke: #8d6e00; stroke-dasharray: 5 4; stroke-width: 1.2; }
 .event { stroke: #9aa3b2; stroke-dasharray: 2 3; stroke-width: 1; }
+.ecs-event { stroke: #2e7d32; stroke-dasharray: 2 3; stroke-width: 1.5; }
 .action-stop { fill: #c62828; } .action-count { fill: #1565c0; } .action-protect { fill: #8d6e00; }
 .legend span { display: inline-block; margin-right: 1em; font-size: .9em; }
 .swatch { display: inline-block; width: 1.2em; height: .35em; vertical-align: middle; margin-right: .3em; }
@@ -186,15 +187,19 @@ impl Chart {
         );
     }
 
-    /// The timeline's events (dotted verticals) and the service's actions
-    /// (marks along the bottom).
-    fn marks(&mut self, events: &[(f64, String)], actions: &[(f64, &'static str, String)]) {
+    /// The timeline's events and ECS's own (dotted verticals: `event`,
+    /// `ecs-event`) and the service's actions (marks along the bottom).
+    fn marks(
+        &mut self,
+        events: &[(f64, &'static str, String)],
+        actions: &[(f64, &'static str, String)],
+    ) {
         let (y0, y1) = (self.height - self.bottom, self.top);
-        for (at, what) in events {
+        for (at, class, what) in events {
             let x = self.x(*at);
             let _ = write!(
                 self.svg,
-                "<line class=\"event\" data-at=\"{at}\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{y0}\" y2=\"{y1}\"><title>{} {}</title></line>",
+                "<line class=\"{class}\" data-at=\"{at}\" x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{y0}\" y2=\"{y1}\"><title>{} {}</title></line>",
                 clock(*at),
                 escape(what)
             );
@@ -273,10 +278,10 @@ pub fn report(report: &Report) -> String {
         }
         html.push_str("</ul>\n");
     }
-    let events: Vec<(f64, String)> = report
+    let events: Vec<(f64, &'static str, String)> = report
         .reactions
         .iter()
-        .map(|r| (r.at_s, r.event.clone()))
+        .map(|r| (r.at_s, "event", r.event.clone()))
         .collect();
     if report.series.is_empty() {
         html.push_str("<p class=\"note\">No policy matched a service: nothing to plot.</p>\n");
@@ -292,7 +297,22 @@ pub fn report(report: &Report) -> String {
     html
 }
 
-fn service_section(html: &mut String, report: &Report, series: &Series, events: &[(f64, String)]) {
+fn service_section(
+    html: &mut String,
+    report: &Report,
+    series: &Series,
+    timeline: &[(f64, &'static str, String)],
+) {
+    // The timeline's events, and ECS's own for this service.
+    let mut events = timeline.to_vec();
+    events.extend(
+        report
+            .ecs_events
+            .iter()
+            .filter(|e| e.service == series.service)
+            .map(|e| (e.at_s, "ecs-event", format!("ECS: {}", e.message))),
+    );
+    let events = &events[..];
     let end = report
         .services
         .iter()
@@ -309,10 +329,15 @@ fn service_section(html: &mut String, report: &Report, series: &Series, events: 
     if let Some(end) = end {
         let _ = write!(
             html,
-            "<div class=\"note\">At the end: {:?}: {}. Moved {} (the optimum {}; a forced redeploy would replace {}), peak unavailable {}.</div>",
+            "<div class=\"note\">At the end: {:?}: {}. Moved {}{} (the optimum {}; a forced redeploy would replace {}), peak unavailable {}.</div>",
             end.state,
             escape(&end.reason),
             end.tasks_moved,
+            if end.ecs_rebalancing_stops > 0 {
+                format!(", and ECS's AZ rebalancing {}", end.ecs_rebalancing_stops)
+            } else {
+                String::new()
+            },
             end.optimal_moves,
             end.forced_redeploy_tasks,
             end.peak_unavailable
@@ -456,7 +481,7 @@ fn service_section(html: &mut String, report: &Report, series: &Series, events: 
             label(bounds.scale_in_below)
         );
     }
-    html.push_str("</div><div class=\"legend note\"><span>dotted lines: the timeline's events</span><span><i class=\"swatch action-stop\" style=\"background:#c62828\"></i>task stopped</span><span><i class=\"swatch\" style=\"background:#1565c0\"></i>count set</span><span><i class=\"swatch\" style=\"background:#8d6e00\"></i>scale-in protection</span></div></section>\n");
+    html.push_str("</div><div class=\"legend note\"><span>grey dotted lines: the timeline's events</span><span>green dotted lines: ECS's AZ rebalancing</span><span><i class=\"swatch action-stop\" style=\"background:#c62828\"></i>task stopped</span><span><i class=\"swatch\" style=\"background:#1565c0\"></i>count set</span><span><i class=\"swatch\" style=\"background:#8d6e00\"></i>scale-in protection</span></div></section>\n");
 }
 
 #[cfg(test)]

@@ -144,10 +144,22 @@ pub struct Report {
     /// carried out, a policy missing from a pass's plan. Empty unless
     /// something is wrong (`stevedore sim` then exits 1).
     pub violations: Vec<String>,
+    /// ECS's own service events of AZ rebalancing, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ecs_events: Vec<EcsEvent>,
     /// Per policy and service, the world sampled over time (recorded only
     /// when asked: `sim --html` plots it).
     #[serde(skip)]
     pub series: Vec<Series>,
+}
+
+/// A service event of ECS's own (AZ rebalancing started or completed).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsEvent {
+    pub at_s: f64,
+    pub service: String,
+    pub message: String,
 }
 
 /// One policy's service over the run, for the plots of `sim --html`.
@@ -971,6 +983,18 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
     }
     let mut watch = watch.into_inner();
 
+    // Read before the report's statement, which holds the simulator's lock
+    // to its end (the disruption's): a second lock there would deadlock.
+    let ecs_events = backend
+        .lock()
+        .service_events
+        .iter()
+        .map(|(at, service, message)| EcsEvent {
+            at_s: *at as f64 / 1000.0,
+            service: service.clone(),
+            message: message.clone(),
+        })
+        .collect();
     let mut report = Report {
         scenario: name,
         duration_s: duration as f64 / 1000.0,
@@ -1007,6 +1031,7 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
             DisruptionReport::new(&backend.lock(), specs.budget(&cluster), start_at),
         )]),
         violations: std::mem::take(&mut watch.violations),
+        ecs_events,
         series: std::mem::take(&mut watch.series)
             .into_iter()
             .map(|(series, _, _)| series)
@@ -1173,6 +1198,13 @@ pub fn write_summary(report: &Report, out: &mut dyn Write) -> std::io::Result<()
             s.converged_at_s
                 .map_or("-".to_owned(), |c| format!("at {c}s"))
         )?;
+        if s.ecs_rebalancing_stops > 0 {
+            writeln!(
+                out,
+                "    ECS's AZ rebalancing moved {} (the optimum counts them)",
+                s.ecs_rebalancing_stops
+            )?;
+        }
         if s.mispredicted_moves > 0 {
             writeln!(out, "    MISPREDICTED moves: {}", s.mispredicted_moves)?;
         }

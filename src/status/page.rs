@@ -430,4 +430,97 @@ mod tests {
             "{html}"
         );
     }
+
+    #[test]
+    fn bars_are_drawn_to_scale_with_the_limit_where_it_falls() {
+        // 4, 1, 2 with maxSkew 1: a zone may hold 2; the scale is the
+        // fullest (4) over 320 px, after 150 px of labels, 20 px a row.
+        let html = render(&StatusDoc {
+            policies: vec![policy(vec![ConstraintReport {
+                topology: "zone".into(),
+                max_skew: 1,
+                skew: 3,
+                tasks_per_domain: vec![("a".into(), 4), ("b".into(), 1), ("c".into(), 2)],
+            }])],
+            ..StatusDoc::default()
+        });
+        for bar in [
+            r#"data-domain="a" data-tasks="4" x="150" y="3.0" width="320.0" height="15.0""#,
+            r#"data-domain="b" data-tasks="1" x="150" y="23.0" width="80.0" height="15.0""#,
+            r#"data-domain="c" data-tasks="2" x="150" y="43.0" width="160.0" height="15.0""#,
+            // Labels end 6 px before the bars, counts start 4 px after.
+            r#"<text x="144" y="17.0" text-anchor="end">a</text>"#,
+            r#"<text x="474.0" y="17.0">4</text>"#,
+            r#"<text x="234.0" y="37.0">1</text>"#,
+            // The limit at 2 of 4: half way.
+            r#"<line class="allowed" x1="310.0" x2="310.0" y1="0" y2="66""#,
+            r#"width="520" height="66" viewBox="0 0 520 66""#,
+        ] {
+            assert!(html.contains(bar), "{bar}:\n{html}");
+        }
+        // A domain exactly at the limit is within it.
+        assert!(html.contains(r#"class="bar ok" data-domain="c""#));
+    }
+
+    #[test]
+    fn the_page_says_which_clusters_this_replica_holds_and_what_was_planned() {
+        let mut p = policy(vec![]);
+        p.planned = vec!["stop task t1 on a1 (us-east-1a): move 1 of 2".into()];
+        let html = render(&StatusDoc {
+            ready: true,
+            policies: vec![p],
+            clusters: vec![
+                crate::status::ClusterHeld {
+                    name: "prod".into(),
+                    held: true,
+                    read: true,
+                },
+                crate::status::ClusterHeld {
+                    name: "eu".into(),
+                    held: false,
+                    read: false,
+                },
+                crate::status::ClusterHeld {
+                    name: "new".into(),
+                    held: true,
+                    read: false,
+                },
+            ],
+            ..StatusDoc::default()
+        });
+        assert!(
+            html.contains("3 clusters (prod, eu (held by another replica), new (not read yet))"),
+            "{html}"
+        );
+        assert!(html.contains("planned by the last pass:"), "{html}");
+        assert!(html.contains(
+            r#"<li class="planned-action">stop task t1 on a1 (us-east-1a): move 1 of 2</li>"#
+        ));
+        // Nothing planned, no list.
+        assert!(
+            !render(&StatusDoc {
+                policies: vec![policy(vec![])],
+                ..StatusDoc::default()
+            })
+            .contains("planned by the last pass")
+        );
+    }
+
+    #[test]
+    fn exactly_as_many_domains_as_bars_are_all_drawn() {
+        let tasks_per_domain: Vec<(String, u32)> = (0..MAX_BARS)
+            .map(|h| (format!("i-{h:03}"), 1 + (h % 2) as u32))
+            .collect();
+        let html = render(&StatusDoc {
+            policies: vec![policy(vec![ConstraintReport {
+                topology: "host".into(),
+                max_skew: 1,
+                skew: 1,
+                tasks_per_domain,
+            }])],
+            ..StatusDoc::default()
+        });
+        assert_eq!(html.matches("<rect class=\"bar").count(), MAX_BARS);
+        assert!(!html.contains("more with"), "{html}");
+    }
 }

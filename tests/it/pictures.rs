@@ -336,6 +336,7 @@ fn the_simulator_report_plots_each_service_in_a_real_browser() {
     for (scenario, picture) in [
         ("load-ramp", "sim-report-load-ramp.png"),
         ("zone-failure-and-recovery", "sim-report-zone-failure.png"),
+        ("ecs-az-rebalancing", "sim-report-ecs-az-rebalancing.png"),
     ] {
         let page = dir.path().join(format!("{scenario}.html"));
         let out = Command::new(env!("CARGO_BIN_EXE_stevedore"))
@@ -349,7 +350,7 @@ fn the_simulator_report_plots_each_service_in_a_real_browser() {
         let dom = rendered_dom(&url);
         let events = report["reactions"].as_array().unwrap().len();
         assert!(
-            events > 0 || scenario == "load-ramp",
+            events > 0 || scenario != "zone-failure-and-recovery",
             "{scenario} has events"
         );
         for service in report["services"].as_array().unwrap() {
@@ -382,6 +383,16 @@ fn the_simulator_report_plots_each_service_in_a_real_browser() {
                 .count();
             assert_eq!(lines.matches("class=\"action ").count(), actions, "{lines}");
             assert_eq!(lines.matches("class=\"event\"").count(), events, "{lines}");
+            // ECS's own rebalancing events, on its service's charts.
+            let ecs = report["ecsEvents"].as_array().map_or(0, |e| {
+                e.iter()
+                    .filter(|e| e["service"] == service["service"])
+                    .count()
+            });
+            assert_eq!(lines.matches("class=\"ecs-event\"").count(), ecs, "{lines}");
+            if scenario == "ecs-az-rebalancing" && name == "web" {
+                assert_eq!(ecs, 2, "started and completed:\n{report:#}");
+            }
             let skew = chart("skew");
             assert!(
                 skew.contains(r#"data-name="maxSkew" data-value="1""#),
