@@ -97,6 +97,9 @@ pub struct PlacementView<'a> {
     /// Tasks of the service stopped in the plan, per instance: no longer
     /// counted, their resources and ports held until they have stopped.
     stopping: Vec<u32>,
+    /// The sum of `stopping`: with none, [`PlacementView::candidates`]
+    /// costs one pass as before (it is on the planner's hot path).
+    stopped: u32,
     /// For each `spread` strategy: the domain of each instance and the
     /// service's tasks per domain.
     spreads: Vec<SpreadIndex>,
@@ -186,6 +189,7 @@ impl<'a> PlacementView<'a> {
             remaining: fields.remaining.clone(),
             ports_free,
             stopping: vec![0; count.len()],
+            stopped: 0,
             count,
             spreads,
         }
@@ -233,7 +237,7 @@ impl<'a> PlacementView<'a> {
     /// the instances either way, those with the room freed first.
     pub fn candidates(&self) -> Vec<usize> {
         let mut best = self.candidates_in(&self.remaining, &self.ports_free);
-        if self.stopping.iter().all(|n| *n == 0) {
+        if self.stopped == 0 {
             return best;
         }
         let size = self.service.task_size;
@@ -358,11 +362,15 @@ impl<'a> PlacementView<'a> {
     pub fn stop(&mut self, i: usize) {
         self.remove(i);
         self.stopping[i] += 1;
+        self.stopped += 1;
     }
 
     /// Undoes [`PlacementView::stop`]: the task is kept.
     pub fn keep(&mut self, i: usize) {
-        self.stopping[i] = self.stopping[i].saturating_sub(1);
+        if self.stopping[i] > 0 {
+            self.stopping[i] -= 1;
+            self.stopped -= 1;
+        }
         self.place(i);
     }
 
@@ -574,7 +582,10 @@ mod tests {
             view.remaining,
             [instances[0].remaining, instances[1].remaining]
         );
-        assert_eq!(view.stopping, [0, 0]);
+        assert_eq!(
+            (view.stopping.as_slice(), view.stopped),
+            ([0, 0].as_slice(), 0)
+        );
     }
 
     proptest! {
