@@ -685,6 +685,10 @@ fn hold_binpack_stops_behind_other_placements(index: &Index<'_>, plan: &mut Plan
         })
     };
     let stop = |a: &Action| matches!(a.kind, ActionKind::StopTask { .. });
+    // Most plans have no binpack stop: they pay nothing more.
+    if !plan.actions.iter().any(|a| stop(a) && binpacks(&a.service)) {
+        return;
+    }
     // Services placing tasks in this pass whatever happens: each with what
     // it does.
     let mut placing: Vec<(String, String)> = vec![];
