@@ -1139,14 +1139,7 @@ fn sim_duration_and_seed_override_the_file() {
             "json",
         ];
         all.extend(args);
-        let out = stevedore(&all);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        crate::json_of_success(&stevedore(&all))
     };
     let short = json(&["--duration", "2m"]);
     assert_eq!(short["durationS"], 120.0);

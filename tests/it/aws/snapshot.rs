@@ -55,16 +55,8 @@ async fn a_snapshot_plans_the_same_stops_as_the_live_cluster() {
     assert!(text.contains(&hosts[0]), "hosts keep their names: {text}");
     assert_eq!(text.matches("protected: true").count(), 1, "{text}");
 
-    let plan_json = |args: &[&str]| -> serde_json::Value {
-        let out = stevedore(&moto, args);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
-    };
+    let plan_json =
+        |args: &[&str]| -> serde_json::Value { crate::json_of_success(&stevedore(&moto, args)) };
     let live = plan_json(&[
         "plan",
         "--specs",
