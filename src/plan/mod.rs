@@ -241,6 +241,21 @@ impl<'a> Index<'a> {
     }
 
     /// The services a policy targets in this snapshot's cluster.
+    /// Tasks of `service` holding resources, per instance (running or
+    /// pending), as ECS's placement counts them.
+    pub fn holding(&self, service: usize) -> Vec<u32> {
+        let mut holding = vec![0u32; self.snapshot.instances.len()];
+        for t in &self.tasks_of[service] {
+            let task = &self.snapshot.tasks[*t];
+            if let (Some(i), TaskStatus::Running | TaskStatus::Pending) =
+                (task.instance, task.status)
+            {
+                holding[i] += 1;
+            }
+        }
+        holding
+    }
+
     pub fn services_of(&self, policy: &Policy) -> Vec<usize> {
         if policy.target.cluster.name != self.snapshot.cluster {
             return vec![];
@@ -1048,14 +1063,7 @@ fn ecs_has_room(index: &Index<'_>, s: usize, zone: &str) -> bool {
 /// pending tasks hold their hosts.
 fn placement_now<'a>(index: &Index<'a>, s: usize) -> placement::PlacementView<'a> {
     let snapshot = index.snapshot;
-    let mut holding = vec![0u32; snapshot.instances.len()];
-    for t in &index.tasks_of[s] {
-        let task = &snapshot.tasks[*t];
-        if let (Some(i), TaskStatus::Running | TaskStatus::Pending) = (task.instance, task.status) {
-            holding[i] += 1;
-        }
-    }
-    placement::PlacementView::new(&snapshot.instances, &snapshot.services[s], holding)
+    placement::PlacementView::new(&snapshot.instances, &snapshot.services[s], index.holding(s))
 }
 
 /// A service whose zones ECS's AZ rebalancing balances: no stop for the

@@ -118,18 +118,12 @@ impl<'a> Problem<'a> {
         let service = &snapshot.services[s];
         let constraints = &policy.placement.spread[..];
 
-        // Tasks holding resources, per instance, for ECS's placement.
-        let mut holding = vec![0u32; snapshot.instances.len()];
-        for t in &index.tasks_of[s] {
-            let task = &snapshot.tasks[*t];
-            if let (Some(i), TaskStatus::Running | TaskStatus::Pending) =
-                (task.instance, task.status)
-            {
-                holding[i] += 1;
-            }
-        }
-        let view =
-            PlacementView::with_fields(&snapshot.instances, service, holding, &topologies.fields);
+        let view = PlacementView::with_fields(
+            &snapshot.instances,
+            service,
+            index.holding(s),
+            &topologies.fields,
+        );
 
         // Eligible hosts: ECS may place the service there, and every
         // constraint's attribute is set (hosts without it are ignored, as
