@@ -429,16 +429,22 @@ fn read_request(stream: &mut TcpStream) -> Vec<u8> {
 
 /// The same HTTP message with `Connection: close` as its only connection header.
 fn closing(message: &[u8]) -> Vec<u8> {
+    with_header(message, "Connection", "close")
+}
+
+/// The same HTTP message with `name: value` as its only `name` header.
+fn with_header(message: &[u8], name: &str, value: &str) -> Vec<u8> {
     let Some(head_end) = message.windows(4).position(|w| w == b"\r\n\r\n") else {
         return message.to_vec();
     };
     let head = String::from_utf8_lossy(&message[..head_end]);
+    let prefix = format!("{}:", name.to_ascii_lowercase());
     let mut out: String = head
         .split("\r\n")
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .filter(|l| !l.to_ascii_lowercase().starts_with(&prefix))
         .map(|l| format!("{l}\r\n"))
         .collect();
-    out.push_str("Connection: close\r\n\r\n");
+    out.push_str(&format!("{name}: {value}\r\n\r\n"));
     let mut out = out.into_bytes();
     out.extend_from_slice(&message[head_end + 4..]);
     out
@@ -472,14 +478,9 @@ fn with_service_fields(
         }
     }
     let body = body.to_string();
-    let head = String::from_utf8_lossy(&response[..head_end]);
-    let mut out: String = head
-        .split("\r\n")
-        .filter(|l| !l.to_ascii_lowercase().starts_with("content-length:"))
-        .map(|l| format!("{l}\r\n"))
-        .collect();
-    out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
-    out.into_bytes()
+    let mut message = response[..head_end + 4].to_vec();
+    message.extend_from_slice(body.as_bytes());
+    with_header(&message, "Content-Length", &body.len().to_string())
 }
 
 /// Sends one request to moto and returns its whole response.
