@@ -539,7 +539,8 @@ fn paged(operation: &str, moto_port: u16, request: &[u8], head_end: usize) -> Op
     Some(out.to_string())
 }
 
-/// One request being answered, counted in [`Front::in_flight`] while it lives.
+/// One request received and not yet answered, counted in
+/// [`Front::in_flight`] while it lives.
 struct InFlight<'a> {
     front: &'a Front,
     operation: String,
@@ -629,9 +630,13 @@ fn front(moto_port: u16, state: std::sync::Arc<Front>) -> u16 {
                     *n += 1;
                     *n
                 };
-                let _in_flight = InFlight::enter(&state, operation);
+                // In flight until the front starts to answer: once the client
+                // has its answer it may send the next request, which could
+                // otherwise arrive before this thread has counted this one out.
+                let in_flight = InFlight::enter(&state, operation);
                 let broken = crate::limits::broken(operation, body);
                 if !broken.is_empty() {
+                    drop(in_flight);
                     let message = broken.join("; ");
                     state.broken.lock().unwrap().extend(broken);
                     let body =
@@ -648,6 +653,7 @@ fn front(moto_port: u16, state: std::sync::Arc<Front>) -> u16 {
                 if let Some(delay) = delay {
                     std::thread::sleep(delay);
                 }
+                drop(in_flight);
                 let failure = state
                     .fail
                     .lock()
