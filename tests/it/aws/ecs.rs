@@ -749,3 +749,91 @@ async fn ecs_az_rebalancing_read_from_describe_services_drives_the_plan() {
         blocked.statuses[0]
     );
 }
+
+/// The same decisions after an event, without a full read: ECS announces
+/// its rebalancing as "ECS Service Action" events (SERVICE_REBALANCING_STARTED,
+/// then COMPLETED); the partial refresh an event triggers describes the
+/// service again, and its new events pause, then free, the service.
+#[tokio::test]
+async fn an_ecs_rebalancing_service_action_event_refreshes_the_service_and_pauses_it() {
+    let (moto, client) = crate::aws::demo([4, 0, 2, 0, 0, 0]).await;
+    let backend = AwsBackend::new(client);
+    let policy = crate::aws::policy(
+        "  placement:\n    azBalanced: true\n    spread: [{topologyKey: host, maxSkew: 1}]\n",
+    );
+    moto.service_fields(
+        "web",
+        serde_json::json!({"availabilityZoneRebalancing": "ENABLED"}),
+    );
+    let mut snapshot = backend.snapshot("demo").await.unwrap();
+    assert!(!snapshot.services[0].az_rebalancing_in_progress);
+    let service_arn = snapshot.services[0].arn.clone();
+    let cluster_arn = service_arn
+        .replacen(":service/", ":cluster/", 1)
+        .rsplit_once('/')
+        .unwrap()
+        .0
+        .to_owned();
+
+    let message =
+        |id: &str, text: &str| serde_json::json!({"id": id, "createdAt": 1.7e9, "message": text});
+    let started = "service (web) is not AZ balanced with 4 tasks in us-east-1a, 2 tasks in us-east-1b, and 0 tasks in us-east-1c. AZ Rebalancing in progress.";
+    let completed = "service (web) is AZ balanced with 2 tasks in us-east-1a, 2 tasks in us-east-1b, and 2 tasks in us-east-1c.";
+    // What EventBridge delivers to the queue when ECS starts or ends.
+    let event = |id: &str, name: &str| {
+        serde_json::json!({
+            "version": "0", "id": id, "detail-type": "ECS Service Action", "source": "aws.ecs",
+            "account": "123456789012", "time": "2026-12-07T03:00:00Z", "region": "us-east-1",
+            "resources": [service_arn],
+            "detail": {"eventType": "INFO", "eventName": name, "clusterArn": cluster_arn, "createdAt": "2026-12-07T03:00:00Z"}
+        })
+        .to_string()
+    };
+    let refresh_after = |body: String| {
+        let parsed = stevedore::backend::events::parse(&body).unwrap();
+        let mut touched = stevedore::backend::refresh::Touched::default();
+        touched.note(&parsed);
+        assert_eq!(touched.services, ["web".to_owned()].into(), "{parsed:?}");
+        touched
+    };
+
+    moto.service_fields(
+        "web",
+        serde_json::json!({"availabilityZoneRebalancing": "ENABLED", "events": [message("1", started)]}),
+    );
+    let before = moto.calls("DescribeServices");
+    let touched = refresh_after(event("e1", "SERVICE_REBALANCING_STARTED"));
+    backend
+        .refresh("demo", &mut snapshot, &touched)
+        .await
+        .unwrap();
+    assert_eq!(moto.calls("DescribeServices"), before + 1);
+    assert!(snapshot.services[0].az_rebalancing_in_progress);
+    let during = stevedore::plan::plan(&policy, &snapshot, 0);
+    assert_eq!(
+        during.statuses[0].state,
+        State::Paused,
+        "{:#?}",
+        during.statuses[0]
+    );
+    assert!(during.actions.is_empty(), "{:#?}", during.actions);
+    assert!(during.statuses[0].reason.contains("ECS is rebalancing"));
+
+    moto.service_fields(
+        "web",
+        serde_json::json!({"availabilityZoneRebalancing": "ENABLED", "events": [message("2", completed), message("1", started)]}),
+    );
+    let touched = refresh_after(event("e2", "SERVICE_REBALANCING_COMPLETED"));
+    backend
+        .refresh("demo", &mut snapshot, &touched)
+        .await
+        .unwrap();
+    assert!(!snapshot.services[0].az_rebalancing_in_progress);
+    let after = stevedore::plan::plan(&policy, &snapshot, 0);
+    assert_ne!(
+        after.statuses[0].state,
+        State::Paused,
+        "{:#?}",
+        after.statuses[0]
+    );
+}
