@@ -662,6 +662,22 @@ async fn put_cpu(cw: &aws_sdk_cloudwatch::Client, service: &str, value: f64, at:
         .unwrap();
 }
 
+/// ECS's own service events for an AZ rebalancing of `web` (4/2/0), as
+/// DescribeServices lists them.
+const REBALANCING_STARTED: &str = "service (web) is not AZ balanced with 4 tasks in us-east-1a, 2 tasks in us-east-1b, and 0 tasks in us-east-1c. AZ Rebalancing in progress.";
+const REBALANCING_COMPLETED: &str = "service (web) is AZ balanced with 2 tasks in us-east-1a, 2 tasks in us-east-1b, and 2 tasks in us-east-1c.";
+
+fn service_event(id: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({"id": id, "createdAt": 1.7e9, "message": message})
+}
+
+/// Zones and hosts, the policy of the AZ rebalancing tests.
+fn zones_and_hosts() -> Vec<stevedore::spec::Policy> {
+    crate::aws::policy(
+        "  placement:\n    azBalanced: true\n    spread: [{topologyKey: host, maxSkew: 1}]\n",
+    )
+}
+
 /// ECS's AZ rebalancing, as DescribeServices tells it (moto knows neither
 /// the field nor service events; the front answers them as ECS does),
 /// drives the planner's decisions: ENABLED, the zones are delegated and
@@ -672,9 +688,7 @@ async fn put_cpu(cw: &aws_sdk_cloudwatch::Client, service: &str, value: f64, at:
 async fn ecs_az_rebalancing_read_from_describe_services_drives_the_plan() {
     let (moto, client) = crate::aws::demo([4, 0, 2, 0, 0, 0]).await;
     let backend = AwsBackend::new(client);
-    let policy = crate::aws::policy(
-        "  placement:\n    azBalanced: true\n    spread: [{topologyKey: host, maxSkew: 1}]\n",
-    );
+    let policy = zones_and_hosts();
     let plan =
         |snapshot: &stevedore::model::ClusterSnapshot| stevedore::plan::plan(&policy, snapshot, 0);
 
@@ -707,9 +721,7 @@ async fn ecs_az_rebalancing_read_from_describe_services_drives_the_plan() {
     );
 
     // Its service events, newest first: rebalancing under way, then done.
-    let started = "service (web) is not AZ balanced with 4 tasks in us-east-1a, 2 tasks in us-east-1b, and 0 tasks in us-east-1c. AZ Rebalancing in progress.";
-    let completed = "service (web) is AZ balanced with 2 tasks in us-east-1a, 2 tasks in us-east-1b, and 2 tasks in us-east-1c.";
-    let event = |id: &str, message: &str| serde_json::json!({"id": id, "createdAt": 1.7e9, "message": message});
+    let (started, completed, event) = (REBALANCING_STARTED, REBALANCING_COMPLETED, service_event);
     moto.service_fields(
         "web",
         serde_json::json!({"availabilityZoneRebalancing": "ENABLED", "events": [event("2", "service (web) has started 1 tasks: (task x)."), event("1", started)]}),
@@ -758,9 +770,7 @@ async fn ecs_az_rebalancing_read_from_describe_services_drives_the_plan() {
 async fn an_ecs_rebalancing_service_action_event_refreshes_the_service_and_pauses_it() {
     let (moto, client) = crate::aws::demo([4, 0, 2, 0, 0, 0]).await;
     let backend = AwsBackend::new(client);
-    let policy = crate::aws::policy(
-        "  placement:\n    azBalanced: true\n    spread: [{topologyKey: host, maxSkew: 1}]\n",
-    );
+    let policy = zones_and_hosts();
     moto.service_fields(
         "web",
         serde_json::json!({"availabilityZoneRebalancing": "ENABLED"}),
