@@ -243,21 +243,32 @@ impl AwsBackend {
 
     async fn task_arns(&self, cluster: &str) -> backend::Result<Vec<String>> {
         // Only tasks meant to run: STOPPED ones are history.
-        self.list_all("ListTasks", |token| async move {
-            let out = self
-                .ecs
-                .list_tasks()
-                .cluster(cluster)
-                .desired_status(DesiredStatus::Running)
-                .max_results(PAGE)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| api_error("ListTasks", e))?;
-            Ok((
-                out.task_arns().to_vec(),
-                out.next_token().map(str::to_owned),
-            ))
+        self.task_arns_of(cluster, DesiredStatus::Running).await
+    }
+
+    async fn task_arns_of(
+        &self,
+        cluster: &str,
+        desired: DesiredStatus,
+    ) -> backend::Result<Vec<String>> {
+        self.list_all("ListTasks", |token| {
+            let desired = desired.clone();
+            async move {
+                let out = self
+                    .ecs
+                    .list_tasks()
+                    .cluster(cluster)
+                    .desired_status(desired)
+                    .max_results(PAGE)
+                    .set_next_token(token)
+                    .send()
+                    .await
+                    .map_err(|e| api_error("ListTasks", e))?;
+                Ok((
+                    out.task_arns().to_vec(),
+                    out.next_token().map(str::to_owned),
+                ))
+            }
         })
         .await
     }
@@ -623,6 +634,36 @@ impl Backend for AwsBackend {
         let delta = Delta::from_reads(&touched, taken_at, services, instances, live);
         refresh::apply(snapshot, delta);
         Ok(())
+    }
+
+    async fn recently_stopped(&self, cluster: &str) -> backend::Result<Vec<backend::StoppedTask>> {
+        let arns = self.task_arns_of(cluster, DesiredStatus::Stopped).await?;
+        let pages = self
+            .batched("DescribeTasks", &arns, limits::DESCRIBE_TASKS, |chunk| {
+                self.ecs
+                    .describe_tasks()
+                    .cluster(cluster)
+                    .set_tasks(Some(chunk))
+                    .send()
+            })
+            .await?;
+        let millis = |d: &aws_sdk_ecs::primitives::DateTime| {
+            u64::try_from(d.to_millis().unwrap_or(0)).unwrap_or(0)
+        };
+        Ok(pages
+            .iter()
+            .flat_map(|out| out.tasks())
+            .filter_map(|t| {
+                Some(backend::StoppedTask {
+                    id: t.task_arn()?.to_owned(),
+                    service: t.group()?.strip_prefix("service:")?.to_owned(),
+                    zone: t.availability_zone().map(str::to_owned),
+                    instance: t.container_instance_arn().map(str::to_owned),
+                    reason: t.stopped_reason().unwrap_or_default().to_owned(),
+                    stopping_at: t.stopping_at().map(millis),
+                })
+            })
+            .collect())
     }
 
     async fn protected_tasks(

@@ -85,6 +85,10 @@ impl Backend for Router {
             .await
     }
 
+    async fn recently_stopped(&self, cluster: &str) -> backend::Result<Vec<backend::StoppedTask>> {
+        self.at(cluster).await.recently_stopped(cluster).await
+    }
+
     async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> backend::Result<()> {
         self.at(cluster)
             .await

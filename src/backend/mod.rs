@@ -55,6 +55,24 @@ pub struct MetricQuery {
 /// A statistic by name (`Average`), so queries can be ordered and hashed.
 pub type StatisticName = String;
 
+/// A service task that ECS still lists as stopped (for at least an hour
+/// after it stops), as [`Backend::recently_stopped`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoppedTask {
+    pub id: String,
+    /// The service's name.
+    pub service: String,
+    /// Its zone, where the API says so (ECS's `availabilityZone`).
+    pub zone: Option<String>,
+    /// Its container instance, to find the zone through otherwise.
+    pub instance: Option<String>,
+    /// The `reason` StopTask was given (stevedore's start with
+    /// [`crate::controller::STOP_REASON_PREFIX`]).
+    pub reason: String,
+    /// When the stop was asked for (ECS's `stoppingAt`), on the planner's clock.
+    pub stopping_at: Option<Millis>,
+}
+
 /// Why a backend call failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -145,6 +163,12 @@ pub trait Backend {
         cluster: &str,
         services: &[String],
     ) -> impl Future<Output = Result<BTreeSet<String>>>;
+    /// The service tasks ECS lists as stopped in `cluster` (ListTasks with
+    /// `desiredStatus` STOPPED): what was stopped within about the last
+    /// hour, whoever stopped it. A controller that starts (or takes a
+    /// cluster over) rebuilds its ledger of stops from it, so that a
+    /// restart does not refill the DisruptionBudget.
+    fn recently_stopped(&self, cluster: &str) -> impl Future<Output = Result<Vec<StoppedTask>>>;
     /// Where the clusters that are not in the controller's own account and
     /// region live (the specs' Cluster documents), given again whenever the
     /// specs change. A backend with one place (the simulator) ignores it.

@@ -538,6 +538,13 @@ impl<B: crate::backend::Backend> crate::backend::Backend for Fenced<'_, B> {
         self.inner.protected_tasks(cluster, tasks).await
     }
 
+    async fn recently_stopped(
+        &self,
+        cluster: &str,
+    ) -> crate::backend::Result<Vec<crate::backend::StoppedTask>> {
+        self.inner.recently_stopped(cluster).await
+    }
+
     async fn update_task_protection(
         &self,
         cluster: &str,

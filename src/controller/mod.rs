@@ -127,6 +127,25 @@ async fn plan_first<B: Backend>(
     memory: &mut Memory,
 ) -> backend::Result<(Plan, Option<String>)> {
     let policies = &specs.policies[..];
+    // The budget spent before this memory was kept: by this controller
+    // before a restart, or by the replica it took the cluster over from.
+    // Without it the budget would refill; a failed read fails the pass.
+    if !memory.ledger_recovered
+        && let Some(budget) = specs.budget(&snapshot.cluster)
+    {
+        let stopped = backend.recently_stopped(cluster).await?;
+        let recovered = memory
+            .ledger
+            .recover(recovered_stops(&stopped, snapshot, now));
+        memory.ledger_recovered = true;
+        if recovered > 0 {
+            tracing::info!(
+                "{cluster}: {} by stevedore, read back from ECS's stopped tasks, count against budget {}",
+                crate::words::count(recovered as u64, "earlier stop"),
+                budget.name
+            );
+        }
+    }
     // Two controllers writing one desired count is a bug: the services
     // whose count a policy sets are checked for Application Auto Scaling
     // targets (no Describe call reports them), and the planner pauses those.
@@ -152,6 +171,41 @@ async fn plan_first<B: Backend>(
         }
     }
     Ok((plan_with(specs, snapshot, now, memory), metric_error))
+}
+
+/// The reason stevedore gives every StopTask, followed by the policy and
+/// the rule: how its stops are told from others' among ECS's stopped tasks.
+pub const STOP_REASON_PREFIX: &str = "stevedore: ";
+
+/// The stops of `stopped` that stevedore made, as ledger entries: each
+/// counts from when it was asked for (from `now` where ECS does not say,
+/// which holds the budget longest), its zone from ECS or from its host in
+/// `snapshot`, in flight until its service is seen back.
+pub fn recovered_stops(
+    stopped: &[crate::backend::StoppedTask],
+    snapshot: &ClusterSnapshot,
+    now: Millis,
+) -> Vec<plan::budget::Stop> {
+    stopped
+        .iter()
+        .filter(|t| t.reason.starts_with(STOP_REASON_PREFIX))
+        .map(|t| plan::budget::Stop {
+            task: t.id.clone(),
+            service: t.service.clone(),
+            zone: t
+                .zone
+                .clone()
+                .or_else(|| {
+                    let host = t.instance.as_deref()?;
+                    let host = snapshot.instances.iter().find(|i| i.id == host)?;
+                    Some(host.zone.clone())
+                })
+                .unwrap_or_default(),
+            at: t.stopping_at.map_or(now, |at| at.min(now)),
+            settled: false,
+            known: vec![],
+        })
+        .collect()
 }
 
 /// Plans one cluster with its budget, if it has one.
@@ -285,7 +339,7 @@ pub async fn reconcile<B: Backend>(
                         // (then the next pass's).
                         continue;
                     }
-                    let reason = format!("stevedore: {} ({})", action.policy, action.rule);
+                    let reason = format!("{STOP_REASON_PREFIX}{} ({})", action.policy, action.rule);
                     backend.stop_task(cluster, task, &reason).await
                 }
                 ActionKind::SetDesiredCount { .. }
@@ -377,4 +431,77 @@ pub async fn reconcile_once<B: Backend>(
         &mut memory,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::StoppedTask;
+    use crate::model::{Instance, Resources};
+
+    fn stopped(id: &str, reason: &str, zone: Option<&str>, at: Option<Millis>) -> StoppedTask {
+        StoppedTask {
+            id: id.into(),
+            service: "web".into(),
+            zone: zone.map(str::to_owned),
+            instance: Some("i-b".into()),
+            reason: reason.into(),
+            stopping_at: at,
+        }
+    }
+
+    #[test]
+    fn only_stevedores_stops_are_read_back_with_their_zone_and_time() {
+        let size = Resources {
+            cpu: 1024,
+            memory: 1024,
+        };
+        let snapshot = ClusterSnapshot {
+            cluster: "demo".into(),
+            instances: vec![
+                Instance::active("i-a", "us-east-1a", size, Default::default()),
+                Instance::active("i-b", "us-east-1b", size, Default::default()),
+            ],
+            ..ClusterSnapshot::default()
+        };
+        let now = 10_000;
+        let listed = [
+            stopped(
+                "t1",
+                "stevedore: web (spread zone)",
+                Some("us-east-1c"),
+                Some(4_000),
+            ),
+            // Another tool's stop, a deployment's, a scale-in by ECS.
+            stopped("t2", "by hand", Some("us-east-1c"), Some(5_000)),
+            stopped(
+                "t3",
+                "Scaling activity initiated by (deployment ecs-svc/1)",
+                None,
+                None,
+            ),
+            // No zone from ECS: its host's. No time: now, the longest hold.
+            stopped("t4", "stevedore: web (oneTaskPerHost)", None, None),
+            // A clock ahead of ours counts as now.
+            stopped("t5", "stevedore: web (spread host)", None, Some(20_000)),
+        ];
+        let stops = recovered_stops(&listed, &snapshot, now);
+        let got: Vec<(&str, &str, Millis, bool)> = stops
+            .iter()
+            .map(|s| (s.task.as_str(), s.zone.as_str(), s.at, s.settled))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("t1", "us-east-1c", 4_000, false),
+                ("t4", "us-east-1b", now, false),
+                ("t5", "us-east-1b", now, false),
+            ]
+        );
+        assert!(
+            stops
+                .iter()
+                .all(|s| s.service == "web" && s.known.is_empty())
+        );
+    }
 }

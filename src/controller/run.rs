@@ -278,6 +278,9 @@ pub async fn run<B: Backend, E: EventSource>(
     let mut summary = RunSummary::default();
     let mut views: std::collections::BTreeMap<String, ClusterView> = Default::default();
     let mut memories: std::collections::BTreeMap<String, Memory> = Default::default();
+    // The clusters held at the last look: one taken (back) over since had
+    // stops made by another replica, which its ledger must read back.
+    let mut held_before: std::collections::BTreeSet<String> = Default::default();
     let mut schedule = Schedule::new(
         0,
         options.resync.as_millis() as Millis,
@@ -332,6 +335,12 @@ pub async fn run<B: Backend, E: EventSource>(
         let mut effective = in_force.clone();
         let named = clusters(&in_force.policies, options.cluster.as_deref());
         let mut held_now = held(options, &named);
+        for taken in held_now.difference(&held_before) {
+            if let Some(memory) = memories.get_mut(taken) {
+                memory.ledger_recovered = false;
+            }
+        }
+        held_before = held_now.clone();
         announce(options, observer, &named, &held_now);
         if shared(options) {
             tracing::info!(
@@ -592,6 +601,7 @@ pub async fn run<B: Backend, E: EventSource>(
                         tracing::info!("leader: lost the lease; planning and reporting only");
                     }
                     announce(options, observer, &managed, &now_held);
+                    held_before = now_held.clone();
                     held_now = now_held;
                     continue;
                 }

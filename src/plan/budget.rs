@@ -7,9 +7,12 @@
 //! (kept by the controller, like the scaling history): a stop is *in
 //! flight* until its service is back at its desired count with the stopped
 //! task gone, and counts toward the rate budget for `moves.per` after it
-//! was made. The ledger lives in memory: after a restart the rate budget
-//! starts empty, while tasks still missing keep their services paused (the
-//! per-service steady-state gate) whoever stopped them.
+//! was made. The ledger lives in memory; a controller that starts, or takes
+//! a cluster over from another replica, first [`Ledger::recover`]s the
+//! stops ECS still lists (stopped tasks whose reason is stevedore's, about
+//! an hour of them), so that a restart does not refill the budget. Stops
+//! older than ECS keeps are lost with a restart: a rate budget over more
+//! than an hour is exact only while one process runs.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
@@ -76,6 +79,23 @@ impl Ledger {
             settled: false,
             known,
         });
+    }
+
+    /// Adds stops made before this ledger was kept (by an earlier process
+    /// or another replica), not already in it; returns how many were new.
+    /// They count toward the rate budget from when they were made, and are
+    /// in flight until [`Ledger::settle`] finds their service back.
+    pub fn recover(&mut self, stops: impl IntoIterator<Item = Stop>) -> usize {
+        let before = self.stops.len();
+        for stop in stops {
+            if !self.stops.iter().any(|s| s.task == stop.task) {
+                self.stops.push(stop);
+            }
+        }
+        let recovered = self.stops.len() - before;
+        // Newest last, as the ledger is kept.
+        self.stops.sort_by_key(|s| s.at);
+        recovered
     }
 
     /// Settles the stops whose service is back at its desired count, with
@@ -411,6 +431,34 @@ mod tests {
         // The first stop has left the period.
         let a = allowance(&b, &l, 40, 1_000 + hour, NEW_YEAR);
         assert_eq!((a.stops, a.held), (Some(1), None));
+    }
+
+    #[test]
+    fn recovered_stops_spend_the_rate_budget_once_and_keep_the_ledger_in_order() {
+        let mut b = budget();
+        b.moves = Some(MoveRate {
+            max: 2,
+            per: Duration::from_secs(3600),
+        });
+        // This process stopped t0 at 5 s; ECS lists t0 and two older stops.
+        let mut l = ledger(&[("a", 5_000, false)]);
+        let mut listed = ledger(&[("a", 5_000, false), ("b", 1_000, true), ("c", 3_000, false)]);
+        listed.stops[1].settled = false;
+        assert_eq!(l.recover(listed.stops.clone()), 2);
+        let order: Vec<(&str, Millis)> = l.stops.iter().map(|s| (s.task.as_str(), s.at)).collect();
+        assert_eq!(order, [("t1", 1_000), ("t2", 3_000), ("t0", 5_000)]);
+        // Recovered twice (a second takeover): nothing counted twice.
+        assert_eq!(l.recover(listed.stops), 0);
+        assert_eq!(l.stops.len(), 3);
+        let a = allowance(&b, &l, 40, 10_000, NEW_YEAR);
+        assert_eq!(a.stops, Some(0), "{a:?}");
+        assert!(
+            a.held
+                .as_deref()
+                .unwrap()
+                .starts_with("3 moves in the last 1h"),
+            "{a:?}"
+        );
     }
 
     #[test]

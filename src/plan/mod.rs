@@ -297,6 +297,10 @@ pub struct Memory {
     pub history: HashMap<(String, String), scaling::History>,
     /// The stops stevedore made, for the cluster's DisruptionBudget.
     pub ledger: budget::Ledger,
+    /// Whether the stops made before this memory was kept were read back
+    /// into the ledger (see [`budget::Ledger::recover`]); read again when
+    /// the cluster is taken over.
+    pub ledger_recovered: bool,
     /// Per (policy, service): whether the last moves landed as planned.
     pub moves: HashMap<(String, String), backoff::MoveCheck>,
     /// Per (policy, service): a scale-in whose kept tasks stevedore protected.

@@ -114,6 +114,9 @@ pub struct Simulator {
     seed: u64,
     /// When each StopTask call was answered, in order.
     pub stop_requests: Vec<Millis>,
+    /// The tasks stopped on request, with the reason given, as ECS lists
+    /// them (STOPPED) for an hour.
+    stopped_on_request: Vec<backend::StoppedTask>,
     /// Tasks stopped on request while they had scale-in protection: what
     /// stevedore must never do (ECS itself would not refuse).
     pub stopped_protected: Vec<String>,
@@ -278,6 +281,7 @@ impl Simulator {
             metrics: vec![],
             seed,
             stop_requests: vec![],
+            stopped_on_request: vec![],
             stopped_protected: vec![],
             events_lost: 0,
             rebalancing: BTreeMap::new(),
@@ -1411,6 +1415,10 @@ impl SimBackend {
     }
 }
 
+/// How long ECS lists a stopped task (at least an hour, says its
+/// documentation; the simulator keeps it that long).
+const LISTED_STOPPED: Millis = 3_600_000;
+
 impl Backend for SimBackend {
     async fn snapshot(&self, cluster: &str) -> backend::Result<ClusterSnapshot> {
         self.call(|sim, at| {
@@ -1517,7 +1525,26 @@ impl Backend for SimBackend {
         .await
     }
 
-    async fn stop_task(&self, cluster: &str, task: &str, _reason: &str) -> backend::Result<()> {
+    async fn recently_stopped(&self, cluster: &str) -> backend::Result<Vec<backend::StoppedTask>> {
+        self.call(|sim, at| {
+            sim.ours(cluster)?;
+            // ECS lists a stopped task for at least an hour: the simulator, for one.
+            let since = sim.now.saturating_sub(LISTED_STOPPED);
+            sim.stopped_on_request
+                .retain(|t| t.stopping_at.is_some_and(|stop| stop >= since));
+            let n = sim.stopped_on_request.len();
+            sim.make_calls("ListTasks", n.div_ceil(limits::LIST_PAGE).max(1) as u64, at)?;
+            sim.make_calls(
+                "DescribeTasks",
+                n.div_ceil(limits::DESCRIBE_TASKS) as u64,
+                at,
+            )?;
+            Ok(sim.stopped_on_request.clone())
+        })
+        .await
+    }
+
+    async fn stop_task(&self, cluster: &str, task: &str, reason: &str) -> backend::Result<()> {
         self.call(|sim, at| {
             sim.ours(cluster)?;
             sim.make_calls("StopTask", 1, at)?;
@@ -1531,13 +1558,18 @@ impl Backend for SimBackend {
             if sim.tasks[i].task.protected {
                 sim.stopped_protected.push(task.to_owned());
             }
-            if sim.tasks[i].task.status == TaskStatus::Running {
-                let t = &sim.tasks[i].task;
-                let zone = t
-                    .instance
-                    .map(|h| sim.instances[h].zone.clone())
-                    .unwrap_or_default();
-                sim.disruption.stopped(t.service, zone);
+            let t = &sim.tasks[i].task;
+            let zone = t.instance.map(|h| sim.instances[h].zone.clone());
+            sim.stopped_on_request.push(backend::StoppedTask {
+                id: t.id.clone(),
+                service: sim.services[t.service].name.clone(),
+                zone: zone.clone(),
+                instance: t.instance.map(|h| sim.instances[h].id.clone()),
+                reason: reason.to_owned(),
+                stopping_at: Some(answered),
+            });
+            if t.status == TaskStatus::Running {
+                sim.disruption.stopped(t.service, zone.unwrap_or_default());
             }
             sim.begin_stop(i);
             Ok(())

@@ -305,6 +305,115 @@ async fn a_stalled_leader_is_taken_over_and_follows_once_resumed() {
     assert_eq!(b.wait().unwrap().code(), Some(0));
 }
 
+/// A replica that takes a cluster over reads back the moves the old leader
+/// made (from ECS's stopped tasks) before it acts: the rate budget the
+/// leader spent stays spent, though the new leader's own memory of the
+/// cluster is older than those moves.
+#[tokio::test]
+async fn a_replica_taking_over_reads_back_the_budget_the_old_leader_spent() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let hosts = cluster(&moto, [1, 1, 1, 1, 1, 1]).await;
+    lease_table(&dynamodb(&moto)).await;
+    let specs = specs_dir(UNBALANCED);
+    std::fs::write(
+        specs.path().join("budget.yaml"),
+        "apiVersion: stevedore.io/v1alpha1\nkind: DisruptionBudget\nmetadata: {name: hourly}\nspec: {cluster: demo, moves: {max: 1, per: 1h}}\n",
+    )
+    .unwrap();
+    let dir = specs.path().to_str().unwrap().to_owned();
+    let replica = |name: &str| {
+        controller(
+            &moto,
+            &[
+                "run",
+                "--specs",
+                &dir,
+                "--lease-table",
+                "stevedore-leases",
+                "--lease-duration",
+                "3s",
+                "--resync",
+                "2s",
+                "--listen",
+                "off",
+            ],
+            &[("HOSTNAME", name)],
+        )
+    };
+    let mut a = replica("replica-a");
+    let a_lines = lines_of(&mut a);
+    let mut a_seen = vec![];
+    wait_for(&a_lines, "leader: acting", &mut a_seen);
+    let mut b = replica("replica-b");
+    let b_lines = lines_of(&mut b);
+    let mut b_seen = vec![];
+    wait_for(&b_lines, "not the leader", &mut b_seen);
+    // B's first pass, as a follower: its memory of the cluster starts here.
+    wait_for(&b_lines, "demo/web/web: Satisfied", &mut b_seen);
+
+    // Three more tasks in zone a (5/2/2): the leader moves one, and the
+    // budget holds the next.
+    for _ in 0..3 {
+        client
+            .start_task()
+            .cluster("demo")
+            .task_definition("web")
+            .container_instances(&hosts[0])
+            .started_by("ecs-svc/web")
+            .group("service:web")
+            .send()
+            .await
+            .unwrap();
+    }
+    client
+        .update_service()
+        .cluster("demo")
+        .service("web")
+        .desired_count(9)
+        .send()
+        .await
+        .unwrap();
+    wait_for(&a_lines, "demo/web/web: done: stop task", &mut a_seen);
+    // ECS replaces it in zone c (4/2/3): steady, and a move still wanted.
+    client
+        .start_task()
+        .cluster("demo")
+        .task_definition("web")
+        .container_instances(&hosts[4])
+        .started_by("ecs-svc/web")
+        .group("service:web")
+        .send()
+        .await
+        .unwrap();
+    wait_for(&a_lines, "1 move in the last 1h (moves.max 1)", &mut a_seen);
+
+    let signal = |child: &std::process::Child, sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &child.id().to_string()])
+            .status()
+            .unwrap();
+    };
+    signal(&a, "-STOP");
+    wait_for(&b_lines, "leader: took the lease", &mut b_seen);
+    wait_for(
+        &b_lines,
+        "demo: 1 earlier stop by stevedore, read back from ECS's stopped tasks, count against budget hourly",
+        &mut b_seen,
+    );
+    wait_for(&b_lines, "1 move in the last 1h (moves.max 1)", &mut b_seen);
+    // Two more resyncs as the leader: still held.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(moto.calls("StopTask"), 1, "{}", b_seen.join("\n"));
+
+    signal(&a, "-CONT");
+    for child in [&a, &b] {
+        crate::longrun::sigterm(child);
+    }
+    assert_eq!(a.wait().unwrap().code(), Some(0));
+    assert_eq!(b.wait().unwrap().code(), Some(0));
+}
+
 /// On the event path (a partial read), the service about to be acted on is
 /// read again with its tasks' scale-in protection before any stop: a
 /// protection turned on since is honoured, and one turned off since is

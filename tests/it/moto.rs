@@ -51,6 +51,9 @@ pub(crate) struct Front {
     /// keep (such as `availabilityZoneRebalancing` and the service's
     /// `events`), per service name: merged into moto's answer.
     service_fields: std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
+    /// Fields the front adds to DescribeTasks answers, by task ARN: the
+    /// `stoppingAt` of each task stopped through it.
+    task_fields: std::sync::Mutex<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 /// Which calls of an operation fail, and how.
@@ -450,10 +453,12 @@ fn with_header(message: &[u8], name: &str, value: &str) -> Vec<u8> {
     out
 }
 
-/// moto's DescribeServices answer with `fields` merged into the services
-/// they name (the whole answer as is if it is not JSON).
-fn with_service_fields(
+/// moto's Describe answer with `fields` merged into the objects of the
+/// list `list` whose `key` names them (DescribeServices: `services` by
+/// `serviceName`), the whole answer as is if it is not JSON.
+fn with_fields(
     response: &[u8],
+    (list, key): (&str, &str),
     fields: &std::collections::BTreeMap<String, serde_json::Value>,
 ) -> Vec<u8> {
     let Some(head_end) = response.windows(4).position(|w| w == b"\r\n\r\n") else {
@@ -463,17 +468,14 @@ fn with_service_fields(
     else {
         return response.to_vec();
     };
-    for service in body["services"].as_array_mut().into_iter().flatten() {
-        let name = service["serviceName"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        if let (Some(extra), Some(service)) = (
+    for object in body[list].as_array_mut().into_iter().flatten() {
+        let name = object[key].as_str().unwrap_or_default().to_owned();
+        if let (Some(extra), Some(object)) = (
             fields.get(&name).and_then(|f| f.as_object()),
-            service.as_object_mut(),
+            object.as_object_mut(),
         ) {
             for (k, v) in extra {
-                service.insert(k.clone(), v.clone());
+                object.insert(k.clone(), v.clone());
             }
         }
     }
@@ -733,11 +735,33 @@ fn front(moto_port: u16, state: std::sync::Arc<Front>) -> u16 {
                     );
                     return;
                 }
+                if operation == "stoptask" {
+                    // ECS says when a stop was asked for (`stoppingAt`); moto does not.
+                    let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+                    if let Some(task) = body["task"].as_str() {
+                        let now = std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)
+                            .unwrap()
+                            .as_secs_f64();
+                        state
+                            .task_fields
+                            .lock()
+                            .unwrap()
+                            .insert(task.to_owned(), serde_json::json!({"stoppingAt": now}));
+                    }
+                }
                 let mut response = exchange(moto_port, &request);
-                if operation == "describeservices" {
-                    let fields = state.service_fields.lock().unwrap().clone();
+                let added = match operation {
+                    "describeservices" => {
+                        Some((("services", "serviceName"), &state.service_fields))
+                    }
+                    "describetasks" => Some((("tasks", "taskArn"), &state.task_fields)),
+                    _ => None,
+                };
+                if let Some((list, fields)) = added {
+                    let fields = fields.lock().unwrap().clone();
                     if !fields.is_empty() {
-                        response = with_service_fields(&response, &fields);
+                        response = with_fields(&response, list, &fields);
                     }
                 }
                 let _ = stream.write_all(&closing(&response));

@@ -263,3 +263,63 @@ async fn plan_leaves_a_fargate_service_alone_and_says_why() {
     assert!(stdout.contains("web/web: Satisfied"), "{stdout}");
     assert!(!stdout.contains("desiredCount 2 ->"), "{stdout}");
 }
+
+/// A restart does not refill the DisruptionBudget: a second process reads
+/// back, from the tasks ECS lists as stopped with stevedore's reason, the
+/// move the first one made, and waits for the rate budget as the first
+/// would have.
+#[tokio::test]
+async fn a_restarted_controller_reads_back_the_moves_it_made_from_ecs() {
+    let moto = Moto::start();
+    let client = moto.client();
+    let hosts = cluster(&moto, [3, 2, 1, 0, 0, 0]).await;
+    let specs = specs_dir("  placement: {azBalanced: true}\n");
+    std::fs::write(
+        specs.path().join("budget.yaml"),
+        "apiVersion: stevedore.io/v1alpha1\nkind: DisruptionBudget\nmetadata: {name: hourly}\nspec: {cluster: demo, moves: {max: 1, per: 1h}}\n",
+    )
+    .unwrap();
+    let dir = specs.path().to_str().unwrap();
+
+    let first = stevedore(&moto, &["run", "--specs", dir, "--once"]);
+    let text = String::from_utf8_lossy(&first.stdout);
+    assert_eq!(first.status.code(), Some(0), "{text}");
+    assert!(text.contains("demo/web/web: done: stop task"), "{text}");
+    assert!(
+        !text.contains("read back"),
+        "nothing to read back yet: {text}"
+    );
+    assert_eq!(stopped(&client).await, 1);
+    // ECS replaces the task, in the emptiest zone: the service is steady
+    // again, and zones 4/1/1 still want a move.
+    client
+        .start_task()
+        .cluster("demo")
+        .task_definition("web")
+        .container_instances(&hosts[4])
+        .started_by("ecs-svc/web")
+        .group("service:web")
+        .send()
+        .await
+        .unwrap();
+
+    let second = stevedore(&moto, &["run", "--specs", dir, "--once"]);
+    let text = String::from_utf8_lossy(&second.stdout);
+    let logs = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(0), "{text}{logs}");
+    assert_eq!(
+        stopped(&client).await,
+        1,
+        "the budget held the second move: {text}"
+    );
+    assert!(
+        format!("{text}{logs}").contains(
+            "demo: 1 earlier stop by stevedore, read back from ECS's stopped tasks, count against budget hourly"
+        ),
+        "{text}{logs}"
+    );
+    assert!(
+        text.contains("1 move in the last 1h (moves.max 1)"),
+        "{text}"
+    );
+}

@@ -847,3 +847,43 @@ async fn an_ecs_rebalancing_service_action_event_refreshes_the_service_and_pause
         after.statuses[0]
     );
 }
+
+/// What ECS lists as stopped, read over the wire: each service task with
+/// the reason its StopTask gave and when the stop was asked for; running
+/// tasks and tasks of no service are not in it.
+#[tokio::test]
+async fn recently_stopped_reads_each_stopped_task_with_its_reason_and_time() {
+    let (_moto, client) = crate::aws::demo([2, 1, 0, 0, 0, 0]).await;
+    let backend = AwsBackend::new(client.clone());
+    assert_eq!(backend.recently_stopped("demo").await.unwrap(), vec![]);
+    let snapshot = backend.snapshot("demo").await.unwrap();
+    let before = stevedore::model::wall_clock();
+    let mut asked = vec![];
+    for (task, reason) in snapshot
+        .tasks
+        .iter()
+        .take(2)
+        .zip(["stevedore: web (spread)", "by hand"])
+    {
+        backend.stop_task("demo", &task.id, reason).await.unwrap();
+        let host = task.instance.map(|i| snapshot.instances[i].id.clone());
+        asked.push((task.id.clone(), host, reason.to_owned()));
+    }
+    let after = stevedore::model::wall_clock();
+    let mut read = backend.recently_stopped("demo").await.unwrap();
+    read.sort_by_key(|t| asked.iter().position(|(id, ..)| *id == t.id));
+    let got: Vec<(String, Option<String>, String)> = read
+        .iter()
+        .map(|t| (t.id.clone(), t.instance.clone(), t.reason.clone()))
+        .collect();
+    assert_eq!(got, asked);
+    for t in &read {
+        assert_eq!(t.service, "web");
+        let at = t.stopping_at.expect("ECS says when");
+        // ECS's timestamps are to the millisecond; the clock's to the second here.
+        assert!(
+            before - 1_000 <= at && at <= after + 1_000,
+            "{at} not in {before}..{after}"
+        );
+    }
+}
