@@ -1240,3 +1240,73 @@ fn ecs_balances_the_zones_and_stevedore_the_hosts_and_neither_undoes_the_other()
         "{batch:#?}"
     );
 }
+
+/// The simulator lists what was stopped on request as ECS does: each task
+/// with the reason its StopTask gave and when, for an hour, with the calls
+/// the AWS backend makes for it (ListTasks pages, DescribeTasks batches).
+#[test]
+fn the_simulator_lists_stopped_tasks_with_their_reason_for_an_hour() {
+    use stevedore::backend::Backend;
+    let g = scenario::GenerateSpec {
+        hosts: 6,
+        services: 2,
+        tasks: 12,
+        zones: 3,
+        skewed_share: 0.0,
+    };
+    let backend = stevedore::sim::SimBackend::new(scenario::generated(g, 7, 0).sim);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let snapshot = runtime.block_on(backend.snapshot("demo")).unwrap();
+    let stopped_at = backend.lock().now;
+    for (task, reason) in snapshot
+        .tasks
+        .iter()
+        .take(2)
+        .zip(["stevedore: a (spread)", "by hand"])
+    {
+        runtime
+            .block_on(backend.stop_task("demo", &task.id, reason))
+            .unwrap();
+    }
+    let before = backend.api_calls();
+    let listed = runtime.block_on(backend.recently_stopped("demo")).unwrap();
+    let calls: Vec<(String, u64)> = backend
+        .api_calls()
+        .into_iter()
+        .map(|(op, n)| (op.clone(), n - before.get(&op).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    assert_eq!(
+        calls,
+        [("DescribeTasks".into(), 1), ("ListTasks".into(), 1)]
+    );
+    let got: Vec<(&str, &str, Option<u64>)> = listed
+        .iter()
+        .map(|t| (t.id.as_str(), t.reason.as_str(), t.stopping_at))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                snapshot.tasks[0].id.as_str(),
+                "stevedore: a (spread)",
+                Some(stopped_at)
+            ),
+            (snapshot.tasks[1].id.as_str(), "by hand", Some(stopped_at)),
+        ]
+    );
+    for (t, s) in listed.iter().zip(&snapshot.tasks) {
+        assert_eq!(t.service, snapshot.services[s.service].name);
+        let host = &snapshot.instances[s.instance.unwrap()];
+        assert_eq!(
+            (t.zone.as_deref(), t.instance.as_deref()),
+            (Some(host.zone.as_str()), Some(host.id.as_str()))
+        );
+    }
+    // An hour later ECS lists them no more.
+    backend.lock().advance(stopped_at + 3_600_001);
+    let listed = runtime.block_on(backend.recently_stopped("demo")).unwrap();
+    assert_eq!(listed, vec![]);
+}
