@@ -916,7 +916,11 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
                 let mut watch = watch.borrow_mut();
                 watch.say(format_args!("[{}] timeline: {event}", clock(now)));
                 apply(&backend, event);
-                watch.trackers.values_mut().for_each(|t| t.disturbed = true);
+                // A restart changes nothing in the world: no move it makes
+                // is excused by it.
+                if !matches!(event, Event::ControllerRestarts) {
+                    watch.trackers.values_mut().for_each(|t| t.disturbed = true);
+                }
                 next_event += 1;
             }
             let (events, said) = {
@@ -956,19 +960,31 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         }
     };
     // The controller, until just after the last second (a pass due at the
-    // last second still runs).
+    // last second still runs); at each restart of the timeline it is shut
+    // down (after the pass under way) and started again with nothing kept.
+    let restarts: Vec<Millis> = timeline
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::ControllerRestarts))
+        .map(|(at, _)| *at)
+        .collect();
     let controller = async {
         let mut on_pass =
             |pass: &controller::Pass| watch.borrow_mut().pass(pass, &backend, &source);
-        let ran = controller::run(
-            &backend,
-            Some(&source),
-            &options,
-            &observer,
-            &mut on_pass,
-            tokio::time::sleep_until(at(duration + 1)),
-        )
-        .await;
+        let mut ran = Ok(Default::default());
+        for until in restarts.iter().copied().chain([duration + 1]) {
+            ran = controller::run(
+                &backend,
+                Some(&source),
+                &options,
+                &observer,
+                &mut on_pass,
+                tokio::time::sleep_until(at(until)),
+            )
+            .await;
+            if ran.is_err() {
+                break;
+            }
+        }
         stopped.set(true);
         ran
     };
@@ -1050,6 +1066,18 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         report.violations.push(format!(
             "DisruptionBudget {}: {} tasks stopped and not yet replaced at once, beyond maxUnavailable {max}",
             budget.name, report.disruption[&cluster].peak_stopped
+        ));
+    }
+    if let Some(budget) = specs.budget(&cluster)
+        && let Some(rate) = budget.moves
+        && let Some(most) = report.disruption[&cluster].max_moves_in_window
+        && most > rate.max
+    {
+        report.violations.push(format!(
+            "DisruptionBudget {}: {most} stops within {}, beyond moves.max {}",
+            budget.name,
+            humantime::format_duration(rate.per),
+            rate.max
         ));
     }
     let trackers = &mut watch.trackers;
@@ -1149,6 +1177,8 @@ fn apply(backend: &SimBackend, event: &Event) {
         Event::ZoneFails(zone) => sim.fail_zone(zone),
         Event::ZoneRecovers(zone) => sim.recover_zone(zone),
         Event::FaultsEnd => sim.faults = crate::sim::Faults::default(),
+        // Not the world's: the controller's loop restarts (see `run`).
+        Event::ControllerRestarts => {}
         Event::SetDesiredCount { service, count } => {
             if let Some(s) = sim.services.iter().position(|x| &x.name == service) {
                 sim.set_desired(s, *count);

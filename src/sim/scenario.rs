@@ -313,6 +313,12 @@ pub struct TimelineEntry {
     pub zone_recovers: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub set_desired_count: Option<SetDesiredCount>,
+    /// `true`: the controller restarts here, losing everything it kept in
+    /// memory (its ledger of stops, backoffs, scaling history, its view of
+    /// the cluster), as a crashed or redeployed controller does. It stops
+    /// after the pass under way, as on SIGTERM, and starts again at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub controller_restarts: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
@@ -437,6 +443,8 @@ pub enum Event {
     },
     /// The faults stop (`faults.until`).
     FaultsEnd,
+    /// The controller restarts, its memory lost.
+    ControllerRestarts,
 }
 
 impl std::fmt::Display for Event {
@@ -448,6 +456,7 @@ impl std::fmt::Display for Event {
             Event::ZoneFails(z) => write!(f, "zone {z} fails"),
             Event::ZoneRecovers(z) => write!(f, "zone {z} recovers"),
             Event::FaultsEnd => write!(f, "faults stop"),
+            Event::ControllerRestarts => write!(f, "the controller restarts, its memory lost"),
             Event::SetDesiredCount { service, count } => {
                 write!(f, "desiredCount of {service} set to {count}")
             }
@@ -666,6 +675,9 @@ pub fn from_text(name: &str, text: &str, base: &Path) -> Result<Scenario> {
                     count: d.count,
                 }),
         );
+        if entry.controller_restarts {
+            events.push(Event::ControllerRestarts);
+        }
         let kinds = [
             entry.host_joins.is_some(),
             entry.host_drains.is_some(),
@@ -673,6 +685,7 @@ pub fn from_text(name: &str, text: &str, base: &Path) -> Result<Scenario> {
             entry.zone_fails.is_some(),
             entry.zone_recovers.is_some(),
             entry.set_desired_count.is_some(),
+            entry.controller_restarts,
         ];
         if kinds.iter().filter(|k| **k).count() != 1 {
             return Err(invalid(format!(

@@ -112,6 +112,51 @@ fn no_sliding_period_holds_more_stops_than_the_rate_budget_allows() {
     assert!(disruption(&faster).max_moves_in_window.unwrap() > 3);
 }
 
+/// Restarts do not refill the rate budget: each new controller reads back
+/// what the last one stopped (from the tasks the simulated ECS lists as
+/// stopped) and the run is budget-rate's, restarted twice inside the first
+/// period. (Forgetting, the second restart alone makes nine stops in ten
+/// minutes: checked by hand with the read-back disabled, and the report
+/// calls that a violation.)
+#[test]
+fn restarts_inside_a_period_do_not_refill_the_rate_budget() {
+    let restarted = run_shipped("budget-restarts");
+    assert!(
+        restarted.violations.is_empty(),
+        "{:#?}",
+        restarted.violations
+    );
+    assert_eq!(converged_optimally(&restarted), 10);
+    assert_eq!(disruption(&restarted).max_moves_in_window, Some(3));
+    let restarts: Vec<f64> = restarted
+        .reactions
+        .iter()
+        .filter(|r| r.event.starts_with("the controller restarts"))
+        .map(|r| r.at_s)
+        .collect();
+    assert_eq!(restarts, [120.0, 300.0]);
+    // Each new process read the cluster again in full, and what was
+    // stopped (a ListTasks more than the full reads' own).
+    let calls = &restarted.api_calls;
+    assert_eq!(calls["ListTasks"], calls["ListServices"] + 3, "{calls:?}");
+    // The moves are budget-rate's, at the same pace.
+    let plain = run_shipped("budget-rate");
+    let stops_by_period = |r: &Report| -> Vec<usize> {
+        (0..5)
+            .map(|k| {
+                r.actions
+                    .iter()
+                    .filter(|a| {
+                        matches!(a.action.kind, stevedore::plan::ActionKind::StopTask { .. })
+                            && (a.at_s / 600.0).floor() as usize == k
+                    })
+                    .count()
+            })
+            .collect()
+    };
+    assert_eq!(stops_by_period(&restarted), stops_by_period(&plain));
+}
+
 const BUDGET: &str = "apiVersion: stevedore.io/v1alpha1
 kind: DisruptionBudget
 metadata: {name: prod-nights}
