@@ -429,6 +429,32 @@ mod tests {
             html.contains("domains without tasks are not listed"),
             "{html}"
         );
+        // Every host listed, the emptiest among them: nothing left unsaid.
+        let all_listed = render(&StatusDoc {
+            policies: vec![policy(vec![ConstraintReport {
+                topology: "host".into(),
+                max_skew: 1,
+                skew: 2,
+                tasks_per_domain: vec![("a-1".into(), 3), ("b-1".into(), 1)],
+            }])],
+            ..StatusDoc::default()
+        });
+        assert!(
+            all_listed.contains("a domain may hold up to 2 tasks"),
+            "{all_listed}"
+        );
+        assert!(!all_listed.contains("not listed"), "{all_listed}");
+        // An empty domain listed as such needs no note either.
+        let empty_listed = render(&StatusDoc {
+            policies: vec![policy(vec![ConstraintReport {
+                topology: "zone".into(),
+                max_skew: 1,
+                skew: 2,
+                tasks_per_domain: vec![("a".into(), 2), ("c".into(), 0)],
+            }])],
+            ..StatusDoc::default()
+        });
+        assert!(!empty_listed.contains("not listed"), "{empty_listed}");
     }
 
     #[test]
