@@ -1,9 +1,9 @@
 //! The invariants, fuzzed: random small clusters, policies of every rule
 //! (spread over zones and hosts, one task per host, scaling, DryRun, a
-//! cluster DisruptionBudget) on services with or without ECS's own AZ
-//! rebalancing, timelines (hosts joining, draining and
-//! terminating, a zone failing and recovering, a desired count changed by
-//! hand) and fault mixes (API errors, throttles, events lost, duplicated
+//! cluster DisruptionBudget with or without a move rate) on services with
+//! or without ECS's own AZ rebalancing, timelines (hosts joining, draining
+//! and terminating, a zone failing and recovering, a desired count changed
+//! by hand, the controller restarting with its memory lost) and fault mixes (API errors, throttles, events lost, duplicated
 //! and reordered, until a moment), each run through the simulator with
 //! the controller's real loop.
 //!
@@ -79,6 +79,8 @@ enum EventCase {
         service: usize,
         count: u32,
     },
+    /// The controller restarts, its memory lost.
+    Restarts,
 }
 
 #[derive(Debug, Clone)]
@@ -87,8 +89,9 @@ struct Case {
     /// Per host: its zone (modulo `zones`) and whether it is an edge host.
     hosts: Vec<(usize, bool)>,
     services: Vec<ServiceCase>,
-    /// A cluster DisruptionBudget: maxUnavailable and oneZoneAtATime.
-    budget: Option<(u32, bool)>,
+    /// A cluster DisruptionBudget: maxUnavailable, oneZoneAtATime, and
+    /// a move rate (max, per minutes).
+    budget: Option<(u32, bool, Option<(u32, u32)>)>,
     /// (minute, event)
     timeline: Vec<(u32, EventCase)>,
     faults: (f64, f64, f64, f64, bool),
@@ -142,6 +145,7 @@ fn event() -> impl Strategy<Value = EventCase> {
         (0usize..9).prop_map(|host| EventCase::Terminates { host }),
         (0usize..9).prop_map(|host| EventCase::ZoneOutage { host }),
         (0usize..3, 1u32..=6).prop_map(|(service, count)| EventCase::SetCount { service, count }),
+        Just(EventCase::Restarts),
     ]
 }
 
@@ -150,7 +154,13 @@ fn case() -> impl Strategy<Value = Case> {
         2usize..=3,
         proptest::collection::vec((0usize..3, proptest::bool::weighted(0.6)), 3..=7),
         proptest::collection::vec(service(), 1..=3),
-        proptest::option::of((1u32..=3, any::<bool>())),
+        // A rate of at least one move in two minutes: thirty minutes
+        // after the faults are enough to converge.
+        proptest::option::of((
+            1u32..=3,
+            any::<bool>(),
+            proptest::option::of((1u32..=3, 1u32..=2)),
+        )),
         proptest::collection::vec((1u32..=12, event()), 0..=3),
         (
             prop_oneof![Just(0.0), 0.0..0.3],
@@ -261,10 +271,13 @@ impl Case {
             )
             .unwrap();
         }
-        if let Some((max, one_zone)) = self.budget {
+        if let Some((max, one_zone, rate)) = self.budget {
+            let rate = rate.map_or(String::new(), |(moves, per)| {
+                format!(", moves: {{max: {moves}, per: {per}m}}")
+            });
             writeln!(
                 policies,
-                "    - inline: |\n        apiVersion: stevedore.io/v1alpha1\n        kind: DisruptionBudget\n        metadata: {{name: cluster-budget}}\n        spec: {{cluster: demo, maxUnavailable: {max}, oneZoneAtATime: {one_zone}}}"
+                "    - inline: |\n        apiVersion: stevedore.io/v1alpha1\n        kind: DisruptionBudget\n        metadata: {{name: cluster-budget}}\n        spec: {{cluster: demo, maxUnavailable: {max}, oneZoneAtATime: {one_zone}{rate}}}"
             )
             .unwrap();
         }
@@ -303,6 +316,7 @@ impl Case {
                     "setDesiredCount: {{service: s{}, count: {count}}}",
                     service % self.services.len()
                 ),
+                EventCase::Restarts => "controllerRestarts: true".to_owned(),
             };
             writeln!(timeline, "    - {{at: {minute}m, {line}}}").unwrap();
         }
