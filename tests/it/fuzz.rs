@@ -338,6 +338,10 @@ struct Tally {
     unsatisfiable: u64,
     converging: u64,
     other: u64,
+    /// Cases whose controller restarted at least once, and those whose
+    /// budget has a move rate.
+    restarted: u64,
+    rated: u64,
 }
 
 /// The end state's checks: no violation, nothing mispredicted, every
@@ -415,6 +419,12 @@ fn fuzz(cases: u32, fresh: bool) -> Tally {
         );
         let mut tally = tally.borrow_mut();
         tally.cases += 1;
+        tally.restarted += u64::from(
+            case.timeline
+                .iter()
+                .any(|(_, e)| matches!(e, EventCase::Restarts)),
+        );
+        tally.rated += u64::from(case.budget.is_some_and(|(_, _, rate)| rate.is_some()));
         let dry_run = |service: &str| {
             service
                 .strip_prefix('s')
@@ -441,7 +451,7 @@ fn fuzz_random_clusters_policies_timelines_and_faults_keep_every_invariant() {
     let started = std::time::Instant::now();
     let tally = fuzz(cases, asked.is_some());
     eprintln!(
-        "fuzz: {} cases in {:.1} s: {} passes, {} stops; at the end {} policies satisfied, {} unsatisfiable (with why), {} converging (DryRun or backing off), {} paused or not found; 0 violations, 0 mispredicted moves",
+        "fuzz: {} cases in {:.1} s: {} passes, {} stops; at the end {} policies satisfied, {} unsatisfiable (with why), {} converging (DryRun or backing off), {} paused or not found; 0 violations, 0 mispredicted moves; {} cases restarted the controller, {} had a move rate",
         tally.cases,
         started.elapsed().as_secs_f64(),
         tally.passes,
@@ -449,9 +459,13 @@ fn fuzz_random_clusters_policies_timelines_and_faults_keep_every_invariant() {
         tally.converged,
         tally.unsatisfiable,
         tally.converging,
-        tally.other
+        tally.other,
+        tally.restarted,
+        tally.rated
     );
     assert!(tally.cases >= u64::from(cases));
+    // Restarts and rates are in the mix.
+    assert!(tally.restarted > 0 && tally.rated > 0, "{tally:?}");
     // The cases do something: the controller stopped tasks in them.
     assert!(tally.stops > 0, "{tally:?}");
 }
