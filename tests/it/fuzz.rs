@@ -83,15 +83,22 @@ enum EventCase {
     Restarts,
 }
 
+/// A cluster DisruptionBudget.
+#[derive(Debug, Clone)]
+struct BudgetCase {
+    max_unavailable: u32,
+    one_zone_at_a_time: bool,
+    /// A move rate: at most this many moves per this many minutes.
+    rate: Option<(u32, u32)>,
+}
+
 #[derive(Debug, Clone)]
 struct Case {
     zones: usize,
     /// Per host: its zone (modulo `zones`) and whether it is an edge host.
     hosts: Vec<(usize, bool)>,
     services: Vec<ServiceCase>,
-    /// A cluster DisruptionBudget: maxUnavailable, oneZoneAtATime, and
-    /// a move rate (max, per minutes).
-    budget: Option<(u32, bool, Option<(u32, u32)>)>,
+    budget: Option<BudgetCase>,
     /// (minute, event)
     timeline: Vec<(u32, EventCase)>,
     faults: (f64, f64, f64, f64, bool),
@@ -156,11 +163,18 @@ fn case() -> impl Strategy<Value = Case> {
         proptest::collection::vec(service(), 1..=3),
         // A rate of at least one move in two minutes: thirty minutes
         // after the faults are enough to converge.
-        proptest::option::of((
-            1u32..=3,
-            any::<bool>(),
-            proptest::option::of((1u32..=3, 1u32..=2)),
-        )),
+        proptest::option::of(
+            (
+                1u32..=3,
+                any::<bool>(),
+                proptest::option::of((1u32..=3, 1u32..=2)),
+            )
+                .prop_map(|(max_unavailable, one_zone_at_a_time, rate)| BudgetCase {
+                    max_unavailable,
+                    one_zone_at_a_time,
+                    rate,
+                }),
+        ),
         proptest::collection::vec((1u32..=12, event()), 0..=3),
         (
             prop_oneof![Just(0.0), 0.0..0.3],
@@ -271,7 +285,12 @@ impl Case {
             )
             .unwrap();
         }
-        if let Some((max, one_zone, rate)) = self.budget {
+        if let Some(BudgetCase {
+            max_unavailable: max,
+            one_zone_at_a_time: one_zone,
+            rate,
+        }) = self.budget
+        {
             let rate = rate.map_or(String::new(), |(moves, per)| {
                 format!(", moves: {{max: {moves}, per: {per}m}}")
             });
@@ -424,7 +443,7 @@ fn fuzz(cases: u32, fresh: bool) -> Tally {
                 .iter()
                 .any(|(_, e)| matches!(e, EventCase::Restarts)),
         );
-        tally.rated += u64::from(case.budget.is_some_and(|(_, _, rate)| rate.is_some()));
+        tally.rated += u64::from(case.budget.as_ref().is_some_and(|b| b.rate.is_some()));
         let dry_run = |service: &str| {
             service
                 .strip_prefix('s')
