@@ -408,6 +408,41 @@ mod tests {
     }
 
     #[test]
+    fn the_last_actions_are_listed_newest_first_failures_marked() {
+        let action = |n: usize, result: &str| ActionRecord {
+            time: format!("t{n:02}"),
+            cluster: "demo".into(),
+            policy: "web".into(),
+            service: "web".into(),
+            rule: "spread zone".into(),
+            action: format!("stop task {n} <x>"),
+            result: result.into(),
+        };
+        let mut last_actions: Vec<ActionRecord> = (0..24).map(|n| action(n, "ok")).collect();
+        last_actions.push(action(24, "StopTask: throttled"));
+        let html = render(&StatusDoc {
+            last_actions,
+            ..StatusDoc::default()
+        });
+        let rows: Vec<&str> = html
+            .lines()
+            .filter(|l| l.starts_with("<tr class=\"action\">"))
+            .collect();
+        assert_eq!(rows.len(), ACTIONS_SHOWN);
+        assert!(rows[0].contains("<td>t24</td>"), "{}", rows[0]);
+        assert!(rows[ACTIONS_SHOWN - 1].contains("<td>t05</td>"));
+        assert!(
+            rows[0].ends_with("<td class=\"failed\">StopTask: throttled</td></tr>"),
+            "{}",
+            rows[0]
+        );
+        assert!(rows[1..].iter().all(|r| r.ends_with("<td>ok</td></tr>")));
+        assert!(rows[1].contains("stop task 23 &lt;x&gt;"), "{}", rows[1]);
+        assert!(!html.contains("no-actions"));
+        assert!(render(&StatusDoc::default()).contains("No action yet."));
+    }
+
+    #[test]
     fn a_host_constraint_lists_hosts_with_tasks_and_counts_the_empty_ones() {
         // Skew 4 over hosts a-1=4, b-1=2 and empty ones: the emptiest
         // holds 0, so a host may hold 1.
