@@ -300,6 +300,9 @@ pub async fn reconcile<B: Backend>(
     now: Millis,
     memory: &mut Memory,
 ) -> backend::Result<Reconciled> {
+    // How long the reads and writes take (on tokio's clock: the API's time
+    // in the simulator), so that the stops are noted when they were made.
+    let began = tokio::time::Instant::now();
     let (mut plan, metric_error) =
         plan_first(backend, cluster, snapshot, specs, now, memory).await?;
     let services = stopping(&plan);
@@ -377,7 +380,12 @@ pub async fn reconcile<B: Backend>(
             executed.push((action.clone(), result));
         }
     }
-    memory.executed(&plan, snapshot, &executed, now);
+    // Noted as of the last write: a stop counts toward the rate budget from
+    // when ECS took it, not from when the pass began (seconds earlier on a
+    // large cluster), or a pass woken as the budget frees a stop would
+    // make it before one has really left the period.
+    let written = now + began.elapsed().as_millis() as Millis;
+    memory.executed(&plan, snapshot, &executed, written);
     Ok(Reconciled {
         plan,
         executed,

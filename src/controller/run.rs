@@ -281,6 +281,9 @@ pub async fn run<B: Backend, E: EventSource>(
     // The clusters held at the last look: one taken (back) over since had
     // stops made by another replica, which its ledger must read back.
     let mut held_before: std::collections::BTreeSet<String> = Default::default();
+    // Per cluster: when a stop its last plan held back may be made (a rate
+    // budget frees one, a backoff ends), on the planner's clock.
+    let mut retries: std::collections::BTreeMap<String, Millis> = Default::default();
     let mut schedule = Schedule::new(
         0,
         options.resync.as_millis() as Millis,
@@ -393,6 +396,9 @@ pub async fn run<B: Backend, E: EventSource>(
         let mut failed = false;
         let mut passes = vec![];
         let mut received = vec![];
+        // Only this pass's plans say what waits: a cluster that failed or
+        // is not read any more wakes nobody.
+        retries.clear();
         let pass = async {
             for cluster in to_read.iter().cloned() {
                 summary.reconciles += 1;
@@ -412,7 +418,13 @@ pub async fn run<B: Backend, E: EventSource>(
                     Ok(snapshot) => {
                         read = started.elapsed();
                         read_calls = total_calls(backend) - calls_before;
-                        reconcile(backend, &cluster, snapshot, full, &effective, now, memory).await
+                        // Planned as of now, the read done: the writes
+                        // that follow are noted from here (the ledger).
+                        let planned_at = options.clock.now();
+                        reconcile(
+                            backend, &cluster, snapshot, full, &effective, planned_at, memory,
+                        )
+                        .await
                     }
                     // A cluster that does not exist is an answer, not a
                     // failure: its policies are NotFound, the others go on.
@@ -431,6 +443,10 @@ pub async fn run<B: Backend, E: EventSource>(
                         tracing::warn!("{cluster}: no snapshot, nothing done: {e}");
                     }
                     Ok(outcome) => {
+                        match outcome.plan.retry_at {
+                            Some(at) => retries.insert(cluster.clone(), at),
+                            None => retries.remove(&cluster),
+                        };
                         view.note_executed(&outcome.executed);
                         let changes = observer.reconciled(&cluster, full, outcome);
                         report(&cluster, outcome, &mut summary);
@@ -490,6 +506,12 @@ pub async fn run<B: Backend, E: EventSource>(
         // A budget's window opening is a reason to look: a quiet cluster
         // would otherwise wait for its resync to notice.
         let window_opens = window_opening(&in_force, &options.clock);
+        // So is a held stop becoming possible: a rate budget's next stop,
+        // a backoff's end (a few milliseconds after, so the pass finds it).
+        let retry = retries.values().min().map(|at| {
+            let wait = at.saturating_sub(options.clock.now()) + 10;
+            tokio::time::Instant::now() + std::time::Duration::from_millis(wait)
+        });
         let mut admit = |messages: &[crate::backend::events::Message],
                          schedule: &mut Schedule,
                          tally: &mut intake::Tally,
@@ -540,7 +562,7 @@ pub async fn run<B: Backend, E: EventSource>(
                 }
                 continue;
             }
-            let next = next_poll.into_iter().chain(window_opens).fold(
+            let next = next_poll.into_iter().chain(window_opens).chain(retry).fold(
                 epoch + std::time::Duration::from_millis(schedule.next_wake()),
                 |a, b| a.min(b),
             );

@@ -161,6 +161,8 @@ pub struct Allowance {
     pub one_zone: bool,
     /// Why no stop at all may be made now.
     pub held: Option<String>,
+    /// When the rate budget frees its next stop, if it holds them all.
+    pub frees_at: Option<Millis>,
 }
 
 /// What `budget` leaves at `now` (`wall`: the same instant on the wall
@@ -178,6 +180,7 @@ pub fn allowance(
         zone: None,
         one_zone: budget.one_zone_at_a_time,
         held: None,
+        frees_at: None,
     };
     let in_flight = ledger.in_flight().count() as u32;
     if !budget.window_open(wall) {
@@ -210,6 +213,7 @@ pub fn allowance(
             // The oldest stop in the period leaves it first.
             let frees_at =
                 recent.iter().map(|s| s.at).min().unwrap_or(now) + rate.per.as_millis() as Millis;
+            allowance.frees_at = Some(frees_at);
             allowance.held = Some(format!(
                 "{} in the last {} (moves.max {}); the next in {}",
                 crate::words::count(recent.len() as u64, "move"),
@@ -640,6 +644,8 @@ mod tests {
                     "1 move needed, 0 now: DisruptionBudget prod-nights: 1 task stopped and not yet replaced (maxUnavailable 1)"
                 )
             );
+            // A replacement's arrival, not a moment, frees it: an event says so.
+            assert_eq!(plan.retry_at, None);
             // A window: 22:48 in Berlin, 3h12m before it opens.
             let mut b = demo_budget();
             b.windows =
@@ -672,6 +678,12 @@ mod tests {
                 reason(&plan, "s1").1,
                 "1 move needed, 0 now: DisruptionBudget prod-nights: 2 moves in the last 1h (moves.max 2); the next in 10m"
             );
+            // The loop wakes when the first leaves the hour.
+            assert_eq!(plan.retry_at, Some(60 * 60_000));
+            // Not held: nothing to wake for.
+            let plan = plan_with(&p, Some(&b), &c.snapshot, 60 * 60_000, &mut memory);
+            assert_eq!(stops_of(&plan).len(), 1);
+            assert_eq!(plan.retry_at, None);
         }
 
         #[test]

@@ -201,6 +201,12 @@ pub struct Plan {
     pub cluster: String,
     pub actions: Vec<Action>,
     pub statuses: Vec<ServiceStatus>,
+    /// When a stop this plan holds back may be made (a rate budget frees
+    /// one, a backoff ends), on the planner's clock: a pass then is worth
+    /// making, though nothing else would wake the controller before its
+    /// resync.
+    #[serde(skip)]
+    pub retry_at: Option<Millis>,
 }
 
 impl Plan {
@@ -311,9 +317,10 @@ pub struct Memory {
 }
 
 impl Memory {
-    /// Notes the scalings and stops of `plan` that were carried out, for
-    /// the cooldowns, the budget and the check of each service's moves.
-    /// DryRun actions were never carried out.
+    /// Notes the scalings and stops of `plan` that were carried out (by
+    /// `now`, the moment of the last write), for the cooldowns, the budget
+    /// and the check of each service's moves. DryRun actions were never
+    /// carried out.
     pub fn executed<E>(
         &mut self,
         plan: &Plan,
@@ -579,13 +586,14 @@ pub fn plan_with_index(
                     &mut actions,
                     &limit,
                 );
-                hold_while_backing_off(
+                let until = hold_while_backing_off(
                     &mut memory.moves,
                     &policy.name,
                     &mut status,
                     &mut actions,
                     now,
                 );
+                plan.retry_at = earliest(plan.retry_at, until);
             }
             let dry_run = policy.mode == Mode::DryRun;
             status.dry_run = dry_run;
@@ -678,6 +686,7 @@ pub fn cluster_not_found(policies: &[Policy], cluster: &str) -> Plan {
             .filter(|p| p.target.cluster.name == cluster)
             .map(|p| not_found(p, cluster, None))
             .collect(),
+        retry_at: None,
     }
 }
 
@@ -818,19 +827,24 @@ fn could_place(index: &Index<'_>, o: usize, freed: &[usize], stopping: Option<us
     !view.candidates().is_empty()
 }
 
-/// Holds a service's stops while it backs off after moves that missed.
+/// The earlier of two moments, either of which may be unknown.
+fn earliest(a: Option<Millis>, b: Option<Millis>) -> Option<Millis> {
+    a.into_iter().chain(b).min()
+}
+
+/// Holds a service's stops while it backs off after moves that missed;
+/// returns when the backoff ends, if it held any.
 fn hold_while_backing_off(
     moves: &mut HashMap<(String, String), backoff::MoveCheck>,
     policy: &str,
     status: &mut ServiceStatus,
     actions: &mut Vec<Action>,
     now: Millis,
-) {
+) -> Option<Millis> {
     let key = (policy.to_owned(), status.service.clone());
-    let Some(check) = moves.get_mut(&key) else {
-        return;
-    };
+    let check = moves.get_mut(&key)?;
     let waiting = check.check(status, now);
+    let until = check.until;
     // Kept while the service converges: its moves are numbered across passes.
     if check.expected.is_none() && check.misses == 0 && status.moves_remaining == 0 {
         moves.remove(&key);
@@ -843,7 +857,9 @@ fn hold_while_backing_off(
         status.state = State::Converging;
         status.moves_planned = 0;
         status.reason = format!("{}, 0 now: {why}", needed(status.moves_remaining));
+        return Some(until);
     }
+    None
 }
 
 /// Spends the cluster's DisruptionBudget over the stops each service
@@ -987,6 +1003,7 @@ fn spend_budget(
             }
         }
         if replanned.is_empty() {
+            plan.retry_at = earliest(plan.retry_at, allowance.frees_at);
             status.state = State::Converging;
             status.moves_planned = 0;
             status.reason = format!(

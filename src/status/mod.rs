@@ -798,6 +798,7 @@ mod tests {
                     state,
                     format!("{state:?}"),
                 )],
+                ..Plan::default()
             },
             executed: vec![],
             metric_error: None,

@@ -112,6 +112,28 @@ fn no_sliding_period_holds_more_stops_than_the_rate_budget_allows() {
     assert!(disruption(&faster).max_moves_in_window.unwrap() > 3);
 }
 
+/// The loop wakes when the rate budget frees a stop: with a resync of 20
+/// minutes, the held moves still come every 10 minutes (at 1, 11, 21 and
+/// 31 minutes), not at the resyncs (20 and 40 minutes).
+#[test]
+fn a_rate_budget_that_frees_a_stop_wakes_the_loop() {
+    let quiet = run_edited(
+        "budget-rate",
+        "  duration: 45m\n",
+        "  duration: 45m\n  resync: 20m\n",
+    );
+    assert_eq!(converged_optimally(&quiet), 10);
+    assert_eq!(disruption(&quiet).max_moves_in_window, Some(3));
+    let mut stops_at: Vec<u64> = quiet
+        .actions
+        .iter()
+        .filter(|a| matches!(a.action.kind, stevedore::plan::ActionKind::StopTask { .. }))
+        .map(|a| a.at_s as u64 / 60)
+        .collect();
+    stops_at.dedup();
+    assert_eq!(stops_at, [1, 11, 21, 31], "minutes of the stops");
+}
+
 /// Restarts do not refill the rate budget: each new controller reads back
 /// what the last one stopped (from the tasks the simulated ECS lists as
 /// stopped) and the run is budget-rate's, restarted twice inside the first
@@ -286,4 +308,23 @@ fn a_service_whose_moves_miss_backs_off_exponentially_and_never_loops() {
         timeline.contains("backing off: after stevedore's last moves 2 moves were needed where 1 was expected (ECS placed a replacement otherwise than predicted, 3 in a row); next try in 4m"),
         "{timeline}"
     );
+
+    // The loop wakes when a backoff ends: with a resync of 20 minutes the
+    // stops still follow each wait within seconds, not at the resyncs.
+    let quiet = run_edited("model-disagrees", "resync: 1m", "resync: 20m");
+    let stops: Vec<f64> = quiet
+        .passes
+        .iter()
+        .filter(|p| p.stops > 0)
+        .map(|p| p.at_s)
+        .collect();
+    let gaps: Vec<f64> = stops.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.len() >= 3, "{gaps:?}");
+    for (k, gap) in gaps.iter().take(3).enumerate() {
+        let wait = 60.0 * f64::from(1u32 << k);
+        assert!(
+            (wait..wait + 60.0).contains(gap),
+            "gap {k} is {gap} s, the wait {wait} s: {gaps:?}"
+        );
+    }
 }
