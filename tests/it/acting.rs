@@ -185,16 +185,7 @@ async fn a_removed_policy_stops_managing_its_service_and_touches_nothing() {
         }
     }
     for _ in 0..4 {
-        client
-            .start_task()
-            .cluster("demo")
-            .task_definition("web")
-            .container_instances(a1.clone().unwrap())
-            .started_by("ecs-svc/web")
-            .group("service:web")
-            .send()
-            .await
-            .unwrap();
+        crate::aws::start_web_task(&client, "demo", a1.clone().unwrap()).await;
     }
     client
         .update_service()
@@ -233,6 +224,51 @@ async fn a_removed_policy_stops_managing_its_service_and_touches_nothing() {
     );
 }
 
+/// A replica's process, its output lines, and the lines read so far.
+type Replica = (
+    std::process::Child,
+    std::sync::mpsc::Receiver<String>,
+    Vec<String>,
+);
+
+/// Two replicas of one lease: `replica-a` leading, then `replica-b`
+/// following.
+fn leader_and_follower(moto: &Moto, specs: &str) -> [Replica; 2] {
+    [
+        ("replica-a", "leader: acting"),
+        ("replica-b", "not the leader"),
+    ]
+    .map(|(name, says)| {
+        let mut child = leased_replica(moto, specs, name);
+        let lines = lines_of(&mut child);
+        let mut seen = vec![];
+        wait_for(&lines, says, &mut seen);
+        (child, lines, seen)
+    })
+}
+
+/// `run` as one of the replicas that share one lease (3 s), resyncing
+/// every 2 s.
+fn leased_replica(moto: &Moto, specs: &str, name: &str) -> std::process::Child {
+    controller(
+        moto,
+        &[
+            "run",
+            "--specs",
+            specs,
+            "--lease-table",
+            "stevedore-leases",
+            "--lease-duration",
+            "3s",
+            "--resync",
+            "2s",
+            "--listen",
+            "off",
+        ],
+        &[("HOSTNAME", name)],
+    )
+}
+
 /// Two processes, one lease: the leader stalls (SIGSTOP), the other takes
 /// the lease once it has lapsed and leads; the old leader, resumed, knows
 /// it follows. (That a write is checked against the lease at the moment it
@@ -245,41 +281,10 @@ async fn a_stalled_leader_is_taken_over_and_follows_once_resumed() {
     lease_table(&dynamodb(&moto)).await;
     let specs = specs_dir(UNBALANCED);
     let dir = specs.path().to_str().unwrap().to_owned();
-    let replica = |name: &str| {
-        controller(
-            &moto,
-            &[
-                "run",
-                "--specs",
-                &dir,
-                "--lease-table",
-                "stevedore-leases",
-                "--lease-duration",
-                "3s",
-                "--resync",
-                "2s",
-                "--listen",
-                "off",
-            ],
-            &[("HOSTNAME", name)],
-        )
-    };
-    let mut a = replica("replica-a");
-    let a_lines = lines_of(&mut a);
-    let mut a_seen = vec![];
-    wait_for(&a_lines, "leader: acting", &mut a_seen);
-    let mut b = replica("replica-b");
-    let b_lines = lines_of(&mut b);
-    let mut b_seen = vec![];
-    wait_for(&b_lines, "not the leader", &mut b_seen);
+    let [(mut a, a_lines, mut a_seen), (mut b, b_lines, mut b_seen)] =
+        leader_and_follower(&moto, &dir);
 
-    let signal = |child: &std::process::Child, sig: &str| {
-        std::process::Command::new("kill")
-            .args([sig, &child.id().to_string()])
-            .status()
-            .unwrap();
-    };
-    signal(&a, "-STOP");
+    crate::aws::signal(&a, "-STOP");
     let stalled = Instant::now();
     wait_for(&b_lines, "leader: took the lease", &mut b_seen);
     let taken = stalled.elapsed();
@@ -291,7 +296,7 @@ async fn a_stalled_leader_is_taken_over_and_follows_once_resumed() {
     );
     wait_for(&b_lines, "leader: acting", &mut b_seen);
 
-    signal(&a, "-CONT");
+    crate::aws::signal(&a, "-CONT");
     // A's next pass: it knows it leads no more.
     wait_for(
         &a_lines,
@@ -322,49 +327,15 @@ async fn a_replica_taking_over_reads_back_the_budget_the_old_leader_spent() {
     )
     .unwrap();
     let dir = specs.path().to_str().unwrap().to_owned();
-    let replica = |name: &str| {
-        controller(
-            &moto,
-            &[
-                "run",
-                "--specs",
-                &dir,
-                "--lease-table",
-                "stevedore-leases",
-                "--lease-duration",
-                "3s",
-                "--resync",
-                "2s",
-                "--listen",
-                "off",
-            ],
-            &[("HOSTNAME", name)],
-        )
-    };
-    let mut a = replica("replica-a");
-    let a_lines = lines_of(&mut a);
-    let mut a_seen = vec![];
-    wait_for(&a_lines, "leader: acting", &mut a_seen);
-    let mut b = replica("replica-b");
-    let b_lines = lines_of(&mut b);
-    let mut b_seen = vec![];
-    wait_for(&b_lines, "not the leader", &mut b_seen);
+    let [(mut a, a_lines, mut a_seen), (mut b, b_lines, mut b_seen)] =
+        leader_and_follower(&moto, &dir);
     // B's first pass, as a follower: its memory of the cluster starts here.
     wait_for(&b_lines, "demo/web/web: Satisfied", &mut b_seen);
 
     // Three more tasks in zone a (5/2/2): the leader moves one, and the
     // budget holds the next.
     for _ in 0..3 {
-        client
-            .start_task()
-            .cluster("demo")
-            .task_definition("web")
-            .container_instances(&hosts[0])
-            .started_by("ecs-svc/web")
-            .group("service:web")
-            .send()
-            .await
-            .unwrap();
+        crate::aws::start_web_task(&client, "demo", &hosts[0]).await;
     }
     client
         .update_service()
@@ -376,25 +347,10 @@ async fn a_replica_taking_over_reads_back_the_budget_the_old_leader_spent() {
         .unwrap();
     wait_for(&a_lines, "demo/web/web: done: stop task", &mut a_seen);
     // ECS replaces it in zone c (4/2/3): steady, and a move still wanted.
-    client
-        .start_task()
-        .cluster("demo")
-        .task_definition("web")
-        .container_instances(&hosts[4])
-        .started_by("ecs-svc/web")
-        .group("service:web")
-        .send()
-        .await
-        .unwrap();
+    crate::aws::start_web_task(&client, "demo", &hosts[4]).await;
     wait_for(&a_lines, "1 move in the last 1h (moves.max 1)", &mut a_seen);
 
-    let signal = |child: &std::process::Child, sig: &str| {
-        std::process::Command::new("kill")
-            .args([sig, &child.id().to_string()])
-            .status()
-            .unwrap();
-    };
-    signal(&a, "-STOP");
+    crate::aws::signal(&a, "-STOP");
     wait_for(&b_lines, "leader: took the lease", &mut b_seen);
     wait_for(
         &b_lines,
@@ -406,7 +362,7 @@ async fn a_replica_taking_over_reads_back_the_budget_the_old_leader_spent() {
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(moto.calls("StopTask"), 1, "{}", b_seen.join("\n"));
 
-    signal(&a, "-CONT");
+    crate::aws::signal(&a, "-CONT");
     for child in [&a, &b] {
         crate::longrun::sigterm(child);
     }

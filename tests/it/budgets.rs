@@ -268,6 +268,17 @@ spec:
     assert_eq!((loaded.policies.len(), loaded.budgets.len()), (1, 2));
 }
 
+/// The time between passes that stopped tasks, in seconds.
+fn stop_gaps(report: &Report) -> Vec<f64> {
+    let stops: Vec<f64> = report
+        .passes
+        .iter()
+        .filter(|p| p.stops > 0)
+        .map(|p| p.at_s)
+        .collect();
+    stops.windows(2).map(|w| w[1] - w[0]).collect()
+}
+
 #[test]
 fn a_service_whose_moves_miss_backs_off_exponentially_and_never_loops() {
     let scenario = scenario::load(&repo("examples/scenarios/model-disagrees.yaml")).unwrap();
@@ -292,13 +303,7 @@ fn a_service_whose_moves_miss_backs_off_exponentially_and_never_loops() {
         web.tasks_moved
     );
     // The waits between stops double: 1, 2, 4, 8, 16 minutes and more.
-    let stops: Vec<f64> = report
-        .passes
-        .iter()
-        .filter(|p| p.stops > 0)
-        .map(|p| p.at_s)
-        .collect();
-    let gaps: Vec<f64> = stops.windows(2).map(|w| w[1] - w[0]).collect();
+    let gaps = stop_gaps(&report);
     for (k, gap) in gaps.iter().enumerate() {
         let wait = 60.0 * f64::from(1u32 << k);
         assert!(*gap >= wait, "gap {k} is {gap} s < {wait} s: {gaps:?}");
@@ -312,13 +317,7 @@ fn a_service_whose_moves_miss_backs_off_exponentially_and_never_loops() {
     // The loop wakes when a backoff ends: with a resync of 20 minutes the
     // stops still follow each wait within seconds, not at the resyncs.
     let quiet = run_edited("model-disagrees", "resync: 1m", "resync: 20m");
-    let stops: Vec<f64> = quiet
-        .passes
-        .iter()
-        .filter(|p| p.stops > 0)
-        .map(|p| p.at_s)
-        .collect();
-    let gaps: Vec<f64> = stops.windows(2).map(|w| w[1] - w[0]).collect();
+    let gaps = stop_gaps(&quiet);
     assert!(gaps.len() >= 3, "{gaps:?}");
     for (k, gap) in gaps.iter().take(3).enumerate() {
         let wait = 60.0 * f64::from(1u32 << k);

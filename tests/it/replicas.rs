@@ -120,10 +120,7 @@ impl Replica {
     }
 
     fn signal(&self, signal: &str) {
-        std::process::Command::new("kill")
-            .args([signal, &self.child.id().to_string()])
-            .status()
-            .unwrap();
+        crate::aws::signal(&self.child, signal);
     }
 }
 
@@ -224,16 +221,7 @@ async fn skew(moto: &Moto, cluster: &str) {
         .task_arns()
         .len();
     for _ in 0..2 {
-        client
-            .start_task()
-            .cluster(cluster)
-            .task_definition("web")
-            .container_instances(&in_a)
-            .started_by("ecs-svc/web")
-            .group("service:web")
-            .send()
-            .await
-            .unwrap();
+        crate::aws::start_web_task(&client, cluster, &in_a).await;
     }
     client
         .update_service()

@@ -292,16 +292,7 @@ async fn a_restarted_controller_reads_back_the_moves_it_made_from_ecs() {
     assert_eq!(stopped(&client).await, 1);
     // ECS replaces the task, in the emptiest zone: the service is steady
     // again, and zones 4/1/1 still want a move.
-    client
-        .start_task()
-        .cluster("demo")
-        .task_definition("web")
-        .container_instances(&hosts[4])
-        .started_by("ecs-svc/web")
-        .group("service:web")
-        .send()
-        .await
-        .unwrap();
+    crate::aws::start_web_task(&client, "demo", &hosts[4]).await;
 
     let second = stevedore(&moto, &["run", "--specs", dir, "--once"]);
     let text = String::from_utf8_lossy(&second.stdout);

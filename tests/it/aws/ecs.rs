@@ -211,17 +211,7 @@ async fn a_refresh_reads_only_what_events_touched_and_matches_a_full_read() {
         .send()
         .await
         .unwrap();
-    let started = client
-        .start_task()
-        .cluster("demo")
-        .task_definition("web")
-        .container_instances(&hosts[5])
-        .started_by("ecs-svc/web")
-        .group("service:web")
-        .send()
-        .await
-        .unwrap();
-    let new = started.tasks()[0].task_arn().unwrap().to_owned();
+    let new = crate::aws::start_web_task(&client, "demo", &hosts[5]).await;
     let touched = stevedore::backend::refresh::Touched {
         tasks: [old.clone(), new.clone()].into(),
         ..Default::default()

@@ -154,19 +154,38 @@ pub(crate) async fn cluster_in(
         .unwrap();
     for (host, n) in hosts.iter().zip(layout) {
         for _ in 0..n {
-            client
-                .start_task()
-                .cluster(name)
-                .task_definition("web")
-                .container_instances(host)
-                .started_by("ecs-svc/web")
-                .group("service:web")
-                .send()
-                .await
-                .unwrap();
+            crate::aws::start_web_task(&client, name, host).await;
         }
     }
     hosts
+}
+
+/// Starts one task of `web` on `host` of `cluster` as ECS's scheduler
+/// would (moto has none); returns its ARN.
+pub(crate) async fn start_web_task(
+    client: &Client,
+    cluster: &str,
+    host: impl Into<String>,
+) -> String {
+    let out = client
+        .start_task()
+        .cluster(cluster)
+        .task_definition("web")
+        .container_instances(host)
+        .started_by("ecs-svc/web")
+        .group("service:web")
+        .send()
+        .await
+        .unwrap();
+    out.tasks()[0].task_arn().unwrap().to_owned()
+}
+
+/// Sends `signal` (`-STOP`, `-CONT`) to a child process.
+pub(crate) fn signal(child: &Child, signal: &str) {
+    Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
 }
 
 pub(crate) fn policy(rest: &str) -> Vec<stevedore::spec::Policy> {
