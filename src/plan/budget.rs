@@ -17,6 +17,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::{Index, ServiceStatus};
 use crate::model::{Millis, TaskStatus};
 use crate::spec::Budget;
@@ -146,6 +148,60 @@ impl Ledger {
     fn within(&self, per: Duration, now: Millis) -> impl Iterator<Item = &Stop> {
         let per = per.as_millis() as Millis;
         self.stops.iter().filter(move |s| s.at + per > now)
+    }
+}
+
+/// Where a cluster's budget stands at a pass, for `/status` and the page:
+/// what is spent against each limit, and what holds every stop, if anything.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BudgetUse {
+    /// The budget's name.
+    pub budget: String,
+    /// Stops stevedore made that are not yet replaced.
+    pub in_flight: u32,
+    /// `maxUnavailable`, resolved against the cluster's running tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<u32>,
+    /// Stops in the last `moves.per`, with a move rate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moves_in_period: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moves_max: Option<u32>,
+    /// `moves.per`, as written (`1h`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per: Option<String>,
+    /// Outside every window of a budget that has windows.
+    pub window_closed: bool,
+    /// Why no stop at all may be made now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
+}
+
+impl BudgetUse {
+    /// The budget as `allowance` found it, with the ledger it was found from.
+    pub fn of(
+        budget: &Budget,
+        allowance: &Allowance,
+        ledger: &Ledger,
+        running_tasks: u32,
+        now: Millis,
+        wall: Millis,
+    ) -> BudgetUse {
+        BudgetUse {
+            budget: budget.name.clone(),
+            in_flight: ledger.in_flight().count() as u32,
+            max_unavailable: budget.max_unavailable.map(|m| m.resolve(running_tasks, 1)),
+            moves_in_period: budget
+                .moves
+                .map(|rate| ledger.within(rate.per, now).count() as u32),
+            moves_max: budget.moves.map(|rate| rate.max),
+            per: budget
+                .moves
+                .map(|rate| span(rate.per.as_millis() as Millis)),
+            window_closed: !budget.window_open(wall),
+            held: allowance.held.clone(),
+        }
     }
 }
 

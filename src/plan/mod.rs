@@ -207,6 +207,9 @@ pub struct Plan {
     /// resync.
     #[serde(skip)]
     pub retry_at: Option<Millis>,
+    /// The cluster's DisruptionBudget as this pass found it, if it has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub budget: Option<budget::BudgetUse>,
 }
 
 impl Plan {
@@ -687,6 +690,7 @@ pub fn cluster_not_found(policies: &[Policy], cluster: &str) -> Plan {
             .map(|p| not_found(p, cluster, None))
             .collect(),
         retry_at: None,
+        budget: None,
     }
 }
 
@@ -890,6 +894,14 @@ fn spend_budget(
         now,
         now + memory.wall_offset,
     );
+    plan.budget = Some(budget::BudgetUse::of(
+        budget,
+        &acting,
+        &memory.ledger,
+        running,
+        now,
+        now + memory.wall_offset,
+    ));
     let mut dry = acting.clone();
     let stops_of = memory.ledger.by_service();
     // Each service's stops (indices into the actions, which stay as they

@@ -117,6 +117,19 @@ pub struct StatusDoc {
     /// Every cluster the policies name, and whether this replica holds it.
     #[serde(default)]
     pub clusters: Vec<ClusterHeld>,
+    /// The DisruptionBudget of each cluster that has one, as its last pass
+    /// found it.
+    #[serde(default)]
+    pub budgets: Vec<ClusterBudget>,
+}
+
+/// A cluster's DisruptionBudget as `/status` lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterBudget {
+    pub cluster: String,
+    #[serde(flatten)]
+    pub usage: crate::plan::budget::BudgetUse,
 }
 
 /// A cluster as `/status` lists it.
@@ -179,6 +192,8 @@ struct Board {
     /// Clusters are shared by replicas: one not held is never read.
     shared: bool,
     statuses: BTreeMap<(String, String, String), PolicyStatus>,
+    /// Per cluster with a budget: where it stood at the last pass.
+    budgets: BTreeMap<String, crate::plan::budget::BudgetUse>,
     last_actions: VecDeque<ActionRecord>,
     /// API calls already counted, per operation (the backend's are totals).
     api_seen: BTreeMap<String, u64>,
@@ -435,6 +450,7 @@ impl Observer {
             board.statuses.remove(&key);
             self.forget_policy_state(&key);
         }
+        board.budgets.retain(|c, _| read.contains_key(c));
         board.clusters = read;
     }
 
@@ -582,6 +598,10 @@ impl Observer {
                 board.last_actions.pop_front();
             }
         }
+        match &outcome.plan.budget {
+            Some(usage) => board.budgets.insert(cluster.to_owned(), usage.clone()),
+            None => board.budgets.remove(cluster),
+        };
         // Policies removed since are no longer reported.
         let present: std::collections::BTreeSet<(&str, &str)> = outcome
             .plan
@@ -721,6 +741,14 @@ impl Observer {
                     read: *read,
                 })
                 .collect(),
+            budgets: board
+                .budgets
+                .iter()
+                .map(|(cluster, usage)| ClusterBudget {
+                    cluster: cluster.clone(),
+                    usage: usage.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -803,6 +831,39 @@ mod tests {
             executed: vec![],
             metric_error: None,
         }
+    }
+
+    #[test]
+    fn status_lists_each_clusters_budget_as_its_last_pass_found_it() {
+        let o = Observer::new();
+        o.policies_loaded(&["prod".into(), "staging".into()]);
+        let mut budgeted = outcome(State::Converging);
+        budgeted.plan.budget = Some(crate::plan::budget::BudgetUse {
+            budget: "nights".into(),
+            in_flight: 1,
+            max_unavailable: Some(2),
+            ..Default::default()
+        });
+        o.reconciled("prod", true, &budgeted);
+        o.reconciled("staging", true, &budgeted);
+        let budgets = o.status().budgets;
+        let named: Vec<(&str, &str, u32)> = budgets
+            .iter()
+            .map(|b| {
+                (
+                    b.cluster.as_str(),
+                    b.usage.budget.as_str(),
+                    b.usage.in_flight,
+                )
+            })
+            .collect();
+        assert_eq!(named, [("prod", "nights", 1), ("staging", "nights", 1)]);
+        // Its budget deleted: the next pass has none, and neither has /status.
+        o.reconciled("staging", false, &outcome(State::Satisfied));
+        assert_eq!(o.status().budgets.len(), 1);
+        // Its cluster no longer named by any policy: gone too.
+        o.policies_loaded(&["staging".into()]);
+        assert_eq!(o.status().budgets, vec![]);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 
-use super::{ActionRecord, PolicyStatus, StatusDoc};
+use super::{ActionRecord, ClusterBudget, PolicyStatus, StatusDoc};
 use crate::plan::ConstraintReport;
 
 /// Seconds between the page's refreshes.
@@ -45,8 +45,10 @@ h1 { font-size: 1.4em; margin: 0 0 .3em; }
 .Satisfied { background: #2e7d32; } .Converging { background: #1565c0; }
 .Unsatisfiable { background: #c62828; } .Paused { background: #8d6e00; }
 .NotFound { background: #6a1b9a; } .ready { background: #2e7d32; } .not-ready { background: #c62828; }
-.policy { background: #fff; border: 1px solid #dde1e7; border-radius: 6px; padding: .8em 1em; margin: 0 0 1em; }
-.policy h2 { font-size: 1.1em; margin: 0 0 .3em; }
+.policy, .budget { background: #fff; border: 1px solid #dde1e7; border-radius: 6px; padding: .8em 1em; margin: 0 0 1em; }
+.policy h2, .budget h2 { font-size: 1.1em; margin: 0 0 .3em; }
+.limit { margin: .2em 0; }
+.limit meter { width: 8em; height: 1em; vertical-align: middle; margin-right: .4em; }
 .reason { margin: .3em 0 .6em; white-space: pre-wrap; }
 .planned ul { margin: .2em 0; } .planned li { font-size: .92em; }
 .constraint { margin: .4em 0 .8em; }
@@ -112,12 +114,80 @@ pub fn render(doc: &StatusDoc) -> String {
     if doc.policies.is_empty() {
         html.push_str("<p id=\"no-policies\">No policy has been planned yet.</p>\n");
     }
+    for budget in &doc.budgets {
+        budget_section(&mut html, budget);
+    }
     for policy in &doc.policies {
         policy_section(&mut html, policy);
     }
     actions_table(&mut html, &doc.last_actions);
     html.push_str("</body></html>\n");
     html
+}
+
+/// A cluster's DisruptionBudget: each limit as spent against it, and what
+/// holds every stop, if anything does.
+fn budget_section(html: &mut String, b: &ClusterBudget) {
+    let u = &b.usage;
+    let _ = writeln!(
+        html,
+        "<section class=\"budget\" data-cluster=\"{}\" data-budget=\"{}\" data-held=\"{}\">\n<h2>{} / DisruptionBudget {} <span class=\"badge {}\">{}</span></h2>",
+        escape(&b.cluster),
+        escape(&u.budget),
+        u.held.is_some(),
+        escape(&b.cluster),
+        escape(&u.budget),
+        if u.held.is_some() {
+            "Converging"
+        } else {
+            "Satisfied"
+        },
+        if u.held.is_some() {
+            "holding stops"
+        } else {
+            "stops allowed"
+        },
+    );
+    let mut limits = vec![];
+    if let Some(max) = u.max_unavailable {
+        limits.push((
+            "in-flight",
+            u.in_flight,
+            max,
+            format!(
+                "{} stopped and not yet replaced (maxUnavailable {max})",
+                crate::words::count(u.in_flight, "task")
+            ),
+        ));
+    }
+    if let (Some(used), Some(max), Some(per)) = (u.moves_in_period, u.moves_max, &u.per) {
+        limits.push((
+            "moves",
+            used,
+            max,
+            format!(
+                "{} in the last {per} (moves.max {max})",
+                crate::words::count(used, "move")
+            ),
+        ));
+    }
+    for (kind, used, max, text) in limits {
+        // A meter of what is spent; full (or beyond, after a restart that
+        // read back more than the budget) reads as spent.
+        let _ = writeln!(
+            html,
+            "<div class=\"limit\" data-limit=\"{kind}\" data-used=\"{used}\" data-max=\"{max}\"><meter min=\"0\" max=\"{max}\" value=\"{}\"></meter> {}</div>",
+            used.min(max),
+            escape(&text)
+        );
+    }
+    if u.window_closed {
+        html.push_str("<div class=\"limit\" data-limit=\"window\">outside its windows</div>\n");
+    }
+    if let Some(why) = &u.held {
+        let _ = writeln!(html, "<p class=\"reason\">{}</p>", escape(why));
+    }
+    html.push_str("</section>\n");
 }
 
 fn policy_section(html: &mut String, p: &PolicyStatus) {
@@ -405,6 +475,58 @@ mod tests {
             })
             .contains("zones balanced by")
         );
+    }
+
+    #[test]
+    fn a_budget_shows_each_limit_spent_and_what_holds_it() {
+        let held = ClusterBudget {
+            cluster: "demo".into(),
+            usage: crate::plan::budget::BudgetUse {
+                budget: "hourly".into(),
+                in_flight: 1,
+                max_unavailable: Some(2),
+                moves_in_period: Some(4),
+                moves_max: Some(3),
+                per: Some("1h".into()),
+                window_closed: true,
+                held: Some("waiting for window 02:00-04:00 Europe/Berlin (opens in 3h12m)".into()),
+            },
+        };
+        let html = render(&StatusDoc {
+            budgets: vec![held.clone()],
+            ..StatusDoc::default()
+        });
+        assert!(
+            html.contains(r#"<section class="budget" data-cluster="demo" data-budget="hourly" data-held="true">"#),
+            "{html}"
+        );
+        assert!(html.contains(r#"data-limit="in-flight" data-used="1" data-max="2"><meter min="0" max="2" value="1"></meter> 1 task stopped and not yet replaced (maxUnavailable 2)"#), "{html}");
+        // Beyond the rate (stops read back after a restart): a full meter.
+        assert!(html.contains(r#"data-limit="moves" data-used="4" data-max="3"><meter min="0" max="3" value="3"></meter> 4 moves in the last 1h (moves.max 3)"#), "{html}");
+        assert!(html.contains(r#"data-limit="window""#), "{html}");
+        assert!(
+            html.contains(r#"<p class="reason">waiting for window 02:00-04:00 Europe/Berlin (opens in 3h12m)</p>"#),
+            "{html}"
+        );
+        // Free, with a window and no rate: no moves meter, no reason.
+        let free = ClusterBudget {
+            cluster: "demo".into(),
+            usage: crate::plan::budget::BudgetUse {
+                budget: "nights".into(),
+                max_unavailable: Some(2),
+                ..Default::default()
+            },
+        };
+        let html = render(&StatusDoc {
+            budgets: vec![free],
+            ..StatusDoc::default()
+        });
+        assert!(html.contains(r#"data-held="false""#), "{html}");
+        assert!(html.contains("stops allowed"), "{html}");
+        assert!(!html.contains(r#"data-limit="moves""#), "{html}");
+        assert!(!html.contains(r#"data-limit="window""#), "{html}");
+        assert!(!html.contains(r#"class="reason""#), "{html}");
+        assert!(!render(&StatusDoc::default()).contains("class=\"budget\""));
     }
 
     #[test]

@@ -142,14 +142,44 @@ async fn the_status_page_shows_each_policys_bars_in_a_real_browser() {
     assert_eq!(planned, 1, "{dom}");
     assert!(dom.contains("stop task"), "{dom}");
     assert!(dom.contains(r#"id="ready">ready"#), "{dom}");
+    // The cluster's budget: nothing spent (a DryRun spends nothing).
+    assert!(
+        dom.contains(
+            r#"<section class="budget" data-cluster="demo" data-budget="hourly" data-held="false">"#
+        ),
+        "{dom}"
+    );
+    assert_eq!(
+        attributes(&dom, "div", r#"class="limit""#, "data-limit"),
+        ["in-flight", "moves"],
+        "{dom}"
+    );
+    assert_eq!(
+        attributes(&dom, "div", r#"data-limit="moves""#, "data-max"),
+        ["2"]
+    );
+    assert_eq!(
+        attributes(&dom, "div", r#"data-limit="moves""#, "data-used"),
+        ["0"]
+    );
+    let status: serde_json::Value = serde_json::from_str(&crate::aws::http_text(&format!(
+        "http://{}/status",
+        serving.address
+    )))
+    .unwrap();
+    assert_eq!(
+        status["budgets"],
+        serde_json::json!([{"cluster": "demo", "budget": "hourly", "inFlight": 0, "maxUnavailable": 1, "movesInPeriod": 0, "movesMax": 2, "per": "1h", "windowClosed": false}])
+    );
     let shot = screenshot(&url, "status-page.png", 1100, 900);
     eprintln!("status page: {}", shot.display());
     serving.stop();
 }
 
 /// `stevedore run` on moto with one policy (`web.yaml`, the lines after
-/// its target), serving its status on a free port, once it has logged
-/// `ready_line`.
+/// its target) and the cluster's DisruptionBudget (at most 1 task
+/// unavailable, 2 moves an hour), serving its status on a free port, once
+/// it has logged `ready_line`.
 struct Serving {
     child: std::process::Child,
     lines: std::sync::mpsc::Receiver<String>,
@@ -161,6 +191,11 @@ struct Serving {
 impl Serving {
     fn start(moto: &crate::moto::Moto, policy: &str, ready_line: &str) -> Serving {
         let specs = specs_dir(policy);
+        std::fs::write(
+            specs.path().join("budget.yaml"),
+            "apiVersion: stevedore.io/v1alpha1\nkind: DisruptionBudget\nmetadata: {name: hourly}\nspec: {cluster: demo, maxUnavailable: 1, moves: {max: 2, per: 1h}}\n",
+        )
+        .unwrap();
         let mut child = run_controller(
             moto,
             specs.path().to_str().unwrap(),
