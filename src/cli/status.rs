@@ -113,6 +113,18 @@ fn write_status(doc: &crate::status::StatusDoc, out: &mut dyn Write) -> std::io:
             line([&r[0], &r[1], &r[2], &r[3], &r[4]]).trim_end()
         )?;
     }
+    if !doc.budgets.is_empty() {
+        writeln!(out, "\nbudgets:")?;
+        for b in &doc.budgets {
+            writeln!(
+                out,
+                "  {}/{}: {}",
+                b.cluster,
+                b.usage.budget,
+                b.usage.summary()
+            )?;
+        }
+    }
     if !doc.last_actions.is_empty() {
         writeln!(out, "\nlast actions:")?;
         for a in &doc.last_actions {

@@ -179,6 +179,33 @@ pub struct BudgetUse {
 }
 
 impl BudgetUse {
+    /// One line: each limit as spent, then what holds every stop (or that
+    /// stops are allowed): `0 of 1 tasks unavailable, 2 of 2 moves in the
+    /// last 1h; holding: ...`.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![];
+        if let Some(max) = self.max_unavailable {
+            parts.push(format!("{} of {max} unavailable", self.in_flight));
+        }
+        if let (Some(used), Some(max), Some(per)) =
+            (self.moves_in_period, self.moves_max, &self.per)
+        {
+            parts.push(format!("{used} of {max} moves in the last {per}"));
+        }
+        if self.window_closed {
+            parts.push("outside its windows".into());
+        }
+        let limits = if parts.is_empty() {
+            String::new()
+        } else {
+            format!("{}; ", parts.join(", "))
+        };
+        match &self.held {
+            Some(why) => format!("{limits}holding stops: {why}"),
+            None => format!("{limits}stops allowed"),
+        }
+    }
+
     /// The budget as `allowance` found it, with the ledger it was found from.
     pub fn of(
         budget: &Budget,
@@ -491,6 +518,44 @@ mod tests {
         // The first stop has left the period.
         let a = allowance(&b, &l, 40, 1_000 + hour, NEW_YEAR);
         assert_eq!((a.stops, a.held), (Some(1), None));
+    }
+
+    #[test]
+    fn a_budgets_use_reads_as_one_line() {
+        let mut b = budget();
+        b.max_unavailable = Some(TaskCount::Tasks(2));
+        b.moves = Some(MoveRate {
+            max: 2,
+            per: Duration::from_secs(3600),
+        });
+        let l = ledger(&[("a", 1_000, true), ("a", 2_000, false)]);
+        let a = allowance(&b, &l, 40, 3_000, NEW_YEAR);
+        let u = BudgetUse::of(&b, &a, &l, 40, 3_000, NEW_YEAR);
+        assert_eq!(
+            (
+                u.in_flight,
+                u.max_unavailable,
+                u.moves_in_period,
+                u.moves_max
+            ),
+            (1, Some(2), Some(2), Some(2))
+        );
+        assert_eq!(
+            u.summary(),
+            "1 of 2 unavailable, 2 of 2 moves in the last 1h; holding stops: 2 moves in the last 1h (moves.max 2); the next in 59m58s"
+        );
+        let empty = Ledger::default();
+        let a = allowance(&b, &empty, 40, 3_000, NEW_YEAR);
+        let free = BudgetUse::of(&b, &a, &empty, 40, 3_000, NEW_YEAR);
+        assert_eq!(
+            free.summary(),
+            "0 of 2 unavailable, 0 of 2 moves in the last 1h; stops allowed"
+        );
+        let nothing = BudgetUse {
+            budget: "b".into(),
+            ..BudgetUse::default()
+        };
+        assert_eq!(nothing.summary(), "stops allowed");
     }
 
     #[test]

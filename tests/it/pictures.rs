@@ -171,6 +171,18 @@ async fn the_status_page_shows_each_policys_bars_in_a_real_browser() {
         status["budgets"],
         serde_json::json!([{"cluster": "demo", "budget": "hourly", "inFlight": 0, "maxUnavailable": 1, "movesInPeriod": 0, "movesMax": 2, "per": "1h", "windowClosed": false}])
     );
+    // And `stevedore status` says the same in a line.
+    let table = std::process::Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .args(["status", "--url", &format!("http://{}", serving.address)])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains(
+            "budgets:\n  demo/hourly: 0 of 1 unavailable, 0 of 2 moves in the last 1h; stops allowed\n"
+        ),
+        "{table}"
+    );
     let shot = screenshot(&url, "status-page.png", 1100, 900);
     eprintln!("status page: {}", shot.display());
     serving.stop();
