@@ -219,6 +219,23 @@ pub struct Observer {
     cluster_held: Family<ClusterLabel, Gauge>,
     lease_failing: Gauge,
     policy_state: Family<PolicyStateLabels, Gauge>,
+    budget_used: Family<BudgetLimitLabels, Gauge>,
+    budget_max: Family<BudgetLimitLabels, Gauge>,
+    budget_holding: Family<BudgetLabels, Gauge>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLabels {
+    cluster: String,
+    budget: String,
+}
+
+/// A limit of a budget: `unavailable` (maxUnavailable) or `moves` (moves.max).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BudgetLimitLabels {
+    cluster: String,
+    budget: String,
+    limit: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -346,6 +363,24 @@ impl Observer {
         let cluster_held = Family::<ClusterLabel, Gauge>::default();
         let lease_failing = Gauge::default();
         let policy_state = Family::<PolicyStateLabels, Gauge>::default();
+        let budget_used = Family::<BudgetLimitLabels, Gauge>::default();
+        let budget_max = Family::<BudgetLimitLabels, Gauge>::default();
+        let budget_holding = Family::<BudgetLabels, Gauge>::default();
+        registry.register(
+            "budget_used",
+            "What a cluster's DisruptionBudget has spent, per limit: tasks stopped and not yet replaced (unavailable), stops in the last moves.per (moves)",
+            budget_used.clone(),
+        );
+        registry.register(
+            "budget_max",
+            "A cluster's DisruptionBudget limit: maxUnavailable (unavailable), moves.max (moves)",
+            budget_max.clone(),
+        );
+        registry.register(
+            "budget_holding",
+            "1 while a cluster's DisruptionBudget holds every stop (a limit spent, or outside its windows), else 0",
+            budget_holding.clone(),
+        );
         registry.register(
             "policy_state",
             "1 for each policy-service pair's current state, 0 for the others",
@@ -395,6 +430,9 @@ impl Observer {
         }
         Observer {
             policy_state,
+            budget_used,
+            budget_max,
+            budget_holding,
             last_success,
             resync_period,
             cluster_held,
@@ -450,8 +488,63 @@ impl Observer {
             board.statuses.remove(&key);
             self.forget_policy_state(&key);
         }
-        board.budgets.retain(|c, _| read.contains_key(c));
+        let gone: Vec<(String, crate::plan::budget::BudgetUse)> = board
+            .budgets
+            .iter()
+            .filter(|(c, _)| !read.contains_key(*c))
+            .map(|(c, u)| (c.clone(), u.clone()))
+            .collect();
+        for (cluster, usage) in gone {
+            board.budgets.remove(&cluster);
+            self.budget_metrics(&cluster, Some(&usage), None);
+        }
         board.clusters = read;
+    }
+
+    /// The budget series of a cluster: `before`'s removed (a budget
+    /// renamed or deleted leaves no stale series), `now`'s set.
+    fn budget_metrics(
+        &self,
+        cluster: &str,
+        before: Option<&crate::plan::budget::BudgetUse>,
+        now: Option<&crate::plan::budget::BudgetUse>,
+    ) {
+        let labels = |u: &crate::plan::budget::BudgetUse, limit: &str| BudgetLimitLabels {
+            cluster: cluster.to_owned(),
+            budget: u.budget.clone(),
+            limit: limit.to_owned(),
+        };
+        if let Some(u) = before {
+            for limit in ["unavailable", "moves"] {
+                self.budget_used.remove(&labels(u, limit));
+                self.budget_max.remove(&labels(u, limit));
+            }
+            self.budget_holding.remove(&BudgetLabels {
+                cluster: cluster.to_owned(),
+                budget: u.budget.clone(),
+            });
+        }
+        let Some(u) = now else { return };
+        let limits = [
+            ("unavailable", Some(u.in_flight), u.max_unavailable),
+            ("moves", u.moves_in_period, u.moves_max),
+        ];
+        for (limit, used, max) in limits {
+            if let (Some(used), Some(max)) = (used, max) {
+                self.budget_used
+                    .get_or_create(&labels(u, limit))
+                    .set(i64::from(used));
+                self.budget_max
+                    .get_or_create(&labels(u, limit))
+                    .set(i64::from(max));
+            }
+        }
+        self.budget_holding
+            .get_or_create(&BudgetLabels {
+                cluster: cluster.to_owned(),
+                budget: u.budget.clone(),
+            })
+            .set(i64::from(u.held.is_some()));
     }
 
     /// Which of the clusters this replica holds; `shared`: clusters are
@@ -598,10 +691,11 @@ impl Observer {
                 board.last_actions.pop_front();
             }
         }
-        match &outcome.plan.budget {
+        let before = match &outcome.plan.budget {
             Some(usage) => board.budgets.insert(cluster.to_owned(), usage.clone()),
             None => board.budgets.remove(cluster),
         };
+        self.budget_metrics(cluster, before.as_ref(), outcome.plan.budget.as_ref());
         // Policies removed since are no longer reported.
         let present: std::collections::BTreeSet<(&str, &str)> = outcome
             .plan
@@ -858,12 +952,24 @@ mod tests {
             })
             .collect();
         assert_eq!(named, [("prod", "nights", 1), ("staging", "nights", 1)]);
+        let metrics = o.metrics();
+        for line in [
+            r#"stevedore_budget_used{cluster="prod",budget="nights",limit="unavailable"} 1"#,
+            r#"stevedore_budget_max{cluster="prod",budget="nights",limit="unavailable"} 2"#,
+            r#"stevedore_budget_holding{cluster="staging",budget="nights"} 0"#,
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line}\n{metrics}");
+        }
+        // No move rate: no moves series.
+        assert!(!metrics.contains(r#"limit="moves""#), "{metrics}");
         // Its budget deleted: the next pass has none, and neither has /status.
         o.reconciled("staging", false, &outcome(State::Satisfied));
         assert_eq!(o.status().budgets.len(), 1);
+        assert!(!o.metrics().contains(r#"cluster="staging",budget"#));
         // Its cluster no longer named by any policy: gone too.
         o.policies_loaded(&["staging".into()]);
         assert_eq!(o.status().budgets, vec![]);
+        assert!(!o.metrics().contains("cluster=\"prod\",budget"));
     }
 
     #[test]
