@@ -199,6 +199,14 @@ fn plan_live(args: &Args, err: &mut dyn Write) -> Result<Vec<crate::plan::Plan>,
 /// each action (`-` a task stopped, `~` a count changed) with its reason.
 fn write_plan(plan: &crate::plan::Plan, out: &mut dyn Write) -> std::io::Result<()> {
     use crate::plan::ActionKind;
+    if let Some(budget) = &plan.budget {
+        writeln!(
+            out,
+            "DisruptionBudget {}: {}",
+            budget.budget,
+            budget.summary()
+        )?;
+    }
     for status in &plan.statuses {
         let who = if status.service.is_empty() {
             status.policy.clone()

@@ -520,6 +520,36 @@ fn plan_against_a_scenario_explains_every_action() {
     assert_eq!(plan["actions"][0]["dryRun"], true);
 }
 
+/// `plan` says where the cluster's budget stands, first, in words and in
+/// the JSON.
+#[test]
+fn plan_says_where_the_budget_stands() {
+    let out = stevedore(&["plan", "--sim", "examples/scenarios/budget-rate.yaml"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(
+            "DisruptionBudget slow-and-steady: 0 of 3 moves in the last 10m; stops allowed\n"
+        ),
+        "{text}"
+    );
+    let json = stevedore(&[
+        "plan",
+        "--sim",
+        "examples/scenarios/budget-rate.yaml",
+        "--output",
+        "json",
+    ]);
+    let plan: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(
+        plan["budget"],
+        serde_json::json!({"budget": "slow-and-steady", "inFlight": 0, "movesInPeriod": 0, "movesMax": 3, "per": "10m", "windowClosed": false})
+    );
+    // Without a budget, no such line.
+    let out = stevedore(&["plan", "--sim", "examples/scenarios/load-ramp.yaml"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("DisruptionBudget"));
+}
+
 #[test]
 fn plan_with_other_specs_uses_them() {
     let out = stevedore(&[
