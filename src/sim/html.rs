@@ -12,7 +12,7 @@
 
 use std::fmt::Write as _;
 
-use super::run::{Report, Series};
+use super::run::{BudgetSeries, Report, Series};
 use crate::plan::ActionKind;
 use crate::status::page::escape;
 
@@ -165,9 +165,10 @@ impl Chart {
         }
         let _ = write!(
             self.svg,
-            "<polyline class=\"series\" data-name=\"{}\" data-last=\"{}\" stroke=\"{colour}\" points=\"{path}\"><title>{}</title></polyline>",
+            "<polyline class=\"series\" data-name=\"{}\" data-last=\"{}\" data-peak=\"{}\" stroke=\"{colour}\" points=\"{path}\"><title>{}</title></polyline>",
             escape(name),
             label(points.last().map_or(0.0, |p| p.1)),
+            label(points.iter().map(|p| p.1).fold(f64::MIN, f64::max)),
             escape(name)
         );
     }
@@ -283,6 +284,9 @@ pub fn report(report: &Report) -> String {
         .iter()
         .map(|r| (r.at_s, "event", r.event.clone()))
         .collect();
+    if let Some(budget) = &report.budget_series {
+        budget_section(&mut html, report, budget, &events);
+    }
     if report.series.is_empty() {
         html.push_str("<p class=\"note\">No policy matched a service: nothing to plot.</p>\n");
     }
@@ -295,6 +299,83 @@ pub fn report(report: &Report) -> String {
     html.push_str(&escape(&String::from_utf8_lossy(&summary)));
     html.push_str("</pre>\n</body></html>\n");
     html
+}
+
+/// The cluster's DisruptionBudget over the run, as the simulated ECS
+/// counted it: tasks stopped and not yet replaced against `maxUnavailable`,
+/// stops in the last `moves.per` against `moves.max`, every stop marked.
+fn budget_section(
+    html: &mut String,
+    report: &Report,
+    budget: &BudgetSeries,
+    events: &[(f64, &'static str, String)],
+) {
+    let _ = write!(
+        html,
+        "<section class=\"service budget\" data-budget=\"{}\"><h2>DisruptionBudget {}</h2><div class=\"charts\">",
+        escape(&budget.budget),
+        escape(&budget.budget)
+    );
+    let stops: Vec<(f64, &'static str, String)> = report
+        .actions
+        .iter()
+        .filter(|a| matches!(a.action.kind, ActionKind::StopTask { .. }))
+        .map(|a| (a.at_s, "stop", a.action.to_string()))
+        .collect();
+    let x_max = report.duration_s;
+    let mut figure = |kind: &str,
+                      caption: String,
+                      values: Vec<(f64, f64)>,
+                      limit: Option<(&str, u32)>| {
+        let top = values.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+        let top = top.max(limit.map_or(0.0, |(_, max)| f64::from(max) + 1.0));
+        let mut chart = Chart::new(kind, &budget.budget, x_max, top, None);
+        chart.line(kind, COLOURS[0], &values, false);
+        let mut legend = format!(
+            "<span><i class=\"swatch\" style=\"background:{}\"></i>{}</span>",
+            COLOURS[0],
+            escape(&caption)
+        );
+        if let Some((name, max)) = limit {
+            chart.limit("limit", name, f64::from(max), false);
+            let _ = write!(
+                legend,
+                "<span><i class=\"swatch\" style=\"background:#c62828\"></i>{name} {max}</span>"
+            );
+        }
+        chart.marks(events, &stops);
+        let _ = write!(
+            html,
+            "<figure><figcaption>{}</figcaption>{}<div class=\"legend\">{legend}</div></figure>",
+            escape(&caption),
+            chart.finish()
+        );
+    };
+    let stopped = budget
+        .samples
+        .iter()
+        .map(|s| (s.at_s, f64::from(s.stopped)))
+        .collect();
+    figure(
+        "budget-stopped",
+        "Tasks stopped and not yet replaced".into(),
+        stopped,
+        budget.max_unavailable.map(|max| ("maxUnavailable", max)),
+    );
+    if let Some((max, per)) = &budget.moves {
+        let moves = budget
+            .samples
+            .iter()
+            .map(|s| (s.at_s, f64::from(s.moves_in_period)))
+            .collect();
+        figure(
+            "budget-moves",
+            format!("Stops in the last {per}"),
+            moves,
+            Some(("moves.max", *max)),
+        );
+    }
+    html.push_str("</div></section>\n");
 }
 
 fn service_section(

@@ -151,6 +151,30 @@ pub struct Report {
     /// when asked: `sim --html` plots it).
     #[serde(skip)]
     pub series: Vec<Series>,
+    /// The cluster's DisruptionBudget over time, if it has one (recorded
+    /// with [`Report::series`]).
+    #[serde(skip)]
+    pub budget_series: Option<BudgetSeries>,
+}
+
+/// A DisruptionBudget over time, for `sim --html`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetSeries {
+    pub budget: String,
+    pub max_unavailable: Option<u32>,
+    /// `moves.max`, and `moves.per` as written.
+    pub moves: Option<(u32, String)>,
+    pub samples: Vec<BudgetSample>,
+}
+
+/// The budget at one moment, as the simulated ECS counts it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BudgetSample {
+    pub at_s: f64,
+    /// Tasks stevedore stopped that are not yet replaced, across the cluster.
+    pub stopped: u32,
+    /// StopTask calls answered in the last `moves.per` (with a move rate).
+    pub moves_in_period: u32,
 }
 
 /// A service event of ECS's own (AZ rebalancing started or completed).
@@ -369,6 +393,9 @@ struct Watch<'a> {
     over_budget: std::collections::BTreeSet<String>,
     /// With `Display::series`: what is sampled, and the samples.
     series: Vec<(Series, usize, Option<crate::backend::MetricQuery>)>,
+    /// With `Display::series` and a budget: the budget's samples, and its
+    /// `moves.per` in milliseconds.
+    budget_series: Option<(BudgetSeries, Option<Millis>)>,
 }
 
 /// Every service runs its desired count, each task running on an active
@@ -707,6 +734,20 @@ impl Watch<'_> {
             return;
         }
         let sim = backend.lock();
+        if let Some((budget, per)) = &mut self.budget_series {
+            budget.samples.push(BudgetSample {
+                at_s: now as f64 / 1000.0,
+                stopped: (0..sim.services.len())
+                    .map(|s| sim.disruption.stopped_now(s))
+                    .sum(),
+                moves_in_period: per.map_or(0, |per| {
+                    sim.stop_requests
+                        .iter()
+                        .filter(|at| **at + per > now && **at <= now)
+                        .count() as u32
+                }),
+            });
+        }
         let mut zones: BTreeMap<&str, usize> = BTreeMap::new();
         let mut open = vec![];
         for i in &sim.instances {
@@ -882,9 +923,29 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
         violations: vec![],
         over_budget: Default::default(),
         series: vec![],
+        budget_series: None,
     });
     if watch.borrow().display.series {
         watch.borrow_mut().series = series_of(&specs.policies, &backend.lock());
+        watch.borrow_mut().budget_series = specs.budget(&cluster).map(|b| {
+            let per = b.moves.map(|m| m.per.as_millis() as Millis);
+            (
+                BudgetSeries {
+                    budget: b.name.clone(),
+                    max_unavailable: b
+                        .max_unavailable
+                        .map(|m| m.resolve(backend.lock().state().tasks.len() as u32, 1)),
+                    moves: b.moves.map(|m| {
+                        (
+                            m.max,
+                            crate::plan::budget::span(m.per.as_millis() as Millis),
+                        )
+                    }),
+                    samples: vec![],
+                },
+                per,
+            )
+        });
     }
     let at = |ms: Millis| epoch + std::time::Duration::from_millis(ms);
     let options = controller::RunOptions {
@@ -1052,6 +1113,7 @@ async fn simulate(scenario: Scenario, display: Display<'_>) -> Report {
             .into_iter()
             .map(|(series, _, _)| series)
             .collect(),
+        budget_series: watch.budget_series.take().map(|(series, _)| series),
     };
     // Checked once at the end: the simulated ECS kept what it saw.
     for task in &backend.lock().stopped_protected {

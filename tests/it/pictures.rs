@@ -373,6 +373,74 @@ async fn the_dashboard_and_the_alerts_query_only_metrics_the_controller_serves()
     }
 }
 
+/// The page of a budgeted run with restarts (`budget-restarts`), rendered
+/// by Chromium: the budget's charts show the stops in the last 10 minutes
+/// reaching moves.max and never beyond it, as the report counts them, and
+/// the tasks stopped and not yet replaced, with a mark per stop.
+#[test]
+fn the_simulator_report_plots_the_budget_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("budget-restarts.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_stevedore"))
+        .args(["sim", "examples/scenarios/budget-restarts.yaml"])
+        .args(["--output", "json", "--html"])
+        .arg(&page)
+        .output()
+        .unwrap();
+    let report = crate::json_of_success(&out);
+    let url = format!("file://{}", page.display());
+    let dom = rendered_dom(&url);
+    let section = dom
+        .split("<section ")
+        .find(|s| s.starts_with(r#"class="service budget" data-budget="slow-and-steady""#))
+        .unwrap_or_else(|| panic!("no budget section:\n{dom}"));
+    let chart = |kind: &str| {
+        section
+            .split("<svg ")
+            .find(|s| s.starts_with(&format!("class=\"chart\" data-chart=\"{kind}\"")))
+            .unwrap_or_else(|| panic!("no {kind} chart:\n{section}"))
+    };
+    let moves = chart("budget-moves");
+    let disruption = &report["disruption"]["demo"];
+    let most = disruption["maxMovesInWindow"].as_u64().unwrap();
+    assert_eq!(most, 3);
+    assert!(
+        moves.contains(&format!(
+            r#"data-name="budget-moves" data-last="0" data-peak="{most}""#
+        )),
+        "{moves}"
+    );
+    assert!(
+        moves.contains(r#"data-name="moves.max" data-value="3""#),
+        "{moves}"
+    );
+    let stops = report["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "stopTask")
+        .count();
+    assert_eq!(stops, 10);
+    assert_eq!(moves.matches(r#"class="action "#).count(), stops, "{moves}");
+    // The restarts are on it, as timeline events.
+    assert_eq!(moves.matches(r#"class="event""#).count(), 3, "{moves}");
+    let stopped = chart("budget-stopped");
+    let peak: u64 = attributes(
+        stopped,
+        "polyline",
+        r#"data-name="budget-stopped""#,
+        "data-peak",
+    )[0]
+    .parse()
+    .unwrap();
+    assert!(
+        (1..=disruption["peakStopped"].as_u64().unwrap()).contains(&peak),
+        "{peak}: {disruption}"
+    );
+    let shot = screenshot(&url, "sim-report-budget.png", 1150, 700);
+    eprintln!("budget report: {}", shot.display());
+}
+
 /// `stevedore sim --html`: the page of a scaling scenario and of a zone's
 /// failure, rendered by Chromium, shows per service a line per zone, the
 /// skew against maxSkew, the count against the metric and its thresholds,
