@@ -373,16 +373,15 @@ async fn the_dashboard_and_the_alerts_query_only_metrics_the_controller_serves()
     }
 }
 
-/// The page of a budgeted run with restarts (`budget-restarts`), rendered
-/// by Chromium: the budget's charts show the stops in the last 10 minutes
-/// reaching moves.max and never beyond it, as the report counts them, and
-/// the tasks stopped and not yet replaced, with a mark per stop.
-#[test]
-fn the_simulator_report_plots_the_budget_in_a_real_browser() {
-    let dir = tempfile::tempdir().unwrap();
-    let page = dir.path().join("budget-restarts.html");
+/// `stevedore sim SCENARIO --output json --html` into `dir`: the JSON
+/// report, the page's URL, and its DOM as Chromium renders it.
+fn rendered_sim_report(
+    dir: &std::path::Path,
+    scenario: &str,
+) -> (serde_json::Value, String, String) {
+    let page = dir.join(format!("{scenario}.html"));
     let out = Command::new(env!("CARGO_BIN_EXE_stevedore"))
-        .args(["sim", "examples/scenarios/budget-restarts.yaml"])
+        .args(["sim", &format!("examples/scenarios/{scenario}.yaml")])
         .args(["--output", "json", "--html"])
         .arg(&page)
         .output()
@@ -390,15 +389,30 @@ fn the_simulator_report_plots_the_budget_in_a_real_browser() {
     let report = crate::json_of_success(&out);
     let url = format!("file://{}", page.display());
     let dom = rendered_dom(&url);
+    (report, url, dom)
+}
+
+/// The SVG chart of `kind` in a section of a rendered page.
+fn chart_in<'a>(section: &'a str, kind: &str) -> Option<&'a str> {
+    section
+        .split("<svg ")
+        .find(|s| s.starts_with(&format!("class=\"chart\" data-chart=\"{kind}\"")))
+}
+
+/// The page of a budgeted run with restarts (`budget-restarts`), rendered
+/// by Chromium: the budget's charts show the stops in the last 10 minutes
+/// reaching moves.max and never beyond it, as the report counts them, and
+/// the tasks stopped and not yet replaced, with a mark per stop.
+#[test]
+fn the_simulator_report_plots_the_budget_in_a_real_browser() {
+    let dir = tempfile::tempdir().unwrap();
+    let (report, url, dom) = rendered_sim_report(dir.path(), "budget-restarts");
     let section = dom
         .split("<section ")
         .find(|s| s.starts_with(r#"class="service budget" data-budget="slow-and-steady""#))
         .unwrap_or_else(|| panic!("no budget section:\n{dom}"));
     let chart = |kind: &str| {
-        section
-            .split("<svg ")
-            .find(|s| s.starts_with(&format!("class=\"chart\" data-chart=\"{kind}\"")))
-            .unwrap_or_else(|| panic!("no {kind} chart:\n{section}"))
+        chart_in(section, kind).unwrap_or_else(|| panic!("no {kind} chart:\n{section}"))
     };
     let moves = chart("budget-moves");
     let disruption = &report["disruption"]["demo"];
@@ -453,16 +467,7 @@ fn the_simulator_report_plots_each_service_in_a_real_browser() {
         ("zone-failure-and-recovery", "sim-report-zone-failure.png"),
         ("ecs-az-rebalancing", "sim-report-ecs-az-rebalancing.png"),
     ] {
-        let page = dir.path().join(format!("{scenario}.html"));
-        let out = Command::new(env!("CARGO_BIN_EXE_stevedore"))
-            .args(["sim", &format!("examples/scenarios/{scenario}.yaml")])
-            .args(["--output", "json", "--html"])
-            .arg(&page)
-            .output()
-            .unwrap();
-        let report = crate::json_of_success(&out);
-        let url = format!("file://{}", page.display());
-        let dom = rendered_dom(&url);
+        let (report, url, dom) = rendered_sim_report(dir.path(), scenario);
         let events = report["reactions"].as_array().unwrap().len();
         assert!(
             events > 0 || scenario != "zone-failure-and-recovery",
@@ -476,9 +481,7 @@ fn the_simulator_report_plots_each_service_in_a_real_browser() {
                 .unwrap_or_else(|| panic!("{scenario}: no section for {name}:\n{dom}"));
             let zones = service["tasksPerZone"].as_object().unwrap();
             let chart = |kind: &str| {
-                section
-                    .split("<svg ")
-                    .find(|s| s.starts_with(&format!("class=\"chart\" data-chart=\"{kind}\"")))
+                chart_in(section, kind)
                     .unwrap_or_else(|| panic!("{scenario}/{name}: no {kind} chart:\n{section}"))
             };
             // A line per zone, each ending at the report's final count.
