@@ -180,8 +180,8 @@ pub struct BudgetUse {
 
 impl BudgetUse {
     /// One line: each limit as spent, then what holds every stop (or that
-    /// stops are allowed): `0 of 1 tasks unavailable, 2 of 2 moves in the
-    /// last 1h; holding: ...`.
+    /// stops are allowed): `0 of 1 unavailable, 2 of 2 moves in the last
+    /// 1h; holding stops: ...`.
     pub fn summary(&self) -> String {
         let mut parts = vec![];
         if let Some(max) = self.max_unavailable {
